@@ -1,0 +1,52 @@
+"""Result types returned by the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["EmbeddingResult", "PartialResult", "Usage"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the service counted: tokens of text and number of images."""
+
+    token_count: int = 0
+    image: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.token_count + other.token_count, self.image + other.image)
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors for one call, in input order, with summed usage and the request ids."""
+
+    embeddings: list[list[float]]
+    usage: Usage = field(default_factory=Usage)
+    request_ids: list[str] = field(default_factory=list)
+    model: str = ""
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+@dataclass
+class PartialResult:
+    """What a failed multi-request call had already done.
+
+    ``embeddings[i]`` is the vector of input ``i`` or ``None`` if it has none;
+    ``failed_indices`` lists, in order, every input without a vector; ``errors`` maps a
+    failed input index to the error that stopped its request (``None`` when the input
+    was never sent because the call stopped first).
+    """
+
+    embeddings: list[list[float] | None]
+    failed_indices: list[int]
+    errors: dict[int, BaseException | None] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    request_ids: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded_indices(self) -> list[int]:
+        return [i for i, v in enumerate(self.embeddings) if v is not None]
