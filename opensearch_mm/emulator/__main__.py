@@ -1,0 +1,71 @@
+"""``python -m opensearch_mm.emulator``: run the emulator until Ctrl-C (or SIGTERM)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from . import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m opensearch_mm.emulator",
+        description="A local server speaking the AI Search Open Platform multimodal "
+        "embedding API. Prints its URL on the first line of stdout.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (0 = any free port; default 8080)")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="the accepted API key (default: $OPENSEARCH_MM_API_KEY, else 'test-key')",
+    )
+    p.add_argument("--qps", type=float, default=None, help="requests per second before 429")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
+    p.add_argument("--seed", type=int, default=0, help="seed mixed into every vector")
+    p.add_argument("--verbose", action="store_true", help="log method, path and status")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    api_key = args.api_key or os.environ.get("OPENSEARCH_MM_API_KEY") or "test-key"
+    emu = Emulator(
+        api_key,
+        host=args.host,
+        port=args.port,
+        qps=args.qps,
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        verbose=args.verbose,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    emu.start()
+    try:
+        print(emu.url, flush=True)
+        print(
+            f"opensearch-mm emulator serving {emu.url} (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,776 @@
+"""The emulator: a local HTTP server speaking the multimodal embedding API.
+
+Order of checks for each request (the real service's order is not documented):
+
+1. the path (404 ``NotFound``; 405 ``MethodNotAllowed`` for a non-POST on the API path);
+2. the request body is read (or drained, when over the 8 MiB limit);
+3. ``Authorization: Bearer <key>`` (401 ``Unauthorized``);
+4. a scripted fault (:meth:`Emulator.inject`) or a random one (:meth:`Emulator.set_random_faults`);
+   "slow" and "incomplete" take effect at the answer, the others answer at once;
+5. the ``qps`` token bucket (429 ``Throttling.RateQuota``; a throttled request takes no token);
+6. the body size (400 ``InvalidParameter``), the service id (400 ``ServiceIdNotExist``), the body
+   (400 ``InvalidParameter``);
+7. the ``latency_ms`` sleep, then 200 with the embeddings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from opensearch_mm.models import MODELS
+
+from ._validate import MAX_BODY_BYTES, InputItem, RequestError, parse_body
+from ._vectors import VectorCache, estimate_tokens
+
+__all__ = [
+    "FAULT_KINDS",
+    "Emulator",
+    "EmulatorStats",
+    "RequestRecord",
+]
+
+logger = logging.getLogger("opensearch_mm.emulator")
+
+API_PREFIX = "/v3/openapi/workspaces/"
+API_SEGMENT = "multi-modal-embedding"
+
+FAULT_KINDS: tuple[str, ...] = (
+    "throttle",
+    "throttling",
+    "quota",
+    "server_error",
+    "drop",
+    "malformed",
+    "incomplete",
+    "slow",
+    "bad_gateway",
+)
+
+# kind -> (status, code, message) for the faults answered with an error body.
+_ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
+    "throttle": (
+        429,
+        "Throttling.RateQuota",
+        "Requests rate limit exceeded, please try again later.",
+    ),
+    "throttling": (429, "Throttling", "Requests throttling triggered."),
+    "quota": (
+        429,
+        "Throttling.AllocationQuota",
+        "Allocated quota exceeded, please increase your quota limit.",
+    ),
+    "server_error": (
+        500,
+        "InternalServerError",
+        "An internal error has occured, please try again later or contact service support.",
+    ),
+}
+
+_BAD_GATEWAY_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+# Bodies up to this size are drained when refused, so the connection can be kept.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+_IDLE_TIMEOUT = 120.0
+_DISCONNECT_ERRORS = (ConnectionError, TimeoutError, socket.timeout, OSError)
+
+
+@dataclass(frozen=True)
+class EmulatorStats:
+    """A snapshot of the emulator's counters (see :attr:`Emulator.stats`)."""
+
+    requests: int = 0
+    """HTTP requests received (any path, any outcome)."""
+    by_status: dict[int, int] = field(default_factory=dict)
+    """Responses sent, by HTTP status (dropped requests are not here)."""
+    throttled: int = 0
+    """429 responses (qps bucket and scripted throttling faults)."""
+    inputs_embedded: int = 0
+    """Inputs answered with an embedding in 200 responses."""
+    max_in_flight: int = 0
+    """Most requests being handled at the same time."""
+    connections: int = 0
+    """TCP connections accepted."""
+    dropped: int = 0
+    """Requests whose connection was closed without an answer ("drop" faults)."""
+    faults: int = 0
+    """Scripted or random faults applied."""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A summary of one request (see :attr:`Emulator.requests_log`); never holds the API key."""
+
+    method: str
+    path: str
+    status: int | None
+    """HTTP status answered; ``None`` when the connection was dropped."""
+    n_inputs: int | None
+    """Number of items in ``input`` when the body parsed, else ``None``."""
+    body_bytes: int
+    headers: dict[str, str]
+    """Request headers (lower-case names) without ``Authorization`` and without any header
+    carrying the bearer token."""
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: str
+    retry_after: float | None = None
+    delay: float = 0.0
+
+
+class _TokenBucket:
+    """A thread-safe token bucket: ``rate`` tokens per second, ``capacity`` tokens at most."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("qps must be > 0")
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+def _error_body(request_id: str, code: str, message: str) -> bytes:
+    return orjson.dumps({"request_id": request_id, "latency": 0, "code": code, "message": message})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _DISCONNECT_ERRORS):
+            return  # a client went away: not worth a traceback
+        logger.exception("emulator: unexpected error serving %s", client_address)
+
+    def close_open_connections(self) -> None:
+        with self.sockets_lock:
+            socks = list(self.open_sockets)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = _IDLE_TIMEOUT
+    server: _Server
+
+    # -- connection lifecycle -------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        srv = self.server
+        with srv.sockets_lock:
+            srv.open_sockets.add(self.connection)
+        srv.emulator._count_connection()
+
+    def finish(self) -> None:
+        with self.server.sockets_lock:
+            self.server.open_sockets.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def handle(self) -> None:
+        with contextlib.suppress(*_DISCONNECT_ERRORS):
+            super().handle()
+
+    def version_string(self) -> str:
+        return "opensearch-mm-emulator"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # default request logging is off; see Emulator(verbose=True)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        self._handle()
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_POST
+
+    def _handle(self) -> None:
+        emu = self.server.emulator
+        emu._begin_request()
+        try:
+            self._process(emu)
+        finally:
+            emu._end_request()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _read_body(self) -> tuple[bytes, int, bool]:
+        """(body, size, oversized). An oversized body is drained (or the connection closed)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw_len = self.headers.get("Content-Length")
+        if raw_len is None:
+            return b"", 0, False
+        try:
+            length = int(raw_len)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise RequestError("invalid Content-Length header") from None
+        if length > MAX_BODY_BYTES:
+            if length > _DRAIN_LIMIT:
+                self.close_connection = True
+            else:
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+            return b"", length, True
+        body = self.rfile.read(length)
+        return body, len(body), False
+
+    def _read_chunked(self) -> tuple[bytes, int, bool]:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                n = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise RequestError("malformed chunked request body") from None
+            if n == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            data = self.rfile.read(n)
+            self.rfile.readline(16)
+            size += len(data)
+            if size <= MAX_BODY_BYTES:
+                parts.append(data)
+            elif size > _DRAIN_LIMIT:
+                self.close_connection = True
+                return b"", size, True
+        if size > MAX_BODY_BYTES:
+            return b"", size, True
+        return b"".join(parts), size, False
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        request_id: str | None = None,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if request_id is not None:
+            self.send_header("x-acs-request-id", request_id)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        rid = _request_id()
+        self._send(status, _error_body(rid, code, message), request_id=rid, headers=headers)
+        return status
+
+    def _safe_headers(self) -> dict[str, str]:
+        token = self.server.emulator.api_key
+        out: dict[str, str] = {}
+        for k, v in self.headers.items():
+            name = k.lower()
+            if name == "authorization" or (token and token in v):
+                continue
+            out[name] = v
+        return out
+
+    # -- the request ----------------------------------------------------------------------
+    def _process(self, emu: Emulator) -> None:
+        t0 = time.monotonic()
+        path = self.path.split("?", 1)[0]
+        parts = path.split("/")
+        # "", "v3", "openapi", "workspaces", ws, "multi-modal-embedding", service_id
+        on_api = (
+            path.startswith(API_PREFIX)
+            and len(parts) == 7
+            and parts[4] != ""
+            and parts[5] == API_SEGMENT
+            and parts[6] != ""
+        )
+        service_id = parts[6] if on_api else None
+        status: int | None = None
+        n_inputs: int | None = None
+        size = 0
+        fault_kind: str | None = None
+        try:
+            try:
+                body, size, oversized = self._read_body()
+            except RequestError as exc:
+                status = self._send_error(400, "InvalidParameter", str(exc))
+                return
+            if not on_api:
+                status = self._send_error(
+                    404, "NotFound", f"The requested path {path} is not found."
+                )
+                return
+            if self.command != "POST":
+                status = self._send_error(
+                    405, "MethodNotAllowed", f"Method {self.command} is not allowed; use POST."
+                )
+                return
+            if not emu._authorized(self.headers.get("Authorization")):
+                status = self._send_error(401, "Unauthorized", "Invalid or missing API key.")
+                return
+
+            fault = emu._next_fault()
+            if fault is not None:
+                fault_kind = fault.kind
+                early = self._apply_early_fault(fault)
+                if early is not None:
+                    status = early if early > 0 else None
+                    return
+
+            if not emu._take_token():
+                status = self._send_error(*_ERROR_FAULTS["throttle"])
+                return
+            if oversized:
+                status = self._send_error(400, "InvalidParameter", "request body exceeds 8 MB")
+                return
+            assert service_id is not None
+            info = MODELS.get(service_id)
+            if info is None or info.dimensions is None:
+                status = self._send_error(400, "ServiceIdNotExist", "service_id is not exist.")
+                return
+            try:
+                items = parse_body(body)
+            except RequestError as exc:
+                status = self._send_error(400, "InvalidParameter", str(exc))
+                return
+            n_inputs = len(items)
+
+            delay = emu.latency_ms / 1000.0
+            if fault is not None and fault.kind == "slow":
+                delay += fault.delay
+            if delay > 0:
+                time.sleep(delay)
+            status = self._answer(
+                emu, service_id, info.dimensions, info.combined_input, items, t0, fault
+            )
+        finally:
+            emu._record(
+                RequestRecord(
+                    method=self.command,
+                    path=path,
+                    status=status,
+                    n_inputs=n_inputs,
+                    body_bytes=size,
+                    headers=self._safe_headers(),
+                    fault=fault_kind,
+                )
+            )
+            if emu.verbose:
+                print(
+                    f"emulator: {self.command} {path} -> {status if status else 'dropped'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def _apply_early_fault(self, fault: _Fault) -> int | None:
+        """Answer a fault that answers at once: the status, 0 when dropped, ``None`` otherwise."""
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            ra = fault.retry_after
+            headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else f"{ra:g}"
+        if fault.kind in _ERROR_FAULTS:
+            st, code, message = _ERROR_FAULTS[fault.kind]
+            return self._send_error(st, code, message, headers=headers)
+        if fault.kind == "bad_gateway":
+            self._send(502, _BAD_GATEWAY_HTML, content_type="text/html", headers=headers)
+            return 502
+        if fault.kind == "drop":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return 0
+        if fault.kind == "malformed":
+            rid = _request_id()
+            body = (
+                b'{"request_id": "' + rid.encode() + b'", "latency": 3, "usage": {"image": 0, '
+                b'"token_count": 1}, "result": {"embeddings": [{"index": 0, "embedding": [0.01'
+            )
+            self._send(200, body, request_id=rid)
+            return 200
+        return None  # "slow" and "incomplete" act on the answer
+
+    def _answer(
+        self,
+        emu: Emulator,
+        service_id: str,
+        dim: int,
+        combined: bool,
+        items: list[InputItem],
+        t0: float,
+        fault: _Fault | None,
+    ) -> int:
+        embeddings: list[dict[str, Any]] = []
+        n_images = 0
+        tokens = 0
+        for i, item in enumerate(items):
+            text, image = item.text, item.image
+            if text is not None and image is not None and not combined:
+                image = None  # m2-encoder: the image beside a text is silently ignored
+            if image is not None:
+                n_images += 1
+            if text is not None:
+                tokens += estimate_tokens(text)
+            vec = emu._vectors.vector(service_id, dim, text, image)
+            embeddings.append({"index": i, "embedding": vec})
+        if fault is not None and fault.kind == "incomplete":
+            embeddings.pop()
+        rid = _request_id()
+        latency = max(1, round((time.monotonic() - t0) * 1000))
+        doc = {
+            "request_id": rid,
+            "latency": latency,
+            "usage": {"image": n_images, "token_count": tokens},
+            "result": {"embeddings": embeddings},
+        }
+        body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        self._send(200, body, request_id=rid)
+        emu._count_embedded(len(embeddings))
+        return 200
+
+
+class Emulator:
+    """A local server speaking the multimodal embedding API, for tests and offline work.
+
+    ``with Emulator() as emu:`` starts it on a free port; point a client at ``emu.url``
+    (or the official SDK at ``emu.endpoint`` with ``protocol="http"``). Every service id of
+    :data:`opensearch_mm.models.MODELS` is served; vectors are deterministic per
+    ``(seed, service_id, text, image)`` and L2-normalised.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        qps: float | None = None,
+        latency_ms: float = 0.0,
+        seed: int = 0,
+        verbose: bool = False,
+        log_size: int = 1000,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self._requested_port = port
+        self.latency_ms = latency_ms
+        self.seed = seed
+        self.verbose = verbose
+        self._vectors = VectorCache(seed)
+        self._lock = threading.Lock()
+        self._bucket: _TokenBucket | None = None
+        self._qps: float | None = None
+        self.qps = qps
+        self._faults: deque[_Fault] = deque()
+        self._random_rate = 0.0
+        self._random_kinds: tuple[str, ...] = ()
+        self._random_rng = random.Random(0)
+        self._random_slow_delay = 0.2
+        self._log: deque[RequestRecord] = deque(maxlen=log_size)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._requests = 0
+        self._by_status: Counter[int] = Counter()
+        self._inputs_embedded = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._connections = 0
+        self._dropped = 0
+        self._faults_applied = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        """Bind and serve in a background daemon thread; returns ``self``."""
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self._requested_port), self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"opensearch-mm-emulator:{server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_open_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (IPv6 hosts in brackets)."""
+        return f"http://{self.endpoint}"
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` without scheme, as the official SDK's ``Config(endpoint=...)`` wants."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        where = self.url if self.running else "stopped"
+        return f"Emulator({where}, qps={self.qps}, latency_ms={self.latency_ms})"
+
+    # -- runtime knobs ----------------------------------------------------------------------
+    @property
+    def qps(self) -> float | None:
+        """Requests per second allowed (token bucket, burst = qps); ``None`` for no limit."""
+        return self._qps
+
+    @qps.setter
+    def qps(self, value: float | None) -> None:
+        bucket = None if value is None else _TokenBucket(float(value))
+        with self._lock:
+            self._qps = None if value is None else float(value)
+            self._bucket = bucket
+
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        *,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Apply fault ``kind`` to the next ``count`` authorised API requests.
+
+        The fault is taken after the path and auth checks and before throttling and body
+        validation. Kinds: see :data:`FAULT_KINDS`. ``retry_after`` (seconds) adds a
+        ``Retry-After`` header to 429/5xx answers; ``delay`` is the extra wait of "slow".
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        f = _Fault(kind, retry_after, delay)
+        with self._lock:
+            self._faults.extend([f] * count)
+
+    def set_random_faults(
+        self,
+        rate: float,
+        kinds: list[str] | tuple[str, ...] | None = None,
+        seed: int | None = None,
+        slow_delay: float = 0.2,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        """Fail each request with probability ``rate`` with a kind drawn from ``kinds``.
+
+        ``rate=0`` turns random faults off. Scripted faults (:meth:`inject`) come first.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be within [0, 1]")
+        chosen = tuple(kinds) if kinds is not None else ("throttle", "server_error")
+        for k in chosen:
+            if k not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {k!r}; expected one of {FAULT_KINDS}")
+        if rate > 0 and not chosen:
+            raise ValueError("kinds must not be empty")
+        with self._lock:
+            self._random_rate = rate
+            self._random_kinds = chosen
+            self._random_rng = random.Random(seed)
+            self._random_slow_delay = slow_delay
+            self._random_retry_after = retry_after
+
+    def clear_faults(self) -> None:
+        """Forget scripted faults and turn random faults off."""
+        with self._lock:
+            self._faults.clear()
+            self._random_rate = 0.0
+
+    @property
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    # -- stats ----------------------------------------------------------------------------
+    @property
+    def stats(self) -> EmulatorStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return EmulatorStats(
+                requests=self._requests,
+                by_status=dict(self._by_status),
+                throttled=self._by_status.get(429, 0),
+                inputs_embedded=self._inputs_embedded,
+                max_in_flight=self._max_in_flight,
+                connections=self._connections,
+                dropped=self._dropped,
+                faults=self._faults_applied,
+            )
+
+    @property
+    def requests_log(self) -> list[RequestRecord]:
+        """The last ``log_size`` requests, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def reset_stats(self) -> None:
+        """Zero the counters and clear the request log (in-flight requests still finish)."""
+        with self._lock:
+            in_flight = self._in_flight
+            self._reset_counters()
+            self._in_flight = in_flight
+            self._max_in_flight = in_flight
+            self._log.clear()
+
+    # -- internals used by the handler --------------------------------------------------
+    def _reset_counters(self) -> None:
+        self._requests = 0
+        self._by_status = Counter()
+        self._inputs_embedded = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._connections = 0
+        self._dropped = 0
+        self._faults_applied = 0
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._connections += 1
+
+    def _begin_request(self) -> None:
+        with self._lock:
+            self._requests += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _end_request(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _count_embedded(self, n: int) -> None:
+        with self._lock:
+            self._inputs_embedded += n
+
+    def _record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            if rec.status is None:
+                self._dropped += 1
+            else:
+                self._by_status[rec.status] += 1
+            self._log.append(rec)
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+    def _next_fault(self) -> _Fault | None:
+        with self._lock:
+            if self._faults:
+                self._faults_applied += 1
+                return self._faults.popleft()
+            if self._random_rate > 0 and self._random_rng.random() < self._random_rate:
+                kind = self._random_rng.choice(self._random_kinds)
+                self._faults_applied += 1
+                return _Fault(kind, self._random_retry_after, self._random_slow_delay)
+        return None
+
+    def _take_token(self) -> bool:
+        bucket = self._bucket
+        return bucket is None or bucket.try_acquire()
+
+    _random_retry_after: float | None = None
