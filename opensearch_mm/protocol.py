@@ -1,0 +1,254 @@
+"""The wire protocol, without I/O: URLs, headers, and checking what the service answers.
+
+Both drivers (sync and async) call these functions; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from ._version import __version__
+from .errors import (
+    APIError,
+    APIResponseError,
+    AuthenticationError,
+    ConfigurationError,
+    InternalServerError,
+    InvalidParameterError,
+    QuotaExceededError,
+    RateLimitError,
+    ServiceNotFoundError,
+)
+from .results import Usage
+
+__all__ = [
+    "BatchResponse",
+    "build_url",
+    "error_from_response",
+    "normalize_endpoint",
+    "parse_response",
+    "parse_retry_after",
+    "request_headers",
+]
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """``host``, ``host:port`` or ``scheme://host[:port][/prefix]`` -> a base URL.
+
+    No scheme means https, as the official SDK's default. Only http and https are allowed.
+    """
+    value = endpoint.strip()
+    if not value:
+        raise ConfigurationError("endpoint is empty")
+    if "://" not in value:
+        value = "https://" + value
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigurationError(
+            f"endpoint scheme must be http or https, got {parts.scheme!r}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"endpoint {endpoint!r} has no host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError("endpoint must not carry a query, fragment or credentials")
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def build_url(base_url: str, workspace: str, service_id: str) -> str:
+    """The embedding URL for one workspace and service id (path segments escaped)."""
+    for name, value in (("workspace", workspace), ("model", service_id)):
+        if not value or not value.strip():
+            raise ConfigurationError(f"{name} is empty")
+    return (
+        f"{base_url}/v3/openapi/workspaces/{quote(workspace, safe='')}"
+        f"/multi-modal-embedding/{quote(service_id, safe='')}"
+    )
+
+
+def request_headers(api_key: str) -> dict[str, str]:
+    """Headers of every request. The key goes in ``Authorization`` and nowhere else."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": f"opensearch-mm/{__version__}",
+    }
+
+
+@dataclass(frozen=True)
+class BatchResponse:
+    """A checked successful answer: one vector per input of the request, in order."""
+
+    embeddings: list[list[float]]
+    usage: Usage
+    request_id: str | None
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "****")
+    return text
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            value = float(raw_ms) / 1000.0
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
+    if parsed is None:
+        return None
+    return max(parsed.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def error_from_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> APIError:
+    """Map an error answer to the matching :class:`APIError` subclass."""
+    data = _load_json(body)
+    code: str | None = None
+    message = ""
+    request_id: str | None = None
+    if isinstance(data, dict):
+        code = data.get("code") if isinstance(data.get("code"), str) else None
+        message = str(data.get("message") or "")
+        rid = data.get("request_id") or data.get("requestId")
+        request_id = str(rid) if rid else None
+    if not message:
+        snippet = body[:200].decode("utf-8", "replace").strip()
+        message = snippet or "(empty body)"
+    message = _scrub(message, secrets)
+    request_id = request_id or headers.get("x-acs-request-id") or headers.get("x-request-id")
+    retry_after = parse_retry_after(headers)
+    cls: type[APIError]
+    if status_code in (401, 403):
+        cls = AuthenticationError
+    elif status_code == 404 or code == "ServiceIdNotExist":
+        cls = ServiceNotFoundError
+    elif status_code == 429:
+        cls = QuotaExceededError if code == "Throttling.AllocationQuota" else RateLimitError
+    elif status_code == 400:
+        cls = InvalidParameterError
+    elif status_code >= 500:
+        cls = InternalServerError
+    else:
+        cls = APIError
+    return cls(
+        message, status_code=status_code, code=code, request_id=request_id, retry_after=retry_after
+    )
+
+
+def parse_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    expected: int,
+    dimensions: int | None,
+    secrets: tuple[str, ...] = (),
+) -> BatchResponse:
+    """Check an answer to a request of ``expected`` inputs; raise on any error or defect.
+
+    Every index ``0..expected-1`` must be answered exactly once with a finite vector of
+    ``dimensions`` numbers (or, for an unknown model, all vectors of one length).
+    """
+    if not 200 <= status_code < 300:
+        raise error_from_response(status_code, headers, body, secrets=secrets)
+    data = _load_json(body)
+    rid_header = headers.get("x-acs-request-id")
+    if not isinstance(data, dict):
+        raise APIResponseError("response body is not a JSON object", request_id=rid_header)
+    request_id = data.get("request_id")
+    request_id = str(request_id) if request_id else rid_header
+    if data.get("code") and "result" not in data:
+        # An error body with a 2xx status: treat it as the error it describes.
+        raise error_from_response(500 if status_code == 200 else status_code, headers, body,
+                                  secrets=secrets)
+    result = data.get("result")
+    items = result.get("embeddings") if isinstance(result, dict) else None
+    if not isinstance(items, list):
+        raise APIResponseError("response has no result.embeddings list", request_id=request_id)
+    vectors: list[list[float] | None] = [None] * expected
+    width = dimensions
+    for item in items:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < expected:
+            raise APIResponseError(
+                f"response has an embedding with index {index!r} for a request of "
+                f"{expected} inputs",
+                request_id=request_id,
+            )
+        if vectors[index] is not None:
+            raise APIResponseError(f"response answers index {index} twice", request_id=request_id)
+        vector = item.get("embedding")
+        if not isinstance(vector, list) or not vector:
+            raise APIResponseError(
+                f"embedding {index} is not a non-empty list", request_id=request_id
+            )
+        if width is None:
+            width = len(vector)
+        if len(vector) != width:
+            want = "model dimension" if dimensions is not None else "other vectors"
+            raise APIResponseError(
+                f"embedding {index} has {len(vector)} numbers, {want} is {width}",
+                request_id=request_id,
+            )
+        try:
+            # sum() runs in C: a cheap check that every element is a number.
+            total = sum(vector)
+        except TypeError:
+            raise APIResponseError(
+                f"embedding {index} holds a non-number", request_id=request_id
+            ) from None
+        if not math.isfinite(total):
+            raise APIResponseError(f"embedding {index} is not finite", request_id=request_id)
+        vectors[index] = vector
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        raise APIResponseError(
+            f"response lacks embeddings for {len(missing)} of {expected} inputs "
+            f"(request positions {missing[:10]})",
+            request_id=request_id,
+        )
+    usage_data = data.get("usage")
+    usage = Usage()
+    if isinstance(usage_data, dict):
+        tokens = usage_data.get("token_count")
+        images = usage_data.get("image")
+        usage = Usage(
+            tokens if isinstance(tokens, int) else 0, images if isinstance(images, int) else 0
+        )
+    return BatchResponse(vectors, usage, request_id)  # type: ignore[arg-type]
