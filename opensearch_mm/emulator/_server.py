@@ -201,6 +201,12 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = _IDLE_TIMEOUT
     server: _Server
+    # per-request summary for the log (set at the start of each request)
+    _rec_path: str = ""
+    _rec_n_inputs: int | None = None
+    _rec_size: int = 0
+    _rec_fault: str | None = None
+    _recorded: bool = False
 
     # -- connection lifecycle -------------------------------------------------------------
     def setup(self) -> None:
@@ -304,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        self._record(status)  # before the answer leaves, so stats are current for the client
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -323,10 +330,31 @@ class _Handler(BaseHTTPRequestHandler):
         code: str,
         message: str,
         headers: Mapping[str, str] | None = None,
-    ) -> int:
+    ) -> None:
         rid = _request_id()
         self._send(status, _error_body(rid, code, message), request_id=rid, headers=headers)
-        return status
+
+    def _record(self, status: int | None) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        emu = self.server.emulator
+        emu._record(
+            RequestRecord(
+                method=self.command,
+                path=self._rec_path,
+                status=status,
+                n_inputs=self._rec_n_inputs,
+                body_bytes=self._rec_size,
+                headers=self._safe_headers(),
+                fault=self._rec_fault,
+            )
+        )
+        if emu.verbose:
+            shown = status if status is not None else "dropped"
+            print(
+                f"emulator: {self.command} {self._rec_path} -> {shown}", file=sys.stderr, flush=True
+            )
 
     def _safe_headers(self) -> dict[str, str]:
         token = self.server.emulator.api_key
@@ -352,100 +380,82 @@ class _Handler(BaseHTTPRequestHandler):
             and parts[6] != ""
         )
         service_id = parts[6] if on_api else None
-        status: int | None = None
-        n_inputs: int | None = None
-        size = 0
-        fault_kind: str | None = None
+        self._rec_path = path
+        self._rec_n_inputs = None
+        self._rec_size = 0
+        self._rec_fault = None
+        self._recorded = False
         try:
             try:
-                body, size, oversized = self._read_body()
+                body, self._rec_size, oversized = self._read_body()
             except RequestError as exc:
-                status = self._send_error(400, "InvalidParameter", str(exc))
+                self._send_error(400, "InvalidParameter", str(exc))
                 return
             if not on_api:
-                status = self._send_error(
-                    404, "NotFound", f"The requested path {path} is not found."
-                )
+                self._send_error(404, "NotFound", f"The requested path {path} is not found.")
                 return
             if self.command != "POST":
-                status = self._send_error(
+                self._send_error(
                     405, "MethodNotAllowed", f"Method {self.command} is not allowed; use POST."
                 )
                 return
             if not emu._authorized(self.headers.get("Authorization")):
-                status = self._send_error(401, "Unauthorized", "Invalid or missing API key.")
+                self._send_error(401, "Unauthorized", "Invalid or missing API key.")
                 return
 
             fault = emu._next_fault()
             if fault is not None:
-                fault_kind = fault.kind
-                early = self._apply_early_fault(fault)
-                if early is not None:
-                    status = early if early > 0 else None
+                self._rec_fault = fault.kind
+                if self._apply_early_fault(fault):
                     return
 
             if not emu._take_token():
-                status = self._send_error(*_ERROR_FAULTS["throttle"])
+                self._send_error(*_ERROR_FAULTS["throttle"])
                 return
             if oversized:
-                status = self._send_error(400, "InvalidParameter", "request body exceeds 8 MB")
+                self._send_error(400, "InvalidParameter", "request body exceeds 8 MB")
                 return
             assert service_id is not None
             info = MODELS.get(service_id)
             if info is None or info.dimensions is None:
-                status = self._send_error(400, "ServiceIdNotExist", "service_id is not exist.")
+                self._send_error(400, "ServiceIdNotExist", "service_id is not exist.")
                 return
             try:
                 items = parse_body(body)
             except RequestError as exc:
-                status = self._send_error(400, "InvalidParameter", str(exc))
+                self._send_error(400, "InvalidParameter", str(exc))
                 return
-            n_inputs = len(items)
+            self._rec_n_inputs = len(items)
 
             delay = emu.latency_ms / 1000.0
             if fault is not None and fault.kind == "slow":
                 delay += fault.delay
             if delay > 0:
                 time.sleep(delay)
-            status = self._answer(
-                emu, service_id, info.dimensions, info.combined_input, items, t0, fault
-            )
+            self._answer(emu, service_id, info.dimensions, info.combined_input, items, t0, fault)
         finally:
-            emu._record(
-                RequestRecord(
-                    method=self.command,
-                    path=path,
-                    status=status,
-                    n_inputs=n_inputs,
-                    body_bytes=size,
-                    headers=self._safe_headers(),
-                    fault=fault_kind,
-                )
-            )
-            if emu.verbose:
-                print(
-                    f"emulator: {self.command} {path} -> {status if status else 'dropped'}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            if not self._recorded:
+                self._record(None)
 
-    def _apply_early_fault(self, fault: _Fault) -> int | None:
-        """Answer a fault that answers at once: the status, 0 when dropped, ``None`` otherwise."""
+    def _apply_early_fault(self, fault: _Fault) -> bool:
+        """Answer a fault that answers at once; ``False`` for "slow" and "incomplete"."""
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
             ra = fault.retry_after
             headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else f"{ra:g}"
         if fault.kind in _ERROR_FAULTS:
             st, code, message = _ERROR_FAULTS[fault.kind]
-            return self._send_error(st, code, message, headers=headers)
+            self._send_error(st, code, message, headers=headers)
+            return True
         if fault.kind == "bad_gateway":
             self._send(502, _BAD_GATEWAY_HTML, content_type="text/html", headers=headers)
-            return 502
+            return True
         if fault.kind == "drop":
+            self._record(None)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            return 0
+            return True
         if fault.kind == "malformed":
             rid = _request_id()
             body = (
@@ -453,8 +463,8 @@ class _Handler(BaseHTTPRequestHandler):
                 b'"token_count": 1}, "result": {"embeddings": [{"index": 0, "embedding": [0.01'
             )
             self._send(200, body, request_id=rid)
-            return 200
-        return None  # "slow" and "incomplete" act on the answer
+            return True
+        return False  # "slow" and "incomplete" act on the answer
 
     def _answer(
         self,
@@ -465,7 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
         items: list[InputItem],
         t0: float,
         fault: _Fault | None,
-    ) -> int:
+    ) -> None:
         embeddings: list[dict[str, Any]] = []
         n_images = 0
         tokens = 0
@@ -490,9 +500,8 @@ class _Handler(BaseHTTPRequestHandler):
             "result": {"embeddings": embeddings},
         }
         body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-        self._send(200, body, request_id=rid)
         emu._count_embedded(len(embeddings))
-        return 200
+        self._send(200, body, request_id=rid)
 
 
 class Emulator:
