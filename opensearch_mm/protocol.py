@@ -5,6 +5,7 @@ Both drivers (sync and async) call these functions; nothing here touches the net
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import time
@@ -117,9 +118,12 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         return value if math.isfinite(value) and value >= 0 else None
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
-    if parsed is None:
-        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None  # neither seconds nor an HTTP date: ignore it, as if absent
+    if parsed.tzinfo is None:  # "-0000": an HTTP date is always UTC
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return max(parsed.timestamp() - (time.time() if now is None else now), 0.0)
 
 
