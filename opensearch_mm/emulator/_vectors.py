@@ -30,7 +30,7 @@ class VectorCache:
     so it is identical across processes. A bounded LRU keeps CPU low under load.
     """
 
-    def __init__(self, seed: int = 0, maxsize: int = 4096) -> None:
+    def __init__(self, seed: int = 0, maxsize: int = 8192) -> None:
         self._seed = seed
         self._maxsize = maxsize
         self._lock = threading.Lock()
