@@ -103,6 +103,7 @@ class MultiModalEmbeddingClient:
         model: str = DEFAULT_MODEL,
         timeout: float = 60.0,
         max_retries: int = 6,
+        retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 8,
         qps: float | Literal["adaptive"] | None = "adaptive",
         rate_limiter: RateLimiter | None = None,
@@ -138,7 +139,8 @@ class MultiModalEmbeddingClient:
             raise ConfigurationError("image_max_side must be at least 16 pixels")
         self.timeout = float(timeout)
         self.max_concurrency = max_concurrency
-        self.retry_policy = RetryPolicy(max_retries=max_retries)
+        # ``retry_policy`` (backoff delays, caps) wins over ``max_retries`` when given.
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         try:
             self.rate_limiter = rate_limiter or make_rate_limiter(qps)
         except ValueError as exc:
