@@ -66,8 +66,10 @@ class RetryPolicy:
     def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
         """Seconds to sleep before retry number ``retries_done + 1``."""
         retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, (int, float)) and 0 <= retry_after <= self.max_retry_after:
+        if isinstance(retry_after, (int, float)) and retry_after >= 0:
+            # Capped, never ignored: retrying sooner than asked only earns another 429.
             # A little jitter keeps concurrent retries from landing in the same instant.
-            return float(retry_after) + rng.uniform(0, min(0.1, self.initial_delay))
+            wait = min(float(retry_after), self.max_retry_after)
+            return wait + rng.uniform(0, min(0.1, self.initial_delay))
         cap = min(self.max_delay, self.initial_delay * (2**retries_done))
         return rng.uniform(0, cap)
