@@ -1,0 +1,146 @@
+"""The bookkeeping of one multi-request call (``opensearch_mm._call.CallState``)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from opensearch_mm._call import CallState
+from opensearch_mm.batching import Batch, pack
+from opensearch_mm.errors import (
+    APIResponseError,
+    AuthenticationError,
+    InternalServerError,
+    OpenSearchMMError,
+)
+from opensearch_mm.inputs import WireItem
+from opensearch_mm.protocol import BatchResponse
+from opensearch_mm.results import EmbeddingResult, Usage
+
+
+def batches(n: int, size: int) -> list[Batch]:
+    items = [WireItem(i, orjson.dumps({"text": f"t{i}"}), False) for i in range(n)]
+    return list(pack(items, max_inputs=size))
+
+
+def ok(batch: Batch, dim: int = 3, rid: str | None = None) -> BatchResponse:
+    vectors = [[float(i)] * dim for i in batch.indices]
+    return BatchResponse(vectors, Usage(token_count=len(batch), image=1),
+                         rid or f"rid-{batch.indices[0]}")
+
+
+def server_error(tag: str = "x") -> InternalServerError:
+    return InternalServerError(tag, status_code=500, code="InternalServerError")
+
+
+def test_all_ok_in_any_completion_order() -> None:
+    bs = batches(10, 3)
+    state = CallState(10, model="m", dimensions=3)
+    for b in reversed(bs):
+        state.record(b, ok(b))
+    result = state.finish()
+    assert isinstance(result, EmbeddingResult)
+    assert [v[0] for v in result.embeddings] == [float(i) for i in range(10)]
+    assert result.usage == Usage(token_count=10, image=4)
+    assert sorted(result.request_ids) == ["rid-0", "rid-3", "rid-6", "rid-9"]
+    assert result.model == "m"
+    assert len(result) == 10
+
+
+def test_zero_inputs() -> None:
+    result = CallState(0, model="m", dimensions=None).finish()
+    assert result.embeddings == [] and result.usage == Usage()
+
+
+def test_partial_result_on_failure() -> None:
+    bs = batches(10, 4)  # [0-3], [4-7], [8-9]
+    state = CallState(10, model="m", dimensions=3)
+    err = server_error()
+    state.record(bs[0], ok(bs[0]))
+    state.record(bs[1], err)
+    state.record(bs[2], ok(bs[2]))
+    with pytest.raises(InternalServerError) as ei:
+        state.finish()
+    assert ei.value is err
+    partial = ei.value.partial
+    assert partial is not None
+    assert partial.failed_indices == [4, 5, 6, 7]
+    assert partial.succeeded_indices == [0, 1, 2, 3, 8, 9]
+    assert partial.embeddings[4] is None and partial.embeddings[9] == [9.0, 9.0, 9.0]
+    assert partial.errors == {4: err, 5: err, 6: err, 7: err}
+    assert partial.usage == Usage(token_count=6, image=2)
+    assert partial.request_ids == ["rid-0", "rid-8"]
+
+
+def test_first_error_by_input_position_not_arrival() -> None:
+    bs = batches(9, 3)
+    state = CallState(9, model="m", dimensions=3)
+    late, early = server_error("late"), server_error("early")
+    state.record(bs[2], late)  # arrives first but is later in the input
+    state.record(bs[0], early)
+    state.record(bs[1], ok(bs[1]))
+    with pytest.raises(InternalServerError) as ei:
+        state.finish()
+    assert ei.value is early
+    assert ei.value.partial is not None
+    assert ei.value.partial.failed_indices == [0, 1, 2, 6, 7, 8]
+    assert ei.value.partial.errors[7] is late
+
+
+def test_fatal_error_stops_the_call() -> None:
+    bs = batches(6, 2)
+    state = CallState(6, model="m", dimensions=3)
+    state.record(bs[0], server_error())
+    assert not state.stopped
+    state.record(bs[1], AuthenticationError("no", status_code=401))
+    assert state.stopped
+    # the third batch was never sent: it has no error of its own
+    with pytest.raises(OpenSearchMMError) as ei:
+        state.finish()
+    partial = ei.value.partial
+    assert partial is not None
+    assert partial.failed_indices == [0, 1, 2, 3, 4, 5]
+    assert partial.errors[4] is None and partial.errors[5] is None
+
+
+def test_dimensions_learned_then_checked_across_batches() -> None:
+    bs = batches(6, 2)
+    state = CallState(6, model="custom", dimensions=None)
+    state.record(bs[0], ok(bs[0], dim=5))
+    assert state.dimensions == 5
+    state.record(bs[1], ok(bs[1], dim=7))
+    state.record(bs[2], ok(bs[2], dim=5))
+    with pytest.raises(APIResponseError, match="7 numbers") as ei:
+        state.finish()
+    assert ei.value.request_id == "rid-2"
+    partial = ei.value.partial
+    assert partial is not None
+    assert partial.failed_indices == [2, 3]
+    # the mismatching batch contributed nothing
+    assert partial.usage == Usage(token_count=4, image=2)
+    assert partial.request_ids == ["rid-0", "rid-4"]
+
+
+def test_known_dimensions_checked() -> None:
+    (b,) = batches(2, 2)
+    state = CallState(2, model="m", dimensions=768)
+    state.record(b, ok(b, dim=3))
+    with pytest.raises(APIResponseError):
+        state.finish()
+
+
+def test_missing_request_id_not_collected() -> None:
+    (b,) = batches(1, 1)
+    state = CallState(1, model="m", dimensions=3)
+    state.record(b, BatchResponse([[1.0, 2.0, 3.0]], Usage(), None))
+    assert state.finish().request_ids == []
+
+
+def test_non_library_error_is_raised_as_is() -> None:
+    (b,) = batches(1, 1)
+    state = CallState(1, model="m", dimensions=3)
+    boom = RuntimeError("boom")
+    state.record(b, boom)
+    with pytest.raises(RuntimeError) as ei:
+        state.finish()
+    assert ei.value is boom
