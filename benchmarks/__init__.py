@@ -1,0 +1,1 @@
+"""Benchmarks of opensearch-mm against the emulator (see docs/performance.md)."""
