@@ -151,7 +151,7 @@ def test_unknown_field_is_refused() -> None:
 def test_fields_are_frozen_so_the_client_cannot_drift() -> None:
     emb = OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid")
     with pytest.raises(ValueError, match="frozen"):
-        emb.model = "ops-m2-encoder-large"  # type: ignore[misc]
+        emb.model = "ops-m2-encoder-large"
     assert emb.client.model == "ops-m2-encoder"
 
 
