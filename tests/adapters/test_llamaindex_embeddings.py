@@ -14,7 +14,12 @@ from llama_index.core.embeddings import MultiModalEmbedding
 from PIL import Image
 
 from llamaindex_opensearch_mm import MAX_BATCH_SIZE, OpenSearchMultiModalEmbedding
-from opensearch_mm import ConfigurationError, InputError, MultiModalEmbeddingClient
+from opensearch_mm import (
+    ConfigurationError,
+    InputError,
+    MultiModalEmbeddingClient,
+    QuotaExceededError,
+)
 from opensearch_mm.emulator import Emulator
 from tests.support.images import tiny_png, tiny_png_file
 
@@ -303,3 +308,32 @@ def test_broken_image_is_refused_by_the_core_before_sending(
     with pytest.raises(InputError):
         embed.get_image_embedding(io.BytesIO(tiny_png("red")[:40]))  # truncated PNG
     assert emu.stats.requests == 0
+
+
+# -- the core does the work ---------------------------------------------------------------
+
+
+def test_injected_core_client_is_used(emu: Emulator) -> None:
+    with MultiModalEmbeddingClient(api_key=SECRET, endpoint=emu.url, qps=None) as client:
+        model = OpenSearchMultiModalEmbedding(client=client)
+        assert model.client is client
+        assert model.get_text_embedding("hi") == client.embed_texts(["hi"])[0]
+
+
+def test_throttling_is_retried_by_the_core(
+    embed: OpenSearchMultiModalEmbedding, core: MultiModalEmbeddingClient, emu: Emulator
+) -> None:
+    emu.inject("throttle", 2, retry_after=0.01)
+    vector = embed.get_text_embedding("retry me")
+    assert [rec.status for rec in emu.requests_log] == [429, 429, 200]
+    assert vector == core.embed_texts(["retry me"])[0]
+
+
+def test_quota_error_surfaces_as_the_core_exception(
+    embed: OpenSearchMultiModalEmbedding, emu: Emulator
+) -> None:
+    emu.inject("quota", 1)
+    with pytest.raises(QuotaExceededError) as info:
+        embed.get_text_embedding_batch(["a", "b"])
+    assert SECRET not in str(info.value)
+    assert emu.stats.requests == 1
