@@ -24,7 +24,8 @@ from tests.support.recording import use_cassette
 pytestmark = pytest.mark.cassette
 
 DIM = 768  # ops-m2-encoder
-TEXTS = [f"cassette text {i}: a short sentence about item {i}" for i in range(34)]  # 32 + 2: two requests
+# 34 = 32 + 2: a batch of two requests.
+TEXTS = [f"cassette text {i}: a short sentence about item {i}" for i in range(34)]
 
 
 @contextmanager
@@ -89,7 +90,7 @@ def test_image_path_and_bytesio(tmp_path: Path) -> None:
 
 async def test_image_batch_sync_and_async(tmp_path: Path) -> None:
     colors = ["red", "green", "blue", "yellow", "black", "white"]
-    paths = [str(tiny_png_file(tmp_path, f"{c}.png", c)) for c in colors]
+    paths: list[str | io.BytesIO] = [str(tiny_png_file(tmp_path, f"{c}.png", c)) for c in colors]
     with _model("image_batch") as model:
         sync_vectors = model.get_image_embedding_batch(paths)
         async_vectors = await model.aget_image_embedding_batch(

@@ -179,7 +179,7 @@ def test_multimodal_index_text_to_image(
     assert index.is_text_vector_store_empty
 
     query = "a small red square"
-    paths = [doc.image_path for doc in image_docs]
+    paths = [str(doc.image_path) for doc in image_docs]
     query_vec = core.embed_texts([query])[0]
     image_vecs = core.embed_images(paths)
     scores = {p: _cosine(query_vec, v) for p, v in zip(paths, image_vecs, strict=True)}
@@ -229,7 +229,7 @@ async def test_multimodal_index_async_text_to_image(
 ) -> None:
     index = _multimodal_index(list(image_docs), embed)
     query = "yellow"
-    paths = [doc.image_path for doc in image_docs]
+    paths = [str(doc.image_path) for doc in image_docs]
     query_vec = core.embed_texts([query])[0]
     best = max(
         zip(paths, core.embed_images(paths), strict=True), key=lambda pv: _cosine(query_vec, pv[1])
