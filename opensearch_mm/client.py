@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import httpx
 
 from ._async import AsyncDriver
-from ._call import CallState
+from ._call import CallState, StreamState
 from ._sync import NotSent, Outcome, SyncDriver
 from .batching import BODY_OVERHEAD, MAX_BODY_BYTES, Batch, Packer, pack
-from .errors import ConfigurationError, InputError, OpenSearchMMError
+from .errors import ConfigurationError, InputError
 from .inputs import (
     Content,
     ContentLike,
@@ -29,7 +29,7 @@ from .inputs import (
 from .models import DEFAULT_MODEL, ModelInfo, model_info
 from .protocol import build_url, normalize_endpoint, request_headers
 from .ratelimit import RateLimiter, make_rate_limiter
-from .results import EmbeddingResult, PartialResult
+from .results import EmbeddingResult
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -38,8 +38,13 @@ if TYPE_CHECKING:
 
     from .images import ImageInput
 
-__all__ = ["ENV_API_KEY", "ENV_ENDPOINT", "ENV_WORKSPACE", "InsecureTransportWarning",
-           "MultiModalEmbeddingClient"]
+__all__ = [
+    "ENV_API_KEY",
+    "ENV_ENDPOINT",
+    "ENV_WORKSPACE",
+    "InsecureTransportWarning",
+    "MultiModalEmbeddingClient",
+]
 
 logger = logging.getLogger("opensearch_mm")
 
@@ -211,7 +216,8 @@ class MultiModalEmbeddingClient:
             # A pooled AsyncClient belongs to the loop it first ran on: a new loop
             # (a second asyncio.run) gets its own.
             self._async_http = httpx.AsyncClient(
-                timeout=self._httpx_timeout(), limits=self._httpx_limits(),
+                timeout=self._httpx_timeout(),
+                limits=self._httpx_limits(),
                 follow_redirects=False,
             )
             self._async = self._make_async_driver(self._async_http)
@@ -272,6 +278,12 @@ class MultiModalEmbeddingClient:
         if self.model_info.dimensions is None and state.dimensions is not None:
             self._learned_dimensions = state.dimensions
 
+    def _call_window(self, n_batches: int) -> int:
+        # Every batch may be queued at once (idle workers never wait for a slow head of
+        # line), except one at a time: a failure that stops the call is then seen before
+        # the next request goes out.
+        return max(n_batches, 1) if self.max_concurrency > 1 else 1
+
     @staticmethod
     def _record(state: CallState, batch: Batch, outcome: Outcome) -> None:
         if not isinstance(outcome, NotSent):
@@ -285,7 +297,7 @@ class MultiModalEmbeddingClient:
         for batch, outcome in self._sync.run(
             batches,
             dimensions=lambda: state.dimensions,
-            window=max(len(batches), 1),
+            window=self._call_window(len(batches)),
             stop=lambda: state.stopped,
         ):
             self._record(state, batch, outcome)
@@ -318,7 +330,7 @@ class MultiModalEmbeddingClient:
         async for batch, outcome in self._async_driver().run(
             batches,
             dimensions=lambda: state.dimensions,
-            window=max(len(batches), 1),
+            window=self._call_window(len(batches)),
             stop=lambda: state.stopped,
         ):
             self._record(state, batch, outcome)
@@ -342,15 +354,21 @@ class MultiModalEmbeddingClient:
     # -- streaming --------------------------------------------------------------------
 
     def _stream_items(
-        self, inputs: Iterable[object], encoder: Encoder, failure: list[BaseException]
+        self,
+        inputs: Iterable[object],
+        encoder: Encoder,
+        failure: list[BaseException],
+        state: StreamState,
     ) -> Iterator[WireItem]:
         """Encode lazily; an invalid input ends the stream and is raised after the
-        batches before it have been delivered."""
+        batches before it have been delivered. Nothing more is read once ``state`` stops."""
         for i, value in enumerate(inputs):
             try:
                 yield encoder(value, i, self.encode_options)
             except InputError as exc:
                 failure.append(exc)
+                return
+            if state.stopped:
                 return
 
     def _stream_window(self) -> int:
@@ -373,58 +391,61 @@ class MultiModalEmbeddingClient:
 
         Memory stays bounded: at most ``2 * max_concurrency`` batches are in flight.
         ``progress=True`` shows a tqdm bar; ``as_numpy=True`` yields float32 arrays.
-        If a request fails for good, the vectors before it have been yielded and the
-        error's ``partial.failed_indices`` lists the inputs of the failed and queued
-        batches (resume from the first of them).
+
+        If a request fails for good, the stream stops reading inputs and sending
+        requests, lets the requests in flight finish, and raises the error with
+        ``err.partial`` (a :class:`PartialResult`): the vectors of every input before
+        ``partial.offset`` have been yielded; ``partial.embeddings`` holds the vectors of
+        the inputs read after it (``None`` for ``partial.failed_indices``); inputs past
+        those were never read from ``inputs``. An invalid input raises
+        :class:`InputError` (its ``index`` says which) after the vectors before it.
         """
         _reject_single(inputs, "embed_iter", "inputs")
         failure: list[BaseException] = []
-        state = self._new_state(0)
+        state = StreamState(dimensions=self.dimensions)
         convert = _numpy_converter() if as_numpy else None
         bar = _progress_bar(inputs) if progress else None
         try:
             outcomes = self._sync.run(
-                pack(self._stream_items(inputs, encode_content, failure)),
+                pack(self._stream_items(inputs, encode_content, failure, state)),
                 dimensions=lambda: state.dimensions,
                 window=self._stream_window(),
                 stop=lambda: state.stopped,
             )
             for batch, outcome in outcomes:
-                yield from self._stream_batch(state, batch, outcome, convert, bar)
+                vectors = self._stream_batch(state, batch, outcome, convert, bar)
+                if vectors is not None:
+                    yield from vectors
         finally:
+            # Also when the consumer stops early: queued batches are then never sent.
+            state.stopped = True
             if bar is not None:
                 bar.close()
-        self._learn(state)
+        self._learn_stream(state)
+        state.finish()
         if failure:
             raise failure[0]
 
+    def _learn_stream(self, state: StreamState) -> None:
+        if self.model_info.dimensions is None and state.dimensions is not None:
+            self._learned_dimensions = state.dimensions
+
+    @staticmethod
     def _stream_batch(
-        self,
-        state: CallState,
+        state: StreamState,
         batch: Batch,
         outcome: Outcome,
         convert: Callable[[list[list[float]]], list[Any]] | None,
         bar: Any,
-    ) -> Iterator[Any]:
-        if isinstance(outcome, NotSent):  # pragma: no cover - a stream stops at the error
-            return
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, OpenSearchMMError):
-                outcome.partial = PartialResult(
-                    embeddings=[], failed_indices=batch.indices, errors=dict.fromkeys(
-                        batch.indices, outcome)
-                )
-            raise outcome
-        if state.dimensions is None:
-            state.dimensions = len(outcome.embeddings[0])
-        elif len(outcome.embeddings[0]) != state.dimensions:
-            state.record(batch, outcome)  # records the mismatch as a failure
-            assert state.first_error is not None
-            raise state.first_error[1]
-        vectors = convert(outcome.embeddings) if convert else outcome.embeddings
+    ) -> list[Any] | None:
+        vectors = state.accept(batch, None if isinstance(outcome, NotSent) else outcome)
+        if vectors is None:
+            return None
+        if convert is not None:
+            vectors = convert(vectors)
         if bar is not None:
             bar.update(len(vectors))
-        yield from vectors
+        return vectors
 
     async def aembed_iter(
         self,
@@ -433,10 +454,11 @@ class MultiModalEmbeddingClient:
         progress: bool = False,
         as_numpy: bool = False,
     ) -> AsyncIterator[Any]:
-        """Async :meth:`embed_iter`; ``inputs`` may be a sync or an async iterable."""
+        """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
+        an async iterable."""
         _reject_single(inputs, "aembed_iter", "inputs")
         failure: list[BaseException] = []
-        state = self._new_state(0)
+        state = StreamState(dimensions=self.dimensions)
         convert = _numpy_converter() if as_numpy else None
         bar = _progress_bar(inputs) if progress else None
 
@@ -448,6 +470,8 @@ class MultiModalEmbeddingClient:
                 except InputError as exc:
                     failure.append(exc)
                     return
+                if state.stopped:
+                    return
                 i += 1
 
         try:
@@ -457,12 +481,16 @@ class MultiModalEmbeddingClient:
                 window=self._stream_window(),
                 stop=lambda: state.stopped,
             ):
-                for vector in self._stream_batch(state, batch, outcome, convert, bar):
-                    yield vector
+                vectors = self._stream_batch(state, batch, outcome, convert, bar)
+                if vectors is not None:
+                    for vector in vectors:
+                        yield vector
         finally:
+            state.stopped = True
             if bar is not None:
                 bar.close()
-        self._learn(state)
+        self._learn_stream(state)
+        state.finish()
         if failure:
             raise failure[0]
 

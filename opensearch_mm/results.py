@@ -35,10 +35,16 @@ class EmbeddingResult:
 class PartialResult:
     """What a failed multi-request call had already done.
 
-    ``embeddings[i]`` is the vector of input ``i`` or ``None`` if it has none;
-    ``failed_indices`` lists, in order, every input without a vector; ``errors`` maps a
-    failed input index to the error that stopped its request (``None`` when the input
-    was never sent because the call stopped first).
+    ``embeddings[j]`` is the vector of input ``offset + j`` or ``None`` if it has none;
+    ``failed_indices`` lists, in order, every input of that range without a vector;
+    ``errors`` maps a failed input index to the error that stopped its request (``None``
+    when the input was never sent because the call stopped first). All indices are
+    positions in the call's input.
+
+    ``offset`` is 0 for ``embed``/``aembed`` (``embeddings`` covers every input). For
+    ``embed_iter``/``aembed_iter`` it is the first input whose vector was not yielded:
+    inputs before it were delivered, and ``embeddings`` covers the inputs read from the
+    source after it; inputs not covered were never read from the source.
     """
 
     embeddings: list[list[float] | None]
@@ -46,7 +52,14 @@ class PartialResult:
     errors: dict[int, BaseException | None] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     request_ids: list[str] = field(default_factory=list)
+    offset: int = 0
 
     @property
     def succeeded_indices(self) -> list[int]:
-        return [i for i, v in enumerate(self.embeddings) if v is not None]
+        """Input positions that have a vector in ``embeddings``."""
+        return [self.offset + j for j, v in enumerate(self.embeddings) if v is not None]
+
+    def vector(self, index: int) -> list[float] | None:
+        """The vector of input ``index`` (a position in the call), ``None`` if absent."""
+        j = index - self.offset
+        return self.embeddings[j] if 0 <= j < len(self.embeddings) else None

@@ -1,0 +1,250 @@
+"""When retries run out part-way, the error carries the work done and what is left."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from opensearch_mm import (
+    AuthenticationError,
+    InputError,
+    InternalServerError,
+    PartialResult,
+    QuotaExceededError,
+)
+from opensearch_mm.emulator import Emulator
+from opensearch_mm.retry import RetryPolicy
+
+from .conftest import make_client
+
+TEXTS = [f"partial failure text {i}" for i in range(200)]  # 7 requests: 6 x 32 + 8
+THREE_TRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.005)
+
+
+class FaultAt(httpx.HTTPTransport):
+    """Arms an emulator fault just before the n-th request (1-based) goes out."""
+
+    def __init__(self, emu: Emulator, plan: dict[int, tuple[str, int]]) -> None:
+        super().__init__()
+        self.emu, self.plan, self.sent = emu, plan, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        if self.sent in self.plan:
+            self.emu.inject(*self.plan[self.sent])
+        return super().handle_request(request)
+
+
+class AsyncFaultAt(httpx.AsyncHTTPTransport):
+    def __init__(self, emu: Emulator, plan: dict[int, tuple[str, int]]) -> None:
+        super().__init__()
+        self.emu, self.plan, self.sent = emu, plan, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        if self.sent in self.plan:
+            self.emu.inject(*self.plan[self.sent])
+        return await super().handle_async_request(request)
+
+
+@pytest.fixture
+def clean(emu: Emulator) -> list[list[float]]:
+    with make_client(emu.url) as client:
+        vectors = client.embed_texts(TEXTS)
+    emu.reset_stats()
+    return vectors
+
+
+def _client(emu: Emulator, plan: dict[int, tuple[str, int]], **options: Any) -> Any:
+    http = httpx.Client(transport=FaultAt(emu, plan))
+    return make_client(
+        emu.url, http_client=http, max_concurrency=1, retry_policy=THREE_TRIES, **options
+    )
+
+
+def _check_partial(partial: PartialResult, clean: list[list[float]]) -> None:
+    """Every vector in the partial result is the right one, and only failed ones lack one."""
+    for j, vector in enumerate(partial.embeddings):
+        index = partial.offset + j
+        assert (vector is None) == (index in partial.failed_indices)
+        if vector is not None:
+            assert vector == clean[index]
+            assert partial.vector(index) == vector
+
+
+def test_retries_run_out_mid_call_the_rest_still_finishes(
+    emu: Emulator, clean: list[list[float]]
+) -> None:
+    # Request 3 (inputs 64..95) fails three times: its retries run out.
+    with _client(emu, {3: ("server_error", 3)}) as client, pytest.raises(InternalServerError) as ei:
+        client.embed_texts(TEXTS)
+    err = ei.value
+    partial = err.partial
+    assert partial is not None and partial.offset == 0
+    assert partial.failed_indices == list(range(64, 96))
+    assert partial.succeeded_indices == [*range(64), *range(96, 200)]
+    assert all(partial.errors[i] is err for i in partial.failed_indices)
+    _check_partial(partial, clean)
+    assert "168 of 200 inputs embedded" in str(err) and "first: input 64" in str(err)
+    assert len(partial.request_ids) == 6 and partial.usage.token_count > 0
+    # The caller finishes the rest without redoing the work.
+    with make_client(emu.url) as client:
+        rest = client.embed_texts([TEXTS[i] for i in partial.failed_indices])
+    merged = list(partial.embeddings)
+    for i, vector in zip(partial.failed_indices, rest, strict=True):
+        merged[i] = vector
+    assert merged == clean
+    assert emu.stats.inputs_embedded == len(TEXTS)  # not one input embedded twice
+
+
+async def test_async_retries_run_out_mid_call(emu: Emulator, clean: list[list[float]]) -> None:
+    http = httpx.AsyncClient(transport=AsyncFaultAt(emu, {5: ("drop", 3)}))
+    client = make_client(
+        emu.url, async_http_client=http, max_concurrency=1, retry_policy=THREE_TRIES
+    )
+    try:
+        with pytest.raises(Exception) as ei:
+            await client.aembed(TEXTS)
+    finally:
+        await client.aclose()
+        await http.aclose()
+    partial = ei.value.partial  # type: ignore[attr-defined]
+    assert partial is not None
+    assert partial.failed_indices == list(range(128, 160))
+    _check_partial(partial, clean)
+
+
+def test_fatal_error_sends_nothing_more(emu: Emulator, clean: list[list[float]]) -> None:
+    with _client(emu, {3: ("quota", 1)}) as client, pytest.raises(QuotaExceededError) as ei:
+        client.embed_texts(TEXTS)
+    assert emu.stats.requests == 3  # the quota is gone: no retry, no later batch
+    partial = ei.value.partial
+    assert partial is not None
+    assert partial.failed_indices == list(range(64, 200))
+    assert partial.errors[64] is ei.value and partial.errors[199] is None  # never sent
+    assert partial.embeddings[:64] == clean[:64]
+
+
+def test_wrong_key_stops_the_call(emu: Emulator) -> None:
+    client = make_client(emu.url, api_key="wrong-key", max_concurrency=1)
+    with client, pytest.raises(AuthenticationError) as ei:
+        client.embed_texts(TEXTS)
+    assert emu.stats.requests == 1
+    assert ei.value.partial is not None and len(ei.value.partial.failed_indices) == 200
+
+
+def _resume_stream(
+    yielded: list[list[float]], partial: PartialResult, rest: list[list[float]], redo: Any
+) -> list[list[float]]:
+    """What a caller does after a stream failed: keep, redo the failed, continue."""
+    tail = list(partial.embeddings)
+    fixed = redo([TEXTS[i] for i in partial.failed_indices])
+    for i, vector in zip(partial.failed_indices, fixed, strict=True):
+        tail[i - partial.offset] = vector
+    return yielded + tail + rest
+
+
+def test_embed_iter_failure_says_where_to_resume(emu: Emulator, clean: list[list[float]]) -> None:
+    source = iter(TEXTS)
+    yielded: list[list[float]] = []
+    with _client(emu, {3: ("server_error", 3)}) as client:
+        with pytest.raises(InternalServerError) as ei:
+            for vector in client.embed_iter(source):
+                yielded.append(vector)
+        sent_before = emu.stats.requests
+        partial = ei.value.partial
+        assert partial is not None
+        assert yielded == clean[:64]
+        assert partial.offset == 64 == len(yielded)
+        assert partial.failed_indices[:32] == list(range(64, 96))
+        assert "stream stopped at input 64" in str(ei.value)
+        _check_partial(partial, clean)
+        # The source was read exactly up to what the partial result covers.
+        read = partial.offset + len(partial.embeddings)
+        assert read < len(TEXTS)
+        remaining = list(source)
+        assert remaining == TEXTS[read:]
+        time.sleep(0.05)
+        assert emu.stats.requests == sent_before  # nothing sent after the error
+        rest = list(client.embed_iter(remaining))
+        resumed = _resume_stream(yielded, partial, rest, client.embed_texts)
+    assert resumed == clean
+
+
+async def test_aembed_iter_failure_says_where_to_resume(
+    emu: Emulator, clean: list[list[float]]
+) -> None:
+    async def source() -> AsyncIterator[str]:
+        for text in TEXTS:
+            yield text
+
+    http = httpx.AsyncClient(transport=AsyncFaultAt(emu, {2: ("server_error", 3)}))
+    client = make_client(
+        emu.url, async_http_client=http, max_concurrency=1, retry_policy=THREE_TRIES
+    )
+    yielded: list[list[float]] = []
+    try:
+        with pytest.raises(InternalServerError) as ei:
+            async for vector in client.aembed_iter(source()):
+                yielded.append(vector)
+    finally:
+        await client.aclose()
+        await http.aclose()
+    partial = ei.value.partial
+    assert partial is not None
+    assert yielded == clean[:32] and partial.offset == 32
+    assert partial.failed_indices[:32] == list(range(32, 64))
+    _check_partial(partial, clean)
+
+
+def test_invalid_input_mid_stream_after_the_vectors_before_it(
+    emu: Emulator, clean: list[list[float]]
+) -> None:
+    inputs: list[Any] = [*TEXTS[:100], None, *TEXTS[101:]]
+    yielded: list[list[float]] = []
+    with make_client(emu.url) as client, pytest.raises(InputError) as ei:
+        for vector in client.embed_iter(inputs):
+            yielded.append(vector)
+    assert ei.value.index == 100
+    assert yielded == clean[:100]
+    assert emu.stats.inputs_embedded == 100  # nothing at or after the bad input was sent
+
+
+def test_abandoned_stream_stops_sending(emu: Emulator) -> None:
+    emu.latency_ms = 20
+    texts = (f"abandoned {i}" for i in itertools.count())  # endless
+    with make_client(emu.url, max_concurrency=4) as client:
+        stream = client.embed_iter(texts)
+        first = [next(stream) for _ in range(5)]
+        stream.close()
+        time.sleep(0.3)
+        sent = emu.stats.requests
+        time.sleep(0.2)
+        assert emu.stats.requests == sent
+    assert len(first) == 5
+    assert sent <= 2 * 4 + 4  # the window and the requests in flight, not the endless source
+
+
+def test_wrong_key_with_concurrency_stops_soon(emu: Emulator) -> None:
+    texts = [f"t{i}" for i in range(3200)]  # 100 requests
+    client = make_client(emu.url, api_key="wrong-key", max_concurrency=8)
+    with client, pytest.raises(AuthenticationError):
+        client.embed_texts(texts)
+    # Requests already queued or in flight when the failure is seen may still go out.
+    assert emu.stats.requests <= 4 * 8
+
+
+async def test_async_wrong_key_stops_soon(emu: Emulator) -> None:
+    texts = [f"t{i}" for i in range(3200)]
+    client = make_client(emu.url, api_key="wrong-key", max_concurrency=8)
+    try:
+        with pytest.raises(AuthenticationError):
+            await client.aembed_texts(texts)
+    finally:
+        await client.aclose()
+    assert emu.stats.requests <= 4 * 8
