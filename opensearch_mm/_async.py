@@ -50,9 +50,13 @@ class AsyncDriver:
         body = batch.body()
         retries = 0
         while True:
-            wait = self.limiter.reserve()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            ticket = self.limiter.acquire()
+            while True:
+                if ticket.wait > 0:
+                    await asyncio.sleep(ticket.wait)
+                if self.limiter.confirm(ticket):
+                    break
+                ticket = self.limiter.acquire()  # the rate was cut while waiting: re-book
             error: OpenSearchMMError
             try:
                 response = await self.http.post(self.url, content=body, headers=self.headers)
@@ -69,9 +73,9 @@ class AsyncDriver:
             except OpenSearchMMError as exc:
                 error = exc
             else:
-                self.limiter.observe(None)
+                self.limiter.observe(None, ticket)
                 return result
-            self.limiter.observe(error)
+            self.limiter.observe(error, ticket)
             if not self.retry.should_retry(error, retries):
                 raise error
             delay = self.retry.delay(error, retries, self._rng)

@@ -68,9 +68,13 @@ class SyncDriver:
         body = batch.body()
         retries = 0
         while True:
-            wait = self.limiter.reserve()
-            if wait > 0:
-                time.sleep(wait)
+            ticket = self.limiter.acquire()
+            while True:
+                if ticket.wait > 0:
+                    time.sleep(ticket.wait)
+                if self.limiter.confirm(ticket):
+                    break
+                ticket = self.limiter.acquire()  # the rate was cut while waiting: re-book
             error: OpenSearchMMError
             try:
                 response = self.http.post(self.url, content=body, headers=self.headers)
@@ -87,9 +91,9 @@ class SyncDriver:
             except OpenSearchMMError as exc:
                 error = exc
             else:
-                self.limiter.observe(None)
+                self.limiter.observe(None, ticket)
                 return result
-            self.limiter.observe(error)
+            self.limiter.observe(error, ticket)
             if not self.retry.should_retry(error, retries):
                 raise error
             delay = self.retry.delay(error, retries, self._rng)
