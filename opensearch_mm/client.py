@@ -246,9 +246,13 @@ class MultiModalEmbeddingClient:
     async def aclose(self) -> None:
         """Close the async pool this client created, then the sync one."""
         if self._own_async_http and self._async_http is not None:
-            await self._async_http.aclose()
+            # A pool made on an earlier event loop (an earlier asyncio.run) cannot be
+            # closed from this one: its loop is gone, so its sockets are just dropped.
+            if self._async_loop is asyncio.get_running_loop():
+                await self._async_http.aclose()
             self._async_http = None
             self._async = None
+            self._async_loop = None
         self.close()
 
     def __enter__(self) -> MultiModalEmbeddingClient:
