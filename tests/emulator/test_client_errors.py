@@ -39,11 +39,9 @@ def emu() -> Iterator[Emulator]:
 def make(emu: Emulator, *, key: str = KEY, endpoint: str | None = None,
          max_retries: int = 0, **kw: Any) -> MultiModalEmbeddingClient:
     kw.setdefault("qps", None)
-    client = MultiModalEmbeddingClient(api_key=key, endpoint=endpoint or emu.url,
-                                       max_retries=max_retries, **kw)
     policy = RetryPolicy(max_retries=max_retries, initial_delay=0.01, max_delay=0.05)
-    client.retry_policy = policy
-    client._sync.retry = policy
+    client = MultiModalEmbeddingClient(api_key=key, endpoint=endpoint or emu.url,
+                                       retry_policy=policy, **kw)
     return client
 
 

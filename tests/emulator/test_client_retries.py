@@ -34,11 +34,9 @@ def emu() -> Iterator[Emulator]:
 def make(emu: Emulator, *, key: str = KEY, max_retries: int = 4, **kw: Any
          ) -> MultiModalEmbeddingClient:
     kw.setdefault("qps", None)
-    client = MultiModalEmbeddingClient(api_key=key, endpoint=emu.url, max_retries=max_retries,
-                                       **kw)
     policy = RetryPolicy(max_retries=max_retries, initial_delay=0.01, max_delay=0.05)
-    client.retry_policy = policy  # read when the async driver is made
-    client._sync.retry = policy  # the sync driver was made in the constructor
+    client = MultiModalEmbeddingClient(api_key=key, endpoint=emu.url, retry_policy=policy,
+                                       **kw)
     return client
 
 

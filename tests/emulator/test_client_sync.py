@@ -185,3 +185,25 @@ def test_key_not_in_request_log_or_query(emu: Emulator,
     assert "?" not in rec.path
     assert all(KEY not in v for v in rec.headers.values())
     assert rec.headers["content-type"] == "application/json"
+
+
+def test_same_vectors_as_official_sdk(emu: Emulator, client: MultiModalEmbeddingClient) -> None:
+    sdk_models = pytest.importorskip("alibabacloud_searchplat20240529.models")
+    sdk_client = pytest.importorskip("alibabacloud_searchplat20240529.client")
+    openapi_models = pytest.importorskip("alibabacloud_tea_openapi.models")
+    uri = "data:image/png;base64," + base64.b64encode(png((7, 70, 140))).decode()
+    items = [{"text": "a photo of a cat"}, {"image": uri}, {"text": "猫の写真"},
+             {"image": "https://example.com/dog.jpg"}]
+    sdk = sdk_client.Client(openapi_models.Config(
+        bearer_token=KEY, endpoint=f"127.0.0.1:{emu.port}", protocol="http"))
+    resp = sdk.get_multi_modal_embedding(
+        "default", "ops-m2-encoder",
+        sdk_models.GetMultiModalEmbeddingRequest(
+            input=[sdk_models.GetMultiModalEmbeddingRequestInput(**it) for it in items]),
+    )
+    by_index = {e.index: e.embedding for e in resp.body.result.embeddings}
+    sdk_vectors = [by_index[i] for i in range(len(items))]
+    ours = client.embed(items)
+    assert ours.embeddings == sdk_vectors
+    assert ours.usage.token_count == resp.body.usage.token_count
+    assert ours.usage.image == resp.body.usage.image
