@@ -240,3 +240,18 @@ async def test_one_bad_batch_does_not_sink_the_others(emu: Emulator, mode: str) 
     assert partial.failed_indices == list(range(32))
     assert partial.embeddings[32:] == reference[32:]
     assert emu.stats.requests == 4
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_key_never_logged_during_retries(emu: Emulator, caplog: pytest.LogCaptureFixture,
+                                               clients: list[MultiModalEmbeddingClient],
+                                               mode: str) -> None:
+    client = make(emu)
+    clients.append(client)
+    for kind in ("throttle", "server_error", "drop", "malformed"):
+        emu.inject(kind, 1)
+    with caplog.at_level("DEBUG"):
+        await call(client, mode, TEXTS)
+    assert emu.stats.requests == 5
+    assert caplog.records  # the retries were logged
+    assert KEY not in caplog.text
