@@ -13,6 +13,7 @@ from PIL import Image
 
 from opensearch_mm import Content, MultiModalEmbeddingClient
 from opensearch_mm.emulator import Emulator
+from opensearch_mm.inputs import ContentLike
 
 KEY = "OS-sync-test-key"
 MODELS = [("ops-m2-encoder", 768), ("ops-m2-encoder-large", 1024),
@@ -100,15 +101,15 @@ def test_images_all_kinds(client: MultiModalEmbeddingClient, tmp_path: Path) -> 
     assert len(vectors) == len(inputs)
     # path, PathLike, bytes, file object, data URI: the same bytes, the same vector
     assert vectors[0] == vectors[1] == vectors[2] == vectors[3] == vectors[5]
-    singles = [client.embed_images([x])[0] for x in (str(path), url)]  # type: ignore[list-item]
+    singles = [client.embed_images([x])[0] for x in (str(path), url)]
     assert singles == [vectors[0], vectors[6]]
     assert vectors[6] != vectors[0]
 
 
 def test_embed_mixed(client: MultiModalEmbeddingClient) -> None:
     img = png((0, 0, 255))
-    inputs = ["plain text", Content(text="content text"), {"text": "dict text"},
-              Content(image=img), {"image": img}]
+    inputs: list[ContentLike] = ["plain text", Content(text="content text"),
+                                 {"text": "dict text"}, Content(image=img), {"image": img}]
     result = client.embed(inputs)
     assert len(result) == 5
     assert result.embeddings[3] == result.embeddings[4]

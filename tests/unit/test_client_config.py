@@ -162,7 +162,7 @@ def test_single_value_refused(method: str, value: object) -> None:
 async def test_single_value_refused_async() -> None:
     c = make(api_key=KEY, endpoint=HOST)
     with pytest.raises(InputError, match="list"):
-        await c.aembed_texts("hello")  # type: ignore[arg-type]
+        await c.aembed_texts("hello")
     await c.aclose()
 
 
