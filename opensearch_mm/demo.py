@@ -427,7 +427,7 @@ def open_service(args: argparse.Namespace, say: Printer) -> Iterator[Service]:
         raise ConfigurationError(
             "the local emulator needs numpy: pip install 'opensearch-mm[emulator]'"
         ) from None
-    with Emulator(api_key=secrets.token_urlsafe(16)) as emulator:
+    with Emulator(api_key=secrets.token_urlsafe(16), log_size=100_000) as emulator:
         say(f"service:  local emulator at {emulator.url} (no credentials given)")
         say()
         for line in WARNING_BOX:
