@@ -15,6 +15,7 @@ import httpx
 
 from ._async import AsyncDriver
 from ._call import CallState, StreamState
+from ._redact import Secrets
 from ._sync import NotSent, Outcome, SyncDriver
 from .batching import BODY_OVERHEAD, MAX_BODY_BYTES, Batch, Packer, pack
 from .errors import ConfigurationError, InputError
@@ -130,8 +131,12 @@ class MultiModalEmbeddingClient:
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        key = _secret_value(api_key) or _secret_value(os.environ.get(ENV_API_KEY))
-        if not key:
+        # The key lives only in ``self`` (whose repr hides it) and in ``Secrets``, never in
+        # a local variable a traceback with captured locals would print.
+        self._secrets = Secrets(
+            (_secret_value(api_key) or _secret_value(os.environ.get(ENV_API_KEY)) or "",)
+        )
+        if not self._secrets[0]:
             raise ConfigurationError(
                 f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable"
             )
@@ -141,7 +146,7 @@ class MultiModalEmbeddingClient:
                 f"no endpoint: pass endpoint=... (e.g. 'ops-cn-hangzhou.opensearch.aliyuncs.com')"
                 f" or set the {ENV_ENDPOINT} environment variable"
             )
-        self._api_key = key
+        self._api_key = self._secrets[0]
         self.base_url = normalize_endpoint(raw_endpoint)
         self.workspace = workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
         if not model or not isinstance(model, str):
@@ -178,11 +183,12 @@ class MultiModalEmbeddingClient:
             )
             warnings.warn(message, InsecureTransportWarning, stacklevel=2)
             logger.warning(message)
-        self._headers = request_headers(key)
-        self._secrets = (key,)
+        self._headers = request_headers(self._api_key)
         self._own_http = http_client is None
         self._http = http_client or httpx.Client(
-            timeout=self._httpx_timeout(), limits=self._httpx_limits(), follow_redirects=False,
+            timeout=self._httpx_timeout(),
+            limits=self._httpx_limits(),
+            follow_redirects=False,
             verify=_ssl_context(),
         )
         self._sync = self._make_sync_driver(self._http)
