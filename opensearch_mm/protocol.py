@@ -175,6 +175,17 @@ def error_from_response(
     )
 
 
+def _status_for_code(code: str) -> int:
+    """The HTTP status the platform uses with ``code`` (for error bodies sent with a 2xx)."""
+    if code.startswith("Throttling"):
+        return 429
+    if code in ("InvalidParameter", "ServiceIdNotExist"):
+        return 400
+    if code in ("Unauthorized", "Forbidden") or code.startswith(("InvalidApiKey", "Forbidden.")):
+        return 401
+    return 500
+
+
 def parse_response(
     status_code: int,
     headers: Mapping[str, str],
@@ -198,8 +209,8 @@ def parse_response(
     request_id = data.get("request_id")
     request_id = str(request_id) if request_id else rid_header
     if data.get("code") and "result" not in data:
-        # An error body with a 2xx status: treat it as the error it describes.
-        raise error_from_response(500 if status_code == 200 else status_code, headers, body,
+        # An error body with a 2xx status: treat it as the error its code describes.
+        raise error_from_response(_status_for_code(str(data["code"])), headers, body,
                                   secrets=secrets)
     result = data.get("result")
     items = result.get("embeddings") if isinstance(result, dict) else None

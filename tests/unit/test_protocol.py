@@ -372,3 +372,21 @@ def test_retry_after_bad_ms_falls_back() -> None:
 def test_retry_after_on_error() -> None:
     err = error_from_response(429, httpx.Headers({"Retry-After": "7"}), error_body("Throttling"))
     assert err.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("Throttling.AllocationQuota", QuotaExceededError),
+        ("Throttling.RateQuota", RateLimitError),
+        ("InvalidParameter", InvalidParameterError),
+        ("ServiceIdNotExist", ServiceNotFoundError),
+        ("Unauthorized", AuthenticationError),
+        ("SomethingElse", InternalServerError),
+    ],
+)
+def test_error_body_with_status_200_maps_by_its_code(code: str, expected: type) -> None:
+    body = orjson.dumps({"request_id": "r", "latency": 0, "code": code, "message": "m"})
+    with pytest.raises(expected) as info:
+        parse_response(200, {}, body, expected=1, dimensions=768)
+    assert info.value.code == code
