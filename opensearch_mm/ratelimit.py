@@ -139,7 +139,7 @@ class AdaptiveRateLimiter(FixedRateLimiter):
         slow_start_gain: float = 2.0,
         probe_gain: float = 0.02,
         backoff: float = 0.8,
-        margin: float = 0.9,
+        margin: float = 0.95,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(initial_qps, clock=clock)
