@@ -3,47 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 
 import httpx
 
-from ._sync import NOT_SENT, Outcome, map_transport_error
+from ._driver import NOT_SENT, DriverBase, DriverConfig, Halt, Outcome, map_transport_error
 from .batching import Batch
 from .errors import OpenSearchMMError
-from .protocol import BatchResponse, parse_response
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy
+from .protocol import BatchResponse
 
 __all__ = ["AsyncDriver"]
 
-logger = logging.getLogger("opensearch_mm")
 
-
-class AsyncDriver:
+class AsyncDriver(DriverBase):
     """Sends batches over one ``httpx.AsyncClient``."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        url: str,
-        headers: dict[str, str],
-        retry: RetryPolicy,
-        limiter: RateLimiter,
-        secrets: tuple[str, ...],
-        max_concurrency: int,
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, config: DriverConfig) -> None:
+        super().__init__(config)
         self.http = http
-        self.url = url
-        self.headers = headers
-        self.retry = retry
-        self.limiter = limiter
-        self.secrets = secrets
-        self.max_concurrency = max_concurrency
-        self._rng = random.Random()
 
     async def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
         """Send one batch, retrying what is retryable; raise the last error otherwise."""
@@ -60,27 +38,15 @@ class AsyncDriver:
             error: OpenSearchMMError
             try:
                 response = await self.http.post(self.url, content=body, headers=self.headers)
-                result = parse_response(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    expected=len(batch),
-                    dimensions=dimensions,
-                    secrets=self.secrets,
-                )
+                result = self.check(response, batch, dimensions)
             except httpx.HTTPError as exc:
                 error = map_transport_error(exc)
             except OpenSearchMMError as exc:
                 error = exc
             else:
-                self.limiter.observe(None, ticket)
+                self.succeeded(ticket)
                 return result
-            self.limiter.observe(error, ticket)
-            if not self.retry.should_retry(error, retries):
-                raise error
-            delay = self.retry.delay(error, retries, self._rng)
-            logger.debug("retrying in %.2fs after %s", delay, type(error).__name__)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self.retry_delay(error, ticket, retries))
             retries += 1
 
     async def run(
@@ -94,14 +60,16 @@ class AsyncDriver:
         """Yield each batch with its outcome, in order, at most ``window`` queued and
         ``max_concurrency`` in flight; once ``stop()`` is true nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
+        halt = Halt(stop)
 
         async def outcome(batch: Batch, dims: int | None) -> Outcome:
             async with semaphore:
-                if stop():
+                if halt():
                     return NOT_SENT
                 try:
                     return await self.send(batch, dims)
                 except OpenSearchMMError as exc:
+                    halt.note(exc)
                     return exc
 
         pending: deque[tuple[Batch, asyncio.Task[Outcome]]] = deque()

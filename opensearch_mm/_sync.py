@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import random
 import threading
 import time
 from collections import deque
@@ -12,54 +10,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
+from ._driver import NOT_SENT, DriverBase, DriverConfig, Halt, Outcome, map_transport_error
 from .batching import Batch
-from .errors import APIConnectionError, APITimeoutError, OpenSearchMMError
-from .protocol import BatchResponse, parse_response
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy
+from .errors import OpenSearchMMError
+from .protocol import BatchResponse
 
-__all__ = ["NOT_SENT", "NotSent", "Outcome", "SyncDriver", "map_transport_error"]
-
-logger = logging.getLogger("opensearch_mm")
+__all__ = ["SyncDriver"]
 
 
-class NotSent:
-    """Outcome of a batch that was never sent because its call stopped first."""
-
-
-NOT_SENT = NotSent()
-Outcome = BatchResponse | BaseException | NotSent
-
-
-def map_transport_error(exc: httpx.HTTPError) -> OpenSearchMMError:
-    """An httpx failure as one of ours (the message never holds headers)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"request timed out ({type(exc).__name__})")
-    return APIConnectionError(f"connection failed ({type(exc).__name__}: {exc})")
-
-
-class SyncDriver:
+class SyncDriver(DriverBase):
     """Sends batches over one shared ``httpx.Client`` (thread-safe, pooled)."""
 
-    def __init__(
-        self,
-        http: httpx.Client,
-        *,
-        url: str,
-        headers: dict[str, str],
-        retry: RetryPolicy,
-        limiter: RateLimiter,
-        secrets: tuple[str, ...],
-        max_concurrency: int,
-    ) -> None:
+    def __init__(self, http: httpx.Client, config: DriverConfig) -> None:
+        super().__init__(config)
         self.http = http
-        self.url = url
-        self.headers = headers
-        self.retry = retry
-        self.limiter = limiter
-        self.secrets = secrets
-        self.max_concurrency = max_concurrency
-        self._rng = random.Random()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -78,37 +42,24 @@ class SyncDriver:
             error: OpenSearchMMError
             try:
                 response = self.http.post(self.url, content=body, headers=self.headers)
-                result = parse_response(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    expected=len(batch),
-                    dimensions=dimensions,
-                    secrets=self.secrets,
-                )
+                result = self.check(response, batch, dimensions)
             except httpx.HTTPError as exc:
                 error = map_transport_error(exc)
             except OpenSearchMMError as exc:
                 error = exc
             else:
-                self.limiter.observe(None, ticket)
+                self.succeeded(ticket)
                 return result
-            self.limiter.observe(error, ticket)
-            if not self.retry.should_retry(error, retries):
-                raise error
-            delay = self.retry.delay(error, retries, self._rng)
-            logger.debug("retrying in %.2fs after %s", delay, type(error).__name__)
-            time.sleep(delay)
+            time.sleep(self.retry_delay(error, ticket, retries))
             retries += 1
 
-    def _outcome(
-        self, batch: Batch, dimensions: int | None, stop: Callable[[], bool]
-    ) -> Outcome:
-        if stop():
+    def _outcome(self, batch: Batch, dimensions: int | None, halt: Halt) -> Outcome:
+        if halt():
             return NOT_SENT
         try:
             return self.send(batch, dimensions)
         except OpenSearchMMError as exc:
+            halt.note(exc)
             return exc
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -132,6 +83,7 @@ class SyncDriver:
         Requests run concurrently in the client's pool (``max_concurrency`` threads);
         once ``stop()`` is true no further batch is sent.
         """
+        halt = Halt(stop)
         pending: deque[tuple[Batch, Future[Outcome]]] = deque()
         source = iter(batches)
         exhausted = False
@@ -143,10 +95,10 @@ class SyncDriver:
                     break
                 if self.max_concurrency == 1:
                     done: Future[Outcome] = Future()
-                    done.set_result(self._outcome(batch, dimensions(), stop))
+                    done.set_result(self._outcome(batch, dimensions(), halt))
                     pending.append((batch, done))
                 else:
-                    future = self._pool().submit(self._outcome, batch, dimensions(), stop)
+                    future = self._pool().submit(self._outcome, batch, dimensions(), halt)
                     pending.append((batch, future))
             if not pending:
                 return

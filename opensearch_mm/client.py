@@ -15,8 +15,9 @@ import httpx
 
 from ._async import AsyncDriver
 from ._call import CallState, StreamState
+from ._driver import DriverConfig, NotSent, Outcome
 from ._redact import Secrets
-from ._sync import NotSent, Outcome, SyncDriver
+from ._sync import SyncDriver
 from .batching import BODY_OVERHEAD, MAX_BODY_BYTES, Batch, Packer, pack
 from .errors import ConfigurationError, InputError
 from .inputs import (
@@ -210,21 +211,21 @@ class MultiModalEmbeddingClient:
             max_keepalive_connections=self.max_concurrency * 2,
         )
 
-    def _driver_options(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "headers": self._headers,
-            "retry": self.retry_policy,
-            "limiter": self.rate_limiter,
-            "secrets": self._secrets,
-            "max_concurrency": self.max_concurrency,
-        }
+    def _driver_config(self) -> DriverConfig:
+        return DriverConfig(
+            url=self.url,
+            headers=self._headers,
+            retry=self.retry_policy,
+            limiter=self.rate_limiter,
+            secrets=self._secrets,
+            max_concurrency=self.max_concurrency,
+        )
 
     def _make_sync_driver(self, http: httpx.Client) -> SyncDriver:
-        return SyncDriver(http, **self._driver_options())
+        return SyncDriver(http, self._driver_config())
 
     def _make_async_driver(self, http: httpx.AsyncClient) -> AsyncDriver:
-        return AsyncDriver(http, **self._driver_options())
+        return AsyncDriver(http, self._driver_config())
 
     def _async_driver(self) -> AsyncDriver:
         """The async driver for the running loop (one pooled AsyncClient per loop)."""
