@@ -25,6 +25,7 @@ from .inputs import Content
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
 from .results import EmbeddingResult, PartialResult, Usage
+from .retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -50,6 +51,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RateLimiter",
+    "RetryPolicy",
     "ServiceNotFoundError",
     "UnlimitedRateLimiter",
     "Usage",
