@@ -23,11 +23,48 @@ INPUTS_PER_REQUEST = 32
 _ROOT = Path(__file__).resolve().parent.parent
 
 _WORDS = [
-    "red", "blue", "green", "small", "large", "vintage", "modern", "leather", "cotton",
-    "wooden", "steel", "glass", "bright", "dark", "soft", "cat", "dog", "bicycle", "lamp",
-    "chair", "table", "mountain", "river", "city", "night", "morning", "coffee", "shoe",
-    "jacket", "phone", "camera", "garden", "window", "street", "photo", "of", "a", "the",
-    "with", "on", "in", "under",
+    "red",
+    "blue",
+    "green",
+    "small",
+    "large",
+    "vintage",
+    "modern",
+    "leather",
+    "cotton",
+    "wooden",
+    "steel",
+    "glass",
+    "bright",
+    "dark",
+    "soft",
+    "cat",
+    "dog",
+    "bicycle",
+    "lamp",
+    "chair",
+    "table",
+    "mountain",
+    "river",
+    "city",
+    "night",
+    "morning",
+    "coffee",
+    "shoe",
+    "jacket",
+    "phone",
+    "camera",
+    "garden",
+    "window",
+    "street",
+    "photo",
+    "of",
+    "a",
+    "the",
+    "with",
+    "on",
+    "in",
+    "under",
 ]
 
 
@@ -37,9 +74,17 @@ class EmulatorProcess:
     def __init__(self, *, qps: float | None = None, latency_ms: float = 0.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(_ROOT)}
         self._proc = subprocess.Popen(
-            [sys.executable, str(_ROOT / "benchmarks" / "_emuproc.py"), API_KEY,
-             "none" if qps is None else str(qps), str(latency_ms)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                str(_ROOT / "benchmarks" / "_emuproc.py"),
+                API_KEY,
+                "none" if qps is None else str(qps),
+                str(latency_ms),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         assert self._proc.stdout is not None
         self.url = self._proc.stdout.readline().strip()

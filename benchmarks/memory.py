@@ -75,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
     if count != n:
         raise RuntimeError(f"{count} vectors for {n} inputs")
-    print(f"embed_iter(as_numpy=True) over {n:,} generated inputs (768-d, no QPS cap, "
-          f"no latency; client defaults): {seconds:.1f} s")
-    print(f"RSS before: {before:.0f} MB; peak RSS: {_peak_mb():.0f} MB "
-          f"(the vectors alone would be {n * 768 * 4 / 2**20:.0f} MB as float32, "
-          f"{n * 768 * 32 / 2**20:,.0f} MB as lists of floats)")
+    print(
+        f"embed_iter(as_numpy=True) over {n:,} generated inputs (768-d, no QPS cap, "
+        f"no latency; client defaults): {seconds:.1f} s"
+    )
+    print(
+        f"RSS before: {before:.0f} MB; peak RSS: {_peak_mb():.0f} MB "
+        f"(the vectors alone would be {n * 768 * 4 / 2**20:.0f} MB as float32, "
+        f"{n * 768 * 32 / 2**20:,.0f} MB as lists of floats)"
+    )
     return 0
 
 

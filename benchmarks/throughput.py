@@ -233,8 +233,13 @@ BASELINES = tuple(name for name in CONTENDERS if name not in OURS)
 
 
 def measure(
-    emu: EmulatorProcess, name: str, runner: Runner, work: Workload, *,
-    qps: float | None, latency_ms: float,
+    emu: EmulatorProcess,
+    name: str,
+    runner: Runner,
+    work: Workload,
+    *,
+    qps: float | None,
+    latency_ms: float,
 ) -> Run:
     emu.configure(qps=qps, latency_ms=latency_ms)
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -250,28 +255,36 @@ def measure(
 
 
 def throughput_table(
-    emu: EmulatorProcess, work: Workload, qps: float, latency_ms: float,
+    emu: EmulatorProcess,
+    work: Workload,
+    qps: float,
+    latency_ms: float,
     contenders: dict[str, Runner] | None = None,
 ) -> list[Run]:
     contenders = contenders or CONTENDERS
     ceiling = qps * INPUTS_PER_REQUEST
-    print(f"\n### cap {qps:g} QPS (unknown to the clients), latency {latency_ms:g} ms, "
-          f"{len(work):,} inputs = {work.requests()} requests; ceiling {ceiling:,.0f} inputs/s")
-    print(f"{'contender':40} {'inputs/s':>9} {'of ceiling':>10} {'seconds':>8} "
-          f"{'requests':>8} {'429s':>5} {'429 %':>6} {'errors':>6}")
+    print(
+        f"\n### cap {qps:g} QPS (unknown to the clients), latency {latency_ms:g} ms, "
+        f"{len(work):,} inputs = {work.requests()} requests; ceiling {ceiling:,.0f} inputs/s"
+    )
+    print(
+        f"{'contender':40} {'inputs/s':>9} {'of ceiling':>10} {'seconds':>8} "
+        f"{'requests':>8} {'429s':>5} {'429 %':>6} {'errors':>6}"
+    )
     runs = []
     for name, runner in contenders.items():
         run = measure(emu, name, runner, work, qps=qps, latency_ms=latency_ms)
         runs.append(run)
         share = 100.0 * run.throttled / run.requests if run.requests else 0.0
-        print(f"{name:40} {run.rate:9,.0f} {run.rate / ceiling:10.3f} {run.seconds:8.2f} "
-              f"{run.requests:8} {run.throttled:5} {share:5.1f}% {run.errors:6}", flush=True)
+        print(
+            f"{name:40} {run.rate:9,.0f} {run.rate / ceiling:10.3f} {run.seconds:8.2f} "
+            f"{run.requests:8} {run.throttled:5} {share:5.1f}% {run.errors:6}",
+            flush=True,
+        )
     by_name = {r.name: r for r in runs}
     baselines = [b for b in BASELINES if b in by_name]
     for ours in (o for o in OURS if o in by_name):
-        ratios = ", ".join(
-            f"{by_name[ours].rate / by_name[b].rate:.2f}x {b}" for b in baselines
-        )
+        ratios = ", ".join(f"{by_name[ours].rate / by_name[b].rate:.2f}x {b}" for b in baselines)
         print(f"  {ours}: {ratios}")
     return runs
 
@@ -296,13 +309,18 @@ def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, f
     per_k = {name: statistics.median(v) for name, v in samples.items()}
     floor = per_k["raw httpx+orjson loop (floor)"]
     async_floor = per_k["raw async httpx+orjson loop"]
-    print(f"\n### client CPU, no cap, no latency: {len(work):,} inputs = {work.requests()} "
-          f"requests, median of {repeats}")
-    print(f"{'contender':40} {'CPU s / 1,000 req':>17} {'vs floor':>9} {'vs async':>9} "
-          f"{'wall s':>7}")
+    print(
+        f"\n### client CPU, no cap, no latency: {len(work):,} inputs = {work.requests()} "
+        f"requests, median of {repeats}"
+    )
+    print(
+        f"{'contender':40} {'CPU s / 1,000 req':>17} {'vs floor':>9} {'vs async':>9} {'wall s':>7}"
+    )
     for name, value in per_k.items():
-        print(f"{name:40} {value:17.3f} {value / floor:8.2f}x {value / async_floor:8.2f}x "
-              f"{statistics.median(walls[name]):7.2f}")
+        print(
+            f"{name:40} {value:17.3f} {value / floor:8.2f}x {value / async_floor:8.2f}x "
+            f"{statistics.median(walls[name]):7.2f}"
+        )
     return per_k
 
 
@@ -312,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=None, help="inputs per throughput run")
     p.add_argument("--caps", default="10,50", help="QPS caps, comma-separated")
     p.add_argument("--latency-ms", type=float, default=40.0)
-    p.add_argument("--steady-seconds", type=float, default=None,
-                   help="also run opensearch-mm alone for about this long at each cap")
+    p.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=None,
+        help="also run opensearch-mm alone for about this long at each cap",
+    )
     p.add_argument("--cpu-requests", type=int, default=None)
     p.add_argument("--cpu-repeats", type=int, default=None)
     args = p.parse_args(argv)
@@ -322,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu_requests = args.cpu_requests or (20 if args.quick else 300)
     repeats = args.cpu_repeats or (1 if args.quick else 3)
     caps = [float(c) for c in args.caps.split(",") if c]
-    print(f"opensearch-mm throughput benchmark (python {sys.version.split()[0]}): "
-          f"{' '.join(sys.argv[1:]) or 'defaults'}")
+    print(
+        f"opensearch-mm throughput benchmark (python {sys.version.split()[0]}): "
+        f"{' '.join(sys.argv[1:]) or 'defaults'}"
+    )
     with EmulatorProcess(latency_ms=args.latency_ms) as emu:
         work = Workload(n)
         for qps in caps:
@@ -332,8 +356,13 @@ def main(argv: list[str] | None = None) -> int:
             for qps in caps:
                 long_work = Workload(int(qps * INPUTS_PER_REQUEST * steady), seed=2)
                 steady_contenders = (*OURS, "official SDK, 8 threads + naive retry")
-                throughput_table(emu, long_work, qps, args.latency_ms,
-                                 {name: CONTENDERS[name] for name in steady_contenders})
+                throughput_table(
+                    emu,
+                    long_work,
+                    qps,
+                    args.latency_ms,
+                    {name: CONTENDERS[name] for name in steady_contenders},
+                )
         cpu_table(emu, Workload(cpu_requests * INPUTS_PER_REQUEST, seed=3), repeats)
     return 0
 

@@ -76,8 +76,16 @@ def sun_over_sea(d: ImageDraw.ImageDraw) -> None:
     d.rectangle((0, 40, 63, 63), fill=(20, 80, 160))  # sea
     for i in range(12):  # rays
         a = i * math.pi / 6
-        d.line((32 + 14 * math.cos(a), 24 + 14 * math.sin(a),
-                32 + 20 * math.cos(a), 24 + 20 * math.sin(a)), fill=(255, 200, 0), width=2)
+        d.line(
+            (
+                32 + 14 * math.cos(a),
+                24 + 14 * math.sin(a),
+                32 + 20 * math.cos(a),
+                24 + 20 * math.sin(a),
+            ),
+            fill=(255, 200, 0),
+            width=2,
+        )
     d.ellipse((22, 14, 42, 34), fill=(255, 220, 0))
 
 

@@ -30,9 +30,12 @@ def connect() -> Iterator[MultiModalEmbeddingClient]:
     from opensearch_mm.emulator import Emulator
 
     print("no credentials: using the local emulator (vectors are NOT semantic)")
-    with Emulator(api_key="local-demo-key") as emulator, MultiModalEmbeddingClient(
-        endpoint=emulator.url, api_key=emulator.api_key, model="ops-m2-encoder"
-    ) as client:
+    with (
+        Emulator(api_key="local-demo-key") as emulator,
+        MultiModalEmbeddingClient(
+            endpoint=emulator.url, api_key=emulator.api_key, model="ops-m2-encoder"
+        ) as client,
+    ):
         yield client
 
 

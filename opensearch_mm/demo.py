@@ -411,8 +411,10 @@ def open_service(args: argparse.Namespace, say: Printer) -> Iterator[Service]:
     api_key = args.api_key or os.environ.get(ENV_API_KEY) or None
     workspace = args.workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
     if endpoint and api_key:
-        say(f"service:  {endpoint} (workspace {workspace}; API key from "
-            f"{'--api-key' if args.api_key else ENV_API_KEY})")
+        say(
+            f"service:  {endpoint} (workspace {workspace}; API key from "
+            f"{'--api-key' if args.api_key else ENV_API_KEY})"
+        )
         yield Service(endpoint, api_key, workspace, args.model, None)
         return
     if endpoint or api_key:
@@ -450,8 +452,10 @@ def _run_engine(
     t0 = time.perf_counter()
     with tracker.step(f"{engine.title}: index"):
         engine.index(examples)
-    say(f"indexed {len(examples)} images and {len(examples)} captions "
-        f"in {time.perf_counter() - t0:.2f} s")
+    say(
+        f"indexed {len(examples)} images and {len(examples)} captions "
+        f"in {time.perf_counter() - t0:.2f} s"
+    )
     if tracker.emulator is not None:
         say(f"  sent: {_describe(tracker.last())}")
     chosen = examples[:queries]
@@ -469,7 +473,7 @@ def _run_engine(
     for e in chosen:
         with tracker.step(f"{engine.title}: image -> text"):
             hits = engine.image_to_text(e, TOP_K)
-        say(f"  query: {e.name}  (its caption: \"{e.caption}\")")
+        say(f'  query: {e.name}  (its caption: "{e.caption}")')
         say.hits(hits, captions)
 
     say()
@@ -540,8 +544,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 try:
                     engine = ENGINES[name](service)
                 except ImportError as exc:
-                    say.heading(f"{name}: skipped ({exc.name or exc} is not installed: "
-                                f"{INSTALL_HINT[name]})")
+                    say.heading(
+                        f"{name}: skipped ({exc.name or exc} is not installed: "
+                        f"{INSTALL_HINT[name]})"
+                    )
                     continue
                 try:
                     failures += _run_engine(engine, examples, args.queries, tracker, say)

@@ -127,4 +127,3 @@ class APIResponseError(OpenSearchMMError):
         if request_id:
             message = f"{message} (request_id={request_id})"
         super().__init__(message)
-

@@ -53,9 +53,7 @@ def normalize_endpoint(endpoint: str) -> str:
         value = "https://" + value
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https"):
-        raise ConfigurationError(
-            f"endpoint scheme must be http or https, got {parts.scheme!r}"
-        )
+        raise ConfigurationError(f"endpoint scheme must be http or https, got {parts.scheme!r}")
     if not parts.hostname:
         raise ConfigurationError(f"endpoint {endpoint!r} has no host")
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -210,8 +208,9 @@ def parse_response(
     request_id = str(request_id) if request_id else rid_header
     if data.get("code") and "result" not in data:
         # An error body with a 2xx status: treat it as the error its code describes.
-        raise error_from_response(_status_for_code(str(data["code"])), headers, body,
-                                  secrets=secrets)
+        raise error_from_response(
+            _status_for_code(str(data["code"])), headers, body, secrets=secrets
+        )
     result = data.get("result")
     items = result.get("embeddings") if isinstance(result, dict) else None
     if not isinstance(items, list):

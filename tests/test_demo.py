@@ -123,8 +123,10 @@ def test_a_failed_self_check_exits_1(
     original = demo.Example.data_uri
 
     def someone_elses_bytes(self: demo.Example) -> str:
-        return original(demo.Example("cat.png", other, "")) if self.name != "cat.png" else (
-            original(self)
+        return (
+            original(demo.Example("cat.png", other, ""))
+            if self.name != "cat.png"
+            else (original(self))
         )
 
     monkeypatch.setattr(demo.Example, "data_uri", someone_elses_bytes)
@@ -173,8 +175,10 @@ def test_body_bytes_are_the_emulators(
     (emu,) = seen
     log = emu.requests_log
     total = sum(r.body_bytes for r in log)
-    assert f"{len(log)} requests (HTTP 200), {sum(r.n_inputs or 0 for r in log)} inputs, " \
-           f"{total:,} body bytes" in out
+    assert (
+        f"{len(log)} requests (HTTP 200), {sum(r.n_inputs or 0 for r in log)} inputs, "
+        f"{total:,} body bytes" in out
+    )
 
 
 def test_no_adapters_uses_the_core_client(capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,17 +227,27 @@ def test_real_service_from_options_with_another_model(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with Emulator(api_key=KNOWN_KEY) as service:
-        code = demo.main([
-            "--endpoint", service.url, "--api-key", KNOWN_KEY,
-            "--model", "ops-gme-qwen2-vl-2b-instruct", "--queries", "1", "--no-adapters",
-        ])
+        code = demo.main(
+            [
+                "--endpoint",
+                service.url,
+                "--api-key",
+                KNOWN_KEY,
+                "--model",
+                "ops-gme-qwen2-vl-2b-instruct",
+                "--queries",
+                "1",
+                "--no-adapters",
+            ]
+        )
         paths = {r.path for r in service.requests_log}
     assert code == 0
     out = capsys.readouterr().out
     assert "API key from --api-key" in out
     assert "model:    ops-gme-qwen2-vl-2b-instruct (1536 dimensions)" in out
-    assert paths == {"/v3/openapi/workspaces/default/multi-modal-embedding/"
-                     "ops-gme-qwen2-vl-2b-instruct"}
+    assert paths == {
+        "/v3/openapi/workspaces/default/multi-modal-embedding/ops-gme-qwen2-vl-2b-instruct"
+    }
     assert KNOWN_KEY not in out
 
 

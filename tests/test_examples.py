@@ -47,7 +47,12 @@ def _run(script: str, cwd: Path, extra_env: dict[str, str] | None = None) -> str
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -71,11 +76,15 @@ def test_example_runs_offline_with_the_emulator(script: str, tmp_path: Path) -> 
 def test_example_uses_credentials_from_the_environment(script: str, tmp_path: Path) -> None:
     _skip_without_dependency(script)
     with Emulator(api_key=KEY) as service:  # stands in for the real service
-        out = _run(script, cwd=tmp_path, extra_env={
-            "OPENSEARCH_MM_ENDPOINT": service.url,
-            "OPENSEARCH_MM_API_KEY": KEY,
-            "OPENSEARCH_MM_WORKSPACE": "example-ws",
-        })
+        out = _run(
+            script,
+            cwd=tmp_path,
+            extra_env={
+                "OPENSEARCH_MM_ENDPOINT": service.url,
+                "OPENSEARCH_MM_API_KEY": KEY,
+                "OPENSEARCH_MM_WORKSPACE": "example-ws",
+            },
+        )
         log = service.requests_log
     assert "no credentials" not in out
     assert KEY not in out
@@ -91,7 +100,11 @@ def test_make_images_reproduces_the_committed_examples(tmp_path: Path) -> None:
     shutil.copy(EXAMPLES / "make_images.py", tmp_path / "make_images.py")
     proc = subprocess.run(
         [sys.executable, str(tmp_path / "make_images.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "captions.jsonl").read_text() == (EXAMPLES / "captions.jsonl").read_text()
@@ -101,8 +114,10 @@ def test_make_images_reproduces_the_committed_examples(tmp_path: Path) -> None:
         # pixels, not bytes: another Pillow/zlib version may compress differently
         from PIL import Image, ImageChops
 
-        with Image.open(tmp_path / "images" / name) as new, \
-                Image.open(EXAMPLES / "images" / name) as old:
+        with (
+            Image.open(tmp_path / "images" / name) as new,
+            Image.open(EXAMPLES / "images" / name) as old,
+        ):
             assert new.size == old.size == (64, 64)
             diff = ImageChops.difference(new.convert("RGB"), old.convert("RGB"))
             if name.endswith(".png"):

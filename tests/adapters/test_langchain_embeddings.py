@@ -104,8 +104,15 @@ class TestStandardUnit(EmbeddingsUnitTests):
 def test_defaults_match_the_core_client() -> None:
     emb = OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid")
     params = inspect.signature(MultiModalEmbeddingClient.__init__).parameters
-    for name in ("model", "timeout", "max_retries", "max_concurrency", "qps",
-                 "image_max_side", "downscale_oversized"):
+    for name in (
+        "model",
+        "timeout",
+        "max_retries",
+        "max_concurrency",
+        "qps",
+        "image_max_side",
+        "downscale_oversized",
+    ):
         assert getattr(emb, name) == params[name].default, name
     assert emb.workspace == "default"
     assert emb.dimensions == 768
@@ -113,8 +120,14 @@ def test_defaults_match_the_core_client() -> None:
 
 def test_fields_reach_the_core_client() -> None:
     emb = OpenSearchMultiModalEmbeddings(
-        api_key=KEY, endpoint="https://h.invalid", workspace="ws1", model="ops-m2-encoder-large",
-        timeout=5, max_retries=2, max_concurrency=3, qps=4.0,
+        api_key=KEY,
+        endpoint="https://h.invalid",
+        workspace="ws1",
+        model="ops-m2-encoder-large",
+        timeout=5,
+        max_retries=2,
+        max_concurrency=3,
+        qps=4.0,
     )
     client = emb.client
     assert client.url == (
@@ -157,8 +170,14 @@ def test_fields_are_frozen_so_the_client_cannot_drift() -> None:
 
 def test_api_key_never_shown() -> None:
     emb = OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid")
-    shown = [repr(emb), str(emb), str(emb.model_dump()), emb.model_dump_json(),
-             repr(emb.client), str(emb.model_fields_set)]
+    shown = [
+        repr(emb),
+        str(emb),
+        str(emb.model_dump()),
+        emb.model_dump_json(),
+        repr(emb.client),
+        str(emb.model_fields_set),
+    ]
     for text in shown:
         assert KEY not in text
     assert emb.api_key.get_secret_value() == KEY
@@ -290,8 +309,9 @@ def test_embed_image_path_data_uri_and_url(fresh: Emulator, tmp_path: Path) -> N
     vectors = make(fresh).embed_image([str(path), data_uri(tiny_png("red")), url])
     assert fresh.stats.requests == 1 and api_inputs(fresh) == [3]
     with core(fresh) as reference:
-        assert vectors == [reference.embed_images([x])[0]
-                           for x in (str(path), data_uri(tiny_png("red")), url)]
+        assert vectors == [
+            reference.embed_images([x])[0] for x in (str(path), data_uri(tiny_png("red")), url)
+        ]
     # a path is sent as the data URI of its bytes: same image, same vector
     assert vectors[0] == vectors[1]
     assert vectors[2] != vectors[0]

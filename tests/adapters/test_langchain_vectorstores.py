@@ -141,9 +141,7 @@ def test_chroma_add_images_then_search_by_image_and_text(
             # Chroma stores the image itself (base64) as the document text
             assert hit.page_content == base64.b64encode(tiny_png(color)).decode()
 
-        assert store.similarity_search_by_image(uri=paths[1], k=1)[0].metadata == {
-            "color": "green"
-        }
+        assert store.similarity_search_by_image(uri=paths[1], k=1)[0].metadata == {"color": "green"}
         text_hit = store.similarity_search(TEXTS[1], k=1)[0]
         assert text_hit.page_content == TEXTS[1] and text_hit.metadata == {"kind": "text"}
     finally:

@@ -16,8 +16,12 @@ from opensearch_mm import Content, MultiModalEmbeddingClient
 from opensearch_mm.emulator import Emulator
 
 KEY = "OS-async-test-key"
-MODELS = [("ops-m2-encoder", 768), ("ops-m2-encoder-large", 1024),
-          ("ops-gme-qwen2-vl-2b-instruct", 1536), ("ops-mm-embedding-v1-2b", 1536)]
+MODELS = [
+    ("ops-m2-encoder", 768),
+    ("ops-m2-encoder-large", 1024),
+    ("ops-gme-qwen2-vl-2b-instruct", 1536),
+    ("ops-mm-embedding-v1-2b", 1536),
+]
 
 
 def png(color: tuple[int, int, int]) -> bytes:
@@ -54,7 +58,8 @@ async def client(emu: Emulator) -> AsyncIterator[MultiModalEmbeddingClient]:
 
 
 async def test_aembed_texts_order_matches_single_and_sync(
-        client: MultiModalEmbeddingClient) -> None:
+    client: MultiModalEmbeddingClient,
+) -> None:
     texts = [f"async text {i}" for i in range(12)]
     vectors = await client.aembed_texts(texts)
     singles = [(await client.aembed_texts([t]))[0] for t in texts]
@@ -70,8 +75,7 @@ async def test_dims_per_model(emu: Emulator, model: str, dims: int) -> None:
     assert [len(v) for v in result.embeddings] == [dims, dims]
 
 
-async def test_aembed_images_all_kinds(client: MultiModalEmbeddingClient,
-                                       tmp_path: Path) -> None:
+async def test_aembed_images_all_kinds(client: MultiModalEmbeddingClient, tmp_path: Path) -> None:
     data = png((10, 200, 10))
     path = tmp_path / "g.png"
     path.write_bytes(data)
@@ -88,8 +92,9 @@ async def test_aembed_images_all_kinds(client: MultiModalEmbeddingClient,
     assert (await client.aembed_images([url]))[0] == vectors[6]
 
 
-async def test_aembed_mixed_usage_and_request_ids(emu: Emulator,
-                                                  client: MultiModalEmbeddingClient) -> None:
+async def test_aembed_mixed_usage_and_request_ids(
+    emu: Emulator, client: MultiModalEmbeddingClient
+) -> None:
     img = png((1, 1, 1))
     inputs: list[object] = [f"t{i}" for i in range(40)] + [Content(image=img), {"image": img}]
     result = await client.aembed(inputs)  # type: ignore[arg-type]
@@ -102,8 +107,7 @@ async def test_aembed_mixed_usage_and_request_ids(emu: Emulator,
     assert sync.embeddings == result.embeddings and sync.usage == result.usage
 
 
-async def test_many_inputs_many_requests(emu: Emulator,
-                                         client: MultiModalEmbeddingClient) -> None:
+async def test_many_inputs_many_requests(emu: Emulator, client: MultiModalEmbeddingClient) -> None:
     texts = [f"x{i}" for i in range(300)]
     vectors = await client.aembed_texts(texts)
     assert len(vectors) == 300

@@ -36,17 +36,18 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
-def make(emu: Emulator, *, key: str = KEY, endpoint: str | None = None,
-         max_retries: int = 0, **kw: Any) -> MultiModalEmbeddingClient:
+def make(
+    emu: Emulator, *, key: str = KEY, endpoint: str | None = None, max_retries: int = 0, **kw: Any
+) -> MultiModalEmbeddingClient:
     kw.setdefault("qps", None)
     policy = RetryPolicy(max_retries=max_retries, initial_delay=0.01, max_delay=0.05)
-    client = MultiModalEmbeddingClient(api_key=key, endpoint=endpoint or emu.url,
-                                       retry_policy=policy, **kw)
+    client = MultiModalEmbeddingClient(
+        api_key=key, endpoint=endpoint or emu.url, retry_policy=policy, **kw
+    )
     return client
 
 
-async def call(client: MultiModalEmbeddingClient, mode: str, inputs: list[Any]
-               ) -> EmbeddingResult:
+async def call(client: MultiModalEmbeddingClient, mode: str, inputs: list[Any]) -> EmbeddingResult:
     if mode == "sync":
         return client.embed(inputs)
     return await client.aembed(inputs)
@@ -76,9 +77,15 @@ def check_no_key(err: BaseException) -> None:
         ("bad_gateway", InternalServerError, 502, None),
     ],
 )
-async def test_error_faults_mapped(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                   mode: str, kind: str, cls: type[APIError], status: int,
-                                   code: str | None) -> None:
+async def test_error_faults_mapped(
+    emu: Emulator,
+    clients: list[MultiModalEmbeddingClient],
+    mode: str,
+    kind: str,
+    cls: type[APIError],
+    status: int,
+    code: str | None,
+) -> None:
     client = make(emu)
     clients.append(client)
     emu.inject(kind, 1)
@@ -100,8 +107,9 @@ async def test_error_faults_mapped(emu: Emulator, clients: list[MultiModalEmbedd
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_drop_is_connection_error(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                        mode: str) -> None:
+async def test_drop_is_connection_error(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu)
     clients.append(client)
     emu.inject("drop", 1)
@@ -113,11 +121,12 @@ async def test_drop_is_connection_error(emu: Emulator, clients: list[MultiModalE
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("kind", "text"), [("malformed", "not a JSON object"),
-                                            ("incomplete", "lacks embeddings")])
-async def test_bad_bodies_are_response_errors(emu: Emulator,
-                                              clients: list[MultiModalEmbeddingClient],
-                                              mode: str, kind: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "text"), [("malformed", "not a JSON object"), ("incomplete", "lacks embeddings")]
+)
+async def test_bad_bodies_are_response_errors(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str, kind: str, text: str
+) -> None:
     client = make(emu)
     clients.append(client)
     emu.inject(kind, 1)
@@ -128,8 +137,9 @@ async def test_bad_bodies_are_response_errors(emu: Emulator,
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_slow_is_timeout(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                               mode: str) -> None:
+async def test_slow_is_timeout(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu, timeout=0.2)
     clients.append(client)
     emu.inject("slow", 1, delay=1.0)
@@ -138,8 +148,9 @@ async def test_slow_is_timeout(emu: Emulator, clients: list[MultiModalEmbeddingC
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_wrong_key(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                         mode: str) -> None:
+async def test_wrong_key(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     wrong = "OS-wrong-key-zzzzzz"
     client = make(emu, key=wrong, max_retries=3)
     clients.append(client)
@@ -154,8 +165,9 @@ async def test_wrong_key(emu: Emulator, clients: list[MultiModalEmbeddingClient]
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_unknown_service_id(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                  mode: str) -> None:
+async def test_unknown_service_id(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu, model="ops-nope", max_retries=3)
     clients.append(client)
     with pytest.raises(ServiceNotFoundError) as ei:
@@ -166,8 +178,9 @@ async def test_unknown_service_id(emu: Emulator, clients: list[MultiModalEmbeddi
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_wrong_path_is_not_found(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                       mode: str) -> None:
+async def test_wrong_path_is_not_found(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu, endpoint=emu.url + "/prefix", max_retries=3)
     clients.append(client)
     with pytest.raises(ServiceNotFoundError) as ei:
@@ -178,8 +191,9 @@ async def test_wrong_path_is_not_found(emu: Emulator, clients: list[MultiModalEm
 
 def _corrupt(request: httpx.Request) -> httpx.Request:
     headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
-    return httpx.Request(request.method, request.url, headers=headers,
-                         content=b'{"input": "not a list"}')
+    return httpx.Request(
+        request.method, request.url, headers=headers, content=b'{"input": "not a list"}'
+    )
 
 
 class _CorruptingTransport(httpx.HTTPTransport):
@@ -226,9 +240,9 @@ async def test_connection_refused(clients: list[MultiModalEmbeddingClient], mode
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_input_errors_before_network(emu: Emulator,
-                                           clients: list[MultiModalEmbeddingClient],
-                                           mode: str) -> None:
+async def test_input_errors_before_network(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu)
     clients.append(client)
     with pytest.raises(OpenSearchMMError) as ei:

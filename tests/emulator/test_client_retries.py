@@ -31,12 +31,12 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
-def make(emu: Emulator, *, key: str = KEY, max_retries: int = 4, **kw: Any
-         ) -> MultiModalEmbeddingClient:
+def make(
+    emu: Emulator, *, key: str = KEY, max_retries: int = 4, **kw: Any
+) -> MultiModalEmbeddingClient:
     kw.setdefault("qps", None)
     policy = RetryPolicy(max_retries=max_retries, initial_delay=0.01, max_delay=0.05)
-    client = MultiModalEmbeddingClient(api_key=key, endpoint=emu.url, retry_policy=policy,
-                                       **kw)
+    client = MultiModalEmbeddingClient(api_key=key, endpoint=emu.url, retry_policy=policy, **kw)
     return client
 
 
@@ -48,8 +48,7 @@ async def clients() -> AsyncIterator[list[MultiModalEmbeddingClient]]:
         await c.aclose()
 
 
-async def call(client: MultiModalEmbeddingClient, mode: str, inputs: list[Any]
-               ) -> EmbeddingResult:
+async def call(client: MultiModalEmbeddingClient, mode: str, inputs: list[Any]) -> EmbeddingResult:
     if mode == "sync":
         return client.embed(inputs)
     return await client.aembed(inputs)
@@ -65,11 +64,16 @@ def expected(emu: Emulator) -> list[list[float]]:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
-    "kind", ["throttle", "throttling", "server_error", "bad_gateway", "drop", "malformed",
-             "incomplete"],
+    "kind",
+    ["throttle", "throttling", "server_error", "bad_gateway", "drop", "malformed", "incomplete"],
 )
-async def test_retried_then_success(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                    expected: list[list[float]], mode: str, kind: str) -> None:
+async def test_retried_then_success(
+    emu: Emulator,
+    clients: list[MultiModalEmbeddingClient],
+    expected: list[list[float]],
+    mode: str,
+    kind: str,
+) -> None:
     client = make(emu)
     clients.append(client)
     emu.inject(kind, 2)
@@ -83,8 +87,9 @@ async def test_retried_then_success(emu: Emulator, clients: list[MultiModalEmbed
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_timeout_retried(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                               expected: list[list[float]], mode: str) -> None:
+async def test_timeout_retried(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], expected: list[list[float]], mode: str
+) -> None:
     client = make(emu, timeout=0.25)
     clients.append(client)
     emu.inject("slow", 1, delay=1.0)
@@ -97,8 +102,13 @@ async def test_timeout_retried(emu: Emulator, clients: list[MultiModalEmbeddingC
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("kind", "cls"), [("quota", QuotaExceededError)])
-async def test_quota_not_retried(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                 mode: str, kind: str, cls: type[Exception]) -> None:
+async def test_quota_not_retried(
+    emu: Emulator,
+    clients: list[MultiModalEmbeddingClient],
+    mode: str,
+    kind: str,
+    cls: type[Exception],
+) -> None:
     client = make(emu, max_retries=5)
     clients.append(client)
     emu.inject(kind, 3)
@@ -109,8 +119,9 @@ async def test_quota_not_retried(emu: Emulator, clients: list[MultiModalEmbeddin
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_auth_not_retried(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                mode: str) -> None:
+async def test_auth_not_retried(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu, key="wrong-key", max_retries=5)
     clients.append(client)
     with pytest.raises(AuthenticationError):
@@ -122,14 +133,16 @@ class _BadBody(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
         return super().handle_request(
-            httpx.Request("POST", request.url, headers=headers, content=b"{oops"))
+            httpx.Request("POST", request.url, headers=headers, content=b"{oops")
+        )
 
 
 class _AsyncBadBody(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
         return await super().handle_async_request(
-            httpx.Request("POST", request.url, headers=headers, content=b"{oops"))
+            httpx.Request("POST", request.url, headers=headers, content=b"{oops")
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -149,8 +162,9 @@ async def test_400_not_retried(emu: Emulator, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_retry_after_honoured(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                    expected: list[list[float]], mode: str) -> None:
+async def test_retry_after_honoured(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], expected: list[list[float]], mode: str
+) -> None:
     client = make(emu)
     clients.append(client)
     emu.inject("throttle", 1, retry_after=0.3)
@@ -164,8 +178,9 @@ async def test_retry_after_honoured(emu: Emulator, clients: list[MultiModalEmbed
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_retries_exhausted(emu: Emulator, clients: list[MultiModalEmbeddingClient],
-                                 mode: str) -> None:
+async def test_retries_exhausted(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
     client = make(emu, max_retries=2)
     clients.append(client)
     emu.inject("throttle", 10)
@@ -199,8 +214,7 @@ async def test_partial_result_when_retries_exhausted(emu: Emulator, mode: str) -
     hook, ahook = _inject_after_first(emu, "server_error", 100)
     http = httpx.Client(event_hooks={"response": [hook]})
     ahttp = httpx.AsyncClient(event_hooks={"response": [ahook]})
-    client = make(emu, max_retries=2, max_concurrency=1, http_client=http,
-                  async_http_client=ahttp)
+    client = make(emu, max_retries=2, max_concurrency=1, http_client=http, async_http_client=ahttp)
     try:
         with pytest.raises(InternalServerError) as ei:
             await call(client, mode, texts)
@@ -243,9 +257,12 @@ async def test_one_bad_batch_does_not_sink_the_others(emu: Emulator, mode: str) 
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_key_never_logged_during_retries(emu: Emulator, caplog: pytest.LogCaptureFixture,
-                                               clients: list[MultiModalEmbeddingClient],
-                                               mode: str) -> None:
+async def test_key_never_logged_during_retries(
+    emu: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    clients: list[MultiModalEmbeddingClient],
+    mode: str,
+) -> None:
     client = make(emu)
     clients.append(client)
     for kind in ("throttle", "server_error", "drop", "malformed"):

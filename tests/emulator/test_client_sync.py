@@ -16,8 +16,12 @@ from opensearch_mm.emulator import Emulator
 from opensearch_mm.inputs import ContentLike
 
 KEY = "OS-sync-test-key"
-MODELS = [("ops-m2-encoder", 768), ("ops-m2-encoder-large", 1024),
-          ("ops-gme-qwen2-vl-2b-instruct", 1536), ("ops-mm-embedding-v1-2b", 1536)]
+MODELS = [
+    ("ops-m2-encoder", 768),
+    ("ops-m2-encoder-large", 1024),
+    ("ops-gme-qwen2-vl-2b-instruct", 1536),
+    ("ops-mm-embedding-v1-2b", 1536),
+]
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 8)) -> bytes:
@@ -108,8 +112,13 @@ def test_images_all_kinds(client: MultiModalEmbeddingClient, tmp_path: Path) -> 
 
 def test_embed_mixed(client: MultiModalEmbeddingClient) -> None:
     img = png((0, 0, 255))
-    inputs: list[ContentLike] = ["plain text", Content(text="content text"),
-                                 {"text": "dict text"}, Content(image=img), {"image": img}]
+    inputs: list[ContentLike] = [
+        "plain text",
+        Content(text="content text"),
+        {"text": "dict text"},
+        Content(image=img),
+        {"image": img},
+    ]
     result = client.embed(inputs)
     assert len(result) == 5
     assert result.embeddings[3] == result.embeddings[4]
@@ -129,8 +138,9 @@ def test_gme_text_plus_image(emu: Emulator) -> None:
     assert len(both) == 1536 and both != text and both != image
 
 
-def test_more_than_32_inputs_several_requests(emu: Emulator,
-                                              client: MultiModalEmbeddingClient) -> None:
+def test_more_than_32_inputs_several_requests(
+    emu: Emulator, client: MultiModalEmbeddingClient
+) -> None:
     texts = [f"t{i}" for i in range(100)]
     result = client.embed(texts)
     log = emu.requests_log
@@ -138,15 +148,17 @@ def test_more_than_32_inputs_several_requests(emu: Emulator,
     assert all(r.status == 200 for r in log)
     assert len(result.request_ids) == 4 and len(set(result.request_ids)) == 4
     singles = client.embed(texts[:1] + texts[50:51] + texts[99:])
-    assert [result.embeddings[0], result.embeddings[50], result.embeddings[99]] == \
-        singles.embeddings
+    assert [
+        result.embeddings[0],
+        result.embeddings[50],
+        result.embeddings[99],
+    ] == singles.embeddings
     # usage summed over the four requests
-    parts = [client.embed(texts[i:i + 32]).usage for i in range(0, 100, 32)]
+    parts = [client.embed(texts[i : i + 32]).usage for i in range(0, 100, 32)]
     assert result.usage.token_count == sum(u.token_count for u in parts)
 
 
-def test_large_images_split_by_body_limit(emu: Emulator,
-                                          client: MultiModalEmbeddingClient) -> None:
+def test_large_images_split_by_body_limit(emu: Emulator, client: MultiModalEmbeddingClient) -> None:
     images = [noise_png(3_000_000, seed) for seed in range(5)]
     assert all(len(i) > 2_500_000 for i in images)
     vectors = client.embed_images(images)
@@ -179,8 +191,7 @@ def test_max_concurrency_respected(emu: Emulator) -> None:
     assert emu.stats.requests == 8
 
 
-def test_key_not_in_request_log_or_query(emu: Emulator,
-                                         client: MultiModalEmbeddingClient) -> None:
+def test_key_not_in_request_log_or_query(emu: Emulator, client: MultiModalEmbeddingClient) -> None:
     client.embed_texts(["x"])
     rec = emu.requests_log[-1]
     assert "?" not in rec.path
@@ -193,14 +204,21 @@ def test_same_vectors_as_official_sdk(emu: Emulator, client: MultiModalEmbedding
     sdk_client = pytest.importorskip("alibabacloud_searchplat20240529.client")
     openapi_models = pytest.importorskip("alibabacloud_tea_openapi.models")
     uri = "data:image/png;base64," + base64.b64encode(png((7, 70, 140))).decode()
-    items = [{"text": "a photo of a cat"}, {"image": uri}, {"text": "猫の写真"},
-             {"image": "https://example.com/dog.jpg"}]
-    sdk = sdk_client.Client(openapi_models.Config(
-        bearer_token=KEY, endpoint=f"127.0.0.1:{emu.port}", protocol="http"))
+    items = [
+        {"text": "a photo of a cat"},
+        {"image": uri},
+        {"text": "猫の写真"},
+        {"image": "https://example.com/dog.jpg"},
+    ]
+    sdk = sdk_client.Client(
+        openapi_models.Config(bearer_token=KEY, endpoint=f"127.0.0.1:{emu.port}", protocol="http")
+    )
     resp = sdk.get_multi_modal_embedding(
-        "default", "ops-m2-encoder",
+        "default",
+        "ops-m2-encoder",
         sdk_models.GetMultiModalEmbeddingRequest(
-            input=[sdk_models.GetMultiModalEmbeddingRequestInput(**it) for it in items]),
+            input=[sdk_models.GetMultiModalEmbeddingRequestInput(**it) for it in items]
+        ),
     )
     by_index = {e.index: e.embedding for e in resp.body.result.embeddings}
     sdk_vectors = [by_index[i] for i in range(len(items))]

@@ -28,9 +28,10 @@ def client_for(emu: Emulator, **options: object) -> MultiModalEmbeddingClient:
 
 @pytest.mark.parametrize("limit", [1, 3])
 def test_sync_concurrency_is_bounded(limit: int) -> None:
-    with Emulator(KEY, latency_ms=30) as emu, client_for(
-        emu, max_concurrency=limit, qps=None
-    ) as client:
+    with (
+        Emulator(KEY, latency_ms=30) as emu,
+        client_for(emu, max_concurrency=limit, qps=None) as client,
+    ):
         vectors = client.embed_texts(texts(32 * 12))
         assert len(vectors) == 32 * 12
         stats = emu.stats
@@ -97,9 +98,10 @@ def test_embed_iter_keeps_order_and_bounds_what_is_in_flight() -> None:
             yield text
 
     limit = 2
-    with Emulator(KEY, latency_ms=5) as emu, client_for(
-        emu, max_concurrency=limit, qps=None
-    ) as client:
+    with (
+        Emulator(KEY, latency_ms=5) as emu,
+        client_for(emu, max_concurrency=limit, qps=None) as client,
+    ):
         expected = client.embed_texts(texts(32 * 30, "stream"))
         got = []
         for vector in client.embed_iter(source(32 * 30)):

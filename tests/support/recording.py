@@ -88,17 +88,18 @@ def _scrub_request(request: Request) -> Request:
         if name.lower() not in _KEPT_REQUEST_HEADERS:
             del request.headers[name]
     # A real workspace name is recorded as the placeholder replay uses.
-    path = re.sub(r"^/v3/openapi/workspaces/[^/]+/", "/v3/openapi/workspaces/default/",
-                  urlsplit(request.uri).path)
+    path = re.sub(
+        r"^/v3/openapi/workspaces/[^/]+/",
+        "/v3/openapi/workspaces/default/",
+        urlsplit(request.uri).path,
+    )
     request.uri = REPLAY_URL + path
     return request
 
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     headers = response.get("headers", {})
-    response["headers"] = {
-        k: v for k, v in headers.items() if k.lower() in _KEPT_RESPONSE_HEADERS
-    }
+    response["headers"] = {k: v for k, v in headers.items() if k.lower() in _KEPT_RESPONSE_HEADERS}
     return response
 
 

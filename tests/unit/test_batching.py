@@ -36,8 +36,10 @@ def test_constants() -> None:
     assert len(b'{"input":[]}') == BODY_OVERHEAD
 
 
-@pytest.mark.parametrize(("n", "sizes"), [(0, []), (1, [1]), (32, [32]), (33, [32, 1]),
-                                          (64, [32, 32]), (100, [32, 32, 32, 4])])
+@pytest.mark.parametrize(
+    ("n", "sizes"),
+    [(0, []), (1, [1]), (32, [32]), (33, [32, 1]), (64, [32, 32]), (100, [32, 32, 32, 4])],
+)
 def test_32_input_limit(n: int, sizes: list[int]) -> None:
     batches = list(pack(text_item(i) for i in range(n)))
     assert [len(b) for b in batches] == sizes
@@ -52,7 +54,7 @@ def test_order_preserved_and_every_item_once() -> None:
 
 
 def test_body_is_valid_json_equal_to_items() -> None:
-    texts = ["a", "ü \"q\"", "猫", "\\"]
+    texts = ["a", 'ü "q"', "猫", "\\"]
     items = [text_item(i, t) for i, t in enumerate(texts)]
     (batch,) = pack(items)
     body = batch.body()
@@ -94,8 +96,13 @@ def test_realistic_8mb_limit_with_3mb_items() -> None:
 
 
 def test_mixed_small_and_big_keep_order() -> None:
-    items = [sized_item(0, 50), sized_item(1, 600), sized_item(2, 50), sized_item(3, 600),
-             sized_item(4, 50)]
+    items = [
+        sized_item(0, 50),
+        sized_item(1, 600),
+        sized_item(2, 50),
+        sized_item(3, 600),
+        sized_item(4, 50),
+    ]
     batches = list(pack(items, max_body_bytes=800))
     assert [b.indices for b in batches] == [[0, 1, 2], [3, 4]]
 
@@ -128,8 +135,11 @@ def test_pack_on_infinite_stream() -> None:
             i += 1
 
     it = pack(forever(), max_inputs=5)
-    assert [next(it).indices for _ in range(3)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
-                                                    [10, 11, 12, 13, 14]]
+    assert [next(it).indices for _ in range(3)] == [
+        [0, 1, 2, 3, 4],
+        [5, 6, 7, 8, 9],
+        [10, 11, 12, 13, 14],
+    ]
 
 
 def test_packer_incremental() -> None:

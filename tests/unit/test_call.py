@@ -25,8 +25,9 @@ def batches(n: int, size: int) -> list[Batch]:
 
 def ok(batch: Batch, dim: int = 3, rid: str | None = None) -> BatchResponse:
     vectors = [[float(i)] * dim for i in batch.indices]
-    return BatchResponse(vectors, Usage(token_count=len(batch), image=1),
-                         rid or f"rid-{batch.indices[0]}")
+    return BatchResponse(
+        vectors, Usage(token_count=len(batch), image=1), rid or f"rid-{batch.indices[0]}"
+    )
 
 
 def server_error(tag: str = "x") -> InternalServerError:

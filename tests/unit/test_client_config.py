@@ -34,7 +34,10 @@ def make(**kw: object) -> MultiModalEmbeddingClient:
 
 def test_env_var_names() -> None:
     assert (ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE) == (
-        "OPENSEARCH_MM_API_KEY", "OPENSEARCH_MM_ENDPOINT", "OPENSEARCH_MM_WORKSPACE")
+        "OPENSEARCH_MM_API_KEY",
+        "OPENSEARCH_MM_ENDPOINT",
+        "OPENSEARCH_MM_WORKSPACE",
+    )
 
 
 def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,7 +47,10 @@ def test_env_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     with make() as c:
         assert c.base_url == f"https://{HOST}"
         assert c.workspace == "ws1"
-        assert c.url == f"https://{HOST}/v3/openapi/workspaces/ws1/multi-modal-embedding/ops-m2-encoder"
+        assert (
+            c.url
+            == f"https://{HOST}/v3/openapi/workspaces/ws1/multi-modal-embedding/ops-m2-encoder"
+        )
         assert c._headers["Authorization"] == f"Bearer {KEY}"
 
 
@@ -109,8 +115,10 @@ def test_non_str_key_refused_without_echo() -> None:
 
 
 def test_plain_http_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="opensearch_mm"), \
-            pytest.warns(InsecureTransportWarning, match="plain http"):
+    with (
+        caplog.at_level(logging.WARNING, logger="opensearch_mm"),
+        pytest.warns(InsecureTransportWarning, match="plain http"),
+    ):
         c = make(api_key=KEY, endpoint="http://ops-cn-hangzhou.opensearch.aliyuncs.com")
     c.close()
     assert KEY not in caplog.text
@@ -118,8 +126,14 @@ def test_plain_http_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9", "http://127.3.4.5",
-     "https://example.com", HOST],
+    [
+        "http://127.0.0.1:8080",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "http://127.3.4.5",
+        "https://example.com",
+        HOST,
+    ],
 )
 def test_loopback_or_https_does_not_warn(endpoint: str) -> None:
     with warnings.catch_warnings():
@@ -129,9 +143,13 @@ def test_loopback_or_https_does_not_warn(endpoint: str) -> None:
 
 @pytest.mark.parametrize(
     ("model", "dims"),
-    [("ops-m2-encoder", 768), ("ops-m2-encoder-large", 1024),
-     ("ops-gme-qwen2-vl-2b-instruct", 1536), ("ops-mm-embedding-v1-2b", 1536),
-     ("some-new-model", None)],
+    [
+        ("ops-m2-encoder", 768),
+        ("ops-m2-encoder-large", 1024),
+        ("ops-gme-qwen2-vl-2b-instruct", 1536),
+        ("ops-mm-embedding-v1-2b", 1536),
+        ("some-new-model", None),
+    ],
 )
 def test_dimensions(model: str, dims: int | None) -> None:
     with make(api_key=KEY, endpoint=HOST, model=model) as c:
@@ -140,8 +158,17 @@ def test_dimensions(model: str, dims: int | None) -> None:
 
 @pytest.mark.parametrize(
     "kw",
-    [{"timeout": 0}, {"timeout": -1}, {"max_concurrency": 0}, {"max_concurrency": 1.5},
-     {"image_max_side": 4}, {"max_retries": -1}, {"qps": -3}, {"model": ""}, {"workspace": " "}],
+    [
+        {"timeout": 0},
+        {"timeout": -1},
+        {"max_concurrency": 0},
+        {"max_concurrency": 1.5},
+        {"image_max_side": 4},
+        {"max_retries": -1},
+        {"qps": -3},
+        {"model": ""},
+        {"workspace": " "},
+    ],
 )
 def test_bad_options(kw: dict[str, object]) -> None:
     with pytest.raises((ConfigurationError, ValueError)):
@@ -150,9 +177,16 @@ def test_bad_options(kw: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     ("method", "value"),
-    [("embed_texts", "hello"), ("embed_texts", b"hello"), ("embed_images", "/tmp/a.png"),
-     ("embed_images", b"\x89PNG"), ("embed", Content(text="x")), ("embed", {"text": "x"}),
-     ("embed", "hello"), ("embed_texts", 5)],
+    [
+        ("embed_texts", "hello"),
+        ("embed_texts", b"hello"),
+        ("embed_images", "/tmp/a.png"),
+        ("embed_images", b"\x89PNG"),
+        ("embed", Content(text="x")),
+        ("embed", {"text": "x"}),
+        ("embed", "hello"),
+        ("embed_texts", 5),
+    ],
 )
 def test_single_value_refused(method: str, value: object) -> None:
     with make(api_key=KEY, endpoint=HOST) as c, pytest.raises(InputError, match="list"):

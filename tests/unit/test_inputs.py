@@ -28,8 +28,9 @@ PNG_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
 URL = "https://example.com/cat.jpg"
 
 
-def opts(model: str = "ops-m2-encoder", max_item_bytes: int = MAX_BODY_BYTES - BODY_OVERHEAD
-         ) -> EncodeOptions:
+def opts(
+    model: str = "ops-m2-encoder", max_item_bytes: int = MAX_BODY_BYTES - BODY_OVERHEAD
+) -> EncodeOptions:
     return EncodeOptions(model=model_info(model), max_item_bytes=max_item_bytes)
 
 
@@ -76,7 +77,7 @@ def test_image_bytes_become_data_uri() -> None:
 
 
 def test_unicode_text_roundtrips_exactly() -> None:
-    text = "猫 café 🐱 \"quoted\" \\ back\nslash"
+    text = '猫 café 🐱 "quoted" \\ back\nslash'
     assert decoded(encode_text_only(text, 0, M2)) == {"text": text}
 
 

@@ -42,8 +42,12 @@ def test_model_table(service_id: str, dims: int, combined: bool) -> None:
 
 
 def test_model_table_has_exactly_the_reference_models() -> None:
-    assert set(MODELS) == {"ops-m2-encoder", "ops-m2-encoder-large",
-                           "ops-gme-qwen2-vl-2b-instruct", "ops-mm-embedding-v1-2b"}
+    assert set(MODELS) == {
+        "ops-m2-encoder",
+        "ops-m2-encoder-large",
+        "ops-gme-qwen2-vl-2b-instruct",
+        "ops-mm-embedding-v1-2b",
+    }
     assert DEFAULT_MODEL == "ops-m2-encoder"
 
 
@@ -59,8 +63,13 @@ def test_every_error_derives_from_base() -> None:
 
 
 def test_hierarchy() -> None:
-    for cls in (AuthenticationError, InvalidParameterError, ServiceNotFoundError,
-                RateLimitError, InternalServerError):
+    for cls in (
+        AuthenticationError,
+        InvalidParameterError,
+        ServiceNotFoundError,
+        RateLimitError,
+        InternalServerError,
+    ):
         assert issubclass(cls, APIError)
     assert issubclass(QuotaExceededError, RateLimitError)
     assert issubclass(APITimeoutError, APIConnectionError)
@@ -79,10 +88,16 @@ def test_input_error_message() -> None:
 
 
 def test_api_error_fields_and_message() -> None:
-    e = RateLimitError("slow down", status_code=429, code="Throttling", request_id="R",
-                       retry_after=1.5)
+    e = RateLimitError(
+        "slow down", status_code=429, code="Throttling", request_id="R", retry_after=1.5
+    )
     assert (e.status_code, e.code, e.message, e.request_id, e.retry_after) == (
-        429, "Throttling", "slow down", "R", 1.5)
+        429,
+        "Throttling",
+        "slow down",
+        "R",
+        1.5,
+    )
     assert str(e) == "HTTP 429 Throttling: slow down (request_id=R)"
     assert str(APIError("m", status_code=502)) == "HTTP 502: m"
 

@@ -41,7 +41,10 @@ NO_HEADERS: dict[str, str] = {}
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("ops-cn-hangzhou.opensearch.aliyuncs.com", "https://ops-cn-hangzhou.opensearch.aliyuncs.com"),
+        (
+            "ops-cn-hangzhou.opensearch.aliyuncs.com",
+            "https://ops-cn-hangzhou.opensearch.aliyuncs.com",
+        ),
         ("host:8443", "https://host:8443"),
         ("https://host", "https://host"),
         ("https://host/", "https://host"),
@@ -58,8 +61,16 @@ def test_normalize_endpoint(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "ftp://host", "file:///etc/passwd", "https://", "https://host?x=1",
-     "https://host#frag", "https://user:pw@host"],
+    [
+        "",
+        "   ",
+        "ftp://host",
+        "file:///etc/passwd",
+        "https://",
+        "https://host?x=1",
+        "https://host#frag",
+        "https://user:pw@host",
+    ],
 )
 def test_normalize_endpoint_refuses(raw: str) -> None:
     with pytest.raises(ConfigurationError):
@@ -108,9 +119,9 @@ def answer(n: int, dim: int = 4, *, order: list[int] | None = None, **extra: Any
         "request_id": "RID-1",
         "latency": 3,
         "usage": {"image": 1, "token_count": 7},
-        "result": {"embeddings": [
-            {"index": i, "embedding": [float(i)] + [0.5] * (dim - 1)} for i in order
-        ]},
+        "result": {
+            "embeddings": [{"index": i, "embedding": [float(i)] + [0.5] * (dim - 1)} for i in order]
+        },
     }
     doc.update(extra)
     return orjson.dumps(doc)
@@ -213,8 +224,15 @@ def test_parse_response_wrong_dims_for_known_model() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"not json", b"<html>oops</html>", b"[1,2]", b'"str"', b"null",
-     b'{"request_id":"x","result":{"embeddings":[{"index":0,"embedding":[0.01'],
+    [
+        b"",
+        b"not json",
+        b"<html>oops</html>",
+        b"[1,2]",
+        b'"str"',
+        b"null",
+        b'{"request_id":"x","result":{"embeddings":[{"index":0,"embedding":[0.01',
+    ],
 )
 def test_parse_response_non_json_or_not_object(body: bytes) -> None:
     with pytest.raises(APIResponseError):
@@ -230,8 +248,9 @@ def test_parse_response_no_embeddings(body: bytes) -> None:
 
 
 def test_error_body_with_200_is_an_error() -> None:
-    body = orjson.dumps({"request_id": "E1", "latency": 0, "code": "InternalServerError",
-                         "message": "boom"})
+    body = orjson.dumps(
+        {"request_id": "E1", "latency": 0, "code": "InternalServerError", "message": "boom"}
+    )
     with pytest.raises(APIError) as ei:
         parse_response(200, NO_HEADERS, body, expected=1, dimensions=2)
     assert ei.value.code == "InternalServerError"

@@ -59,8 +59,9 @@ def simulate(
     events: list[tuple[float, int, int, str, int, Ticket | None]] = []
     seq = 0
 
-    def at(t: float, worker: int, what: str, retries: int = 0, ticket: Ticket | None = None
-           ) -> None:
+    def at(
+        t: float, worker: int, what: str, retries: int = 0, ticket: Ticket | None = None
+    ) -> None:
         nonlocal seq
         seq += 1
         heapq.heappush(events, (t, seq, worker, what, retries, ticket))

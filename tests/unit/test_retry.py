@@ -23,8 +23,9 @@ from opensearch_mm.errors import (
 from opensearch_mm.retry import RetryPolicy, is_fatal_for_call, is_retryable
 
 
-def api(cls: type[APIError], status: int, code: str | None = None,
-        retry_after: float | None = None) -> APIError:
+def api(
+    cls: type[APIError], status: int, code: str | None = None, retry_after: float | None = None
+) -> APIError:
     return cls("m", status_code=status, code=code, retry_after=retry_after)
 
 
