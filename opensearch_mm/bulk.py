@@ -1,5 +1,12 @@
-"""``opensearch-mm embed``: a resumable bulk job from a JSON-lines manifest.
+"""``opensearch-mm embed``: texts and images from the command line, or a resumable bulk
+job from a JSON-lines manifest.
 
+Direct mode: ``--text TEXT`` and ``--image PATH_OR_URL`` (each repeatable, embedded in
+command-line order) write one JSON line ``{"input": n, "text" | "image": ..., "embedding":
+[...]}`` per input to stdout (or ``-o PATH``). Every input is checked before anything is
+sent.
+
+Manifest mode:
 Each manifest line is a JSON object with ``text`` and/or ``image`` (a local path, relative
 to the manifest's directory, or an http(s) URL / data URI) and an optional ``id``. Vectors
 are written as JSON lines ``{"line": n, "id": ..., "embedding": [...]}`` in manifest order,
@@ -15,7 +22,8 @@ import os
 import re
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -48,20 +56,62 @@ class Entry:
     content: dict[str, str]
 
 
+class _Ordered(argparse.Action):
+    """Appends ``(kind, value)`` to a list shared by ``--text`` and ``--image``, so the
+    inputs keep their command-line order across the two options."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((self.const, values))
+        setattr(namespace, self.dest, items)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``embed`` subcommand."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "embed",
-        help="embed a JSON-lines manifest of texts and images (resumable)",
+        help="embed texts and images given on the command line, or a JSON-lines manifest",
         description=(
-            'Embed every line of a JSON-lines manifest ({"id": ..., "text": ...} and/or '
-            '{"image": "path or URL"}) and write one JSON line per input '
+            "Embed --text/--image inputs in command-line order (JSON lines to stdout or -o), "
+            'or every line of a JSON-lines manifest ({"id": ..., "text": ...} and/or '
+            '{"image": "path or URL"}; resumable, -o required) writing one JSON line per input '
             '({"line": n, "id": ..., "embedding": [...]}) as requests complete. '
             f"Endpoint and key come from the flags or ${ENV_ENDPOINT} / ${ENV_API_KEY}."
         ),
     )
-    p.add_argument("manifest", type=Path, help="JSON-lines manifest")
-    p.add_argument("-o", "--output", type=Path, required=True, help="JSON-lines output file")
+    p.add_argument(
+        "manifest",
+        type=Path,
+        nargs="?",
+        help="JSON-lines manifest ('-' reads stdin); or use --text/--image instead",
+    )
+    p.add_argument(
+        "--text",
+        dest="inputs",
+        action=_Ordered,
+        const="text",
+        metavar="TEXT",
+        help="a text to embed (repeatable; --text=-x for a text starting with '-')",
+    )
+    p.add_argument(
+        "--image",
+        dest="inputs",
+        action=_Ordered,
+        const="image",
+        metavar="PATH_OR_URL",
+        help="an image to embed: local path, http(s) URL or data URI (repeatable)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="JSON-lines output file, '-' for stdout (direct mode default: stdout)",
+    )
     p.add_argument("--npy", type=Path, help="also write all vectors as a float32 .npy at the end")
     p.add_argument("--resume", action="store_true", help="continue an interrupted job")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -160,6 +210,39 @@ class _Writer:
             self.fh.close()
 
 
+class _StreamWriter:
+    """Writes JSON lines to stdout; keeps the vectors when a ``.npy`` is wanted too."""
+
+    def __init__(self, keep: bool) -> None:
+        self.count = 0
+        self.rows: list[list[float]] | None = [] if keep else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = orjson.dumps(record) + b"\n"
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:  # pragma: no cover - a text-only stdout replacement
+            sys.stdout.write(data.decode())
+            sys.stdout.flush()
+        self.count += 1
+        if self.rows is not None:
+            self.rows.append(record["embedding"])
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+def _is_stdout(output: str | None) -> bool:
+    return output is None or output == "-"
+
+
+def _is_stdin(manifest: Path) -> bool:
+    return str(manifest) == "-"
+
+
 # -- the manifest ---------------------------------------------------------------------------
 
 
@@ -207,8 +290,10 @@ class _Manifest:
         self.error: BulkError | None = None
 
     def entries(self) -> Iterator[Entry]:
-        base = self.path.parent
-        with self.path.open("rb") as fh:
+        stdin = _is_stdin(self.path)
+        base = Path.cwd() if stdin else self.path.parent
+        opened = nullcontext(sys.stdin.buffer) if stdin else self.path.open("rb")
+        with opened as fh:
             for number, raw in enumerate(fh, start=1):
                 if number <= self.skip or not raw.strip():
                     continue
@@ -256,7 +341,7 @@ def _say(message: str) -> None:
 def _embed_all(
     client: MultiModalEmbeddingClient,
     source: Iterator[Entry],
-    out: _Writer,
+    out: _Writer | _StreamWriter,
     errors: _Writer | None,
     progress: bool,
 ) -> None:
@@ -299,11 +384,16 @@ def _embed_all(
             raise
 
 
-def _write_npy(output: Path, npy: Path) -> int:
+def _numpy() -> Any:
     try:
         import numpy as np
     except ImportError:  # pragma: no cover - depends on the install
         raise BulkError("--npy needs numpy: pip install 'opensearch-mm[numpy]'") from None
+    return np
+
+
+def _write_npy(output: Path, npy: Path) -> int:
+    np = _numpy()
     rows = 0
     dim = 0
     with output.open("rb") as fh:
@@ -320,6 +410,15 @@ def _write_npy(output: Path, npy: Path) -> int:
     return rows
 
 
+def _save_npy(vectors: list[list[float]], npy: Path) -> int:
+    np = _numpy()
+    dim = len(vectors[0]) if vectors else 0
+    array = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
+    with npy.open("wb") as fh:
+        np.save(fh, array)
+    return len(vectors)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit status."""
     try:
@@ -330,14 +429,88 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    inputs: list[tuple[str, str]] = args.inputs or []
+    if args.manifest is not None and inputs:
+        raise BulkError("give either a manifest or --text/--image inputs, not both")
+    if args.manifest is None and not inputs:
+        raise BulkError("nothing to embed: give --text/--image, or a manifest ('-' for stdin)")
+    if args.resume and (args.manifest is None or _is_stdout(args.output)):
+        raise BulkError("--resume needs a manifest and an output file (-o PATH)")
+    if args.manifest is None:
+        return _run_direct(args, inputs)
+    if args.output is None:
+        raise BulkError("a manifest job needs -o PATH (or -o - for stdout)")
+    return _run_manifest(args)
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    output = Path(args.output)
+    if output.exists() and output.stat().st_size > 0 and not (args.resume or args.overwrite):
+        hint = "pass --resume to continue it or --overwrite" if args.manifest else "--overwrite"
+        raise BulkError(f"{output} exists: {hint}")
+
+
+def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
+    try:
+        return _client(args)
+    except OpenSearchMMError as exc:
+        raise BulkError(str(exc)) from None
+
+
+def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
+    """Embed the --text/--image inputs: all are checked before anything is sent."""
+    if args.skip_invalid:
+        raise BulkError("--skip-invalid needs a manifest (--text/--image inputs are all checked)")
+    labels: list[str] = []
+    seen: dict[str, int] = {}
+    for kind, _ in inputs:
+        seen[kind] = seen.get(kind, 0) + 1
+        labels.append(f"--{kind} #{seen[kind]}")
+    to_stdout = _is_stdout(args.output)
+    if not to_stdout:
+        _check_output(args)
+    client = _make_client(args)
+    try:
+        vectors = client.embed([{kind: value} for kind, value in inputs]).embeddings
+    except InputError as exc:
+        label = labels[exc.index] if exc.index is not None else "input"
+        raise BulkError(f"{label}: {exc.reason}") from None
+    except OpenSearchMMError as exc:
+        _say(f"failed: {exc}")
+        return EXIT_API
+    except KeyboardInterrupt:
+        _say("interrupted: nothing written")
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
+    out: _Writer | _StreamWriter = (
+        _StreamWriter(keep=False) if to_stdout else _Writer(Path(args.output), 0)
+    )
+    try:
+        for number, (kind, value) in enumerate(inputs, start=1):
+            out.write({"input": number, kind: value, "embedding": vectors[number - 1]})
+    finally:
+        out.close()
+    if not to_stdout:
+        _say(f"done: {out.count} vectors in {args.output}")
+    if args.npy is not None:
+        rows = _save_npy(vectors, args.npy)
+        _say(f"wrote {rows} vectors to {args.npy}")
+    return EXIT_OK
+
+
+def _run_manifest(args: argparse.Namespace) -> int:
     manifest: Path = args.manifest
-    output: Path = args.output
-    if not manifest.is_file():
+    to_stdout = _is_stdout(args.output)
+    if not _is_stdin(manifest) and not manifest.is_file():
         raise BulkError(f"manifest {manifest} is not a file")
+    if to_stdout and args.skip_invalid and args.errors is None:
+        raise BulkError("--skip-invalid with the output on stdout needs --errors PATH")
+    output = Path("-") if to_stdout else Path(args.output)
+    where = "stdout" if to_stdout else str(output)
     errors_path: Path = args.errors or output.with_name(output.name + ".errors.jsonl")
-    exists = output.exists() and output.stat().st_size > 0
-    if exists and not (args.resume or args.overwrite):
-        raise BulkError(f"{output} exists: pass --resume to continue it or --overwrite")
+    if not to_stdout:
+        _check_output(args)
     skip = kept = start = 0
     if args.resume and not args.overwrite:
         skip, kept, start = read_progress(output)
@@ -347,32 +520,26 @@ def _run(args: argparse.Namespace) -> int:
             _say(f"resuming after manifest line {skip} ({kept} vectors already written)")
     elif args.skip_invalid and errors_path.exists():
         errors_path.unlink()
-    try:
-        client = _client(args)
-    except OpenSearchMMError as exc:
-        raise BulkError(str(exc)) from None
-    out = _Writer(output, start)
+    client = _make_client(args)
+    out: _Writer | _StreamWriter = (
+        _StreamWriter(keep=args.npy is not None) if to_stdout else _Writer(output, start)
+    )
     errors: _Writer | None = None
     if args.skip_invalid:
         errors = _Writer(errors_path, errors_path.stat().st_size if errors_path.exists() else 0)
     source = _Manifest(manifest, skip, errors)
     status = EXIT_OK
+    then = "" if to_stdout else "; run the same command with --resume to continue"
     try:
         _embed_all(client, source.entries(), out, errors, args.progress)
         if source.error is not None:
             raise source.error
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
-        _say(
-            f"interrupted: {kept + out.count} vectors in {output}; "
-            "run the same command with --resume to continue"
-        )
+        _say(f"interrupted: {kept + out.count} vectors in {where}{then}")
     except OpenSearchMMError as exc:
         status = EXIT_API
-        _say(
-            f"failed: {exc}\n{kept + out.count} vectors in {output}; "
-            "run the same command with --resume to continue"
-        )
+        _say(f"failed: {exc}\n{kept + out.count} vectors in {where}{then}")
     finally:
         out.close()
         if errors is not None:
@@ -382,8 +549,11 @@ def _run(args: argparse.Namespace) -> int:
         return status
     total = kept + out.count
     skipped = f", {errors.count} invalid lines in {errors_path}" if errors and errors.count else ""
-    _say(f"done: {total} vectors in {output}{skipped}")
+    _say(f"done: {total} vectors in {where}{skipped}")
     if args.npy is not None:
-        rows = _write_npy(output, args.npy)
+        if isinstance(out, _StreamWriter):
+            rows = _save_npy(out.rows or [], args.npy)
+        else:
+            rows = _write_npy(output, args.npy)
         _say(f"wrote {rows} vectors to {args.npy}")
     return EXIT_OK
