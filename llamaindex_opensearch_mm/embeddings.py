@@ -8,6 +8,7 @@ and retries all happen in the core.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
-from opensearch_mm import DEFAULT_MODEL, MultiModalEmbeddingClient
+from opensearch_mm import DEFAULT_MODEL, InputError, MultiModalEmbeddingClient
 from opensearch_mm.client import DEFAULT_WORKSPACE, ENV_ENDPOINT, ENV_WORKSPACE
 from opensearch_mm.images import ImageInput
 
@@ -37,6 +38,14 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
     if isinstance(image, BytesIO):
         return image.getvalue()
     return image
+
+
+def _require_list(values: object, method: str, what: str) -> None:
+    """LlamaIndex's batch methods iterate their argument before our code runs: a single
+    string would be embedded character by character, ``None`` would be a ``TypeError``.
+    Refuse anything but a list (or other sequence) the way the core does."""
+    if isinstance(values, (str, bytes, bytearray)) or not isinstance(values, Sequence):
+        raise InputError(f"{method}() takes a list of {what}, got {type(values).__name__}")
 
 
 class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
@@ -61,9 +70,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
     in ``repr``, ``to_dict``, ``to_json`` or callback/instrumentation payloads.
     """
 
-    model_name: str = Field(
-        default=DEFAULT_MODEL, description="Service id of the embedding model."
-    )
+    model_name: str = Field(default=DEFAULT_MODEL, description="Service id of the embedding model.")
     embed_batch_size: int = Field(
         default=MAX_BATCH_SIZE,
         gt=0,
@@ -155,6 +162,36 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         """Close the core client's async and sync connection pools."""
         await self._client.aclose()
 
+    # -- batch entry points: refuse a non-list before LlamaIndex iterates it ------------
+
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """One vector per text (in batches of ``embed_batch_size``)."""
+        _require_list(texts, "get_text_embedding_batch", "strings")
+        return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        _require_list(texts, "aget_text_embedding_batch", "strings")
+        return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+
+    def get_image_embedding_batch(
+        self, img_file_paths: list[ImageType], show_progress: bool = False
+    ) -> list[Embedding]:
+        """One vector per image (in batches of ``embed_batch_size``)."""
+        _require_list(img_file_paths, "get_image_embedding_batch", "images")
+        return super().get_image_embedding_batch(img_file_paths, show_progress)
+
+    async def aget_image_embedding_batch(
+        self, img_file_paths: list[ImageType], show_progress: bool = False
+    ) -> list[Embedding]:
+        """Async :meth:`get_image_embedding_batch`."""
+        _require_list(img_file_paths, "aget_image_embedding_batch", "images")
+        return await super().aget_image_embedding_batch(img_file_paths, show_progress)
+
     # -- texts (the service has no query/document distinction) ------------------------
 
     def _get_query_embedding(self, query: str) -> Embedding:
@@ -186,7 +223,5 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return self._client.embed_images([_image_input(p) for p in img_file_paths])
 
-    async def _aget_image_embeddings(
-        self, img_file_paths: list[ImageType]
-    ) -> list[Embedding]:
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return await self._client.aembed_images([_image_input(p) for p in img_file_paths])
