@@ -87,9 +87,7 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     endpoint: str | None = Field(default_factory=from_env(ENV_ENDPOINT, default=None))
     """Service endpoint (``host``, ``https://host`` or ``http://host:port``); read from
     ``OPENSEARCH_MM_ENDPOINT`` when not given."""
-    workspace: str = Field(
-        default_factory=from_env(ENV_WORKSPACE, default=DEFAULT_WORKSPACE)
-    )
+    workspace: str = Field(default_factory=from_env(ENV_WORKSPACE, default=DEFAULT_WORKSPACE))
     """Workspace name; ``OPENSEARCH_MM_WORKSPACE`` or ``"default"``."""
     max_retries: int = 6
     """Retries per request for throttling, 5xx and connection errors."""
