@@ -20,6 +20,7 @@ from ._redact import Secrets
 from ._sync import SyncDriver
 from .batching import BODY_OVERHEAD, MAX_BODY_BYTES, Batch, Packer, pack
 from .errors import ConfigurationError, InputError
+from .images import require_pillow
 from .inputs import (
     Content,
     ContentLike,
@@ -161,6 +162,10 @@ class MultiModalEmbeddingClient:
             raise ConfigurationError("max_concurrency must be an int >= 1")
         if image_max_side is not None and image_max_side < 16:
             raise ConfigurationError("image_max_side must be at least 16 pixels")
+        if image_max_side is not None:
+            require_pillow("image_max_side")
+        if downscale_oversized:
+            require_pillow("downscale_oversized")
         self.timeout = float(timeout)
         self.max_concurrency = max_concurrency
         # ``retry_policy`` (backoff delays, caps) wins over ``max_retries`` when given.

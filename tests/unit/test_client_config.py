@@ -214,3 +214,14 @@ def test_empty_list_sends_nothing() -> None:
     with make(api_key=KEY, endpoint="http://127.0.0.1:9") as c:
         assert c.embed_texts([]) == []
         assert c.embed([]).embeddings == []
+
+
+@pytest.mark.parametrize("option", [{"image_max_side": 512}, {"downscale_oversized": True}])
+def test_pillow_options_fail_at_construction_without_pillow(
+    monkeypatch: pytest.MonkeyPatch, option: dict[str, object]
+) -> None:
+    import opensearch_mm.images as images
+
+    monkeypatch.setattr(images, "pillow_available", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"opensearch-mm\[images\]"):
+        MultiModalEmbeddingClient(api_key="k", endpoint="https://example.invalid", **option)
