@@ -125,7 +125,8 @@ def test_sigkill_then_resume_writes_every_input_once(
     output = job.parent / "out.jsonl"
     server.latency_ms = 40
     try:
-        proc = _start(server, job, output, "--max-concurrency", "1")
+        # A pinned slow rate keeps the job running long after the first 200 lines.
+        proc = _start(server, job, output, "--max-concurrency", "1", "--qps", "5")
         _wait_for_lines(output, 200, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -155,7 +156,8 @@ def test_ctrl_c_exits_cleanly_and_resumes(
     output = job.parent / "out.jsonl"
     server.latency_ms = 40
     try:
-        proc = _start(server, job, output, "--max-concurrency", "2")
+        # A pinned slow rate keeps the job running long after the first 100 lines.
+        proc = _start(server, job, output, "--max-concurrency", "2", "--qps", "4")
         _wait_for_lines(output, 100, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
