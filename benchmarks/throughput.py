@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py            # the full run (a few minutes)
     python benchmarks/throughput.py --quick    # a smoke run (seconds)
+    python benchmarks/throughput.py --cpu-only # only the client CPU table (~1 minute)
 
 One process, one run. The emulator runs in a child process (``benchmarks/_emuproc.py``)
 with a token-bucket QPS cap the client is not told about and ~40 ms of service latency;
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cpu-requests", type=int, default=None)
     p.add_argument("--cpu-repeats", type=int, default=None)
+    p.add_argument(
+        "--cpu-only", action="store_true", help="only the client CPU table (no throughput runs)"
+    )
     args = p.parse_args(argv)
     n = args.inputs or (320 if args.quick else 5000)
     steady = args.steady_seconds if args.steady_seconds is not None else (0 if args.quick else 30)
@@ -349,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{' '.join(sys.argv[1:]) or 'defaults'}"
     )
     with EmulatorProcess(latency_ms=args.latency_ms) as emu:
+        if args.cpu_only:
+            caps, steady = [], 0
         work = Workload(n)
         for qps in caps:
             throughput_table(emu, work, qps, args.latency_ms)

@@ -64,7 +64,7 @@ class DriverConfig:
     """What a driver needs from its client."""
 
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] | None  # None: the HTTP client already sends them
     retry: RetryPolicy
     limiter: RateLimiter
     secrets: tuple[str, ...]

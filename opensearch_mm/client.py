@@ -191,7 +191,10 @@ class MultiModalEmbeddingClient:
             logger.warning(message)
         self._headers = request_headers(self._api_key)
         self._own_http = http_client is None
+        # A pool this client creates carries the request headers itself (merged once, not
+        # per request: the same headers on the wire); an injected one gets them per request.
         self._http = http_client or httpx.Client(
+            headers=self._headers,
             timeout=self._httpx_timeout(),
             limits=self._httpx_limits(),
             follow_redirects=False,
@@ -216,10 +219,10 @@ class MultiModalEmbeddingClient:
             max_keepalive_connections=self.max_concurrency * 2,
         )
 
-    def _driver_config(self) -> DriverConfig:
+    def _driver_config(self, *, own_http: bool) -> DriverConfig:
         return DriverConfig(
             url=self.url,
-            headers=self._headers,
+            headers=None if own_http else self._headers,
             retry=self.retry_policy,
             limiter=self.rate_limiter,
             secrets=self._secrets,
@@ -227,10 +230,10 @@ class MultiModalEmbeddingClient:
         )
 
     def _make_sync_driver(self, http: httpx.Client) -> SyncDriver:
-        return SyncDriver(http, self._driver_config())
+        return SyncDriver(http, self._driver_config(own_http=self._own_http))
 
     def _make_async_driver(self, http: httpx.AsyncClient) -> AsyncDriver:
-        return AsyncDriver(http, self._driver_config())
+        return AsyncDriver(http, self._driver_config(own_http=self._own_async_http))
 
     def _async_driver(self) -> AsyncDriver:
         """The async driver for the running loop (one pooled AsyncClient per loop)."""
@@ -242,6 +245,7 @@ class MultiModalEmbeddingClient:
             # A pooled AsyncClient belongs to the loop it first ran on: a new loop
             # (a second asyncio.run) gets its own.
             self._async_http = httpx.AsyncClient(
+                headers=self._headers,
                 timeout=self._httpx_timeout(),
                 limits=self._httpx_limits(),
                 follow_redirects=False,

@@ -201,25 +201,32 @@ def parse_response(
     if not 200 <= status_code < 300:
         raise error_from_response(status_code, headers, body, secrets=secrets)
     data = _load_json(body)
-    rid_header = headers.get("x-acs-request-id")
-    if not isinstance(data, dict):
-        raise APIResponseError("response body is not a JSON object", request_id=rid_header)
+    # orjson builds only exact dict/list/int/bool/str/float/None objects, so exact type
+    # checks below are the isinstance checks they replace (``type(x) is int`` also rules
+    # out bool), at a fraction of the cost per vector.
+    if type(data) is not dict:
+        raise APIResponseError(
+            "response body is not a JSON object", request_id=headers.get("x-acs-request-id")
+        )
     request_id = data.get("request_id")
-    request_id = str(request_id) if request_id else rid_header
+    # The header lookup costs more than the rest of a small answer's checks: only when
+    # the body carries no id.
+    request_id = str(request_id) if request_id else headers.get("x-acs-request-id")
     if data.get("code") and "result" not in data:
         # An error body with a 2xx status: treat it as the error its code describes.
         raise error_from_response(
             _status_for_code(str(data["code"])), headers, body, secrets=secrets
         )
     result = data.get("result")
-    items = result.get("embeddings") if isinstance(result, dict) else None
-    if not isinstance(items, list):
+    items = result.get("embeddings") if type(result) is dict else None
+    if type(items) is not list:
         raise APIResponseError("response has no result.embeddings list", request_id=request_id)
     vectors: list[list[float] | None] = [None] * expected
     width = dimensions
+    isfinite = math.isfinite
     for item in items:
-        index = item.get("index") if isinstance(item, dict) else None
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < expected:
+        index = item.get("index") if type(item) is dict else None
+        if type(index) is not int or not 0 <= index < expected:
             raise APIResponseError(
                 f"response has an embedding with index {index!r} for a request of "
                 f"{expected} inputs",
@@ -228,7 +235,7 @@ def parse_response(
         if vectors[index] is not None:
             raise APIResponseError(f"response answers index {index} twice", request_id=request_id)
         vector = item.get("embedding")
-        if not isinstance(vector, list) or not vector:
+        if type(vector) is not list or not vector:
             raise APIResponseError(
                 f"embedding {index} is not a non-empty list", request_id=request_id
             )
@@ -247,11 +254,11 @@ def parse_response(
             raise APIResponseError(
                 f"embedding {index} holds a non-number", request_id=request_id
             ) from None
-        if not math.isfinite(total):
+        if not isfinite(total):
             raise APIResponseError(f"embedding {index} is not finite", request_id=request_id)
         vectors[index] = vector
-    missing = [i for i, v in enumerate(vectors) if v is None]
-    if missing:
+    if None in vectors:
+        missing = [i for i, v in enumerate(vectors) if v is None]
         raise APIResponseError(
             f"response lacks embeddings for {len(missing)} of {expected} inputs "
             f"(request positions {missing[:10]})",
@@ -259,7 +266,7 @@ def parse_response(
         )
     usage_data = data.get("usage")
     usage = Usage()
-    if isinstance(usage_data, dict):
+    if type(usage_data) is dict:
         tokens = usage_data.get("token_count")
         images = usage_data.get("image")
         usage = Usage(
