@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TypeVar
 
 import httpx
 
@@ -13,7 +14,9 @@ from .batching import Batch
 from .errors import OpenSearchMMError
 from .protocol import BatchResponse
 
-__all__ = ["AsyncDriver"]
+__all__ = ["AsyncDriver", "as_async_iter"]
+
+T = TypeVar("T")
 
 
 class AsyncDriver(DriverBase):
@@ -73,7 +76,7 @@ class AsyncDriver(DriverBase):
                     return exc
 
         pending: deque[tuple[Batch, asyncio.Task[Outcome]]] = deque()
-        source = _aiter(batches)
+        source = as_async_iter(batches)
         exhausted = False
         try:
             while True:
@@ -94,7 +97,8 @@ class AsyncDriver(DriverBase):
                 task.cancel()
 
 
-async def _aiter(items: Iterable[Batch] | AsyncIterable[Batch]) -> AsyncIterator[Batch]:
+async def as_async_iter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """Iterate a sync or an async iterable asynchronously."""
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item

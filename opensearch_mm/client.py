@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
-from ._async import AsyncDriver
+from ._async import AsyncDriver, as_async_iter
 from ._call import CallState, StreamState
 from ._driver import DriverConfig, NotSent, Outcome
 from ._redact import Secrets
@@ -499,7 +499,7 @@ class MultiModalEmbeddingClient:
 
         async def items() -> AsyncIterator[WireItem]:
             i = 0
-            async for value in _as_async(inputs):
+            async for value in as_async_iter(inputs):
                 try:
                     yield encode_content(value, i, self.encode_options)
                 except InputError as exc:
@@ -528,15 +528,6 @@ class MultiModalEmbeddingClient:
         state.finish()
         if failure:
             raise failure[0]
-
-
-async def _as_async(values: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(values, AsyncIterable):
-        async for value in values:
-            yield value
-    else:
-        for value in values:
-            yield value
 
 
 async def _apack(items: AsyncIterator[WireItem]) -> AsyncIterator[Batch]:
