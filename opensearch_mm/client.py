@@ -309,7 +309,7 @@ class MultiModalEmbeddingClient:
     def _new_state(self, total: int) -> CallState:
         return CallState(total, model=self.model, dimensions=self.dimensions)
 
-    def _learn(self, state: CallState) -> None:
+    def _learn(self, state: CallState | StreamState) -> None:
         if self.model_info.dimensions is None and state.dimensions is not None:
             self._learned_dimensions = state.dimensions
 
@@ -456,14 +456,10 @@ class MultiModalEmbeddingClient:
             state.stopped = True
             if bar is not None:
                 bar.close()
-        self._learn_stream(state)
+        self._learn(state)
         state.finish()
         if failure:
             raise failure[0]
-
-    def _learn_stream(self, state: StreamState) -> None:
-        if self.model_info.dimensions is None and state.dimensions is not None:
-            self._learned_dimensions = state.dimensions
 
     @staticmethod
     def _stream_batch(
@@ -524,7 +520,7 @@ class MultiModalEmbeddingClient:
             state.stopped = True
             if bar is not None:
                 bar.close()
-        self._learn_stream(state)
+        self._learn(state)
         state.finish()
         if failure:
             raise failure[0]
