@@ -99,7 +99,14 @@ def _start(server: Emulator, manifest: Path, output: Path, *extra: str) -> subpr
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # Like a job in a terminal: a shell running the suite in the background hands
+        # its children SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_lines(output: Path, at_least: int, proc: subprocess.Popen[bytes]) -> None:
