@@ -8,7 +8,6 @@ and retries all happen in the core.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Literal
 
@@ -18,9 +17,10 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
-from opensearch_mm import DEFAULT_MODEL, InputError, MultiModalEmbeddingClient
+from opensearch_mm import DEFAULT_MODEL, MultiModalEmbeddingClient
 from opensearch_mm.client import DEFAULT_WORKSPACE, ENV_ENDPOINT, ENV_WORKSPACE
 from opensearch_mm.images import ImageInput
+from opensearch_mm.inputs import require_many
 
 __all__ = ["MAX_BATCH_SIZE", "OpenSearchMultiModalEmbedding"]
 
@@ -38,14 +38,6 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
     if isinstance(image, BytesIO):
         return image.getvalue()
     return image
-
-
-def _require_list(values: object, method: str, what: str) -> None:
-    """LlamaIndex's batch methods iterate their argument before our code runs: a single
-    string would be embedded character by character, ``None`` would be a ``TypeError``.
-    Refuse anything but a list (or other sequence) the way the core does."""
-    if isinstance(values, (str, bytes, bytearray)) or not isinstance(values, Sequence):
-        raise InputError(f"{method}() takes a list of {what}, got {type(values).__name__}")
 
 
 class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
@@ -168,28 +160,28 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """One vector per text (in batches of ``embed_batch_size``)."""
-        _require_list(texts, "get_text_embedding_batch", "strings")
+        require_many(texts, "get_text_embedding_batch", "strings")
         return super().get_text_embedding_batch(texts, show_progress, **kwargs)
 
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async :meth:`get_text_embedding_batch`."""
-        _require_list(texts, "aget_text_embedding_batch", "strings")
+        require_many(texts, "aget_text_embedding_batch", "strings")
         return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
 
     def get_image_embedding_batch(
         self, img_file_paths: list[ImageType], show_progress: bool = False
     ) -> list[Embedding]:
         """One vector per image (in batches of ``embed_batch_size``)."""
-        _require_list(img_file_paths, "get_image_embedding_batch", "images")
+        require_many(img_file_paths, "get_image_embedding_batch", "images")
         return super().get_image_embedding_batch(img_file_paths, show_progress)
 
     async def aget_image_embedding_batch(
         self, img_file_paths: list[ImageType], show_progress: bool = False
     ) -> list[Embedding]:
         """Async :meth:`get_image_embedding_batch`."""
-        _require_list(img_file_paths, "aget_image_embedding_batch", "images")
+        require_many(img_file_paths, "aget_image_embedding_batch", "images")
         return await super().aget_image_embedding_batch(img_file_paths, show_progress)
 
     # -- texts (the service has no query/document distinction) ------------------------

@@ -8,7 +8,7 @@ import logging
 import os
 import ssl
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
@@ -22,13 +22,13 @@ from .batching import BODY_OVERHEAD, MAX_BODY_BYTES, Batch, Packer, pack
 from .errors import ConfigurationError, InputError
 from .images import require_pillow
 from .inputs import (
-    Content,
     ContentLike,
     EncodeOptions,
     WireItem,
     encode_content,
     encode_image_only,
     encode_text_only,
+    require_many,
 )
 from .models import DEFAULT_MODEL, ModelInfo, model_info
 from .protocol import build_url, normalize_endpoint, request_headers
@@ -94,16 +94,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _reject_single(values: object, method: str, what: str) -> None:
-    if isinstance(values, (str, bytes, bytearray, memoryview, Content, Mapping, os.PathLike)):
-        raise InputError(
-            f"{method}() takes a list of {what}, not a single {type(values).__name__}; "
-            f"wrap it in a list"
-        )
-    if not isinstance(values, (Iterable, AsyncIterable)):
-        raise InputError(f"{method}() takes a list of {what}, got {type(values).__name__}")
 
 
 class MultiModalEmbeddingClient:
@@ -303,7 +293,7 @@ class MultiModalEmbeddingClient:
     def _encode_all(
         self, values: Iterable[object], encoder: Encoder, method: str, what: str
     ) -> list[WireItem]:
-        _reject_single(values, method, what)
+        require_many(values, method, what)
         return [encoder(value, i, self.encode_options) for i, value in enumerate(values)]
 
     def _new_state(self, total: int) -> CallState:
@@ -435,7 +425,7 @@ class MultiModalEmbeddingClient:
         those were never read from ``inputs``. An invalid input raises
         :class:`InputError` (its ``index`` says which) after the vectors before it.
         """
-        _reject_single(inputs, "embed_iter", "inputs")
+        require_many(inputs, "embed_iter", "inputs")
         failure: list[BaseException] = []
         state = StreamState(dimensions=self.dimensions)
         convert = _numpy_converter() if as_numpy else None
@@ -487,7 +477,7 @@ class MultiModalEmbeddingClient:
     ) -> AsyncIterator[Any]:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
         an async iterable."""
-        _reject_single(inputs, "aembed_iter", "inputs")
+        require_many(inputs, "aembed_iter", "inputs")
         failure: list[BaseException] = []
         state = StreamState(dimensions=self.dimensions)
         convert = _numpy_converter() if as_numpy else None

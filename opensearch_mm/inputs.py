@@ -7,7 +7,7 @@ costs a request and the error names its index.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -27,6 +27,7 @@ __all__ = [
     "encode_content",
     "encode_image_only",
     "encode_text_only",
+    "require_many",
 ]
 
 
@@ -184,3 +185,18 @@ def encode_content(value: object, index: int, options: EncodeOptions) -> WireIte
     if image is not None:
         obj["image"] = _encode_image(image, index, options)
     return _finish(obj, index, options)
+
+
+def require_many(values: object, method: str, what: str) -> None:
+    """Refuse a single value where a collection of inputs is expected.
+
+    A lone ``str`` would otherwise be embedded character by character, a lone path or
+    ``Content`` iterated or misread: :class:`InputError` naming ``method`` instead.
+    """
+    if isinstance(values, (str, bytes, bytearray, memoryview, Content, Mapping, os.PathLike)):
+        raise InputError(
+            f"{method}() takes a list of {what}, not a single {type(values).__name__}; "
+            "wrap it in a list"
+        )
+    if not isinstance(values, (Iterable, AsyncIterable)):
+        raise InputError(f"{method}() takes a list of {what}, got {type(values).__name__}")
