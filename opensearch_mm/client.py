@@ -378,24 +378,6 @@ class MultiModalEmbeddingClient:
 
     # -- streaming --------------------------------------------------------------------
 
-    def _stream_items(
-        self,
-        inputs: Iterable[object],
-        encoder: Encoder,
-        failure: list[BaseException],
-        state: StreamState,
-    ) -> Iterator[WireItem]:
-        """Encode lazily; an invalid input ends the stream and is raised after the
-        batches before it have been delivered. Nothing more is read once ``state`` stops."""
-        for i, value in enumerate(inputs):
-            try:
-                yield encoder(value, i, self.encode_options)
-            except InputError as exc:
-                failure.append(exc)
-                return
-            if state.stopped:
-                return
-
     def _stream_window(self) -> int:
         return self.max_concurrency * 2
 
@@ -426,47 +408,29 @@ class MultiModalEmbeddingClient:
         :class:`InputError` (its ``index`` says which) after the vectors before it.
         """
         require_many(inputs, "embed_iter", "inputs")
-        failure: list[BaseException] = []
-        state = StreamState(dimensions=self.dimensions)
-        convert = _numpy_converter() if as_numpy else None
-        bar = _progress_bar(inputs) if progress else None
+        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy)
+
+        def items() -> Iterator[WireItem]:
+            for i, value in enumerate(inputs):
+                item = stream.encode(value, i)
+                if item is None:
+                    return
+                yield item
+                if stream.state.stopped:  # read nothing more from the caller's iterator
+                    return
+
         try:
-            outcomes = self._sync.run(
-                pack(self._stream_items(inputs, encode_content, failure, state)),
-                dimensions=lambda: state.dimensions,
+            for batch, outcome in self._sync.run(
+                pack(items()),
+                dimensions=lambda: stream.state.dimensions,
                 window=self._stream_window(),
-                stop=lambda: state.stopped,
-            )
-            for batch, outcome in outcomes:
-                vectors = self._stream_batch(state, batch, outcome, convert, bar)
-                if vectors is not None:
-                    yield from vectors
+                stop=lambda: stream.state.stopped,
+            ):
+                yield from stream.deliver(batch, outcome)
         finally:
             # Also when the consumer stops early: queued batches are then never sent.
-            state.stopped = True
-            if bar is not None:
-                bar.close()
-        self._learn(state)
-        state.finish()
-        if failure:
-            raise failure[0]
-
-    @staticmethod
-    def _stream_batch(
-        state: StreamState,
-        batch: Batch,
-        outcome: Outcome,
-        convert: Callable[[list[list[float]]], list[Any]] | None,
-        bar: Any,
-    ) -> list[Any] | None:
-        vectors = state.accept(batch, None if isinstance(outcome, NotSent) else outcome)
-        if vectors is None:
-            return None
-        if convert is not None:
-            vectors = convert(vectors)
-        if bar is not None:
-            bar.update(len(vectors))
-        return vectors
+            stream.close()
+        stream.end()
 
     async def aembed_iter(
         self,
@@ -478,42 +442,80 @@ class MultiModalEmbeddingClient:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
         an async iterable."""
         require_many(inputs, "aembed_iter", "inputs")
-        failure: list[BaseException] = []
-        state = StreamState(dimensions=self.dimensions)
-        convert = _numpy_converter() if as_numpy else None
-        bar = _progress_bar(inputs) if progress else None
+        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy)
 
         async def items() -> AsyncIterator[WireItem]:
             i = 0
             async for value in as_async_iter(inputs):
-                try:
-                    yield encode_content(value, i, self.encode_options)
-                except InputError as exc:
-                    failure.append(exc)
+                item = stream.encode(value, i)
+                if item is None:
                     return
-                if state.stopped:
+                yield item
+                if stream.state.stopped:  # read nothing more from the caller's iterator
                     return
                 i += 1
 
         try:
             async for batch, outcome in self._async_driver().run(
                 _apack(items()),
-                dimensions=lambda: state.dimensions,
+                dimensions=lambda: stream.state.dimensions,
                 window=self._stream_window(),
-                stop=lambda: state.stopped,
+                stop=lambda: stream.state.stopped,
             ):
-                vectors = self._stream_batch(state, batch, outcome, convert, bar)
-                if vectors is not None:
-                    for vector in vectors:
-                        yield vector
+                for vector in stream.deliver(batch, outcome):
+                    yield vector
         finally:
-            state.stopped = True
-            if bar is not None:
-                bar.close()
-        self._learn(state)
-        state.finish()
-        if failure:
-            raise failure[0]
+            stream.close()
+        stream.end()
+
+
+class _Stream:
+    """The bookkeeping of one ``embed_iter``/``aembed_iter`` call, for both drivers.
+
+    Inputs are encoded lazily: an invalid one ends the stream and is raised after the
+    batches before it have been delivered; nothing more is read once the state stops.
+    """
+
+    def __init__(
+        self, client: MultiModalEmbeddingClient, inputs: object, *, progress: bool, as_numpy: bool
+    ) -> None:
+        self.client = client
+        self.state = StreamState(dimensions=client.dimensions)
+        self.failure: InputError | None = None
+        self.convert = _numpy_converter() if as_numpy else None
+        self.bar = _progress_bar(inputs) if progress else None
+
+    def encode(self, value: object, index: int) -> WireItem | None:
+        """The wire item of input ``index``, or ``None`` if it is invalid (the stream
+        then ends and the error is raised by :meth:`end`)."""
+        try:
+            return encode_content(value, index, self.client.encode_options)
+        except InputError as exc:
+            self.failure = exc
+            return None
+
+    def deliver(self, batch: Batch, outcome: Outcome) -> list[Any]:
+        """The vectors to yield for ``batch`` (raises the error that ends the stream)."""
+        vectors = self.state.accept(batch, None if isinstance(outcome, NotSent) else outcome)
+        if vectors is None:
+            return []
+        if self.convert is not None:
+            vectors = self.convert(vectors)
+        if self.bar is not None:
+            self.bar.update(len(vectors))
+        return vectors
+
+    def close(self) -> None:
+        self.state.stopped = True
+        if self.bar is not None:
+            self.bar.close()
+
+    def end(self) -> None:
+        """After the last batch: learn the dimension, then raise a deferred error."""
+        self.client._learn(self.state)
+        self.state.finish()
+        if self.failure is not None:
+            raise self.failure
 
 
 async def _apack(items: AsyncIterator[WireItem]) -> AsyncIterator[Batch]:
