@@ -10,6 +10,8 @@ the answer it feeds back success or throttling with :meth:`RateLimiter.observe`.
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,13 +33,47 @@ __all__ = [
 
 DEFAULT_QPS = 10.0  # the documented default per account
 
+# Why each constant of AdaptiveRateLimiter has its value (docs/performance.md: the design).
+_SLOW_START_GAIN = 2.0  # QPS added per slot booked in a queue: the rate e-folds every 0.5 s
+_BETA = 0.95  # cut to 0.95 of the ceiling: below a limit refused <=5 % above it, avg 0.99 back
+_MAX_CUT = 0.5  # with no answer yet to measure, a 429 halves the rate
+_TRUST_RATE = 0.9  # accepted >= 0.9 x the refused rate: refused just above the limit
+_RETURN_SECONDS = 2.0  # climbing back takes >= 2 s of queued sends ...
+_RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 % at any cap
+_PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s ...
+_PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
+_PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
+_MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
+_GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
+_GOODPUT_REQUESTS = 10.0  # ... or the last 10 answers' time, so a low cap is not read from 1 or 2
+_BIN = 0.05  # answered sends are counted per 50 ms of send time (a twentieth of a window)
+_MAX_BINS = 4000  # 200 s of bins at most (spans at the lowest rate, times answer times)
+_LAG_ANSWERS = 1.5  # count sends at least 1.5 mean answer times old: most have their answer
+_HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
+_HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
+_FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
+_BURST_SECONDS = 1.0  # 429s within 1 s of a cut, before any answer, are the same burst
+_MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
+_WINDOW_EVIDENCE = 3  # 429s above an in-flight count (and answers below) to read it as a cap
+_WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
+_POLL_SHARE = 0.05  # at a full concurrency cap, look for a free slot every 5 % of an answer
+_MIN_POLL = 0.001  # ... but not more often than each millisecond ...
+_MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
+_STALE_SECONDS = 120.0  # an entry this old (and 20 answer times) was cancelled, not slow
+
 
 class Ticket(NamedTuple):
     """A booked send slot: ``wait`` seconds from the booking; ``epoch`` of the limiter's
-    rate at booking time (a throttle cut starts a new epoch)."""
+    rate at booking time (a throttle cut starts a new epoch); ``sent``, the slot's time on
+    the limiter's clock; ``rate``, the rate it was booked at; ``token``, which request it is
+    (for limiters that count requests in flight)."""
 
     wait: float
     epoch: int = 0
+    sent: float = 0.0
+    rate: float = 0.0
+    token: int = 0
 
 
 class RateLimiter(ABC):
@@ -113,101 +149,295 @@ class FixedRateLimiter(RateLimiter):
             return Ticket(self._book(self._clock()), self._epoch)
 
 
-class AdaptiveRateLimiter(FixedRateLimiter):
-    """Finds the account's real limit from 429s, starting at the documented 10 QPS.
+class AdaptiveRateLimiter(RateLimiter):
+    """Finds the account's real limit from 429s alone, whatever shape the throttle has.
 
-    * **Slow start**: while no 429 has come, each success raises the rate by
-      ``slow_start_gain`` requests/s, which doubles it about every 1.4 s when the limiter is
-      what holds the sender back (it does not grow while the caller sends less).
-    * The **first 429** halves the rate; later ones cut it by ``backoff`` (x0.8). A cut
-      starts a new epoch: slots booked before it are re-booked at the new rate
-      (:meth:`confirm`), and 429s for requests sent before it are not counted again, so
-      the burst of refusals from one overfull second is one signal, not many.
-    * **Probing**: without 429s the rate grows by ``probe_gain`` per success (about 2% a
-      second): a token bucket emptied by a cut refills while the rate climbs back, so
-      the sender holds about the real limit with a throttle every so often.
+    It paces sends evenly at a rate and reads one signal: a 429 for a request sent at the
+    current rate (an *epoch*; a burst of 429s for requests sent before the last cut is one
+    signal, not many). What it does with it (``docs/performance.md`` has the reasoning):
 
-    Sends are evenly spaced (``1/rate`` apart), never bursts.
+    * **Slow start** from the documented 10 QPS: the rate grows while sends queue behind it
+      and no 429 has come.
+    * **Remember, cut a little, return fast, probe gently.** A 429 means the account's limit
+      is at or below the rate the refused request was sent at: that rate (or what the
+      account has been accepting, when that is much lower) becomes the *ceiling*. The rate
+      is cut to ``0.9 x`` ceiling, climbs back to it on a concave curve, stays near it, then
+      probes above it by steps that double while nothing is refused, so a raised quota is
+      found in seconds while a steady one costs about one 429 per cycle.
+    * **Concurrency caps.** Every request carries the number in flight when it was sent.
+      When 429s come only above some in-flight count and never below, the limiter also
+      caps requests in flight at that count, and probes one more now and then.
+    * A ``Retry-After``/``x-acs-retry-after`` hint on a 429 holds every send until then.
+
+    The rate only climbs while it is what holds the sender back. Thread-safe; one limiter
+    is shared by every call of a client. ``clock`` is for tests and simulations.
     """
 
     def __init__(
         self,
         initial_qps: float = DEFAULT_QPS,
         *,
-        min_qps: float = 0.5,
+        min_qps: float = 0.2,
         max_qps: float = 10_000.0,
-        slow_start_gain: float = 2.0,
-        probe_gain: float = 0.02,
-        backoff: float = 0.8,
-        margin: float = 0.95,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(initial_qps, clock=clock)
         if not 0 < min_qps <= initial_qps <= max_qps:
             raise ValueError("need 0 < min_qps <= initial_qps <= max_qps")
-        if not 0 < backoff < 1:
-            raise ValueError("backoff must be within (0, 1)")
         self._min = float(min_qps)
         self._max = float(max_qps)
-        self._slow_start_gain = slow_start_gain
-        self._probe_gain = probe_gain
-        self._backoff = backoff
-        self._margin = margin
-        self._first_success: float | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rate = float(initial_qps)
+        self._next = 0.0  # the next free send slot
+        self._epoch = 0
         self.slow_start = True
         self.cuts = 0
-        self._recent: deque[float] = deque()  # answer times of the last second's successes
+        # The remembered ceiling, the rate the last cut went to, and the progress since.
+        self._ceiling = 0.0
+        self._floor = 0.0
+        self._busy = 0.0  # seconds during which sends queued behind the limiter
+        self._last_book: float | None = None
+        self._cut_busy = 0.0
+        self._cut_at = -math.inf
+        self._ok_since_cut = 0
+        # What the account accepted lately: the times of the last answers.
+        self._oks: dict[int, int] = {}  # answered sends per ``_BIN`` of send time
+        self._started: float | None = None
+        self._return_requests = _RETURN_REQUESTS
+        # Requests in flight: ticket token -> in-flight count when it was sent.
+        self._tokens = itertools.count(1)
+        self._in_flight: dict[int, tuple[float, int]] = {}
+        self._latency = 0.0  # a moving average of answer times (seconds)
+        self._window = _Window()
 
-    def _book(self, now: float) -> float:
-        wait = super()._book(now)
-        if self.slow_start and wait > 0:
-            # Slow start grows per booked slot while sends queue behind the limiter:
-            # growing per answer would lag by the whole queue of slots booked ahead.
-            self._rate = min(self._max, self._rate + self._slow_start_gain)
-        return wait
+    # -- what callers see ---------------------------------------------------------------
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def ceiling(self) -> float | None:
+        """The rate at which the account last refused requests (``None``: not yet)."""
+        return self._ceiling or None
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The concurrency cap learned from 429s (``None``: throttling is not by concurrency)."""
+        return self._window.limit if self._window.active else None
+
+    def reserve(self) -> float:
+        return self.acquire().wait
+
+    def acquire(self) -> Ticket:
+        with self._lock:
+            now = self._clock()
+            if self._window.full(len(self._in_flight)):
+                # Every allowed request is in flight: look again soon (a small share of an
+                # answer time, so a freed slot idles for little of a request's life).
+                poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
+                return Ticket(poll, -1, now + poll, self._rate, 0)
+            self._update_rate(now)
+            slot = self._next if self._next > now else now
+            wait = slot - now
+            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+            if wait > horizon:
+                # Far down the queue: come back about when this slot is due, and book then,
+                # at the rate of that moment (a slot booked now would keep today's rate).
+                return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
+            if self._last_book is not None and wait > 0:
+                self._busy += now - self._last_book
+            self._last_book = now
+            if self.slow_start and wait > 0:
+                # Slow start grows per booked slot while sends queue: per answer would lag by
+                # the whole queue of slots booked ahead.
+                self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
+            self._next = slot + 1.0 / self._rate
+            return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
 
     def confirm(self, ticket: Ticket) -> bool:
         with self._lock:
-            return ticket.epoch == self._epoch
+            if ticket.epoch != self._epoch:
+                return False  # a cut since the booking (or a wait for a free slot): re-book
+            n = len(self._in_flight) + 1
+            if self._window.active and n > self._window.limit:
+                return False
+            now = self._clock()
+            if len(self._in_flight) > _PURGE_AT:
+                self._purge(now)
+            self._in_flight[ticket.token] = (now, n)
+            return True
 
-    def on_success(self, ticket: Ticket | None = None) -> None:
+    def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         with self._lock:
             now = self._clock()
-            if self.slow_start:
-                if self._first_success is None:
-                    self._first_success = now
-                recent = self._recent
-                recent.append(now)
-                while recent[0] < now - 1.0:
-                    recent.popleft()
-                return
-            if self._next > now:  # only while the limiter is what holds the sender back
-                self._rate = min(self._max, self._rate + self._probe_gain)
+            sent = self._in_flight.pop(ticket.token, None) if ticket is not None else None
+            if sent is not None:
+                took = now - sent[0]
+                self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+            n = sent[1] if sent is not None else 0
+            if error is None:
+                self._on_ok(now, n, ticket)
+            elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+                self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
 
-    def on_throttle(self, ticket: Ticket | None = None) -> None:
-        with self._lock:
-            if ticket is not None and ticket.epoch != self._epoch:
-                return  # sent before the last cut: already accounted for
-            now = self._clock()
-            if self.slow_start:
-                # The bucket is empty now. What it let through in the last ``window``
-                # seconds is its rate times the window plus what it held (about a
-                # second's worth): a little under that estimate, and never more than half
-                # the rate that was refused.
-                while self._recent and self._recent[0] < now - 1.0:
-                    self._recent.popleft()
-                start = now if self._first_success is None else self._first_success
-                window = min(1.0, now - start)
-                estimate = self._margin * len(self._recent) / (1.0 + window)
-                rate = min(self._rate * 0.5, estimate) if estimate > 0 else self._rate * 0.5
-                self.slow_start = False
-                self._recent.clear()
+    # -- the algorithm (lock held) --------------------------------------------------------
+    def _update_rate(self, now: float) -> None:
+        if self.slow_start:
+            return
+        spent = self._busy - self._cut_busy
+        done = self._ok_since_cut
+        x = min(spent / _RETURN_SECONDS, done / self._return_requests)
+        ceiling = self._ceiling
+        if x < 1.0:
+            rate = ceiling - (ceiling - self._floor) * (1.0 - x) ** 3
+        else:
+            y = min(
+                (spent - _RETURN_SECONDS) / _PROBE_SECONDS,
+                (done - self._return_requests) / _PROBE_REQUESTS,
+            )
+            rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
+            good = self._goodput(now)
+            if good > 0:
+                # Never send more than twice what the account has been accepting: a 429
+                # takes a moment to come, and an overshoot of more costs a burst of them.
+                rate = min(rate, max(ceiling, _MAX_LEAD * good))
+        self._rate = min(self._max, max(self._min, rate))
+
+    def _goodput(self, now: float) -> float:
+        """Requests/s the account accepted of those sent lately: sends of the last second
+        (or of the last ten answers' time at low rates) that were answered, counted by send
+        time and ending one answer time ago (so they have all had their answer)."""
+        if self._started is None:
+            return 0.0
+        span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+        end = now - _LAG_ANSWERS * self._latency
+        start = max(end - span, self._started)
+        if end - start < _BIN:
+            return 0.0
+        first, last = int(start / _BIN), int(end / _BIN)
+        oks = self._oks
+        total = sum(oks.get(k, 0) for k in range(first, last))
+        return total / max(_GOODPUT_SECONDS if end - self._started > span else 0.0, (last - first) * _BIN)
+
+    def _on_ok(self, now: float, n: int, ticket: Ticket | None) -> None:
+        sent = ticket.sent if ticket is not None and ticket.sent else now
+        if self._started is None:
+            self._started = sent
+        key = int(sent / _BIN)
+        oks = self._oks
+        oks[key] = oks.get(key, 0) + 1
+        if len(oks) > _MAX_BINS:
+            horizon = key - _MAX_BINS // 2
+            for old in [k for k in oks if k < horizon]:
+                del oks[old]
+        if ticket is None or ticket.epoch == self._epoch:
+            self._ok_since_cut += 1
+        self._window.ok(n)
+
+    def _on_throttle(
+        self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
+    ) -> None:
+        if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
+            self._next = max(self._next, now + float(retry_after))
+        if n and self._window.throttled(n):
+            return  # explained by the number in flight: not a rate signal
+        if ticket is not None and ticket.epoch != self._epoch:
+            return  # sent before the last cut: that burst was already counted
+        if not self._ok_since_cut and now - self._cut_at < _BURST_SECONDS:
+            # Nothing sent since the cut has passed yet: the throttle that refused the
+            # last burst (a window still full, a bucket still empty) is still refusing.
+            return
+        sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
+        good = self._goodput(now)
+        self._return_requests = _RETURN_REQUESTS
+        if not self.slow_start and good >= _TRUST_RATE * sent_at:
+            ceiling = sent_at  # refused just above what it accepts: the limit is about here
+        else:
+            self._return_requests = _FAST_RETURN_REQUESTS
+            # Far above the limit (the ramp overshot, or the quota was cut): while a sender
+            # is refused, what the account accepts is its limit, whatever the throttle's shape.
+            ceiling = min(good, _TRUST_RATE * sent_at) if good > 0 else _MAX_CUT * sent_at
+        self.slow_start = False
+        self._ceiling = min(self._max, max(self._min, ceiling))
+        self._floor = max(self._min, _BETA * self._ceiling)
+        self._rate = self._floor
+        self._epoch += 1
+        self.cuts += 1
+        self._cut_busy = self._busy
+        self._cut_at = now
+        self._ok_since_cut = 0
+        self._next = max(self._next if retry_after else 0.0, now + 1.0 / self._rate)
+
+    def _purge(self, now: float) -> None:
+        """Forget requests whose answer never came back to ``observe`` (a cancelled task)."""
+        stale = now - max(_STALE_SECONDS, 20.0 * self._latency)
+        for token in [t for t, (at, _) in self._in_flight.items() if at < stale]:
+            del self._in_flight[token]
+
+
+class _Window:
+    """Learns a concurrency cap: 429s that come only above some number in flight.
+
+    ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
+    once at least half the requests sent above it were refused while requests at or below
+    it were answered (a rate throttle refuses requests whatever the number in flight, so
+    answers above the limit keep it off). While active, after enough answers without a 429
+    it allows one more, then two, four... more (a raised cap is found quickly); a 429 at
+    or below the limit means the cap moved down, or was never a concurrency cap: learn
+    again from there.
+    """
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self.active = False
+        self._over_ok = 0
+        self._over_bad = 0
+        self._under_ok = 0
+        self._since = 0  # answers since the last change of the limit
+        self._step = 1
+
+    def full(self, in_flight: int) -> bool:
+        return self.active and in_flight >= self.limit
+
+    def _candidate(self, limit: int) -> None:
+        self.limit, self.active = limit, False
+        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
+
+    def ok(self, n: int) -> None:
+        if not self.limit or not n:
+            return
+        if not self.active:
+            if n > self.limit:
+                self._over_ok += 1
             else:
-                rate = self._rate * self._backoff
-            self._rate = max(self._min, rate)
-            self._epoch += 1
-            self.cuts += 1
-            self._next = now + 1.0 / self._rate
+                self._under_ok += 1
+            return
+        self._since += 1
+        if self._since * self._step >= _WINDOW_PROBE_ANSWERS * self.limit:
+            self.limit += self._step
+            self._step *= 2
+            self._since = 0
+
+    def throttled(self, n: int) -> bool:
+        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
+        if self.active:
+            if n > self.limit:
+                return True  # a probe above the cap, or a send that raced a freed slot
+            self._candidate(n - 1)  # refused within the cap: it moved down, or never was
+            return False
+        if not self.limit or n - 1 < self.limit:
+            self._candidate(n - 1)
+            return False
+        if n > self.limit:
+            self._over_bad += 1
+        if (
+            self._over_bad >= _WINDOW_EVIDENCE
+            and self._over_bad >= self._over_ok
+            and self._under_ok >= _WINDOW_EVIDENCE * self.limit
+        ):
+            self.active, self._step, self._since = True, 1, 0
+            return True
+        return False
 
 
 def make_rate_limiter(qps: float | str | None) -> RateLimiter:
