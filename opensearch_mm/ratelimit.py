@@ -44,11 +44,13 @@ _PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s .
 _PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
 _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
+_PROBE_GAIN = 1.25  # accepting <= 1.25x the old ceiling after a probe: not a raised quota
 _GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
 _GOODPUT_REQUESTS = 10.0  # ... or the last 10 answers' time, so a low cap is not read from 1 or 2
 _BIN = 0.05  # answered sends are counted per 50 ms of send time (a twentieth of a window)
 _MAX_BINS = 4000  # 200 s of bins at most (spans at the lowest rate, times answer times)
-_LAG_ANSWERS = 1.5  # count sends at least 1.5 mean answer times old: most have their answer
+_LAG_ANSWERS = 1.5  # a send without a 429 for 1.5x the usual 429 time was accepted
+_REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's answer)
 _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
@@ -201,7 +203,9 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_at = -math.inf
         self._ok_since_cut = 0
         # What the account accepted lately: the times of the last answers.
-        self._oks: dict[int, int] = {}  # answered sends per ``_BIN`` of send time
+        self._sent_bins: dict[int, int] = {}  # sends per ``_BIN`` of send time
+        self._nos: dict[int, int] = {}  # refused sends, likewise
+        self._refusal_time = _REFUSAL_TIME  # how long a 429 takes to come back (average)
         self._started: float | None = None
         self._return_requests = _RETURN_REQUESTS
         # Requests in flight: ticket token -> in-flight count when it was sent.
@@ -265,6 +269,7 @@ class AdaptiveRateLimiter(RateLimiter):
             if len(self._in_flight) > _PURGE_AT:
                 self._purge(now)
             self._in_flight[ticket.token] = (now, n)
+            self._count(self._sent_bins, ticket, now)
             return True
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
@@ -273,7 +278,10 @@ class AdaptiveRateLimiter(RateLimiter):
             sent = self._in_flight.pop(ticket.token, None) if ticket is not None else None
             if sent is not None:
                 took = now - sent[0]
-                self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+                if error is None:
+                    self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+                elif isinstance(error, RateLimitError):
+                    self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             n = sent[1] if sent is not None else 0
             if error is None:
                 self._on_ok(now, n, ticket)
@@ -304,32 +312,40 @@ class AdaptiveRateLimiter(RateLimiter):
         self._rate = min(self._max, max(self._min, rate))
 
     def _goodput(self, now: float) -> float:
-        """Requests/s the account accepted of those sent lately: sends of the last second
-        (or of the last ten answers' time at low rates) that were answered, counted by send
-        time and ending one answer time ago (so they have all had their answer)."""
+        """Requests/s the account accepted of those sent lately: see :meth:`_measure`."""
+        return self._measure(now)[0]
+
+    def _measure(self, now: float) -> tuple[float, int]:
+        """(accepted per second, refused) among the sends of the last second (or of the
+        last ten answers' time at low rates), by send time. A 429 comes back at once, an
+        answer after the service's work: so a send is counted as accepted once it has had
+        the time a 429 takes (1.5 times the usual) without one. 0 before any send."""
         if self._started is None:
-            return 0.0
+            return 0.0, 0
         span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
-        end = now - _LAG_ANSWERS * self._latency
+        end = now - _LAG_ANSWERS * self._refusal_time
         start = max(end - span, self._started)
         if end - start < _BIN:
-            return 0.0
+            return 0.0, 0
         first, last = int(start / _BIN), int(end / _BIN)
-        oks = self._oks
-        total = sum(oks.get(k, 0) for k in range(first, last))
-        return total / max(_GOODPUT_SECONDS if end - self._started > span else 0.0, (last - first) * _BIN)
+        sends, nos = self._sent_bins, self._nos
+        sent = sum(sends.get(k, 0) for k in range(first, last))
+        refused = sum(nos.get(k, 0) for k in range(first, last))
+        floor = _GOODPUT_SECONDS if end - self._started > span else 0.0
+        return max(0, sent - refused) / max(floor, (last - first) * _BIN), refused
 
-    def _on_ok(self, now: float, n: int, ticket: Ticket | None) -> None:
+    def _count(self, bins: dict[int, int], ticket: Ticket | None, now: float) -> None:
         sent = ticket.sent if ticket is not None and ticket.sent else now
         if self._started is None:
             self._started = sent
         key = int(sent / _BIN)
-        oks = self._oks
-        oks[key] = oks.get(key, 0) + 1
-        if len(oks) > _MAX_BINS:
+        bins[key] = bins.get(key, 0) + 1
+        if len(bins) > _MAX_BINS:
             horizon = key - _MAX_BINS // 2
-            for old in [k for k in oks if k < horizon]:
-                del oks[old]
+            for old in [k for k in bins if k < horizon]:
+                del bins[old]
+
+    def _on_ok(self, now: float, n: int, ticket: Ticket | None) -> None:
         if ticket is None or ticket.epoch == self._epoch:
             self._ok_since_cut += 1
         self._window.ok(n)
@@ -339,6 +355,7 @@ class AdaptiveRateLimiter(RateLimiter):
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
             self._next = max(self._next, now + float(retry_after))
+        self._count(self._nos, ticket, now)
         if n and self._window.throttled(n):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
@@ -348,15 +365,26 @@ class AdaptiveRateLimiter(RateLimiter):
             # last burst (a window still full, a bucket still empty) is still refusing.
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
-        good = self._goodput(now)
+        good, refused = self._measure(now)
         self._return_requests = _RETURN_REQUESTS
+        previous = self._ceiling
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
             ceiling = sent_at  # refused just above what it accepts: the limit is about here
+        elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
+            # A probe went well past the ceiling before the 429 came (a window refuses only
+            # once it is full): the limit is between the two. A fixed window straddled by
+            # the last second can let through more than its limit in it, so meet halfway.
+            ceiling = (previous + min(good, sent_at)) / 2.0
         else:
             self._return_requests = _FAST_RETURN_REQUESTS
             # Far above the limit (the ramp overshot, or the quota was cut): while a sender
-            # is refused, what the account accepts is its limit, whatever the throttle's shape.
-            ceiling = min(good, _TRUST_RATE * sent_at) if good > 0 else _MAX_CUT * sent_at
+            # is refused, what the account accepts is its limit, whatever the throttle's
+            # shape. If none of the measured sends was refused (answers lag the ramp by an
+            # answer time), what they got is only a floor.
+            if refused and good > 0:
+                ceiling = min(good, _TRUST_RATE * sent_at)
+            else:
+                ceiling = max(good, _MAX_CUT * sent_at)
         self.slow_start = False
         self._ceiling = min(self._max, max(self._min, ceiling))
         self._floor = max(self._min, _BETA * self._ceiling)

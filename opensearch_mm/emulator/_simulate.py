@@ -351,7 +351,7 @@ def simulate(scenario: Scenario, limiter: LimiterFactory | None = None) -> Resul
     warm = max(5.0, s.seconds / 5.0) + s.stagger * (s.clients - 1)
     if s.change_at is not None:
         warm = max(warm, s.change_at + 10.0)
-    sim.measure_from = min(warm, s.seconds / 2.0)
+    sim.measure_from = warm if s.change_at is not None else min(warm, s.seconds / 2.0)
     sim.run()
     qps = s.new_qps if s.change_at is not None and s.new_qps is not None else s.qps
     k = s.max_in_flight
