@@ -58,7 +58,7 @@ _BURST_SECONDS = 1.0  # 429s within 1 s of a cut, before any answer, are the sam
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count (and answers below) to read it as a cap
 _WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
-_POLL_SHARE = 0.05  # at a full concurrency cap, look for a free slot every 5 % of an answer
+_POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
@@ -305,9 +305,10 @@ class AdaptiveRateLimiter(RateLimiter):
             )
             rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
             good = self._goodput(now)
-            if good > 0:
+            if good > 0 and not self._window.active:
                 # Never send more than twice what the account has been accepting: a 429
                 # takes a moment to come, and an overshoot of more costs a burst of them.
+                # (Under a concurrency cap the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
         self._rate = min(self._max, max(self._min, rate))
 
@@ -450,8 +451,13 @@ class _Window:
         """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
         if self.active:
             if n > self.limit:
-                return True  # a probe above the cap, or a send that raced a freed slot
-            self._candidate(n - 1)  # refused within the cap: it moved down, or never was
+                return True  # a send that raced a freed slot
+            if n > 1:
+                # The slot just probed was refused, or the cap moved down: it is below n.
+                self.limit, self._step, self._since = n - 1, 1, 0
+                return True
+            self.active = False  # refused with nothing else in flight: not a concurrency cap
+            self._candidate(0)
             return False
         if not self.limit or n - 1 < self.limit:
             self._candidate(n - 1)
