@@ -54,7 +54,6 @@ _REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's
 _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
-_BURST_SECONDS = 1.0  # 429s within 1 s of a cut, before any answer, are the same burst
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count (and answers below) to read it as a cap
 _WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
@@ -200,7 +199,6 @@ class AdaptiveRateLimiter(RateLimiter):
         self._busy = 0.0  # seconds during which sends queued behind the limiter
         self._last_book: float | None = None
         self._cut_busy = 0.0
-        self._cut_at = -math.inf
         self._ok_since_cut = 0
         # What the account accepted lately: the times of the last answers.
         self._sent_bins: dict[int, int] = {}  # sends per ``_BIN`` of send time
@@ -361,9 +359,10 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted
-        if not self._ok_since_cut and now - self._cut_at < _BURST_SECONDS:
+        if not self._ok_since_cut and not self.slow_start:
             # Nothing sent since the cut has passed yet: the throttle that refused the
-            # last burst (a window still full, a bucket still empty) is still refusing.
+            # last burst (a window still full, however long; a bucket still empty) is
+            # still refusing. Cutting again would only count the same burst twice.
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
         good, refused = self._measure(now)
@@ -393,7 +392,6 @@ class AdaptiveRateLimiter(RateLimiter):
         self._epoch += 1
         self.cuts += 1
         self._cut_busy = self._busy
-        self._cut_at = now
         self._ok_since_cut = 0
         self._next = max(self._next if retry_after else 0.0, now + 1.0 / self._rate)
 
