@@ -10,13 +10,18 @@ the answer it feeds back success or throttling with :meth:`RateLimiter.observe`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
-import math
+import mmap
+import os
+import struct
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 from .errors import QuotaExceededError, RateLimitError
@@ -26,6 +31,7 @@ __all__ = [
     "AdaptiveRateLimiter",
     "FixedRateLimiter",
     "RateLimiter",
+    "SharedState",
     "Ticket",
     "UnlimitedRateLimiter",
     "make_rate_limiter",
@@ -47,9 +53,9 @@ _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per s
 _PROBE_GAIN = 1.25  # accepting <= 1.25x the old ceiling after a probe: not a raised quota
 _GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
 _GOODPUT_REQUESTS = 10.0  # ... or the last 10 answers' time, so a low cap is not read from 1 or 2
-_BIN = 0.05  # answered sends are counted per 50 ms of send time (a twentieth of a window)
-_MAX_BINS = 4000  # 200 s of bins at most (spans at the lowest rate, times answer times)
-_LAG_ANSWERS = 1.5  # a send without a 429 for 1.5x the usual 429 time was accepted
+_BIN = 0.05  # sends and 429s are counted per 50 ms of send time (a twentieth of a window)
+_MAX_BINS = 4096  # 200 s of bins: the longest span (10 sends at the slowest rate) fits
+_LAG_REFUSALS = 1.5  # a send without a 429 for 1.5x the usual 429 time was accepted
 _REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's answer)
 _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
@@ -60,6 +66,7 @@ _WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried 
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_MAX_PROCESSES = 256  # processes one shared state counts requests in flight for
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
 _STALE_SECONDS = 120.0  # an entry this old (and 20 answer times) was cancelled, not slow
 
@@ -150,28 +157,83 @@ class FixedRateLimiter(RateLimiter):
             return Ticket(self._book(self._clock()), self._epoch)
 
 
+class _Bins:
+    """Sends and 429s counted per ``_BIN`` seconds of send time, in this process."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, list[int]] = {}
+
+    def add(self, key: int, kind: int) -> None:
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0, 0]
+            if len(self._counts) > _MAX_BINS:
+                for old in [k for k in self._counts if k <= key - _MAX_BINS]:
+                    del self._counts[old]
+        counts[kind] += 1
+
+    def sums(self, first: int, last: int) -> tuple[int, int]:
+        sent = refused = 0
+        for key in range(first, last):
+            counts = self._counts.get(key)
+            if counts is not None:
+                sent += counts[0]
+                refused += counts[1]
+        return sent, refused
+
+
+# What clients sharing one state (processes on one machine) share: every field of the
+# rate, the send schedule and the counts (see :class:`SharedState`). Concurrency caps and
+# answer times are learned per process.
+_SHARED_FIELDS = (
+    "_rate",
+    "_next",
+    "_epoch",
+    "slow_start",
+    "cuts",
+    "_ceiling",
+    "_floor",
+    "_busy",
+    "_last_book",
+    "_cut_busy",
+    "_ok_since_cut",
+    "_return_requests",
+    "_started",
+)
+
+
 class AdaptiveRateLimiter(RateLimiter):
     """Finds the account's real limit from 429s alone, whatever shape the throttle has.
 
     It paces sends evenly at a rate and reads one signal: a 429 for a request sent at the
-    current rate (an *epoch*; a burst of 429s for requests sent before the last cut is one
-    signal, not many). What it does with it (``docs/performance.md`` has the reasoning):
+    current rate (an *epoch*; 429s for requests sent before the last cut, or before anything
+    sent since it has passed, are the same burst: one signal, not many). What it does with
+    it (``docs/performance.md`` has the reasoning):
 
     * **Slow start** from the documented 10 QPS: the rate grows while sends queue behind it
       and no 429 has come.
-    * **Remember, cut a little, return fast, probe gently.** A 429 means the account's limit
-      is at or below the rate the refused request was sent at: that rate (or what the
-      account has been accepting, when that is much lower) becomes the *ceiling*. The rate
-      is cut to ``0.9 x`` ceiling, climbs back to it on a concave curve, stays near it, then
-      probes above it by steps that double while nothing is refused, so a raised quota is
-      found in seconds while a steady one costs about one 429 per cycle.
+    * **Remember, cut a little, return fast, probe gently.** A 429 for a request sent while
+      the account accepted about as much as was sent means the limit is just below that
+      rate: it becomes the *ceiling*. (Far above it, what the account accepted while
+      refusing is the ceiling.) The rate is cut to ``0.95 x`` ceiling, climbs back to it on
+      a concave curve, then probes above it by steps that double while nothing is refused:
+      a raised quota is found in seconds, a steady one costs about one 429 per cycle.
     * **Concurrency caps.** Every request carries the number in flight when it was sent.
-      When 429s come only above some in-flight count and never below, the limiter also
-      caps requests in flight at that count, and probes one more now and then.
+      When 429s come only above some in-flight count, the limiter caps requests in flight
+      at that count (and tries one more now and then).
     * A ``Retry-After``/``x-acs-retry-after`` hint on a 429 holds every send until then.
 
     The rate only climbs while it is what holds the sender back. Thread-safe; one limiter
     is shared by every call of a client. ``clock`` is for tests and simulations.
+
+    Args:
+        initial_qps: The rate to start from (the documented account default).
+        min_qps: Never slower than this.
+        max_qps: Never faster than this.
+        share: Coordinate with every other process on this machine that passes the same
+            value (an account name, say): they pace as one client, through a small file
+            (see :class:`SharedState`). ``None``: this limiter alone.
+        clock: Seconds, monotonic (with ``share``, the same clock in every process).
     """
 
     def __init__(
@@ -180,6 +242,7 @@ class AdaptiveRateLimiter(RateLimiter):
         *,
         min_qps: float = 0.2,
         max_qps: float = 10_000.0,
+        share: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < min_qps <= initial_qps <= max_qps:
@@ -197,20 +260,22 @@ class AdaptiveRateLimiter(RateLimiter):
         self._ceiling = 0.0
         self._floor = 0.0
         self._busy = 0.0  # seconds during which sends queued behind the limiter
-        self._last_book: float | None = None
+        self._last_book = -1.0  # when the last slot was booked (-1: never)
         self._cut_busy = 0.0
         self._ok_since_cut = 0
-        # What the account accepted lately: the times of the last answers.
-        self._sent_bins: dict[int, int] = {}  # sends per ``_BIN`` of send time
-        self._nos: dict[int, int] = {}  # refused sends, likewise
-        self._refusal_time = _REFUSAL_TIME  # how long a 429 takes to come back (average)
-        self._started: float | None = None
         self._return_requests = _RETURN_REQUESTS
-        # Requests in flight: ticket token -> in-flight count when it was sent.
+        self._started = -1.0  # the first send's time (-1: none yet)
+        # Per process: how long answers and 429s take, what is in flight.
+        self._refusal_time = _REFUSAL_TIME
+        self._latency = 0.0
         self._tokens = itertools.count(1)
-        self._in_flight: dict[int, tuple[float, int]] = {}
-        self._latency = 0.0  # a moving average of answer times (seconds)
+        self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = _Window()
+        self._others = 0  # requests in flight in the other processes sharing the state
+        self._shared = SharedState(share) if share is not None else None
+        self._bins: _Bins | SharedState = self._shared or _Bins()
+        self._slots = [(self, name) for name in _SHARED_FIELDS]
+        self._slots += [(self._window, name) for name in _Window.FIELDS]
 
     # -- what callers see ---------------------------------------------------------------
     @property
@@ -227,13 +292,26 @@ class AdaptiveRateLimiter(RateLimiter):
         """The concurrency cap learned from 429s (``None``: throttling is not by concurrency)."""
         return self._window.limit if self._window.active else None
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[float]:
+        """Hold the lock (and the shared file's, with its state loaded); yield the time."""
+        with self._lock:
+            shared = self._shared
+            if shared is None:
+                yield self._clock()
+                return
+            with shared.locked():
+                now = self._clock()
+                self._others = shared.load(self._slots, now)
+                yield now
+                shared.save(self._slots, len(self._in_flight), now)
+
     def reserve(self) -> float:
         return self.acquire().wait
 
     def acquire(self) -> Ticket:
-        with self._lock:
-            now = self._clock()
-            if self._window.full(len(self._in_flight)):
+        with self._locked() as now:
+            if self._window.full(len(self._in_flight) + self._others):
                 # Every allowed request is in flight: look again soon (a small share of an
                 # answer time, so a freed slot idles for little of a request's life).
                 poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
@@ -242,11 +320,12 @@ class AdaptiveRateLimiter(RateLimiter):
             slot = self._next if self._next > now else now
             wait = slot - now
             horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
-            if wait > horizon:
+            if wait > horizon and self._shared is None:
                 # Far down the queue: come back about when this slot is due, and book then,
                 # at the rate of that moment (a slot booked now would keep today's rate).
+                # Processes sharing a state book in the order they ask instead: turns alike.
                 return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
-            if self._last_book is not None and wait > 0:
+            if self._last_book >= 0 and wait > 0:
                 self._busy += now - self._last_book
             self._last_book = now
             if self.slow_start and wait > 0:
@@ -257,36 +336,43 @@ class AdaptiveRateLimiter(RateLimiter):
             return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
 
     def confirm(self, ticket: Ticket) -> bool:
-        with self._lock:
+        with self._locked() as now:
             if ticket.epoch != self._epoch:
                 return False  # a cut since the booking (or a wait for a free slot): re-book
-            n = len(self._in_flight) + 1
+            n = len(self._in_flight) + self._others + 1
             if self._window.active and n > self._window.limit:
                 return False
-            now = self._clock()
             if len(self._in_flight) > _PURGE_AT:
                 self._purge(now)
             self._in_flight[ticket.token] = (now, n)
-            self._count(self._sent_bins, ticket, now)
+            self._count(ticket, now, 0)
             return True
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
-        with self._lock:
-            now = self._clock()
+        with self._locked() as now:
             sent = self._in_flight.pop(ticket.token, None) if ticket is not None else None
+            n = 0
             if sent is not None:
-                took = now - sent[0]
+                took, n = now - sent[0], sent[1]
                 if error is None:
                     self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
-            n = sent[1] if sent is not None else 0
             if error is None:
-                self._on_ok(now, n, ticket)
+                if ticket is None or ticket.epoch == self._epoch:
+                    self._ok_since_cut += 1
+                self._window.ok(n)
             elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+                self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
 
     # -- the algorithm (lock held) --------------------------------------------------------
+    def _count(self, ticket: Ticket | None, now: float, kind: int) -> None:
+        sent = ticket.sent if ticket is not None and ticket.sent else now
+        if self._started < 0:
+            self._started = sent
+        self._bins.add(int(sent / _BIN), kind)
+
     def _update_rate(self, now: float) -> None:
         if self.slow_start:
             return
@@ -316,45 +402,26 @@ class AdaptiveRateLimiter(RateLimiter):
 
     def _measure(self, now: float) -> tuple[float, int]:
         """(accepted per second, refused) among the sends of the last second (or of the
-        last ten answers' time at low rates), by send time. A 429 comes back at once, an
+        last ten sends' time at low rates), by send time. A 429 comes back at once, an
         answer after the service's work: so a send is counted as accepted once it has had
-        the time a 429 takes (1.5 times the usual) without one. 0 before any send."""
-        if self._started is None:
+        1.5 times the usual 429 time without one. 0 before any send."""
+        if self._started < 0:
             return 0.0, 0
         span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
-        end = now - _LAG_ANSWERS * self._refusal_time
+        end = now - _LAG_REFUSALS * self._refusal_time
         start = max(end - span, self._started)
         if end - start < _BIN:
             return 0.0, 0
         first, last = int(start / _BIN), int(end / _BIN)
-        sends, nos = self._sent_bins, self._nos
-        sent = sum(sends.get(k, 0) for k in range(first, last))
-        refused = sum(nos.get(k, 0) for k in range(first, last))
+        sent, refused = self._bins.sums(first, last)
         floor = _GOODPUT_SECONDS if end - self._started > span else 0.0
         return max(0, sent - refused) / max(floor, (last - first) * _BIN), refused
-
-    def _count(self, bins: dict[int, int], ticket: Ticket | None, now: float) -> None:
-        sent = ticket.sent if ticket is not None and ticket.sent else now
-        if self._started is None:
-            self._started = sent
-        key = int(sent / _BIN)
-        bins[key] = bins.get(key, 0) + 1
-        if len(bins) > _MAX_BINS:
-            horizon = key - _MAX_BINS // 2
-            for old in [k for k in bins if k < horizon]:
-                del bins[old]
-
-    def _on_ok(self, now: float, n: int, ticket: Ticket | None) -> None:
-        if ticket is None or ticket.epoch == self._epoch:
-            self._ok_since_cut += 1
-        self._window.ok(n)
 
     def _on_throttle(
         self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
             self._next = max(self._next, now + float(retry_after))
-        self._count(self._nos, ticket, now)
         if n and self._window.throttled(n):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
@@ -379,8 +446,7 @@ class AdaptiveRateLimiter(RateLimiter):
             self._return_requests = _FAST_RETURN_REQUESTS
             # Far above the limit (the ramp overshot, or the quota was cut): while a sender
             # is refused, what the account accepts is its limit, whatever the throttle's
-            # shape. If none of the measured sends was refused (answers lag the ramp by an
-            # answer time), what they got is only a floor.
+            # shape. If none of the measured sends was refused, it is only a floor.
             if refused and good > 0:
                 ceiling = min(good, _TRUST_RATE * sent_at)
             else:
@@ -402,6 +468,107 @@ class AdaptiveRateLimiter(RateLimiter):
             del self._in_flight[token]
 
 
+class SharedState:
+    """A limiter's state in a small file that processes on one machine map and lock.
+
+    The file (in the temp directory, named from a hash of ``key``) holds the rate, the
+    next send slot and the last minutes of send/429 counts. Each limiter call locks it
+    (``fcntl.flock``), reads the state, updates it and writes it back: the processes pace
+    as one client, so the account sees one evenly paced stream and each process gets
+    slots in turn. POSIX only (``fcntl``).
+    """
+
+    _MAGIC = 0x4F534D4D52415431  # "OSMMRAT1"
+
+    def __init__(self, key: str, directory: str | os.PathLike[str] | None = None) -> None:
+        import fcntl  # noqa: F401  (POSIX only: fail here, clearly, elsewhere)
+
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+        folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+        self.path = folder / f"opensearch-mm-rate-{digest}"
+        self._head = struct.Struct(f"<Q{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        self._bin = struct.Struct("<qii")
+        self._proc = struct.Struct("<qqd")  # pid, requests in flight, when written
+        self._table = self._head.size + _MAX_BINS * self._bin.size
+        self._pid = os.getpid()
+        size = self._table + _MAX_PROCESSES * self._proc.size
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._lock_fd = os.open(self.path, os.O_RDWR)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        import fcntl
+
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def load(self, slots: list[tuple[object, str]], now: float) -> int:
+        """Set each ``(object, attribute)`` from the file; return the requests in flight
+        in the other processes."""
+        magic, *values = self._head.unpack_from(self._map, 0)
+        if magic != self._MAGIC or values[1] > now + _STALE_SECONDS:
+            return 0  # a new file (or one from before a reboot): this limiter's state is it
+        for (owner, name), value in zip(slots, values, strict=True):
+            setattr(owner, name, type(getattr(owner, name))(value))
+        others = 0
+        for i in range(_MAX_PROCESSES):
+            offset = self._table + i * self._proc.size
+            pid, count, stamp = self._proc.unpack_from(self._map, offset)
+            if pid and pid != self._pid and count > 0 and stamp > now - _STALE_SECONDS:
+                others += count  # (a process gone for minutes no longer counts)
+        return others
+
+    def save(self, slots: list[tuple[object, str]], in_flight: int, now: float) -> None:
+        """Write each ``(object, attribute)`` and this process's requests in flight."""
+        values = [float(getattr(owner, name)) for owner, name in slots]
+        self._head.pack_into(self._map, 0, self._MAGIC, *values)
+        free = None
+        for i in range(_MAX_PROCESSES):
+            offset = self._table + i * self._proc.size
+            pid, count, stamp = self._proc.unpack_from(self._map, offset)
+            if pid == self._pid:
+                self._proc.pack_into(self._map, offset, self._pid, in_flight, now)
+                return
+            if free is None and (not pid or count <= 0 or stamp <= now - _STALE_SECONDS):
+                free = offset
+        if free is not None and in_flight:
+            self._proc.pack_into(self._map, free, self._pid, in_flight, now)
+
+    def add(self, key: int, kind: int) -> None:
+        offset = self._head.size + (key % _MAX_BINS) * self._bin.size
+        stamp, sent, refused = self._bin.unpack_from(self._map, offset)
+        if stamp != key:
+            stamp, sent, refused = key, 0, 0
+        if kind:
+            refused += 1
+        else:
+            sent += 1
+        self._bin.pack_into(self._map, offset, stamp, sent, refused)
+
+    def sums(self, first: int, last: int) -> tuple[int, int]:
+        sent = refused = 0
+        for key in range(first, last):
+            offset = self._head.size + (key % _MAX_BINS) * self._bin.size
+            stamp, s, r = self._bin.unpack_from(self._map, offset)
+            if stamp == key:
+                sent += s
+                refused += r
+        return sent, refused
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._lock_fd)
+
+
 class _Window:
     """Learns a concurrency cap: 429s that come only above some number in flight.
 
@@ -413,6 +580,8 @@ class _Window:
     or below the limit means the cap moved down, or was never a concurrency cap: learn
     again from there.
     """
+
+    FIELDS = ("limit", "active", "_over_ok", "_over_bad", "_under_ok", "_since", "_step")
 
     def __init__(self) -> None:
         self.limit = 0

@@ -14,9 +14,11 @@ seed gives the same run, so tests can assert on the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import random
+import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -149,8 +151,27 @@ class _Sim:
         self.ok_times: list[list[float]] = [[] for _ in range(scenario.clients)]
         self.stats = [ClientResult() for _ in range(scenario.clients)]
         self.measure_from = 0.0
-        shared = factory(self.clock) if scenario.shared else None
-        self.limiters = [shared or factory(self.clock) for _ in range(scenario.clients)]
+        self.share_key: str | None = None
+        if scenario.shared and factory is _default_limiter:
+            # The real thing: each client its own limiter, all on one shared state file.
+            self.share_key = f"simulation-{uuid.uuid4().hex}"
+            self.limiters = [
+                AdaptiveRateLimiter(clock=self.clock, share=self.share_key)
+                for _ in range(scenario.clients)
+            ]
+        elif scenario.shared:
+            one = factory(self.clock)
+            self.limiters = [one] * scenario.clients
+        else:
+            self.limiters = [factory(self.clock) for _ in range(scenario.clients)]
+
+    def close(self) -> None:
+        for limiter in self.limiters:
+            shared = getattr(limiter, "_shared", None)
+            if shared is not None:
+                shared.close()
+                with contextlib.suppress(OSError):
+                    shared.path.unlink()
 
     def clock(self) -> float:
         return self.now
@@ -321,6 +342,10 @@ class _Answer:
         return False
 
 
+def _default_limiter(clock: Clock) -> RateLimiter:
+    return AdaptiveRateLimiter(clock=clock)
+
+
 def _recovery(times: Sequence[float], start: float, end: float, target: float) -> float:
     """Seconds after ``start`` until the 200s of a 2-second span reach ``target`` per second."""
     span = 2.0
@@ -343,16 +368,16 @@ def simulate(scenario: Scenario, limiter: LimiterFactory | None = None) -> Resul
     (default: :class:`~opensearch_mm.ratelimit.AdaptiveRateLimiter` with its defaults).
     """
 
-    def default(clock: Clock) -> RateLimiter:
-        return AdaptiveRateLimiter(clock=clock)
-
-    sim = _Sim(scenario, limiter or default)
+    sim = _Sim(scenario, limiter or _default_limiter)
     s = scenario
     warm = max(5.0, s.seconds / 5.0) + s.stagger * (s.clients - 1)
     if s.change_at is not None:
         warm = max(warm, s.change_at + 10.0)
     sim.measure_from = warm if s.change_at is not None else min(warm, s.seconds / 2.0)
-    sim.run()
+    try:
+        sim.run()
+    finally:
+        sim.close()
     qps = s.new_qps if s.change_at is not None and s.new_qps is not None else s.qps
     k = s.max_in_flight
     if s.change_at is not None and s.new_max_in_flight is not None:
