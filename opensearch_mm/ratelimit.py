@@ -64,7 +64,7 @@ _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
 _WINDOW_ODDS = 4  # ... refused 4 times as often as answered above it ...
 _WINDOW_ANSWERS = 20  # ... and 20 answers at or below it (a rate throttle refuses at any count)
-_WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
+_WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
@@ -584,7 +584,16 @@ class _Window:
     concurrency cap.
     """
 
-    FIELDS = ("limit", "active", "_over_ok", "_over_bad", "_under_ok", "_since", "_step")
+    FIELDS = (
+        "limit",
+        "active",
+        "_over_ok",
+        "_over_bad",
+        "_under_ok",
+        "_since",
+        "_step",
+        "_held",
+    )
 
     def __init__(self) -> None:
         self.limit = 0
@@ -594,6 +603,7 @@ class _Window:
         self._under_ok = 0
         self._since = 0  # answers since the last change of the limit
         self._step = 1
+        self._held = 0  # the last limit that held (before the latest probe)
 
     def full(self, in_flight: int) -> bool:
         return self.active and in_flight >= self.limit
@@ -612,7 +622,8 @@ class _Window:
                 self._under_ok += 1
             return
         self._since += 1
-        if self._since * self._step >= _WINDOW_PROBE_ANSWERS * self.limit:
+        if self._since >= _WINDOW_PROBE_ANSWERS:
+            self._held = self.limit
             self.limit += self._step
             self._step *= 2
             self._since = 0
@@ -622,12 +633,15 @@ class _Window:
         if self.active:
             if n > self.limit:
                 return True  # a send that raced a freed slot
-            if n > 1:
-                # The slot just probed was refused, or the cap moved down: it is below n.
+            if n > self._held:
+                # A slot just probed was refused: the cap is below n.
                 self.limit, self._step, self._since = n - 1, 1, 0
+                self._held = self.limit
                 return True
-            self.active = False  # refused with nothing else in flight: not a concurrency cap
-            self._candidate(0)
+            # Refused at a count that was answered before: the cap moved down, or it was
+            # never a concurrency cap (with a steady answer time, a rate cap also refuses
+            # at high counts). Learn again.
+            self._candidate(n - 1)
             return False
         if not self.limit or n - 1 < self.limit:
             self._candidate(n - 1)
@@ -639,7 +653,7 @@ class _Window:
             and self._over_ok * _WINDOW_ODDS <= self._over_bad
             and self._under_ok >= _WINDOW_ANSWERS
         ):
-            self.active, self._step, self._since = True, 1, 0
+            self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True
         return False
 
