@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import RateLimitError
-from ..ratelimit import AdaptiveRateLimiter, RateLimiter
+from ..ratelimit import AdaptiveRateLimiter, RateLimiter, UnlimitedRateLimiter
 from ..retry import RetryPolicy
 from ._throttle import Latency, Throttle, make_throttle
 
@@ -78,6 +78,9 @@ class Scenario:
     """Client ``k`` starts ``k * stagger`` seconds into the run."""
     workers: int | None = None
     """Workers per client (default: enough that the limiter, not the pool, is the bound)."""
+    naive: bool = False
+    """Each client is the naive loop instead: one request at a time, no limiter, 1 s of
+    sleep after any error (what a script around the official SDK does)."""
     seed: int = 0
     label: str = ""
 
@@ -92,6 +95,8 @@ class Scenario:
         if self.change_at is not None:
             new = self.new_max_in_flight if self.throttle == "concurrency" else self.new_qps
             text += f" ->{new:g}@{self.change_at:g}s"
+        if self.naive:
+            text += " (naive loop)"
         return text
 
 
@@ -147,12 +152,16 @@ class _Sim:
         self._seq = 0
         self.latency = Latency(scenario.latency, scenario.sigma)
         self.throttle = self._throttle(scenario.qps, scenario.max_in_flight)
-        self.retry = RetryPolicy(max_retries=6)
+        self.retry: RetryPolicy | _SleepOneSecond = (
+            _SleepOneSecond() if scenario.naive else RetryPolicy(max_retries=6)
+        )
         self.ok_times: list[list[float]] = [[] for _ in range(scenario.clients)]
         self.stats = [ClientResult() for _ in range(scenario.clients)]
         self.measure_from = 0.0
         self.share_key: str | None = None
-        if scenario.shared and factory is _default_limiter:
+        if scenario.naive:
+            self.limiters = [UnlimitedRateLimiter() for _ in range(scenario.clients)]
+        elif scenario.shared and factory is _default_limiter:
             # The real thing: each client its own limiter, all on one shared state file.
             self.share_key = f"simulation-{uuid.uuid4().hex}"
             self.limiters = [
@@ -255,7 +264,7 @@ class _Sim:
 
     def run(self) -> None:
         s = self.s
-        workers = s.workers
+        workers = 1 if s.naive else s.workers
         if workers is None:
             # Enough requests in flight for the ceiling at the slowest latencies (the pool
             # must never be what holds a client back: the limiter is under test).
@@ -313,6 +322,16 @@ class _Sim:
             self._events,
             (self.now + _REFUSE_TIME + _NET, self._seq, back),  # type: ignore[arg-type]
         )
+
+
+class _SleepOneSecond:
+    """The naive loop's retry: always, after one second."""
+
+    def should_retry(self, exc: BaseException, retries_done: int) -> bool:
+        return True
+
+    def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
+        return 1.0
 
 
 class _Arrival:
