@@ -78,6 +78,9 @@ class Scenario:
     """Client ``k`` starts ``k * stagger`` seconds into the run."""
     workers: int | None = None
     """Workers per client (default: enough that the limiter, not the pool, is the bound)."""
+    warmup: float | None = None
+    """Seconds before the measured part (default: a fifth of the run, at least 5 s, and 10 s
+    after a cap change); 0 measures the whole run, start-up included."""
     naive: bool = False
     """Each client is the naive loop instead: one request at a time, no limiter, 1 s of
     sleep after any error (what a script around the official SDK does)."""
@@ -393,6 +396,8 @@ def simulate(scenario: Scenario, limiter: LimiterFactory | None = None) -> Resul
     if s.change_at is not None:
         warm = max(warm, s.change_at + 10.0)
     sim.measure_from = warm if s.change_at is not None else min(warm, s.seconds / 2.0)
+    if s.warmup is not None:
+        sim.measure_from = s.warmup
     try:
         sim.run()
     finally:
