@@ -111,7 +111,7 @@ def ours_async(emu: EmulatorProcess, work: Workload, **options: Any) -> tuple[in
 def langchain_sync(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
     from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 
-    embeddings = OpenSearchMultiModalEmbeddings(api_key=API_KEY, endpoint=emu.url)  # type: ignore[call-arg]
+    embeddings = OpenSearchMultiModalEmbeddings(api_key=API_KEY, endpoint=emu.url)
     return len(embeddings.embed_documents(work.texts())), 0
 
 
@@ -403,7 +403,8 @@ def throughput_table(
     """Print the table; return its cells by (row, column)."""
     contenders = contenders or CONTENDERS
     width = 34
-    print(f"{'throttle (cap unknown to clients)':{width}} " + " ".join(f"{c:>16}" for c in contenders))
+    header = " ".join(f"{c:>16}" for c in contenders)
+    print(f"{'throttle (cap unknown to clients)':{width}} {header}")
     cells: dict[tuple[str, str], Cell] = {}
     for row in rows:
         n = max(INPUTS_PER_REQUEST, int(row.ceiling() * seconds) * INPUTS_PER_REQUEST)
@@ -426,6 +427,26 @@ def throughput_table(
         "all processes together, and the slowest process's time over the fastest's"
     )
     return cells
+
+
+def measure(
+    emu: EmulatorProcess,
+    name: str,
+    runner: Runner,
+    work: Workload,
+    *,
+    qps: float | None,
+    latency_ms: float,
+) -> Run:
+    """One run of one contender against a fresh token bucket (or none), with CPU time."""
+    emu.configure(qps=qps, latency_ms=latency_ms)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    done, errors = runner(emu, work)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    stats = emu.stats()
+    if done != len(work):
+        raise RuntimeError(f"{name}: {done} vectors for {len(work)} inputs")
+    return Run(name, done, seconds, cpu, errors, stats["requests"], stats["throttled"])
 
 
 def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, float]:

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -276,7 +276,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._others = 0  # requests in flight in the other processes sharing the state
         self._shared = SharedState(share) if share is not None else None
         self._bins: _Bins | SharedState = self._shared or _Bins()
-        self._slots = [(self, name) for name in _SHARED_FIELDS]
+        self._slots: list[tuple[object, str]] = [(self, name) for name in _SHARED_FIELDS]
         self._slots += [(self._window, name) for name in _Window.FIELDS]
 
     # -- what callers see ---------------------------------------------------------------
@@ -513,7 +513,7 @@ class SharedState:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def load(self, slots: list[tuple[object, str]], now: float) -> int:
+    def load(self, slots: Sequence[tuple[object, str]], now: float) -> int:
         """Set each ``(object, attribute)`` from the file; return the requests in flight
         in the other processes."""
         magic, *values = self._head.unpack_from(self._map, 0)
@@ -529,7 +529,7 @@ class SharedState:
                 others += count  # (a process gone for minutes no longer counts)
         return others
 
-    def save(self, slots: list[tuple[object, str]], in_flight: int, now: float) -> None:
+    def save(self, slots: Sequence[tuple[object, str]], in_flight: int, now: float) -> None:
         """Write each ``(object, attribute)`` and this process's requests in flight."""
         values = [float(getattr(owner, name)) for owner, name in slots]
         self._head.pack_into(self._map, 0, self._MAGIC, *values)

@@ -34,12 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sliding window, or a cap on requests in flight (--max-in-flight)",
     )
     p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
-    p.add_argument(
-        "--window", type=float, default=1.0, help="window length in seconds (default 1)"
-    )
-    p.add_argument(
-        "--max-in-flight", type=int, default=None, help="requests in flight before 429"
-    )
+    p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
     p.add_argument(
         "--latency-jitter",
