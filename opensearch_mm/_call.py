@@ -103,7 +103,7 @@ class CallControl:
 class CallState(CallControl):
     """Outcomes of the batches of one call over ``total`` inputs."""
 
-    def __init__(self, total: int, *, model: str, dimensions: int | None) -> None:
+    def __init__(self, total: int, model: str, dimensions: int | None) -> None:
         super().__init__()
         self.total = total
         self.model = model

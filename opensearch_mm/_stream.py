@@ -8,9 +8,10 @@ dependencies, loaded only when asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+from ._async import as_async_iter
 from ._call import Outcome, StreamState
 from .batching import Batch
 from .errors import ConfigurationError, InputError
@@ -31,8 +32,8 @@ class StreamRun:
         self,
         options: EncodeOptions,
         inputs: object,
-        *,
         dimensions: int | None,
+        *,
         progress: bool,
         as_numpy: bool,
     ) -> None:
@@ -50,6 +51,30 @@ class StreamRun:
         except InputError as exc:
             self.failure = exc
             return None
+
+    def items(self, inputs: Iterable[object]) -> Iterator[WireItem]:
+        """Encode ``inputs`` lazily, until an invalid one or until the stream stops."""
+        for i, value in enumerate(inputs):
+            item = self.encode(value, i)
+            if item is None:
+                return
+            yield item
+            if self.state.stopped:  # read nothing more from the caller's iterator
+                return
+
+    async def aitems(
+        self, inputs: Iterable[object] | AsyncIterable[object]
+    ) -> AsyncIterator[WireItem]:
+        """:meth:`items` over a sync or an async iterable."""
+        i = 0
+        async for value in as_async_iter(inputs):
+            item = self.encode(value, i)
+            if item is None:
+                return
+            yield item
+            if self.state.stopped:
+                return
+            i += 1
 
     def deliver(self, batch: Batch, outcome: Outcome) -> list[Any]:
         """The vectors to yield for ``batch`` (none once the stream has failed)."""

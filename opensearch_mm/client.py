@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
-from ._async import AsyncDriver, as_async_iter
 from ._call import CallState, StreamState
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -24,11 +22,9 @@ from ._config import (
     InsecureTransportWarning,
     SupportsSecretValue,
 )
-from ._driver import DriverConfig
+from ._pools import Pools
 from ._stream import StreamRun
-from ._sync import SyncDriver
 from .batching import apack, pack
-from .errors import ClientClosedError
 from .inputs import (
     ContentLike,
     EncodeOptions,
@@ -60,6 +56,7 @@ __all__ = [
 
 Encoder = Callable[[object, int, EncodeOptions], WireItem]
 _UNSET: Any = object()
+_RENAMED = "async_http_client= is deprecated; pass http_async_client= (as LangChain does)"
 
 
 class MultiModalEmbeddingClient:
@@ -123,11 +120,7 @@ class MultiModalEmbeddingClient:
             ConfigurationError: An option is missing or invalid (the message names it).
         """
         if async_http_client is not _UNSET:
-            warnings.warn(
-                "async_http_client= is deprecated; pass http_async_client=",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            warnings.warn(_RENAMED, DeprecationWarning, stacklevel=2)
             http_async_client = http_async_client or async_http_client
         self.config = config = ClientConfig.resolve(
             api_key=api_key,
@@ -150,47 +143,16 @@ class MultiModalEmbeddingClient:
         self.retry_policy = config.retry_policy
         self.rate_limiter = config.make_rate_limiter()
         self.encode_options = config.encode_options()
-        self._secrets = config.secrets
         self._headers = config.headers()
         self._learned_dimensions: int | None = None
-        self._closed = False
-        # A pool this client creates carries the request headers itself; an injected one
-        # gets them per request (the same headers on the wire either way).
-        self._own_http = http_client is None
-        self._http = http_client or config.http_client()
-        self._sync = SyncDriver(self._http, self._driver_config(own_http=self._own_http))
-        self._own_async_http = http_async_client is None
-        self._async_http = http_async_client
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._async: AsyncDriver | None = None
-        if http_async_client is not None:
-            self._async = AsyncDriver(http_async_client, self._driver_config(own_http=False))
-
-    def _driver_config(self, *, own_http: bool) -> DriverConfig:
-        return DriverConfig(
-            url=self.url,
-            headers=None if own_http else self._headers,
-            retry=self.retry_policy,
-            limiter=self.rate_limiter,
-            secrets=self._secrets,
-            max_concurrency=self.max_concurrency,
-            origin=self.config.origin,
+        self._pools = Pools(
+            config,
+            self.rate_limiter,
+            http_client=http_client,
+            http_async_client=http_async_client,
         )
-
-    def _async_driver(self) -> AsyncDriver:
-        """The async driver for the running loop (one pooled AsyncClient per loop)."""
-        self._ensure_open()
-        if not self._own_async_http:
-            assert self._async is not None
-            return self._async
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
-            # A pooled AsyncClient belongs to the loop it first ran on: a new loop
-            # (a second asyncio.run) gets its own.
-            self._async_http = self.config.http_async_client()
-            self._async = AsyncDriver(self._async_http, self._driver_config(own_http=True))
-            self._async_loop = loop
-        return self._async
+        self._http, self._sync = self._pools.http, self._pools.sync
+        self._stream_window = 2 * config.max_concurrency  # batches queued by embed_iter
 
     @property
     def dimensions(self) -> int | None:
@@ -211,34 +173,18 @@ class MultiModalEmbeddingClient:
     @property
     def is_closed(self) -> bool:
         """Whether :meth:`close` or :meth:`aclose` has run (no call works afterwards)."""
-        return self._closed
-
-    def _ensure_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this client has been closed; create a new one")
+        return self._pools.closed
 
     def close(self) -> None:
         """Close the connection pools this client created (not injected ones).
 
         Idempotent. Afterwards every call raises :class:`ClientClosedError`.
         """
-        self._closed = True
-        self._sync.close()
-        if self._own_http:
-            self._http.close()
+        self._pools.close()
 
     async def aclose(self) -> None:
         """Close the async pool this client created, then the sync one (idempotent)."""
-        self._closed = True
-        if self._own_async_http and self._async_http is not None:
-            # A pool made on an earlier event loop (an earlier asyncio.run) cannot be
-            # closed from this one: its loop is gone, so its sockets are just dropped.
-            if self._async_loop is asyncio.get_running_loop():
-                await self._async_http.aclose()
-            self._async_http = None
-            self._async = None
-            self._async_loop = None
-        self.close()
+        await self._pools.aclose()
 
     def __enter__(self) -> MultiModalEmbeddingClient:
         return self
@@ -257,7 +203,7 @@ class MultiModalEmbeddingClient:
     def _encode_all(
         self, values: Iterable[object], encoder: Encoder, method: str, what: str
     ) -> list[WireItem]:
-        self._ensure_open()
+        self._pools.ensure_open()
         require_many(values, method, what)
         return [encoder(value, i, self.encode_options) for i, value in enumerate(values)]
 
@@ -265,26 +211,24 @@ class MultiModalEmbeddingClient:
         if self.model_info.dimensions is None and state.dimensions is not None:
             self._learned_dimensions = state.dimensions
 
-    def _call_window(self, n_batches: int) -> int:
+    def _window(self, n_batches: int) -> int:
         # Every batch may be queued at once (idle workers never wait for a slow head of
         # line), except one at a time: a failure that stops the call is then seen before
         # the next request goes out.
         return max(n_batches, 1) if self.max_concurrency > 1 else 1
 
     def _run(self, items: list[WireItem]) -> EmbeddingResult:
-        state = CallState(len(items), model=self.model, dimensions=self.dimensions)
-        batches = list(pack(items))
-        window = self._call_window(len(batches))
-        for batch, outcome in self._sync.run(batches, state, window=window):
+        state, batches = CallState(len(items), self.model, self.dimensions), list(pack(items))
+        driver = self._pools.sync_driver()
+        for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
             state.record(batch, outcome)
         self._learn(state)
         return state.finish()
 
     async def _arun(self, items: list[WireItem]) -> EmbeddingResult:
-        state = CallState(len(items), model=self.model, dimensions=self.dimensions)
-        batches = list(pack(items))
-        window = self._call_window(len(batches))
-        async for batch, outcome in self._async_driver().run(batches, state, window=window):
+        state, batches = CallState(len(items), self.model, self.dimensions), list(pack(items))
+        driver = self._pools.async_driver()
+        async for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
             state.record(batch, outcome)
         self._learn(state)
         return state.finish()
@@ -335,15 +279,10 @@ class MultiModalEmbeddingClient:
     # -- streaming ----------------------------------------------------------------------
 
     def _stream(self, inputs: object, method: str, progress: bool, as_numpy: bool) -> StreamRun:
-        self._ensure_open()
+        self._pools.ensure_open()
         require_many(inputs, method, "inputs")
-        return StreamRun(
-            self.encode_options,
-            inputs,
-            dimensions=self.dimensions,
-            progress=progress,
-            as_numpy=as_numpy,
-        )
+        dims = self.dimensions
+        return StreamRun(self.encode_options, inputs, dims, progress=progress, as_numpy=as_numpy)
 
     @overload
     def embed_iter(
@@ -381,19 +320,9 @@ class MultiModalEmbeddingClient:
                 before it.
         """
         stream = self._stream(inputs, "embed_iter", progress, as_numpy)
-
-        def items() -> Iterator[WireItem]:
-            for i, value in enumerate(inputs):
-                item = stream.encode(value, i)
-                if item is None:
-                    return
-                yield item
-                if stream.state.stopped:  # read nothing more from the caller's iterator
-                    return
-
-        window = self.max_concurrency * 2
+        driver, batches = self._pools.sync_driver(), pack(stream.items(inputs))
         try:
-            for batch, outcome in self._sync.run(pack(items()), stream.state, window=window):
+            for batch, outcome in driver.run(batches, stream.state, window=self._stream_window):
                 yield from stream.deliver(batch, outcome)
         finally:
             stream.close()  # also when the consumer stops early: queued batches stay unsent
@@ -410,22 +339,11 @@ class MultiModalEmbeddingClient:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
         an async iterable."""
         stream = self._stream(inputs, "aembed_iter", progress, as_numpy)
-
-        async def items() -> AsyncIterator[WireItem]:
-            i = 0
-            async for value in as_async_iter(inputs):
-                item = stream.encode(value, i)
-                if item is None:
-                    return
-                yield item
-                if stream.state.stopped:  # read nothing more from the caller's iterator
-                    return
-                i += 1
-
-        driver = self._async_driver()
-        window = self.max_concurrency * 2
+        driver, batches = self._pools.async_driver(), apack(stream.aitems(inputs))
         try:
-            async for batch, outcome in driver.run(apack(items()), stream.state, window=window):
+            async for batch, outcome in driver.run(
+                batches, stream.state, window=self._stream_window
+            ):
                 for vector in stream.deliver(batch, outcome):
                     yield vector
         finally:
