@@ -105,15 +105,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _plain_http(exc: BaseException) -> bool:
-    return any(
-        isinstance(e, ssl.SSLError)
-        and (
-            str(e.reason or "").upper() in _PLAIN_HTTP_REASONS
-            or "wrong version number" in str(e).lower()
-            or "record layer failure" in str(e).lower()
-        )
-        for e in _causes(exc)
-    )
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            reason = str(getattr(cause, "reason", None) or "").upper()
+            text = str(cause).upper().replace(" ", "_")
+            if reason in _PLAIN_HTTP_REASONS or any(r in text for r in _PLAIN_HTTP_REASONS):
+                return True
+    return False
 
 
 def map_transport_error(exc: httpx.HTTPError, origin: str) -> APIConnectionError:
