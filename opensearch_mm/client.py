@@ -252,13 +252,27 @@ class MultiModalEmbeddingClient:
         return self._run(self._encode_all(contents, encode_content, "embed", "inputs"))
 
     def embed_texts(self, texts: Iterable[str]) -> list[list[float]]:
-        """One vector per text, in order (raises as :meth:`embed`)."""
+        """Embed texts.
+
+        Args:
+            texts: A list (or other sized iterable) of non-empty strings.
+
+        Returns:
+            One vector per text, in order. Raises as :meth:`embed`.
+        """
         items = self._encode_all(texts, encode_text_only, "embed_texts", "strings")
         return self._run(items).embeddings
 
     def embed_images(self, images: Iterable[ImageInput]) -> list[list[float]]:
-        """One vector per image: path, bytes, file object, PIL image, URL or data URI
-        (raises as :meth:`embed`)."""
+        """Embed images.
+
+        Args:
+            images: Paths, bytes, binary file objects, PIL images, ``http(s)`` URLs or
+                ``data:image/...`` URIs.
+
+        Returns:
+            One vector per image, in order. Raises as :meth:`embed`.
+        """
         items = self._encode_all(images, encode_image_only, "embed_images", "images")
         return self._run(items).embeddings
 
