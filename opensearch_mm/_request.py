@@ -247,6 +247,7 @@ class Request:
             self._move("give_up")
             return GiveUp(error)
         delay = self._retry.delay(error, self.retries, self._rng)
+        budget = self._retry.budget(error)
         self.retries += 1
         self._move("retry")
         logger.debug("retrying after %s: %s", type(error).__name__, error)
@@ -254,12 +255,12 @@ class Request:
             "Retrying request in %.2f seconds (retry %d of %d) after %s",
             delay,
             self.retries,
-            self._retry.max_retries,
+            budget,
             describe(error),
             extra={
                 "retry_delay": delay,
                 "retry_number": self.retries,
-                "max_retries": self._retry.max_retries,
+                "max_retries": budget,
                 "retry_error": error,
             },
         )

@@ -184,7 +184,8 @@ def _refused() -> httpx.ConnectError:
     return exc
 
 
-def test_refused_connection_gets_a_short_retry_budget() -> None:
+def test_refused_connection_gets_a_short_retry_budget(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="opensearch_mm")
     limiter = Recorder()
     request = make(limiter, max_retries=6)
     steps = []
@@ -196,6 +197,7 @@ def test_refused_connection_gets_a_short_retry_budget() -> None:
             break
     assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
     assert sum(s.delay for s in steps if isinstance(s, Retry)) <= 1.0
+    assert "(retry 2 of 2)" in caplog.records[-1].getMessage()
     error = steps[-1].error
     assert isinstance(error, APIConnectionError) and error.kind == "refused"
     assert error.endpoint == ORIGIN and ORIGIN in str(error)
