@@ -217,6 +217,7 @@ class Request:
         Returns:
             ``Done`` with the checked answer, ``Retry`` or ``GiveUp`` with the error.
         """
+        self._expect_answer()
         try:
             result = parse_response(
                 status_code,
@@ -234,11 +235,14 @@ class Request:
 
     def transport_failed(self, exc: httpx.HTTPError) -> Step:
         """Sending failed (connection, TLS, timeout): decide."""
+        self._expect_answer()
         return self._failed(map_transport_error(exc, self._origin))
 
-    def _observe(self, error: OpenSearchMMError | None) -> None:
+    def _expect_answer(self) -> None:
         if self.state != "SEND":
             raise RuntimeError(f"request: no answer expected in state {self.state}")
+
+    def _observe(self, error: OpenSearchMMError | None) -> None:
         self._limiter.observe(error, self._ticket)
 
     def _failed(self, error: OpenSearchMMError) -> Step:
