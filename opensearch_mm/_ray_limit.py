@@ -13,6 +13,7 @@ as an actor) and the local side talks to it through a :class:`CoordinatorLink`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -33,6 +34,8 @@ __all__ = [
     "RateCoordinator",
     "Reply",
     "SharedRateLimiter",
+    "Slot",
+    "SlotUnused",
     "describe_error",
     "rebuild_error",
 ]
@@ -44,12 +47,23 @@ pickling (keyword-only constructors), so observations travel in this form."""
 
 
 class Observation(NamedTuple):
-    """One answer fed back: the slot's coordinator ``incarnation`` and ``epoch``, and the
-    error (``None`` for a success)."""
+    """What became of one leased slot: the coordinator ``incarnation`` that issued it, its
+    ``slot`` id, whether a request was ``sent`` in it, and the answer's error (``None``
+    for a success)."""
 
     incarnation: str
-    epoch: int
-    error: ErrorInfo | None
+    slot: int
+    sent: bool
+    error: ErrorInfo | None = None
+
+
+class Slot(NamedTuple):
+    """A leased send slot: its id, the wall-clock ``time.time()`` to send at, and the
+    limiter's ``generation`` (number of rate cuts) when it was booked."""
+
+    slot: int
+    at: float
+    generation: int
 
 
 class Reply(NamedTuple):
@@ -57,11 +71,17 @@ class Reply(NamedTuple):
 
     incarnation: str
     """Changes when the coordinator restarts (its limiter then starts afresh)."""
-    stale: list[int]
-    """The asked-about epochs whose slots no longer hold (a throttle cut the rate)."""
-    slots: list[tuple[float, int]]
-    """Booked send slots: (wall-clock ``time.time()`` to send at, epoch)."""
+    generation: int
+    """Rate cuts so far: slots of an older generation were booked at a rate since cut."""
+    slots: list[Slot]
+    retry_in: float
+    """With no slots: the limiter asks to come back after this many seconds."""
     rate: float | None
+
+
+class SlotUnused(Exception):
+    """Fed to the coordinator's limiter for a slot no request was sent in: it frees the
+    slot (a limiter counting requests in flight forgets it) and is no rate signal."""
 
 
 def describe_error(error: BaseException) -> ErrorInfo:
@@ -94,12 +114,18 @@ def rebuild_error(info: ErrorInfo) -> BaseException:
 class RateCoordinator:
     """The single owner of the account's limiter; hands out send slots in blocks.
 
+    Each slot is booked (``acquire``) and confirmed on the limiter when it is leased, so
+    the limiter sees the send at the slot's time; what became of it comes back later as
+    an :class:`Observation` and is fed to ``observe`` with the slot's own ticket. A slot
+    no request used is handed back as :class:`SlotUnused`; one never heard of again
+    (its process died) is freed after ``forget_after`` seconds.
+
     A block covers about ``horizon`` seconds of the current rate, split between the
     processes that leased in the last second, so an idle or dead process wastes at most
     that much of the account's capacity.
 
     Args:
-        qps: ``"adaptive"``, a number, as for the client (``None`` is refused: an
+        qps: ``"adaptive"`` or a number, as for the client (``None`` is refused: an
             unlimited account needs no coordinator).
         horizon: Seconds of sending one lease covers, shared by the active processes.
         max_block: Most slots in one lease.
@@ -113,6 +139,7 @@ class RateCoordinator:
         *,
         horizon: float = 0.2,
         max_block: int = 64,
+        forget_after: float = 120.0,
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -128,24 +155,47 @@ class RateCoordinator:
         self.incarnation = uuid.uuid4().hex
         self._horizon = horizon
         self._max_block = max_block
+        self._forget_after = forget_after
         self._clock = clock
         self._seen: dict[str, float] = {}  # process id -> last lease time
+        self._issued: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
+        self._ids = itertools.count()
         self._lock = threading.Lock()
         self.booked = 0
-        self.observed = 0
+        self.sent = 0
+        self.unused = 0
         self.throttles = 0
+
+    @property
+    def generation(self) -> int:
+        """Rate cuts so far (the limiter's ``cuts``; 0 for a limiter that never cuts)."""
+        cuts = getattr(self.limiter, "cuts", 0)
+        return cuts if isinstance(cuts, int) else 0
 
     def _apply(self, observations: list[Observation]) -> None:
         for obs in observations:
-            epoch = obs.epoch if obs.incarnation == self.incarnation else -1
+            if obs.incarnation != self.incarnation:
+                continue  # issued by a coordinator before a restart: its tickets are gone
+            issued = self._issued.pop(obs.slot, None)
+            if issued is None:
+                continue
+            ticket = issued[0]
+            if not obs.sent:
+                self.limiter.observe(SlotUnused(), ticket)
+                self.unused += 1
+                continue
             error = None if obs.error is None else rebuild_error(obs.error)
-            self.limiter.observe(error, Ticket(0.0, epoch))
-            self.observed += 1
+            self.limiter.observe(error, ticket)
+            self.sent += 1
             if isinstance(error, RateLimitError):
                 self.throttles += 1
 
-    def _stale(self, epochs: list[int]) -> list[int]:
-        return [e for e in epochs if not self.limiter.confirm(Ticket(0.0, e))]
+    def _forget(self, now: float) -> None:
+        old = [k for k, (_, t) in self._issued.items() if t < now - self._forget_after]
+        for key in old:
+            ticket, _ = self._issued.pop(key)
+            self.limiter.observe(SlotUnused(), ticket)
+            self.unused += 1
 
     def _block_size(self, now: float) -> int:
         active = sum(1 for t in self._seen.values() if t > now - 1.0)
@@ -154,7 +204,10 @@ class RateCoordinator:
             return self._max_block
         return max(1, min(self._max_block, math.ceil(rate * self._horizon / max(1, active))))
 
-    def lease(self, client: str, epochs: list[int], observations: list[Observation]) -> Reply:
+    def _reply(self, slots: list[Slot], retry_in: float = 0.0) -> Reply:
+        return Reply(self.incarnation, self.generation, slots, retry_in, self.limiter.rate)
+
+    def lease(self, client: str, observations: list[Observation]) -> Reply:
         """Apply ``observations``, then book a block of send slots for ``client``."""
         with self._lock:
             self._apply(observations)
@@ -162,18 +215,28 @@ class RateCoordinator:
             self._seen[client] = now
             for key in [k for k, t in self._seen.items() if t < now - 10.0]:
                 del self._seen[key]
-            slots = []
+            if len(self._issued) > 1000:
+                self._forget(now)
+            slots: list[Slot] = []
             for _ in range(self._block_size(now)):
                 ticket = self.limiter.acquire()
-                slots.append((now + ticket.wait, ticket.epoch))
+                if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
+                    if not slots:
+                        return self._reply([], max(ticket.wait, 0.001))
+                    break
+                if not self.limiter.confirm(ticket):
+                    continue
+                slot = next(self._ids)
+                self._issued[slot] = (ticket, now)
+                slots.append(Slot(slot, now + ticket.wait, self.generation))
             self.booked += len(slots)
-            return Reply(self.incarnation, self._stale(epochs), slots, self.limiter.rate)
+            return self._reply(slots, 0.0 if slots else 0.01)
 
-    def observe(self, client: str, epochs: list[int], observations: list[Observation]) -> Reply:
-        """Apply ``observations``; say which of ``epochs`` went stale."""
+    def observe(self, client: str, observations: list[Observation]) -> Reply:
+        """Apply ``observations``; the reply carries the current generation."""
         with self._lock:
             self._apply(observations)
-            return Reply(self.incarnation, self._stale(epochs), [], self.limiter.rate)
+            return self._reply([])
 
     def status(self) -> dict[str, Any]:
         """Counters for monitoring and tests."""
@@ -181,8 +244,11 @@ class RateCoordinator:
             return {
                 "rate": self.limiter.rate,
                 "booked": self.booked,
-                "observed": self.observed,
+                "sent": self.sent,
+                "unused": self.unused,
                 "throttles": self.throttles,
+                "generation": self.generation,
+                "outstanding": len(self._issued),
                 "incarnation": self.incarnation,
             }
 
@@ -195,11 +261,11 @@ class CoordinatorLink(ABC, Generic[H]):
     (``H``) that can be polled and waited on."""
 
     @abstractmethod
-    def lease(self, client: str, epochs: list[int], observations: list[Observation]) -> H:
+    def lease(self, client: str, observations: list[Observation]) -> H:
         """Start a :meth:`RateCoordinator.lease` call."""
 
     @abstractmethod
-    def observe(self, client: str, epochs: list[int], observations: list[Observation]) -> H:
+    def observe(self, client: str, observations: list[Observation]) -> H:
         """Start a :meth:`RateCoordinator.observe` call."""
 
     @abstractmethod
@@ -211,21 +277,25 @@ class CoordinatorLink(ABC, Generic[H]):
         """Wait for a reply; raise if it cannot come (the caller retries)."""
 
 
+_NOT_A_SLOT = -1
+
+
 class SharedRateLimiter(RateLimiter, Generic[H]):
     """The local side of a coordinated limit: a :class:`RateLimiter` for one client.
 
     ``acquire`` hands out the next slot of the leased block (leasing the next block in
-    the background when this one runs low); ``confirm`` refuses slots of an epoch the
-    coordinator has cut since; ``observe`` queues the answer and sends the queue to the
-    coordinator every ``flush_interval`` seconds, every ``flush_size`` answers, or at
-    once for a throttle.
+    the background when this one runs low); ``confirm`` refuses a slot booked before a
+    rate cut the coordinator has told of since; ``observe`` queues the answer and sends
+    the queue to the coordinator every ``flush_interval`` seconds, every ``flush_size``
+    answers, or at once for a throttle. Slots not used (dropped as too late or cut) go
+    back the same way, so the coordinator's limiter hears of every slot once.
 
     Args:
         link: The way to the coordinator.
         flush_interval: Longest time a success waits before it is forwarded.
         flush_size: Forward when this many answers are queued.
-        max_late: A slot older than this many seconds is dropped, not used late (a late
-            slot would bunch up with the slots of other processes).
+        max_late: A slot older than this many seconds is handed back, not used late (a
+            late slot would bunch up with the slots of other processes).
         retry_for: Keep retrying an unreachable coordinator this long (it restarts),
             then raise :class:`~opensearch_mm.errors.OpenSearchMMError`.
         clock: Wall clock, as the coordinator's.
@@ -249,12 +319,13 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._retry_for = retry_for
         self._clock = clock
         self._lock = threading.Lock()
-        self._slots: deque[tuple[float, str, int]] = deque()
+        self._slots: deque[tuple[str, Slot]] = deque()
         self._block = 1
         self._incarnation: str | None = None
-        self._stale: set[tuple[str, int]] = set()
-        self._keys: list[tuple[str, int]] = []  # local ticket epoch -> (incarnation, epoch)
-        self._key_ids: dict[tuple[str, int], int] = {}
+        self._generation = 0
+        self._retry_in = 0.0
+        self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
+        self._ticket_ids = itertools.count()
         self._queue: list[Observation] = []
         self._last_flush = clock()
         self._prefetch: H | None = None
@@ -277,66 +348,63 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             now = self._clock()
             self._drop_unusable(now)
             if self._prefetch is None and len(self._slots) <= self._block // 2:
-                self._prefetch = self._link.lease(self._id, self._epochs(), self._take_queue())
-            while not self._slots:
+                self._prefetch = self._link.lease(self._id, self._take_queue())
+            if not self._slots:
                 if self._prefetch is None:
-                    self._prefetch = self._link.lease(self._id, self._epochs(), self._take_queue())
+                    self._prefetch = self._link.lease(self._id, self._take_queue())
                 handle, self._prefetch = self._prefetch, None
                 self._absorb(self._wait(handle))
                 now = self._clock()
                 self._drop_unusable(now)
-            at, incarnation, epoch = self._slots.popleft()
-            return Ticket(max(0.0, at - now), self._key_id((incarnation, epoch)))
+                if not self._slots:  # the limiter asked to come back later
+                    return Ticket(max(self._retry_in, 0.001), _NOT_A_SLOT)
+            incarnation, slot = self._slots.popleft()
+            ticket_id = next(self._ticket_ids)
+            self._tickets[ticket_id] = (incarnation, slot)
+            return Ticket(max(0.0, slot.at - now), ticket_id)
 
     def confirm(self, ticket: Ticket) -> bool:
         with self._lock:
+            if ticket.epoch == _NOT_A_SLOT:
+                return False
             self._poll()
-            return self._usable(self._keys[ticket.epoch])
+            held = self._tickets.get(ticket.epoch)
+            if held is None:
+                return False
+            if self._usable(*held):
+                return True
+            del self._tickets[ticket.epoch]
+            self._queue.append(Observation(held[0], held[1].slot, False))
+            return False
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         with self._lock:
-            if ticket is not None and 0 <= ticket.epoch < len(self._keys):
-                incarnation, epoch = self._keys[ticket.epoch]
-            else:
-                incarnation, epoch = self._incarnation or "", -1
-            info = None if error is None else describe_error(error)
-            self._queue.append(Observation(incarnation, epoch, info))
+            held = self._tickets.pop(ticket.epoch, None) if ticket is not None else None
+            if held is not None:
+                info = None if error is None else describe_error(error)
+                self._queue.append(Observation(held[0], held[1].slot, True, info))
             if (
                 isinstance(error, RateLimitError)
                 or len(self._queue) >= self._flush_size
                 or self._clock() - self._last_flush >= self._flush_interval
             ):
-                self._pending.append(
-                    self._link.observe(self._id, self._epochs(), self._take_queue())
-                )
+                self._send_queue()
             self._poll()
 
     def flush(self) -> None:
         """Forward the queued answers now (call when a unit of work ends)."""
         with self._lock:
-            if self._queue:
-                self._pending.append(
-                    self._link.observe(self._id, self._epochs(), self._take_queue())
-                )
+            self._send_queue()
             self._poll()
 
     # -- internals (lock held) ----------------------------------------------------------
 
-    def _key_id(self, key: tuple[str, int]) -> int:
-        found = self._key_ids.get(key)
-        if found is None:
-            found = self._key_ids[key] = len(self._keys)
-            self._keys.append(key)
-        return found
+    def _send_queue(self) -> None:
+        if self._queue:
+            self._pending.append(self._link.observe(self._id, self._take_queue()))
 
-    def _usable(self, key: tuple[str, int]) -> bool:
-        return key[0] == self._incarnation and key not in self._stale
-
-    def _epochs(self) -> list[int]:
-        """The epochs of the current incarnation not yet known to be stale."""
-        return sorted(
-            {e for inc, e in self._keys if inc == self._incarnation and (inc, e) not in self._stale}
-        )
+    def _usable(self, incarnation: str, slot: Slot) -> bool:
+        return incarnation == self._incarnation and slot.generation >= self._generation
 
     def _take_queue(self) -> list[Observation]:
         queue, self._queue = self._queue, []
@@ -344,23 +412,26 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         return queue
 
     def _drop_unusable(self, now: float) -> None:
-        slots = self._slots
-        while slots and (
-            slots[0][0] < now - self._max_late or not self._usable((slots[0][1], slots[0][2]))
-        ):
-            slots.popleft()
-        if any(not self._usable((inc, e)) for _, inc, e in slots):
-            self._slots = deque(s for s in slots if self._usable((s[1], s[2])))
+        kept: deque[tuple[str, Slot]] = deque()
+        for incarnation, slot in self._slots:
+            if slot.at < now - self._max_late or not self._usable(incarnation, slot):
+                if incarnation == self._incarnation:
+                    self._queue.append(Observation(incarnation, slot.slot, False))
+            else:
+                kept.append((incarnation, slot))
+        self._slots = kept
 
     def _absorb(self, reply: Reply) -> None:
         if reply.incarnation != self._incarnation:
             self._incarnation = reply.incarnation
-            self._slots.clear()
-        self._stale.update((reply.incarnation, e) for e in reply.stale)
+            self._generation = reply.generation
+        else:
+            self._generation = max(self._generation, reply.generation)
         self._rate = reply.rate
+        self._retry_in = reply.retry_in
         if reply.slots:
             self._block = len(reply.slots)
-            self._slots.extend((at, reply.incarnation, e) for at, e in reply.slots)
+            self._slots.extend((reply.incarnation, slot) for slot in reply.slots)
 
     def _poll(self) -> None:
         handles = list(self._pending)
@@ -391,4 +462,4 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                     ) from exc
                 time.sleep(delay)
                 delay = min(1.0, delay * 2)
-                handle = self._link.lease(self._id, self._epochs(), [])
+                handle = self._link.lease(self._id, [])

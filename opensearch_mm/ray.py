@@ -93,11 +93,11 @@ class _RayLink(CoordinatorLink[Any]):
         self._actor = actor
         self._ray = _require_ray()
 
-    def lease(self, client: str, epochs: list[int], observations: list[Observation]) -> Any:
-        return self._actor.lease.remote(client, epochs, observations)
+    def lease(self, client: str, observations: list[Observation]) -> Any:
+        return self._actor.lease.remote(client, observations)
 
-    def observe(self, client: str, epochs: list[int], observations: list[Observation]) -> Any:
-        return self._actor.observe.remote(client, epochs, observations)
+    def observe(self, client: str, observations: list[Observation]) -> Any:
+        return self._actor.observe.remote(client, observations)
 
     def ready(self, handles: list[Any]) -> list[Any]:
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0)
@@ -177,8 +177,8 @@ class AccountRateLimit:
         return SharedRateLimiter(_RayLink(self._actor))
 
     def status(self) -> dict[str, Any]:
-        """The coordinator's counters: current ``rate``, slots ``booked``, answers
-        ``observed``, ``throttles``."""
+        """The coordinator's counters: current ``rate``, slots ``booked``, requests
+        ``sent`` in them (answered), slots handed back ``unused``, ``throttles``."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
         return status
