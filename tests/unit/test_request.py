@@ -277,3 +277,42 @@ def test_fatal_is_decided_once_for_driver_and_bookkeeping() -> None:
     assert not state.stopped
     state.note(AuthenticationError("no", status_code=401))  # what a driver reports early
     assert state.stopped
+
+
+def test_abandoned_request_is_observed_once_and_terminal() -> None:
+    limiter = Recorder()
+    request = make(limiter)
+    drain(request)
+    request.abandoned(KeyboardInterrupt())
+    assert limiter.observed == [("KeyboardInterrupt", Ticket(0.0, 1))]
+    assert request.state == "FAILED"
+    with pytest.raises(RuntimeError):
+        request.answered(*ok())
+
+
+async def test_a_call_cancelled_mid_request_still_observes_it() -> None:
+    import asyncio
+
+    from opensearch_mm import MultiModalEmbeddingClient
+
+    sent = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+    limiter = Recorder()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(hang))
+    client = MultiModalEmbeddingClient(
+        api_key=KEY, endpoint="https://h.example", rate_limiter=limiter, http_async_client=http
+    )
+    task = asyncio.ensure_future(client.aembed_texts(["a"]))
+    await asyncio.wait_for(sent.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the limiter does not count the request as in flight for ever
+    assert [name for name, _ in limiter.observed] == ["CancelledError"]
+    await client.aclose()
+    await http.aclose()
