@@ -17,7 +17,7 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
-from opensearch_mm import DEFAULT_MODEL, MultiModalEmbeddingClient
+from opensearch_mm import DEFAULT_MODEL, ConfigurationError, MultiModalEmbeddingClient
 from opensearch_mm.client import DEFAULT_WORKSPACE, ENV_ENDPOINT, ENV_WORKSPACE
 from opensearch_mm.images import ImageInput
 from opensearch_mm.inputs import require_many
@@ -103,6 +103,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         qps: float | Literal["adaptive"] | None = "adaptive",
         callback_manager: CallbackManager | None = None,
         client: MultiModalEmbeddingClient | None = None,
+        model: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Configure the adapter and build its core client.
@@ -111,6 +112,13 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         for the connection settings). Raises :class:`opensearch_mm.ConfigurationError`
         when no API key or endpoint is given or found in the environment.
         """
+        if model is not None:
+            # ``model`` is LangChain's (and the core's) name for the same setting.
+            if model_name not in (DEFAULT_MODEL, model):
+                raise ConfigurationError(
+                    f"model={model!r} and model_name={model_name!r} disagree; pass one of them"
+                )
+            model_name = model
         fields: dict[str, Any] = {
             "model_name": model_name,
             "endpoint": endpoint or os.environ.get(ENV_ENDPOINT) or None,

@@ -337,3 +337,18 @@ def test_quota_error_surfaces_as_the_core_exception(
         embed.get_text_embedding_batch(["a", "b"])
     assert SECRET not in str(info.value)
     assert emu.stats.requests == 1
+
+
+# -- the model the requests go to ---------------------------------------------------------
+
+
+def test_model_keyword_selects_the_model_the_requests_use(emu: Emulator) -> None:
+    emu.reset_stats()
+    model = OpenSearchMultiModalEmbedding(
+        model="ops-gme-qwen2-vl-2b-instruct", api_key=SECRET, endpoint=emu.url, qps=None
+    )
+    assert model.model_name == "ops-gme-qwen2-vl-2b-instruct"
+    vector = model.get_text_embedding("a red bicycle")
+    assert emu.requests_log[-1].path.endswith("/ops-gme-qwen2-vl-2b-instruct")
+    assert len(vector) == 1536
+    model.close()
