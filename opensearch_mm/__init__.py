@@ -5,7 +5,14 @@ multimodal embedding API (``/v3/openapi/workspaces/{workspace}/multi-modal-embed
 """
 
 from ._version import __version__
-from .client import InsecureTransportWarning, MultiModalEmbeddingClient
+from .client import (
+    DEFAULT_WORKSPACE,
+    ENV_API_KEY,
+    ENV_ENDPOINT,
+    ENV_WORKSPACE,
+    InsecureTransportWarning,
+    MultiModalEmbeddingClient,
+)
 from .errors import (
     APIConnectionError,
     APIError,
@@ -21,7 +28,8 @@ from .errors import (
     RateLimitError,
     ServiceNotFoundError,
 )
-from .inputs import Content
+from .images import ImageInput
+from .inputs import Content, require_many
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
 from .results import EmbeddingResult, PartialResult, Usage
@@ -29,6 +37,10 @@ from .retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_WORKSPACE",
+    "ENV_API_KEY",
+    "ENV_ENDPOINT",
+    "ENV_WORKSPACE",
     "MODELS",
     "APIConnectionError",
     "APIError",
@@ -40,6 +52,7 @@ __all__ = [
     "Content",
     "EmbeddingResult",
     "FixedRateLimiter",
+    "ImageInput",
     "InputError",
     "InsecureTransportWarning",
     "InternalServerError",
@@ -57,4 +70,5 @@ __all__ = [
     "Usage",
     "__version__",
     "model_info",
+    "require_many",
 ]

@@ -21,6 +21,7 @@ from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
 from opensearch_mm import Content, InputError
 from opensearch_mm.emulator import Emulator
+from tests.support.images import tiny_png
 
 from .conftest import API_KEY, make_client
 from .test_fuzz import _contents, _image_values, non_strings, texts
@@ -221,16 +222,24 @@ def test_a_single_value_instead_of_a_list(
     assert server.stats.requests == before
 
 
-def test_llamaindex_batches_past_32_name_the_index_within_the_batch(
-    server: Emulator, llamaindex: OpenSearchMultiModalEmbedding
+@pytest.mark.parametrize("bad", [None, 42, "   "], ids=repr)
+def test_llamaindex_batch_names_the_position_in_the_whole_batch_and_sends_nothing(
+    server: Emulator, llamaindex: OpenSearchMultiModalEmbedding, bad: Any
 ) -> None:
-    """LlamaIndex hands the adapter one batch of <= 32 at a time: an invalid text at
-    position 40 is reported as input 8 (its place in the second batch), and the first
-    batch has been sent by then. This is LlamaIndex's batching, outside the adapter."""
+    """The whole batch goes to the core at once: an invalid text at position 40 is
+    reported as input 40, before any request (sync and async, texts and images)."""
     values: list[Any] = [f"text {i}" for i in range(45)]
-    values[40] = None
+    values[40] = bad
     before = server.stats.requests
-    with pytest.raises(InputError, match=r"^input 8 \(text\)") as info:
+    with pytest.raises(InputError, match=r"^input 40\b") as info:
         llamaindex.get_text_embedding_batch(values)
-    assert info.value.index == 8
-    assert server.stats.requests == before + 1
+    assert info.value.index == 40
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        asyncio.run(llamaindex.aget_text_embedding_batch(values))
+    images: list[Any] = [io.BytesIO(tiny_png("red")) for _ in range(45)]
+    images[40] = io.BytesIO(b"not an image")
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        llamaindex.get_image_embedding_batch(images)
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        asyncio.run(llamaindex.aget_image_embedding_batch(images))
+    assert server.stats.requests == before
