@@ -175,10 +175,10 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         default_factory=lambda: os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE,
         description="Workspace name; defaults to $OPENSEARCH_MM_WORKSPACE, else 'default'.",
     )
-    max_retries: int = Field(default=6, ge=0, description="Retries per request.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds per request attempt.")
+    max_retries: int = Field(default=6, description="Retries per request.")
+    timeout: float = Field(default=60.0, description="Seconds per request attempt.")
     max_concurrency: int = Field(
-        default=8, ge=1, description="Requests in flight per call of the core client."
+        default=8, description="Requests in flight per call of the core client."
     )
     qps: float | Literal["adaptive"] | None = Field(
         default="adaptive",
