@@ -142,11 +142,11 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     Setup:
         Install ``opensearch-mm`` with the LangChain extra and set the key and endpoint.
 
-        .. code-block:: bash
-
-            pip install "opensearch-mm[langchain]"
-            export OPENSEARCH_MM_API_KEY="OS-..."
-            export OPENSEARCH_MM_ENDPOINT="ops-cn-hangzhou.opensearch.aliyuncs.com"
+        ```bash
+        pip install "opensearch-mm[langchain]"
+        export OPENSEARCH_MM_API_KEY="OS-..."
+        export OPENSEARCH_MM_ENDPOINT="ops-cn-hangzhou.opensearch.aliyuncs.com"
+        ```
 
     Key init args — embedding params:
         model: str
@@ -171,38 +171,40 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             Requests in flight per call.
         qps: float | "adaptive" | None
             Client-side rate limit.
+        http_client / http_async_client: httpx.Client / httpx.AsyncClient | None
+            Your own connection pools (left open).
         client: MultiModalEmbeddingClient | None
             A ready core client to use instead (the fields then describe it).
 
     Instantiate:
-        .. code-block:: python
+        ```python
+        from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 
-            from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
-
-            embeddings = OpenSearchMultiModalEmbeddings(model="ops-m2-encoder")
+        embeddings = OpenSearchMultiModalEmbeddings(model="ops-m2-encoder")
+        ```
 
     Embed single text:
-        .. code-block:: python
-
-            vector = embeddings.embed_query("a red bicycle")
-            print(len(vector))  # 768
+        ```python
+        vector = embeddings.embed_query("a red bicycle")
+        print(len(vector))  # 768
+        ```
 
     Embed multiple texts:
-        .. code-block:: python
-
-            vectors = embeddings.embed_documents(["a red bicycle", "a cat on a sofa"])
-            print(embeddings.last_usage)  # Usage(token_count=..., image=0)
+        ```python
+        vectors = embeddings.embed_documents(["a red bicycle", "a cat on a sofa"])
+        print(embeddings.last_usage)  # what the service counted for that call
+        ```
 
     Embed images:
-        .. code-block:: python
-
-            image_vectors = embeddings.embed_image(["photos/bike.jpg"])
+        ```python
+        image_vectors = embeddings.embed_image(["photos/bike.jpg"])
+        ```
 
     Async:
-        .. code-block:: python
-
-            vector = await embeddings.aembed_query("a red bicycle")
-            await embeddings.aclose()
+        ```python
+        vector = await embeddings.aembed_query("a red bicycle")
+        await embeddings.aclose()
+        ```
 
     Errors are the core's exceptions (:mod:`opensearch_mm.errors`), configuration errors
     included (``ConfigurationError``, a ``ValueError``). Fields are frozen; ``model_copy``,
@@ -304,7 +306,14 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         return data
 
     @model_validator(mode="after")
-    def _build_client(self) -> Self:
+    def validate_environment(self) -> Self:
+        """Build the core client from the fields (or take the injected one).
+
+        The core checks every setting and raises ``ConfigurationError`` naming it;
+        ``__init__`` re-raises that error as-is instead of pydantic's ``ValidationError``
+        wrapper, so ``except ConfigurationError`` works the same for the core client and
+        the adapter.
+        """
         injected = _INJECTED.get()
         if injected is not None:
             self._client, self._injected = injected, True
@@ -406,12 +415,30 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     # -- texts ----------------------------------------------------------------------------
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in order."""
+        """Embed texts; all go to the core in one call (32 per request, concurrently).
+
+        Args:
+            texts: The texts, each a non-empty ``str``.
+
+        Returns:
+            One vector per text, in input order.
+
+        Raises:
+            InputError: A text is invalid (``err.index`` is its position); nothing is sent.
+            OpenSearchMMError: A request failed for good (``err.partial`` holds the rest).
+        """
         require_many(texts, "embed_documents", "strings")
         return self._count(self._client.embed([Content(text=t) for t in texts]))
 
     def embed_query(self, text: str) -> list[float]:
-        """The vector of one text."""
+        """Embed one text.
+
+        Args:
+            text: The text.
+
+        Returns:
+            Its vector.
+        """
         return self.embed_documents([text])[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -426,7 +453,18 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     # -- images ---------------------------------------------------------------------------
 
     def embed_image(self, uris: list[str]) -> list[list[float]]:
-        """One vector per image: local paths, http(s) URLs or ``data:image/...`` URIs."""
+        """Embed images (what ``langchain_chroma.Chroma.add_images`` calls).
+
+        Args:
+            uris: Local paths, http(s) URLs (fetched by the service) or
+                ``data:image/...;base64,`` URIs.
+
+        Returns:
+            One vector per image, in input order.
+
+        Raises:
+            InputError: An image is missing, unreadable or too large; nothing is sent.
+        """
         require_many(uris, "embed_image", "images")
         return self._count(self._client.embed([Content(image=u) for u in uris]))
 
@@ -438,10 +476,16 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     # -- text + image -----------------------------------------------------------------------
 
     def embed_multimodal(self, inputs: Sequence[MultiModalInput]) -> list[list[float]]:
-        """One vector per input; an input may carry a text, an image, or both.
+        """Embed inputs that may each carry a text, an image, or both.
 
-        Text and image in one input need a model that combines them (e.g.
-        ``ops-gme-qwen2-vl-2b-instruct``); the m2-encoder models raise ``InputError``.
+        Args:
+            inputs: ``Content`` objects, ``{"text": ..., "image": ...}`` dicts or texts.
+                Text and image in one input need a model that combines them (e.g.
+                ``ops-gme-qwen2-vl-2b-instruct``); the m2-encoder models raise
+                ``InputError``.
+
+        Returns:
+            One vector per input, in input order.
         """
         return self._count(self._client.embed(inputs))
 

@@ -133,13 +133,14 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
     concurrently. ``embed_batch_size`` only sets how many inputs each LlamaIndex callback
     event, instrumentation event and progress-bar step covers.
 
-    Example::
-
+    Example:
+        ```python
         embed_model = OpenSearchMultiModalEmbedding(
             model_name="ops-m2-encoder", endpoint="ops-cn-hangzhou.opensearch.aliyuncs.com"
         )
         vector = embed_model.get_text_embedding("a red bicycle")
         image_vector = embed_model.get_image_embedding("bike.jpg")
+        ```
 
     ``api_key``, ``endpoint`` and ``workspace`` default to the environment variables
     ``OPENSEARCH_MM_API_KEY``, ``OPENSEARCH_MM_ENDPOINT`` and ``OPENSEARCH_MM_WORKSPACE``.
@@ -344,11 +345,10 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A new adapter with these settings, ``update`` applied, and its own core client."""
         values = self._init_kwargs()
-        values.update(update or {})
-        if "model" in values and "model_name" in (update or {}):
-            values.pop("model", None)
-        if "model" in (update or {}):
+        update = dict(update or {})
+        if "model" in update:
             values.pop("model_name", None)
+        values.update(update)
         return type(self)(**values)
 
     def __copy__(self) -> Self:
