@@ -392,6 +392,11 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         return self._client
 
     @property
+    def model_name(self) -> str:
+        """Another name for ``model`` (LlamaIndex's)."""
+        return self.model
+
+    @property
     def dimensions(self) -> int | None:
         """Vector length of the model; ``None`` for an unknown model before its first call."""
         return self._client.dimensions

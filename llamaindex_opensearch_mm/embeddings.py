@@ -267,11 +267,6 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
             if key is not None:
                 if not isinstance(key, str):
                     raise ConfigurationError("api_key must be a str")
-                if key.strip() == MASKED_KEY:
-                    raise ConfigurationError(
-                        f"api_key is the masked placeholder {MASKED_KEY!r} from a serialized "
-                        f"copy, not a key: pass the real key or set {ENV_API_KEY}"
-                    )
                 kwargs["api_key"] = SecretStr(key)
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
@@ -289,6 +284,11 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
                 raise TypeError(f"{cls.__name__} got an unexpected keyword argument {name!r}{hint}")
 
     def _build_client(self) -> MultiModalEmbeddingClient:
+        if self.api_key is not None and self.api_key.get_secret_value().strip() == MASKED_KEY:
+            raise ConfigurationError(
+                f"api_key is the masked placeholder {MASKED_KEY!r} from a serialized copy, "
+                f"not a key: pass the real key or set {ENV_API_KEY}"
+            )
         async_http: dict[str, Any] = {_async_http_keyword(): self.http_async_client}
         return MultiModalEmbeddingClient(
             api_key=self.api_key,
@@ -312,8 +312,15 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
 
     # -- settings that always match the requests --------------------------------------
 
+    @property
+    def model(self) -> str:
+        """Another name for ``model_name`` (LangChain's and the core's)."""
+        return self.model_name
+
     def __setattr__(self, name: str, value: Any) -> None:
         """Assigning a connection setting rebuilds the core client (or is refused)."""
+        if name == "model":
+            name = "model_name"
         if name not in _CLIENT_FIELDS or "_client" not in (self.__pydantic_private__ or {}):
             super().__setattr__(name, value)
             return

@@ -297,7 +297,7 @@ def test_usage_of_the_last_call_and_in_total(kind: Kind, fresh: Emulator) -> Non
     first = adapter.last_usage
     assert first is not None and first.token_count > 0 and first.image == 0
     kind.images(adapter, [big_png(8)])
-    assert adapter.last_usage == Usage(token_count=0, image=1)
+    assert adapter.last_usage is not None and adapter.last_usage.image == 1
     asyncio.run(kind.atexts(adapter, ["more text"]))
     assert adapter.total_usage.image == 1
     assert adapter.total_usage.token_count == first.token_count + adapter.last_usage.token_count
@@ -358,3 +358,16 @@ def test_injected_httpx_clients_use_the_same_names(kind: Kind, fresh: Emulator) 
 
     asyncio.run(run())
     assert sent == ["sync", "async"]
+
+
+def test_assigning_the_masked_placeholder_key_is_refused(fresh: Emulator) -> None:
+    adapter = build(LLAMAINDEX, fresh)
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        adapter.api_key = "**********"
+    adapter.get_text_embedding("the real key is still used")
+    assert fresh.requests_log[-1].status == 200
+
+
+def test_both_names_of_the_model_read_the_same(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh, model=GME)
+    assert adapter.model == adapter.model_name == adapter.client.model == GME
