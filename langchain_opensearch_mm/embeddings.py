@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import pickle
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ from opensearch_mm import (
     FixedRateLimiter,
     MultiModalEmbeddingClient,
     OpenSearchMMError,
+    RateLimiter,
+    RetryPolicy,
     UnlimitedRateLimiter,
     Usage,
     require_many,
@@ -62,9 +65,11 @@ _CLIENT_FIELDS = (
     "endpoint",
     "workspace",
     "max_retries",
+    "retry_policy",
     "timeout",
     "max_concurrency",
     "qps",
+    "rate_limiter",
     "image_max_side",
     "downscale_oversized",
     "http_client",
@@ -95,8 +100,8 @@ def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
     return None
 
 
-def _qps_of(client: MultiModalEmbeddingClient) -> float | Literal["adaptive"] | None:
-    limiter = client.rate_limiter
+def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
+    """The ``qps`` value that describes a rate limiter."""
     if isinstance(limiter, AdaptiveRateLimiter):
         return "adaptive"
     if isinstance(limiter, FixedRateLimiter):
@@ -114,12 +119,38 @@ def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
         "endpoint": client.base_url,
         "workspace": client.workspace,
         "max_retries": client.retry_policy.max_retries,
+        "retry_policy": client.retry_policy,
         "timeout": client.timeout,
         "max_concurrency": client.max_concurrency,
-        "qps": _qps_of(client),
+        "qps": _qps_of(client.rate_limiter),
+        "rate_limiter": client.rate_limiter,
         "image_max_side": client.encode_options.image_max_side,
         "downscale_oversized": client.encode_options.downscale_oversized,
     }
+
+
+def _mirror_policies(data: dict[str, Any]) -> None:
+    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
+
+    The core lets the policy and the limiter win; the adapter's fields must say what is
+    used, so a value that disagrees is refused rather than silently ignored.
+    """
+    policy = data.get("retry_policy")
+    if isinstance(policy, Mapping):  # from a JSON dump
+        policy = data["retry_policy"] = RetryPolicy(**policy)
+    if isinstance(policy, RetryPolicy):
+        if data.get("max_retries", policy.max_retries) != policy.max_retries:
+            raise ConfigurationError(
+                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
+                f"{policy.max_retries!r}; pass one of them"
+            )
+        data["max_retries"] = policy.max_retries
+    limiter = data.get("rate_limiter")
+    if isinstance(limiter, RateLimiter):
+        described = _qps_of(limiter)
+        if data.get("qps", described) != described:
+            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
+        data["qps"] = described
 
 
 def _async_http_keyword() -> str:
@@ -226,12 +257,17 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     """Workspace name; ``OPENSEARCH_MM_WORKSPACE`` or ``"default"``."""
     max_retries: int = 6
     """Retries per request for throttling, 5xx and connection errors."""
+    retry_policy: RetryPolicy | None = None
+    """Backoff delays and caps (``max_retries`` then mirrors its ``max_retries``)."""
     timeout: float = 60.0
     """Seconds to wait for one answer."""
     max_concurrency: int = 8
     """Requests in flight per call."""
     qps: float | Literal["adaptive"] | None = "adaptive"
     """Client-side rate limit: ``"adaptive"``, a fixed number per second, or ``None``."""
+    rate_limiter: RateLimiter | None = Field(default=None, exclude=True)
+    """A :class:`~opensearch_mm.RateLimiter` to share (copies share it too); ``qps`` then
+    describes it."""
     image_max_side: int | None = None
     """Downscale local images whose longer side exceeds this many pixels (needs Pillow)."""
     downscale_oversized: bool = False
@@ -294,9 +330,12 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
 
     @model_validator(mode="before")
     @classmethod
-    def _model_name_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "model_name" in data:
-            data = dict(data)
+    def _aliases_and_policies(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        _mirror_policies(data)
+        if "model_name" in data:
             name = data.pop("model_name")
             if "model" in data and data["model"] != name:
                 raise ConfigurationError(
@@ -331,8 +370,10 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             model=self.model,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
             max_concurrency=self.max_concurrency,
             qps=self.qps,
+            rate_limiter=self.rate_limiter,
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,
@@ -379,6 +420,15 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         values = self._init_kwargs()
         values.pop("http_client", None)
         values.pop("http_async_client", None)
+        if self.rate_limiter is not None:
+            try:
+                pickle.dumps(self.rate_limiter)
+            except Exception:
+                raise TypeError(
+                    f"{type(self).__name__} with rate_limiter={type(self.rate_limiter).__name__}"
+                    "(...) cannot be pickled (the limiter is shared in this process); give "
+                    "worker processes qps=... or a limiter that pickles"
+                ) from None
         return {"init_kwargs": values}
 
     def __setstate__(self, state: dict[Any, Any]) -> None:

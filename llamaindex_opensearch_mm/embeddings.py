@@ -7,6 +7,7 @@ and retries all happen in the core.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import os
@@ -43,6 +44,8 @@ from opensearch_mm import (
     FixedRateLimiter,
     ImageInput,
     MultiModalEmbeddingClient,
+    RateLimiter,
+    RetryPolicy,
     UnlimitedRateLimiter,
     Usage,
     require_many,
@@ -64,9 +67,11 @@ _CLIENT_FIELDS = (
     "endpoint",
     "workspace",
     "max_retries",
+    "retry_policy",
     "timeout",
     "max_concurrency",
     "qps",
+    "rate_limiter",
     "image_max_side",
     "downscale_oversized",
     "api_key",
@@ -89,8 +94,8 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
     return image
 
 
-def _qps_of(client: MultiModalEmbeddingClient) -> float | Literal["adaptive"] | None:
-    limiter = client.rate_limiter
+def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
+    """The ``qps`` value that describes a rate limiter."""
     if isinstance(limiter, AdaptiveRateLimiter):
         return "adaptive"
     if isinstance(limiter, FixedRateLimiter):
@@ -107,12 +112,38 @@ def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
         "endpoint": client.base_url,
         "workspace": client.workspace,
         "max_retries": client.retry_policy.max_retries,
+        "retry_policy": client.retry_policy,
         "timeout": client.timeout,
         "max_concurrency": client.max_concurrency,
-        "qps": _qps_of(client),
+        "qps": _qps_of(client.rate_limiter),
+        "rate_limiter": client.rate_limiter,
         "image_max_side": client.encode_options.image_max_side,
         "downscale_oversized": client.encode_options.downscale_oversized,
     }
+
+
+def _mirror_policies(data: dict[str, Any]) -> None:
+    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
+
+    The core lets the policy and the limiter win; the adapter's fields must say what is
+    used, so a value that disagrees is refused rather than silently ignored.
+    """
+    policy = data.get("retry_policy")
+    if isinstance(policy, Mapping):  # from a JSON dump
+        policy = data["retry_policy"] = RetryPolicy(**policy)
+    if isinstance(policy, RetryPolicy):
+        if data.get("max_retries", policy.max_retries) != policy.max_retries:
+            raise ConfigurationError(
+                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
+                f"{policy.max_retries!r}; pass one of them"
+            )
+        data["max_retries"] = policy.max_retries
+    limiter = data.get("rate_limiter")
+    if isinstance(limiter, RateLimiter):
+        described = _qps_of(limiter)
+        if data.get("qps", described) != described:
+            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
+        data["qps"] = described
 
 
 def _async_http_keyword() -> str:
@@ -177,6 +208,10 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         description="Workspace name; defaults to $OPENSEARCH_MM_WORKSPACE, else 'default'.",
     )
     max_retries: int = Field(default=6, description="Retries per request.")
+    retry_policy: RetryPolicy | None = Field(
+        default=None,
+        description="Backoff delays and caps (max_retries then mirrors its max_retries).",
+    )
     timeout: float = Field(default=60.0, description="Seconds per request attempt.")
     max_concurrency: int = Field(
         default=8, description="Requests in flight per call of the core client."
@@ -210,6 +245,9 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
     _injected: bool = PrivateAttr(default=False)
+    # An opensearch_mm.RateLimiter passed as rate_limiter=: the core client's. (The
+    # rate_limiter field stays LlamaIndex's own, which its base class calls per chunk.)
+    _shared_limiter: RateLimiter | None = PrivateAttr(default=None)
     _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _last_usage: Usage | None = PrivateAttr(default=None)
     _total_usage: Usage = PrivateAttr(default_factory=Usage)
@@ -268,9 +306,16 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
                 if not isinstance(key, str):
                     raise ConfigurationError("api_key must be a str")
                 kwargs["api_key"] = SecretStr(key)
+        _mirror_policies(kwargs)
+        shared = kwargs.get("rate_limiter")
+        if isinstance(shared, RateLimiter):
+            del kwargs["rate_limiter"]
+        else:
+            shared = None
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
         super().__init__(**kwargs)
+        self._shared_limiter = shared
         self._injected = client is not None
         self._client = client if client is not None else self._build_client()
 
@@ -297,8 +342,10 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
             model=self.model_name,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
             max_concurrency=self.max_concurrency,
             qps=self.qps,
+            rate_limiter=self._shared_limiter,
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,
@@ -321,28 +368,53 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         """Assigning a connection setting rebuilds the core client (or is refused)."""
         if name == "model":
             name = "model_name"
-        if name not in _CLIENT_FIELDS or "_client" not in (self.__pydantic_private__ or {}):
+        llama_limiter = name == "rate_limiter" and not isinstance(value, RateLimiter)
+        if (
+            name not in _CLIENT_FIELDS
+            or "_client" not in (self.__pydantic_private__ or {})
+            or (llama_limiter and self._shared_limiter is None)
+        ):
             super().__setattr__(name, value)
             return
         if self._injected:
             raise ConfigurationError(
                 f"cannot change {name!r} of an adapter built around client=; build a new one"
             )
-        old_value = getattr(self, name)
         if name == "api_key" and value is not None and not isinstance(value, SecretStr):
             value = SecretStr(value)
-        super().__setattr__(name, value)
+        changes = {name: value}
+        if name == "max_retries" and self.retry_policy is not None:
+            changes["retry_policy"] = dataclasses.replace(self.retry_policy, max_retries=value)
+        elif name == "qps" and self._shared_limiter is not None:
+            changes["rate_limiter"] = None  # a new qps replaces a given limiter
+        elif name in ("retry_policy", "rate_limiter"):
+            _mirror_policies(changes)
+        old_values = {key: self._setting(key) for key in changes}
         try:
+            for key, new in changes.items():
+                self._set_setting(key, new)
             new_client = self._build_client()
         except BaseException:
-            super().__setattr__(name, old_value)
+            for key, old in old_values.items():
+                self._set_setting(key, old)
             raise
         old_client, self._client = self._client, new_client
         old_client.close()
 
+    def _setting(self, key: str) -> Any:
+        return self._shared_limiter if key == "rate_limiter" else getattr(self, key)
+
+    def _set_setting(self, key: str, value: Any) -> None:
+        if key == "rate_limiter":
+            self._shared_limiter = value
+        else:
+            super().__setattr__(key, value)
+
     def _init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this adapter (key and injected objects included)."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
+        if self._shared_limiter is not None:
+            values["rate_limiter"] = self._shared_limiter
         if self._injected:
             for name in _CLIENT_FIELDS:
                 values.pop(name, None)
@@ -378,6 +450,16 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         values = self._init_kwargs()
         values.pop("http_client", None)
         values.pop("http_async_client", None)
+        limiter = values.get("rate_limiter")
+        if limiter is not None:
+            try:
+                pickle.dumps(limiter)
+            except Exception:
+                raise TypeError(
+                    f"{type(self).__name__} with rate_limiter={type(limiter).__name__}"
+                    "(...) cannot be pickled (the limiter is shared in this process); give "
+                    "worker processes qps=... or a limiter that pickles"
+                ) from None
         try:
             pickle.dumps(values.get("callback_manager"))
         except Exception:

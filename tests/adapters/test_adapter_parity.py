@@ -20,7 +20,13 @@ from PIL import Image
 
 from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
-from opensearch_mm import ConfigurationError, MultiModalEmbeddingClient, Usage
+from opensearch_mm import (
+    ConfigurationError,
+    FixedRateLimiter,
+    MultiModalEmbeddingClient,
+    RetryPolicy,
+    Usage,
+)
 from opensearch_mm.emulator import Emulator
 
 KEY = "sk-parity-SECRET-0123456789"
@@ -371,3 +377,41 @@ def test_assigning_the_masked_placeholder_key_is_refused(fresh: Emulator) -> Non
 def test_both_names_of_the_model_read_the_same(kind: Kind, fresh: Emulator) -> None:
     adapter = build(kind, fresh, model=GME)
     assert adapter.model == adapter.model_name == adapter.client.model == GME
+
+
+def test_a_retry_policy_and_a_shared_rate_limiter_reach_the_core(
+    kind: Kind, fresh: Emulator
+) -> None:
+    policy = RetryPolicy(max_retries=3, initial_delay=0.001, max_delay=0.01)
+    limiter = FixedRateLimiter(500.0)
+    adapter = build(kind, fresh, retry_policy=policy, rate_limiter=limiter, qps=500.0)
+    assert adapter.client.retry_policy is policy and adapter.client.rate_limiter is limiter
+    assert (adapter.max_retries, adapter.qps) == (3, 500.0)  # the fields describe them
+    assert adapter.model_copy().client.rate_limiter is limiter  # copies share the limiter
+    if kind is LLAMAINDEX:  # LlamaIndex's single-text paths leave a core limiter alone
+        adapter.get_query_embedding("q")
+        asyncio.run(adapter.aget_query_embedding("q"))
+        fresh.reset_stats()
+    fresh.inject("server_error", 2)
+    kind.texts(adapter, ["retried by the policy"])
+    assert [r.status for r in fresh.requests_log] == [500, 500, 200]
+    with pytest.raises(ConfigurationError, match="disagrees"):
+        build(kind, fresh, retry_policy=policy, max_retries=5)
+    with pytest.raises(ConfigurationError, match="not both"):
+        build(kind, fresh, rate_limiter=limiter, qps="adaptive")
+    with pytest.raises(TypeError, match="rate_limiter"):
+        pickle.dumps(adapter)
+
+
+def test_assigning_retries_or_qps_keeps_policy_and_limiter_in_step(fresh: Emulator) -> None:
+    policy = RetryPolicy(max_retries=3, initial_delay=0.001)
+    limiter = FixedRateLimiter(50.0)
+    adapter = build(LLAMAINDEX, fresh, retry_policy=policy, rate_limiter=limiter, qps=50.0)
+    adapter.max_retries = 1
+    assert adapter.retry_policy is not None and adapter.retry_policy.max_retries == 1
+    assert adapter.client.retry_policy.max_retries == 1
+    assert adapter.client.retry_policy.initial_delay == 0.001
+    adapter.qps = None
+    assert adapter.rate_limiter is None and adapter.client.rate_limiter.rate is None
+    adapter.retry_policy = RetryPolicy(max_retries=4)
+    assert adapter.max_retries == adapter.client.retry_policy.max_retries == 4
