@@ -2,23 +2,31 @@
 
 Not Amazon OpenSearch: this is the client of Alibaba Cloud's AI Search Open Platform
 multimodal embedding API (``/v3/openapi/workspaces/{workspace}/multi-modal-embedding/...``).
+
+The public surface is the names in ``__all__`` below, plus the modules ``errors``,
+``results``, ``models``, ``ratelimit``, ``retry``, ``emulator`` and ``bulk``/``cli``
+(the command). Everything else is internal and may change in any release.
 """
 
-from ._version import __version__
-from .client import (
+from ._config import (
     DEFAULT_WORKSPACE,
     ENV_API_KEY,
     ENV_ENDPOINT,
     ENV_WORKSPACE,
+    ClientConfig,
     InsecureTransportWarning,
-    MultiModalEmbeddingClient,
+    SupportsSecretValue,
 )
+from ._version import __version__
+from .client import MultiModalEmbeddingClient
 from .errors import (
     APIConnectionError,
     APIError,
     APIResponseError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     InputError,
     InternalServerError,
@@ -29,7 +37,7 @@ from .errors import (
     ServiceNotFoundError,
 )
 from .images import ImageInput
-from .inputs import Content, require_many
+from .inputs import Content, ContentLike, require_many
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
 from .results import EmbeddingResult, PartialResult, Usage
@@ -45,11 +53,15 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APIResponseError",
+    "APIStatusError",
     "APITimeoutError",
     "AdaptiveRateLimiter",
     "AuthenticationError",
+    "ClientClosedError",
+    "ClientConfig",
     "ConfigurationError",
     "Content",
+    "ContentLike",
     "EmbeddingResult",
     "FixedRateLimiter",
     "ImageInput",
@@ -66,6 +78,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "ServiceNotFoundError",
+    "SupportsSecretValue",
     "UnlimitedRateLimiter",
     "Usage",
     "__version__",
