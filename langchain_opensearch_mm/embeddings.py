@@ -7,7 +7,6 @@ retries and rate limiting all happen in the core client it owns.
 from __future__ import annotations
 
 import difflib
-import inspect
 import pickle
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,13 +150,6 @@ def _mirror_policies(data: dict[str, Any]) -> None:
         if data.get("qps", described) != described:
             raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
         data["qps"] = described
-
-
-def _async_http_keyword() -> str:
-    # The core's keyword for an injected httpx.AsyncClient (``async_http_client`` in
-    # older cores, ``http_async_client`` after the rename).
-    params = inspect.signature(MultiModalEmbeddingClient).parameters
-    return "http_async_client" if "http_async_client" in params else "async_http_client"
 
 
 class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
@@ -362,7 +354,6 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
                 f"api_key is the masked placeholder {MASKED_KEY!r} from a serialized copy, "
                 f"not a key: pass the real key or set {ENV_API_KEY}"
             )
-        async_http: dict[str, Any] = {_async_http_keyword(): self.http_async_client}
         self._client = MultiModalEmbeddingClient(
             api_key=self.api_key,
             endpoint=self.endpoint,
@@ -377,7 +368,7 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,
-            **async_http,
+            http_async_client=self.http_async_client,
         )
         return self
 
