@@ -351,7 +351,7 @@ class Embedder:
                 item = self._encode(text, image, len(items))
             except InputError as exc:
                 if self.on_error == "raise":
-                    raise
+                    raise self._row_input_error(exc, text, image) from None
                 failures[i] = exc
                 continue
             rows.append(i)
@@ -360,6 +360,21 @@ class Embedder:
         return self._finish(table, vectors, failures)
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _row_input_error(self, exc: InputError, text: object, image: object) -> InputError:
+        """``exc`` restated for a dataset row: the column and the value, not a position
+        in a batch (which means nothing to the caller)."""
+        column = {"text": self.text_column, "image": self.image_column}.get(exc.field or "")
+        row = Content(
+            text=None if text is None else str(text),
+            image=None if image is None else _image_value(image),  # type: ignore[arg-type]
+        )
+        where = f"column {column!r}" if column else "a row"
+        return InputError(
+            f"{where}: {exc.reason} (row {row!r}); on_error='null' gives such rows a null "
+            "vector and the reason instead",
+            field=exc.field,
+        )
 
     def _encode(self, text: object, image: object, index: int) -> WireItem:
         if text is None and image is None:
