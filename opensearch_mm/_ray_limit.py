@@ -137,7 +137,7 @@ class RateCoordinator:
         self,
         qps: float | str | None = "adaptive",
         *,
-        horizon: float = 0.2,
+        horizon: float = 0.05,
         max_block: int = 64,
         forget_after: float = 120.0,
         limiter: RateLimiter | None = None,
