@@ -17,6 +17,10 @@ process (``benchmarks/_emuproc.py``), so the service's CPU is not an actor's.
    accepted requests/s as a fraction of the cap (after the first quarter of the run:
    the limiter starts at the documented 10 QPS and has to find the cap) and the share
    of requests throttled, over the whole run and after warm-up.
+3. **Throttle models, simulated.** The same coordinator and local limiters (no Ray: direct
+   calls) against token-bucket, fixed-window, sliding-window and concurrency-cap throttles
+   in virtual time (``opensearch_mm.emulator._simulate``), next to the baseline: the same
+   adaptive limiter shared by the clients inside one process.
 """
 
 from __future__ import annotations
@@ -175,12 +179,69 @@ def shared_limit(quick: bool, cap: float) -> None:
     )
 
 
+def simulated(quick: bool) -> None:
+    from dataclasses import replace
+
+    from opensearch_mm._ray_limit import CoordinatorLink, RateCoordinator, Reply, SharedRateLimiter
+    from opensearch_mm.emulator._simulate import Scenario, format_table, simulate
+    from opensearch_mm.ratelimit import AdaptiveRateLimiter, RateLimiter
+
+    class Direct(CoordinatorLink[Reply]):
+        def __init__(self, coordinator: RateCoordinator) -> None:
+            self.coordinator = coordinator
+
+        def lease(self, client: str, observations: list[Any]) -> Reply:
+            return self.coordinator.lease(client, observations)
+
+        def observe(self, client: str, observations: list[Any]) -> Reply:
+            return self.coordinator.observe(client, observations)
+
+        def ready(self, handles: list[Reply]) -> list[Reply]:
+            return handles
+
+        def result(self, handle: Reply, timeout: float) -> Reply:
+            return handle
+
+    def coordinated() -> Any:
+        made: list[RateCoordinator] = []
+
+        def factory(clock: Any) -> RateLimiter:
+            if not made:
+                limiter = AdaptiveRateLimiter(clock=clock)
+                made.append(RateCoordinator(limiter=limiter, clock=clock))
+            return SharedRateLimiter(Direct(made[0]), clock=clock)
+
+        return factory
+
+    seconds = 30 if quick else 60
+    scenarios = [
+        Scenario("bucket", qps=40, clients=2, seconds=seconds),
+        Scenario("fixed", qps=40, clients=2, seconds=seconds),
+        Scenario("sliding", qps=40, clients=2, seconds=seconds),
+        Scenario("bucket", qps=300, clients=8, seconds=seconds),
+        Scenario("fixed", qps=300, clients=8, seconds=seconds),
+        Scenario("sliding", qps=300, clients=8, seconds=seconds),
+        Scenario("concurrency", max_in_flight=8, clients=2, seconds=seconds),
+    ]
+    print("\n3. throttle models, simulated (ratio to the ceiling after warm-up)")
+    print("   coordinated (one coordinator, a local limiter per actor):")
+    rows = format_table(simulate(s, coordinated()) for s in scenarios)
+    print("\n".join("   " + line for line in rows.splitlines()))
+    print("   baseline (the same limiter shared by the clients in one process):")
+    one = [replace(s, shared=True) for s in scenarios]
+    rows = format_table(simulate(s, lambda clock: AdaptiveRateLimiter(clock=clock)) for s in one)
+    print("\n".join("   " + line for line in rows.splitlines()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--cap", type=float, default=40.0, help="the service's requests/s")
-    parser.add_argument("--only", choices=["scaling", "limit"], default=None)
+    parser.add_argument("--only", choices=["scaling", "limit", "simulated"], default=None)
     args = parser.parse_args()
+    if args.only == "simulated":
+        simulated(args.quick)
+        return
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -193,6 +254,8 @@ def main() -> None:
             shared_limit(args.quick, args.cap)
     finally:
         ray.shutdown()
+    if args.only is None:
+        simulated(args.quick)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ class AccountRateLimit:
     """
 
     def __init__(
-        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.05
+        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.03
     ) -> None:
         if qps is None:
             raise ConfigurationError("AccountRateLimit needs a limit: 'adaptive' or a number")

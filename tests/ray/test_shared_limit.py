@@ -209,7 +209,7 @@ def test_a_limiter_asking_to_come_back_later_gets_no_slot() -> None:
     clock = Clock()
     side = SharedRateLimiter(Direct(RateCoordinator(limiter=Full(), clock=clock)), clock=clock)
     ticket = side.acquire()
-    assert ticket.wait >= 0.3
+    assert ticket.wait == pytest.approx(0.3)
     assert not side.confirm(ticket)
 
 
