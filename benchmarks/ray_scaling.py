@@ -121,6 +121,8 @@ def scaling(quick: bool) -> None:
 def shared_limit(quick: bool, cap: float) -> None:
     import ray
 
+    from opensearch_mm.ray import AccountRateLimit
+
     seconds = 12 if quick else 40
     n = int(cap * 32 * seconds)
     print(
@@ -145,18 +147,21 @@ def shared_limit(quick: bool, cap: float) -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        limit = AccountRateLimit("adaptive")  # a fresh coordinator, to read its counters
         elapsed, count, _ = _run(
             ds,
             2,
             text_column="text",
             api_key=API_KEY,
             endpoint=emu.url,
-            workspace=f"bench-{time.time_ns()}",  # a fresh coordinator
+            rate_limit=limit,
             batch_size=256,
         )
         done.set()
         sampler.join()
         assert count == n
+        status = limit.status()
+        limit.shutdown()
     active = [s for s in samples if s[1] + s[2] > 0]
     if len(active) < 8:
         print("   too short to measure")
@@ -177,6 +182,11 @@ def shared_limit(quick: bool, cap: float) -> None:
         f"   after warm-up: {steady:6.1f} req/s = {steady / cap:.2f} of the cap, "
         f"{100 * steady_no / max(1, steady_all):.1f}% throttled"
     )
+    print(
+        f"   coordinator: {status['calls']} calls for {status['sent']} requests "
+        f"({status['sent'] / max(1, status['calls']):.1f} requests per call), "
+        f"{status['unused']} slots handed back unused"
+    )
 
 
 def simulated(quick: bool) -> None:
@@ -190,8 +200,8 @@ def simulated(quick: bool) -> None:
         def __init__(self, coordinator: RateCoordinator) -> None:
             self.coordinator = coordinator
 
-        def lease(self, client: str, observations: list[Any]) -> Reply:
-            return self.coordinator.lease(client, observations)
+        def lease(self, client: str, observations: list[Any], want: int) -> Reply:
+            return self.coordinator.lease(client, observations, want)
 
         def observe(self, client: str, observations: list[Any]) -> Reply:
             return self.coordinator.observe(client, observations)

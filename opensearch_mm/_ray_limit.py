@@ -164,6 +164,7 @@ class RateCoordinator:
         self._issued: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self.calls = 0
         self.booked = 0
         self.sent = 0
         self.unused = 0
@@ -211,9 +212,11 @@ class RateCoordinator:
     def _reply(self, slots: list[Slot], retry_in: float = 0.0) -> Reply:
         return Reply(self.incarnation, self.generation, slots, retry_in, self.limiter.rate)
 
-    def lease(self, client: str, observations: list[Observation]) -> Reply:
-        """Apply ``observations``, then book a block of send slots for ``client``."""
+    def lease(self, client: str, observations: list[Observation], want: int | None = None) -> Reply:
+        """Apply ``observations``, then book a block of send slots for ``client`` (at most
+        ``want``: a process that cannot send faster books no slots it would waste)."""
         with self._lock:
+            self.calls += 1
             self._apply(observations)
             now = self._clock()
             self._seen[client] = now
@@ -222,7 +225,10 @@ class RateCoordinator:
             if len(self._issued) > 1000:
                 self._forget(now)
             slots: list[Slot] = []
-            for _ in range(self._block_size(now)):
+            size = self._block_size(now)
+            if want is not None:
+                size = max(1, min(size, want))
+            for _ in range(size):
                 ticket = self.limiter.acquire()
                 if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
                     if not slots:
@@ -239,6 +245,7 @@ class RateCoordinator:
     def observe(self, client: str, observations: list[Observation]) -> Reply:
         """Apply ``observations``; the reply carries the current generation."""
         with self._lock:
+            self.calls += 1
             self._apply(observations)
             return self._reply([])
 
@@ -247,6 +254,7 @@ class RateCoordinator:
         with self._lock:
             return {
                 "rate": self.limiter.rate,
+                "calls": self.calls,
                 "booked": self.booked,
                 "sent": self.sent,
                 "unused": self.unused,
@@ -265,7 +273,7 @@ class CoordinatorLink(ABC, Generic[H]):
     (``H``) that can be polled and waited on."""
 
     @abstractmethod
-    def lease(self, client: str, observations: list[Observation]) -> H:
+    def lease(self, client: str, observations: list[Observation], want: int) -> H:
         """Start a :meth:`RateCoordinator.lease` call."""
 
     @abstractmethod
@@ -332,6 +340,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._generation = 0
         self._retry_in = 0.0
         self._not_before = 0.0
+        self._used = 0
         self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
         self._ticket_ids = itertools.count()
         self._queue: list[Observation] = []
@@ -362,10 +371,10 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                 not self._slots or self._slots[-1][1].at - now < self._prefetch_within
             ):
                 # The held slots run out soon: lease the next block in the background.
-                self._prefetch = self._link.lease(self._id, self._take_queue())
+                self._prefetch = self._lease()
             if not self._slots:
                 if self._prefetch is None:
-                    self._prefetch = self._link.lease(self._id, self._take_queue())
+                    self._prefetch = self._lease()
                 handle, self._prefetch = self._prefetch, None
                 self._absorb(self._wait(handle))
                 now = self._clock()
@@ -374,6 +383,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                     self._not_before = now + max(self._retry_in, 0.001)
                     return Ticket(self._not_before - now, _NOT_A_SLOT)
             incarnation, slot = self._slots.popleft()
+            self._used += 1
             ticket_id = next(self._ticket_ids)
             self._tickets[ticket_id] = (incarnation, slot)
             return Ticket(max(0.0, slot.at - now), ticket_id)
@@ -413,6 +423,13 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._poll()
 
     # -- internals (lock held) ----------------------------------------------------------
+
+    def _lease(self) -> H:
+        # Ask for twice what was used since the last lease: enough to grow, not so much
+        # that a process held back by its own work books slots it would hand back.
+        want = max(2, 2 * self._used)
+        self._used = 0
+        return self._link.lease(self._id, self._take_queue(), want)
 
     def _send_queue(self) -> None:
         if self._queue:
@@ -476,4 +493,4 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                     ) from exc
                 time.sleep(delay)
                 delay = min(1.0, delay * 2)
-                handle = self._link.lease(self._id, [])
+                handle = self._lease()

@@ -93,8 +93,8 @@ class _RayLink(CoordinatorLink[Any]):
         self._actor = actor
         self._ray = _require_ray()
 
-    def lease(self, client: str, observations: list[Observation]) -> Any:
-        return self._actor.lease.remote(client, observations)
+    def lease(self, client: str, observations: list[Observation], want: int) -> Any:
+        return self._actor.lease.remote(client, observations, want)
 
     def observe(self, client: str, observations: list[Observation]) -> Any:
         return self._actor.observe.remote(client, observations)
@@ -177,8 +177,9 @@ class AccountRateLimit:
         return SharedRateLimiter(_RayLink(self._actor))
 
     def status(self) -> dict[str, Any]:
-        """The coordinator's counters: current ``rate``, slots ``booked``, requests
-        ``sent`` in them (answered), slots handed back ``unused``, ``throttles``."""
+        """The coordinator's counters: current ``rate``, remote ``calls`` it served,
+        slots ``booked``, requests ``sent`` in them (answered), slots handed back
+        ``unused``, ``throttles``."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
         return status

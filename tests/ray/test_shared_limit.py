@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
@@ -43,9 +44,9 @@ class Direct(CoordinatorLink[Reply]):
         self.leases = 0
         self.flushes: list[list[Observation]] = []
 
-    def lease(self, client: str, observations: list[Observation]) -> Reply:
+    def lease(self, client: str, observations: list[Observation], want: int) -> Reply:
         self.leases += 1
-        return self.coordinator.lease(client, observations)
+        return self.coordinator.lease(client, observations, want)
 
     def observe(self, client: str, observations: list[Observation]) -> Reply:
         self.flushes.append(observations)
@@ -99,7 +100,7 @@ def test_two_local_sides_share_one_fixed_rate() -> None:
     gaps = [b - a for a, b in itertools.pairwise(send_times)]
     assert min(gaps) >= 1 / 200 - 1e-9
     # blocks (3 slots each here: 0.03 s of 200/s between two), not a call per request
-    assert sum(link.leases for link in links) <= 200 / 3 + 2
+    assert sum(link.leases for link in links) <= 200 / 3 + 5
 
 
 def test_block_size_is_split_between_active_processes() -> None:
@@ -171,8 +172,9 @@ def test_successes_are_forwarded_in_batches() -> None:
         ticket = side.acquire()
         assert side.confirm(ticket)
         side.observe(None, ticket)
-    assert [len(f) for f in link.flushes] == [10, 10]
+    assert all(len(f) <= 10 for f in link.flushes)
     side.flush()
+    assert coordinator.calls < 25  # leases and flushes together: fewer than the answers
     assert coordinator.sent == 25  # every answer arrived, exactly once
 
 
@@ -270,6 +272,7 @@ def test_the_actors_together_hold_the_ceiling(scenario: Scenario) -> None:
     assert result.gave_up == 0
 
 
+@functools.cache
 def _concurrency_runs() -> tuple[Result, Result]:
     scenario = Scenario("concurrency", max_in_flight=6, clients=2, seconds=40, seed=11)
     alone = simulate(replace(scenario, shared=True), lambda clock: AdaptiveRateLimiter(clock=clock))
