@@ -201,7 +201,7 @@ def test_emulator_concurrency_cap_refuses_requests_beyond_it() -> None:
 @pytest.mark.parametrize("header", ["x-acs-retry-after", "retry-after"])
 def test_emulator_sends_a_retry_hint_the_client_reads(header: str) -> None:
     with (
-        Emulator(KEY, qps=1, throttle="sliding", window=30, retry_after_header=header) as emu,
+        Emulator(KEY, qps=1 / 30, throttle="sliding", window=30, retry_after_header=header) as emu,
         client_for(emu, qps=None, max_retries=0) as client,
     ):
         client.embed_texts(["passes"])  # takes the window's one request
