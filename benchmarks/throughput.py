@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-repeats", type=int, default=None)
     p.add_argument("--cpu-only", action="store_true", help="only the client CPU table")
     args = p.parse_args(argv)
-    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
     print(
         f"opensearch-mm throughput benchmark (python {sys.version.split()[0]}): "
         f"{' '.join(sys.argv[1:]) or 'defaults'}"

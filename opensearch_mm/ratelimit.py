@@ -62,8 +62,8 @@ _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate r
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
-_WINDOW_ODDS = 4  # ... refused 4 times as often as answered above it ...
-_WINDOW_ANSWERS = 20  # ... and 20 answers at or below it (a rate throttle refuses at any count)
+_WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
+_WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
@@ -649,9 +649,10 @@ class _Window:
         if n > self.limit:
             self._over_bad += 1
         if (
-            self._over_bad >= _WINDOW_EVIDENCE
-            and self._over_ok * _WINDOW_ODDS <= self._over_bad
-            and self._under_ok >= _WINDOW_ANSWERS
+            self.limit >= 2  # one in flight at a time: no different from a rate cap
+            and self._over_bad >= _WINDOW_EVIDENCE
+            and self._over_ok <= _WINDOW_ODDS * self._over_bad
+            and self._under_ok >= _WINDOW_ANSWERS * self.limit
         ):
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True
