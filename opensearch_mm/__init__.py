@@ -24,7 +24,7 @@ from .errors import (
 from .inputs import Content
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
-from .results import EmbeddingResult, PartialResult, Usage
+from .results import EmbeddingResult, PartialResult, StreamStats, Usage
 from .retry import RetryPolicy
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "ServiceNotFoundError",
+    "StreamStats",
     "UnlimitedRateLimiter",
     "Usage",
     "__version__",

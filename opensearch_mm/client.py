@@ -31,9 +31,9 @@ from .inputs import (
     require_many,
 )
 from .models import DEFAULT_MODEL, ModelInfo, model_info
-from .protocol import build_url, normalize_endpoint, request_headers
+from .protocol import BatchResponse, build_url, normalize_endpoint, request_headers
 from .ratelimit import RateLimiter, make_rate_limiter
-from .results import EmbeddingResult
+from .results import EmbeddingResult, StreamStats
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -383,21 +383,37 @@ class MultiModalEmbeddingClient:
 
     @overload
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = ..., as_numpy: Literal[False] = ...
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[False] = ...,
+        stats: StreamStats | None = ...,
     ) -> Iterator[list[float]]: ...
 
     @overload
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = ..., as_numpy: Literal[True]
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[True],
+        stats: StreamStats | None = ...,
     ) -> Iterator[npt.NDArray[np.float32]]: ...
 
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = False, as_numpy: bool = False
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = False,
+        as_numpy: bool = False,
+        stats: StreamStats | None = None,
     ) -> Iterator[Any]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
         Memory stays bounded: at most ``2 * max_concurrency`` batches are in flight.
-        ``progress=True`` shows a tqdm bar; ``as_numpy=True`` yields float32 arrays.
+        ``progress=True`` shows a tqdm bar; ``as_numpy=True`` yields float32 arrays;
+        ``stats`` (a :class:`StreamStats`) counts the requests answered and their usage.
 
         If a request fails for good, the stream stops reading inputs and sending
         requests, lets the requests in flight finish, and raises the error with
@@ -408,7 +424,7 @@ class MultiModalEmbeddingClient:
         :class:`InputError` (its ``index`` says which) after the vectors before it.
         """
         require_many(inputs, "embed_iter", "inputs")
-        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy)
+        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy, stats=stats)
 
         def items() -> Iterator[WireItem]:
             for i, value in enumerate(inputs):
@@ -438,11 +454,12 @@ class MultiModalEmbeddingClient:
         *,
         progress: bool = False,
         as_numpy: bool = False,
+        stats: StreamStats | None = None,
     ) -> AsyncIterator[Any]:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
         an async iterable."""
         require_many(inputs, "aembed_iter", "inputs")
-        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy)
+        stream = _Stream(self, inputs, progress=progress, as_numpy=as_numpy, stats=stats)
 
         async def items() -> AsyncIterator[WireItem]:
             i = 0
@@ -477,9 +494,16 @@ class _Stream:
     """
 
     def __init__(
-        self, client: MultiModalEmbeddingClient, inputs: object, *, progress: bool, as_numpy: bool
+        self,
+        client: MultiModalEmbeddingClient,
+        inputs: object,
+        *,
+        progress: bool,
+        as_numpy: bool,
+        stats: StreamStats | None = None,
     ) -> None:
         self.client = client
+        self.stats = stats
         self.state = StreamState(dimensions=client.dimensions)
         self.failure: InputError | None = None
         self.convert = _numpy_converter() if as_numpy else None
@@ -497,6 +521,8 @@ class _Stream:
     def deliver(self, batch: Batch, outcome: Outcome) -> list[Any]:
         """The vectors to yield for ``batch`` (raises the error that ends the stream)."""
         vectors = self.state.accept(batch, None if isinstance(outcome, NotSent) else outcome)
+        if self.stats is not None and isinstance(outcome, BatchResponse):
+            self.stats.add(outcome.usage)
         if vectors is None:
             return []
         if self.convert is not None:
