@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
 import threading
 from types import FrameType
-
-from . import Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(message: str) -> None:
+    print(f"opensearch-mm emulator: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        from . import Emulator
+    except ModuleNotFoundError as exc:
+        if exc.name != "numpy":
+            raise
+        _say(str(exc))
+        return 2
     api_key = args.api_key or os.environ.get("OPENSEARCH_MM_API_KEY") or "test-key"
     emu = Emulator(
         api_key,
@@ -50,7 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        if exc.errno == errno.EADDRINUSE:
+            _say(f"port {args.port} is in use on {args.host}; pick another with --port (0: any)")
+        else:
+            _say(f"cannot listen on {where}: {exc.strerror or exc}")
+        return 1
     try:
         print(emu.url, flush=True)
         print(
