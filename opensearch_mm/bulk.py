@@ -35,6 +35,7 @@ import orjson
 
 from ._cli_errors import explain, input_reason, missing_credentials
 from ._cli_report import JobReport, Progress, count_lines, retry_notices, say
+from ._memory import return_large_buffers
 from ._sinks import (
     JsonLinesWriter,
     ParquetWriter,
@@ -395,6 +396,7 @@ def _failure(
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit status."""
+    return_large_buffers()  # keeps an image job's RSS flat whatever its length
     try:
         return _run(args)
     except (BulkError, SinkError) as exc:

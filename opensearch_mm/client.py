@@ -379,7 +379,9 @@ class MultiModalEmbeddingClient:
     # -- streaming --------------------------------------------------------------------
 
     def _stream_window(self) -> int:
-        return self.max_concurrency * 2
+        # Read ahead only what can be in flight (plus one batch ready for the next free
+        # slot): every batch read is encoded, and an image batch holds megabytes.
+        return self.max_concurrency + 1
 
     @overload
     def embed_iter(
@@ -411,7 +413,7 @@ class MultiModalEmbeddingClient:
     ) -> Iterator[Any]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
-        Memory stays bounded: at most ``2 * max_concurrency`` batches are in flight.
+        Memory stays bounded: at most ``max_concurrency + 1`` batches are read ahead.
         ``progress=True`` shows a tqdm bar; ``as_numpy=True`` yields float32 arrays;
         ``stats`` (a :class:`StreamStats`) counts the requests answered and their usage.
 
