@@ -2,16 +2,31 @@
 
 Not Amazon OpenSearch: this is the client of Alibaba Cloud's AI Search Open Platform
 multimodal embedding API (``/v3/openapi/workspaces/{workspace}/multi-modal-embedding/...``).
+
+The public surface is the names in ``__all__`` below, plus the modules ``errors``,
+``results``, ``models``, ``ratelimit``, ``retry``, ``emulator`` and ``bulk``/``cli``
+(the command). Everything else is internal and may change in any release.
 """
 
+from ._config import (
+    DEFAULT_WORKSPACE,
+    ENV_API_KEY,
+    ENV_ENDPOINT,
+    ENV_WORKSPACE,
+    ClientConfig,
+    InsecureTransportWarning,
+    SupportsSecretValue,
+)
 from ._version import __version__
-from .client import InsecureTransportWarning, MultiModalEmbeddingClient
+from .client import MultiModalEmbeddingClient
 from .errors import (
     APIConnectionError,
     APIError,
     APIResponseError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     InputError,
     InternalServerError,
@@ -21,7 +36,8 @@ from .errors import (
     RateLimitError,
     ServiceNotFoundError,
 )
-from .inputs import Content
+from .images import ImageInput
+from .inputs import Content, ContentLike, require_many
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
 from .results import EmbeddingResult, PartialResult, StreamStats, Usage
@@ -29,17 +45,26 @@ from .retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_WORKSPACE",
+    "ENV_API_KEY",
+    "ENV_ENDPOINT",
+    "ENV_WORKSPACE",
     "MODELS",
     "APIConnectionError",
     "APIError",
     "APIResponseError",
+    "APIStatusError",
     "APITimeoutError",
     "AdaptiveRateLimiter",
     "AuthenticationError",
+    "ClientClosedError",
+    "ClientConfig",
     "ConfigurationError",
     "Content",
+    "ContentLike",
     "EmbeddingResult",
     "FixedRateLimiter",
+    "ImageInput",
     "InputError",
     "InsecureTransportWarning",
     "InternalServerError",
@@ -54,8 +79,10 @@ __all__ = [
     "RetryPolicy",
     "ServiceNotFoundError",
     "StreamStats",
+    "SupportsSecretValue",
     "UnlimitedRateLimiter",
     "Usage",
     "__version__",
     "model_info",
+    "require_many",
 ]

@@ -1,15 +1,17 @@
-"""The asynchronous driver: the same protocol and retry decisions as ``_sync``."""
+"""The asynchronous driver: the same request state machine as ``_sync``, awaited."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TypeVar
 
 import httpx
 
-from ._driver import NOT_SENT, DriverBase, DriverConfig, Halt, Outcome, map_transport_error
+from ._call import NOT_SENT, CallControl, Outcome
+from ._driver import DriverBase, DriverConfig
+from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import OpenSearchMMError
 from .protocol import BatchResponse
@@ -27,52 +29,45 @@ class AsyncDriver(DriverBase):
         self.http = http
 
     async def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
-        """Send one batch, retrying what is retryable; raise the last error otherwise."""
-        body = batch.body()
-        retries = 0
-        while True:
-            ticket = self.limiter.acquire()
-            while True:
-                if ticket.wait > 0:
-                    await asyncio.sleep(ticket.wait)
-                if self.limiter.confirm(ticket):
-                    break
-                ticket = self.limiter.acquire()  # the rate was cut while waiting: re-book
-            error: OpenSearchMMError
+        """Send one batch, retrying what is retryable; raise the final error otherwise."""
+        request = self.request(batch, dimensions)
+        for _ in range(request.max_attempts):
+            for wait in request.slot():
+                await asyncio.sleep(wait)
             try:
-                response = await self.http.post(self.url, content=body, headers=self.headers)
-                result = self.check(response, batch, dimensions)
+                response = await self.http.post(
+                    self.url, content=request.body, headers=self.headers
+                )
             except httpx.HTTPError as exc:
-                error = map_transport_error(exc)
-            except OpenSearchMMError as exc:
-                error = exc
+                step = request.transport_failed(exc)
             else:
-                self.succeeded(ticket)
-                return result
-            await asyncio.sleep(self.retry_delay(error, ticket, retries))
-            retries += 1
+                step = request.answered(response.status_code, response.headers, response.content)
+            if isinstance(step, Done):
+                return step.response
+            if isinstance(step, GiveUp):
+                raise step.error
+            await asyncio.sleep(step.delay)
+        raise AssertionError("unreachable: the last attempt ends in Done or GiveUp")
 
     async def run(
         self,
         batches: Iterable[Batch] | AsyncIterable[Batch],
+        control: CallControl,
         *,
-        dimensions: Callable[[], int | None],
         window: int,
-        stop: Callable[[], bool],
     ) -> AsyncIterator[tuple[Batch, Outcome]]:
         """Yield each batch with its outcome, in order, at most ``window`` queued and
-        ``max_concurrency`` in flight; once ``stop()`` is true nothing more is sent."""
+        ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        halt = Halt(stop)
 
-        async def outcome(batch: Batch, dims: int | None) -> Outcome:
+        async def outcome(batch: Batch) -> Outcome:
             async with semaphore:
-                if halt():
+                if control.stopped:
                     return NOT_SENT
                 try:
-                    return await self.send(batch, dims)
+                    return await self.send(batch, control.dimensions)
                 except OpenSearchMMError as exc:
-                    halt.note(exc)
+                    control.note(exc)
                     return exc
 
         pending: deque[tuple[Batch, asyncio.Task[Outcome]]] = deque()
@@ -86,8 +81,7 @@ class AsyncDriver(DriverBase):
                     except StopAsyncIteration:
                         exhausted = True
                         break
-                    task = asyncio.ensure_future(outcome(batch, dimensions()))
-                    pending.append((batch, task))
+                    pending.append((batch, asyncio.ensure_future(outcome(batch))))
                 if not pending:
                     return
                 batch, task = pending.popleft()

@@ -6,10 +6,13 @@ error with a :class:`PartialResult` attached (nothing lost, nothing reordered).
 
 :class:`CallState` serves ``embed``/``aembed`` (every input known up front);
 :class:`StreamState` serves ``embed_iter``/``aembed_iter``, which yield in order and stop
-at the first batch that fails for good.
+at the first batch that fails for good. Both end once: after :meth:`CallState.finish`
+(or :meth:`StreamState.finish`) they refuse further outcomes.
 """
 
 from __future__ import annotations
+
+import enum
 
 from .batching import Batch
 from .errors import APIResponseError, OpenSearchMMError
@@ -17,7 +20,29 @@ from .protocol import BatchResponse
 from .results import EmbeddingResult, PartialResult, Usage
 from .retry import is_fatal_for_call
 
-__all__ = ["CallState", "StreamState", "attach_partial"]
+__all__ = [
+    "NOT_SENT",
+    "CallControl",
+    "CallState",
+    "NotSent",
+    "Outcome",
+    "StreamState",
+    "attach_partial",
+]
+
+
+class NotSent(enum.Enum):
+    """The outcome of a batch that was never sent because its call stopped first."""
+
+    NOT_SENT = "NOT_SENT"
+
+    def __repr__(self) -> str:
+        return "NOT_SENT"
+
+
+NOT_SENT = NotSent.NOT_SENT
+Outcome = BatchResponse | BaseException | NotSent
+"""What became of one batch: its checked answer, the error it ended in, or ``NOT_SENT``."""
 
 
 def attach_partial(error: BaseException, partial: PartialResult, summary: str) -> None:
@@ -30,17 +55,56 @@ def attach_partial(error: BaseException, partial: PartialResult, summary: str) -
         error.args = (f"{error.args[0]} [{summary}]", *error.args[1:])
 
 
-def _dimension_error(width: int, expected: int, outcome: BatchResponse) -> APIResponseError:
+def check_width(expected: int | None, outcome: BatchResponse) -> APIResponseError | None:
+    """The error if ``outcome``'s vectors are not ``expected`` numbers long."""
+    width = len(outcome.embeddings[0]) if outcome.embeddings else None
+    if expected is None or width is None or width == expected:
+        return None
     return APIResponseError(
         f"vectors of {width} numbers where the call expects {expected}",
         request_id=outcome.request_id,
     )
 
 
-class CallState:
+class CallControl:
+    """Whether a call still starts requests: the one place that decides "this error is
+    fatal, so stop the call" (bad key, unknown model or workspace, quota gone).
+
+    Drivers read :attr:`stopped` before each send and report a request's final error
+    through :meth:`note` as soon as it happens, before its result comes up in order.
+    """
+
+    dimensions: int | None  # vector length, once known: checked on every answer
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.finished = False
+
+    def note(self, error: BaseException) -> None:
+        """A request of this call failed for good; stop the call if it is fatal."""
+        if is_fatal_for_call(error):
+            self.stopped = True
+
+    def stop(self) -> None:
+        """Send nothing more (the consumer went away, or the call failed)."""
+        self.stopped = True
+
+    def _guard(self) -> None:
+        if self.finished:
+            raise RuntimeError(f"{type(self).__name__} already finished")
+
+    def _learn_width(self, outcome: BatchResponse) -> APIResponseError | None:
+        problem = check_width(self.dimensions, outcome)
+        if problem is None and self.dimensions is None and outcome.embeddings:
+            self.dimensions = len(outcome.embeddings[0])
+        return problem
+
+
+class CallState(CallControl):
     """Outcomes of the batches of one call over ``total`` inputs."""
 
-    def __init__(self, total: int, *, model: str, dimensions: int | None) -> None:
+    def __init__(self, total: int, model: str, dimensions: int | None) -> None:
+        super().__init__()
         self.total = total
         self.model = model
         self.dimensions = dimensions
@@ -49,18 +113,18 @@ class CallState:
         self.request_ids: list[str] = []
         self.errors: dict[int, BaseException | None] = {}
         self.first_error: tuple[int, BaseException] | None = None
-        self.stopped = False
 
-    def record(self, batch: Batch, outcome: BatchResponse | BaseException) -> None:
-        """Store one batch's answer or error."""
+    def record(self, batch: Batch, outcome: Outcome) -> None:
+        """Store one batch's answer or error (nothing for a batch ``NOT_SENT``)."""
+        self._guard()
+        if outcome is NOT_SENT:
+            return
         if isinstance(outcome, BaseException):
             self._fail(batch, outcome)
             return
-        width = len(outcome.embeddings[0]) if outcome.embeddings else None
-        if self.dimensions is None:
-            self.dimensions = width
-        elif width is not None and width != self.dimensions:
-            self._fail(batch, _dimension_error(width, self.dimensions, outcome))
+        problem = self._learn_width(outcome)
+        if problem is not None:
+            self._fail(batch, problem)
             return
         for item, vector in zip(batch.items, outcome.embeddings, strict=True):
             self.vectors[item.index] = vector
@@ -74,11 +138,17 @@ class CallState:
         first = batch.items[0].index
         if self.first_error is None or first < self.first_error[0]:
             self.first_error = (first, exc)
-        if is_fatal_for_call(exc):
-            self.stopped = True
+        self.note(exc)
 
     def finish(self) -> EmbeddingResult:
-        """The result, or the first error (by input position) with ``partial`` attached."""
+        """The result, or the first error (by input position) with ``partial`` attached.
+
+        Raises:
+            BaseException: The first failed batch's error (by input position), with
+                ``err.partial`` set. The state is finished either way.
+        """
+        self._guard()
+        self.finished = True
         if self.first_error is None and all(v is not None for v in self.vectors):
             return EmbeddingResult(
                 self.vectors,  # type: ignore[arg-type]
@@ -108,7 +178,7 @@ class CallState:
         raise error
 
 
-class StreamState:
+class StreamState(CallControl):
     """Bookkeeping of a streaming call.
 
     Batches arrive in input order. Until one fails, :meth:`accept` hands back its vectors
@@ -119,8 +189,8 @@ class StreamState:
     """
 
     def __init__(self, *, dimensions: int | None) -> None:
+        super().__init__()
         self.dimensions = dimensions
-        self.stopped = False
         self.yielded = 0
         self.usage = Usage()
         self.request_ids: list[str] = []
@@ -129,27 +199,21 @@ class StreamState:
         self._tail_errors: dict[int, BaseException | None] = {}
         self._end = 0
 
-    def _check(self, batch: Batch, outcome: BatchResponse) -> BaseException | None:
-        width = len(outcome.embeddings[0]) if outcome.embeddings else None
-        if self.dimensions is None:
-            self.dimensions = width
-        elif width is not None and width != self.dimensions:
-            return _dimension_error(width, self.dimensions, outcome)
+    def _check(self, outcome: BatchResponse) -> BaseException | None:
+        problem = self._learn_width(outcome)
+        if problem is not None:
+            return problem
         self.usage = self.usage + outcome.usage
         if outcome.request_id:
             self.request_ids.append(outcome.request_id)
         return None
 
-    def accept(
-        self, batch: Batch, outcome: BatchResponse | BaseException | None
-    ) -> list[list[float]] | None:
-        """The vectors to yield for ``batch``, or ``None`` once the stream has failed.
-
-        ``outcome`` is ``None`` for a batch that was never sent.
-        """
+    def accept(self, batch: Batch, outcome: Outcome) -> list[list[float]] | None:
+        """The vectors to yield for ``batch``, or ``None`` once the stream has failed."""
+        self._guard()
         self._end = max(self._end, batch.items[-1].index + 1)
         if isinstance(outcome, BatchResponse):
-            problem = self._check(batch, outcome)
+            problem = self._check(outcome)
             if problem is None and self.error is None:
                 self.yielded = batch.items[-1].index + 1
                 return outcome.embeddings
@@ -158,19 +222,23 @@ class StreamState:
                     self._tail[item.index] = vector
                 return None
             outcome = problem
+        error = None if outcome is NOT_SENT else outcome
         if self.error is None:
-            self.error = (
-                outcome
-                if outcome is not None
-                else APIResponseError(f"input {batch.items[0].index} was never sent")
-            )
-            self.stopped = True
+            self.error = error or APIResponseError(f"input {batch.items[0].index} was never sent")
+            self.stop()
         for item in batch.items:
-            self._tail_errors[item.index] = outcome
+            self._tail_errors[item.index] = error
         return None
 
     def finish(self) -> None:
-        """Raise the stream's error, if any, with ``partial`` attached."""
+        """Raise the stream's error, if any, with ``partial`` attached.
+
+        Raises:
+            BaseException: The error that stopped the stream, with ``err.partial`` set
+                (``partial.offset`` is the first input not yielded).
+        """
+        self._guard()
+        self.finished = True
         error = self.error
         if error is None:
             return

@@ -138,12 +138,21 @@ def explain(
         )
     if isinstance(exc, APIConnectionError):
         text = core_message(exc)
-        if endpoint.startswith("https://") and any(m in text for m in _TLS_MISMATCH):
+        kind = getattr(exc, "kind", "other")
+        tls = endpoint.startswith("https://") and any(m in text for m in _TLS_MISMATCH)
+        if kind == "tls_mismatch" or tls:
             plain = "http://" + endpoint[len("https://") :]
             return Explained(
-                f"cannot connect to {endpoint}: the server does not speak TLS there",
-                f"if it serves plain http, use --endpoint {plain} (or set {ENV_ENDPOINT})",
+                f"cannot connect to {endpoint}: the server answers in plain http, not https",
+                f"if it really serves plain http, use --endpoint {plain} (or set {ENV_ENDPOINT})",
                 transient=False,
+            )
+        if kind == "refused":
+            return Explained(
+                f"cannot connect to {endpoint}: connection refused, nothing is listening there",
+                f"check the host and port in {ENV_ENDPOINT} (or --endpoint), and that the "
+                "service is up",
+                transient=True,
             )
         if endpoint not in text and _hostport(endpoint) not in text:
             text = f"cannot connect to {endpoint} ({text})"

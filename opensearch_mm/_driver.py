@@ -1,62 +1,22 @@
-"""What the sync and async drivers share: everything but the waiting and the I/O."""
+"""What the sync and async drivers share: their configuration and the pure steps.
+
+A driver runs the batches of one call with bounded concurrency and, for each batch,
+interprets the steps of a :class:`~opensearch_mm._request.Request`. Whether the call
+still starts requests is asked of, and told to, the call's
+:class:`~opensearch_mm._call.CallControl` (the one place that decides "fatal, so stop").
+"""
 
 from __future__ import annotations
 
-import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
+from ._request import Request
 from .batching import Batch
-from .errors import APIConnectionError, APITimeoutError, OpenSearchMMError
-from .protocol import BatchResponse, parse_response
-from .ratelimit import RateLimiter, Ticket
-from .retry import RetryPolicy, is_fatal_for_call
+from .ratelimit import RateLimiter
+from .retry import RetryPolicy
 
-__all__ = [
-    "NOT_SENT",
-    "DriverBase",
-    "DriverConfig",
-    "Halt",
-    "NotSent",
-    "Outcome",
-    "map_transport_error",
-]
-
-logger = logging.getLogger("opensearch_mm")
-
-
-class NotSent:
-    """Outcome of a batch that was never sent because its call stopped first."""
-
-
-NOT_SENT = NotSent()
-Outcome = BatchResponse | BaseException | NotSent
-
-
-def map_transport_error(exc: httpx.HTTPError) -> OpenSearchMMError:
-    """An httpx failure as one of ours (the message never holds headers)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"request timed out ({type(exc).__name__})")
-    return APIConnectionError(f"connection failed ({type(exc).__name__}: {exc})")
-
-
-class Halt:
-    """When a run stops sending: the caller's ``stop()``, or at once after a fatal error
-    (bad key, unknown model, quota gone), before its result comes up in input order."""
-
-    def __init__(self, stop: Callable[[], bool]) -> None:
-        self._stop = stop
-        self.fatal = False
-
-    def __call__(self) -> bool:
-        return self.fatal or self._stop()
-
-    def note(self, error: BaseException) -> None:
-        if is_fatal_for_call(error):
-            self.fatal = True
+__all__ = ["DriverBase", "DriverConfig"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +29,11 @@ class DriverConfig:
     limiter: RateLimiter
     secrets: tuple[str, ...]
     max_concurrency: int
+    origin: str  # scheme://host:port, for error messages
 
 
 class DriverBase:
-    """Configuration and the pure steps of one attempt, for both drivers."""
+    """Configuration shared by both drivers, and the per-request state machine."""
 
     def __init__(self, config: DriverConfig) -> None:
         self.url = config.url
@@ -81,30 +42,18 @@ class DriverBase:
         self.limiter = config.limiter
         self.secrets = config.secrets
         self.max_concurrency = config.max_concurrency
+        self.origin = config.origin
         self._rng = random.Random()
 
-    def check(
-        self, response: httpx.Response, batch: Batch, dimensions: int | None
-    ) -> BatchResponse:
-        """The checked answer to ``batch``; raises the matching error otherwise."""
-        return parse_response(
-            response.status_code,
-            response.headers,
-            response.content,
+    def request(self, batch: Batch, dimensions: int | None) -> Request:
+        """A new state machine for sending ``batch``."""
+        return Request(
+            batch.body(),
             expected=len(batch),
             dimensions=dimensions,
+            limiter=self.limiter,
+            retry=self.retry,
+            rng=self._rng,
             secrets=self.secrets,
+            origin=self.origin,
         )
-
-    def succeeded(self, ticket: Ticket) -> None:
-        self.limiter.observe(None, ticket)
-
-    def retry_delay(self, error: OpenSearchMMError, ticket: Ticket, retries: int) -> float:
-        """Feed ``error`` back to the limiter; raise it if it is not worth retrying,
-        else return the seconds to wait before retry number ``retries + 1``."""
-        self.limiter.observe(error, ticket)
-        if not self.retry.should_retry(error, retries):
-            raise error
-        delay = self.retry.delay(error, retries, self._rng)
-        logger.debug("retrying in %.2fs after %s", delay, type(error).__name__)
-        return delay

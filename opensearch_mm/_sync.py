@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
-from ._driver import NOT_SENT, DriverBase, DriverConfig, Halt, Outcome, map_transport_error
+from ._call import NOT_SENT, CallControl, Outcome
+from ._driver import DriverBase, DriverConfig
+from ._request import Done, GiveUp
 from .batching import Batch
-from .errors import OpenSearchMMError
+from .errors import ClientClosedError, OpenSearchMMError
 from .protocol import BatchResponse
 
 __all__ = ["SyncDriver"]
@@ -26,44 +28,40 @@ class SyncDriver(DriverBase):
         self.http = http
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
-        """Send one batch, retrying what is retryable; raise the last error otherwise."""
-        body = batch.body()
-        retries = 0
-        while True:
-            ticket = self.limiter.acquire()
-            while True:
-                if ticket.wait > 0:
-                    time.sleep(ticket.wait)
-                if self.limiter.confirm(ticket):
-                    break
-                ticket = self.limiter.acquire()  # the rate was cut while waiting: re-book
-            error: OpenSearchMMError
+        """Send one batch, retrying what is retryable; raise the final error otherwise."""
+        request = self.request(batch, dimensions)
+        for _ in range(request.max_attempts):
+            for wait in request.slot():
+                time.sleep(wait)
             try:
-                response = self.http.post(self.url, content=body, headers=self.headers)
-                result = self.check(response, batch, dimensions)
+                response = self.http.post(self.url, content=request.body, headers=self.headers)
             except httpx.HTTPError as exc:
-                error = map_transport_error(exc)
-            except OpenSearchMMError as exc:
-                error = exc
+                step = request.transport_failed(exc)
             else:
-                self.succeeded(ticket)
-                return result
-            time.sleep(self.retry_delay(error, ticket, retries))
-            retries += 1
+                step = request.answered(response.status_code, response.headers, response.content)
+            if isinstance(step, Done):
+                return step.response
+            if isinstance(step, GiveUp):
+                raise step.error
+            time.sleep(step.delay)
+        raise AssertionError("unreachable: the last attempt ends in Done or GiveUp")
 
-    def _outcome(self, batch: Batch, dimensions: int | None, halt: Halt) -> Outcome:
-        if halt():
+    def _outcome(self, batch: Batch, control: CallControl) -> Outcome:
+        if control.stopped:
             return NOT_SENT
         try:
-            return self.send(batch, dimensions)
+            return self.send(batch, control.dimensions)
         except OpenSearchMMError as exc:
-            halt.note(exc)
+            control.note(exc)
             return exc
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
+            if self._closed:
+                raise ClientClosedError("this client has been closed; create a new one")
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     self.max_concurrency, thread_name_prefix="opensearch-mm"
@@ -71,19 +69,13 @@ class SyncDriver(DriverBase):
             return self._executor
 
     def run(
-        self,
-        batches: Iterable[Batch],
-        *,
-        dimensions: Callable[[], int | None],
-        window: int,
-        stop: Callable[[], bool],
+        self, batches: Iterable[Batch], control: CallControl, *, window: int
     ) -> Iterator[tuple[Batch, Outcome]]:
         """Yield each batch with its outcome, in order, with at most ``window`` queued.
 
         Requests run concurrently in the client's pool (``max_concurrency`` threads);
-        once ``stop()`` is true no further batch is sent.
+        once ``control.stopped`` no further batch is sent (its outcome is ``NOT_SENT``).
         """
-        halt = Halt(stop)
         pending: deque[tuple[Batch, Future[Outcome]]] = deque()
         source = iter(batches)
         exhausted = False
@@ -95,18 +87,19 @@ class SyncDriver(DriverBase):
                     break
                 if self.max_concurrency == 1:
                     done: Future[Outcome] = Future()
-                    done.set_result(self._outcome(batch, dimensions(), halt))
+                    done.set_result(self._outcome(batch, control))
                     pending.append((batch, done))
                 else:
-                    future = self._pool().submit(self._outcome, batch, dimensions(), halt)
-                    pending.append((batch, future))
+                    pending.append((batch, self._pool().submit(self._outcome, batch, control)))
             if not pending:
                 return
             batch, future = pending.popleft()
             yield batch, future.result()
 
     def close(self) -> None:
+        """Shut the thread pool down (after the requests in flight); it is never rebuilt."""
         with self._lock:
+            self._closed = True
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None

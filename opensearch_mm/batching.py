@@ -7,7 +7,7 @@ would break either limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from .inputs import WireItem
@@ -18,6 +18,7 @@ __all__ = [
     "MAX_INPUTS_PER_REQUEST",
     "Batch",
     "Packer",
+    "apack",
     "body_size",
     "pack",
 ]
@@ -104,6 +105,23 @@ def pack(
     """Yield batches lazily, so a stream of inputs is packed with bounded memory."""
     packer = Packer(max_inputs=max_inputs, max_body_bytes=max_body_bytes)
     for item in items:
+        batch = packer.add(item)
+        if batch is not None:
+            yield batch
+    last = packer.flush()
+    if last is not None:
+        yield last
+
+
+async def apack(
+    items: AsyncIterable[WireItem],
+    *,
+    max_inputs: int = MAX_INPUTS_PER_REQUEST,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> AsyncIterator[Batch]:
+    """:func:`pack` over an async stream of wire items."""
+    packer = Packer(max_inputs=max_inputs, max_body_bytes=max_body_bytes)
+    async for item in items:
         batch = packer.add(item)
         if batch is not None:
             yield batch

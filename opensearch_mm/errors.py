@@ -1,8 +1,31 @@
 """The exception hierarchy.
 
-Everything raised on purpose by this package derives from :class:`OpenSearchMMError`.
-No message built here ever contains the API key: messages are built from the service's
-``code``/``message``, the request id and the input index only.
+Everything this package raises on purpose derives from :class:`OpenSearchMMError`
+(invalid options and inputs are also ``ValueError``). No message built here ever contains
+the API key: messages are built from the service's ``code``/``message``, the request id,
+the endpoint's ``scheme://host:port`` and the input index only. Which failures a request
+retries, and which stop the whole call (no further request of it is started)::
+
+    OpenSearchMMError                   .partial, .request_id on every error
+    ├── ConfigurationError (ValueError)   bad option, raised by the constructor
+    ├── InputError (ValueError)           bad input, nothing sent; .index, .field
+    ├── ClientClosedError (RuntimeError)  the client was closed
+    ├── APIStatusError                    error status; .status_code, .code, .retry_after
+    │   ├── AuthenticationError           401/403                  not retried, stops the call
+    │   ├── InvalidParameterError         400 InvalidParameter     not retried
+    │   ├── ServiceNotFoundError          404, ServiceIdNotExist   not retried, stops the call
+    │   ├── RateLimitError                429 Throttling           retried (Retry-After honoured)
+    │   │   └── QuotaExceededError        429 AllocationQuota      not retried, stops the call
+    │   ├── InternalServerError           5xx                      retried
+    │   └── (APIStatusError itself)       408/409 retried; other codes not retried
+    ├── APIConnectionError                no answer; .endpoint     retried (refused: briefly;
+    │   │                                                          https to plain http: never)
+    │   └── APITimeoutError               no answer in time        retried
+    └── APIResponseError                  malformed 2xx body       retried
+
+``APIError`` is an alias of :class:`APIStatusError`, kept for code written against
+earlier versions. Unlike openai-python's ``APIError``, it does **not** include
+connection errors: catch :class:`OpenSearchMMError` for "any failure of a call".
 """
 
 from __future__ import annotations
@@ -16,8 +39,10 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APIResponseError",
+    "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "ClientClosedError",
     "ConfigurationError",
     "InputError",
     "InternalServerError",
@@ -38,6 +63,8 @@ class OpenSearchMMError(Exception):
     """
 
     partial: PartialResult | None = None
+    request_id: str | None = None
+    """The service's id of the failed request, when it answered (quote it to support)."""
 
 
 class ConfigurationError(OpenSearchMMError, ValueError):
@@ -61,8 +88,19 @@ class InputError(OpenSearchMMError, ValueError):
         super().__init__(message)
 
 
-class APIError(OpenSearchMMError):
-    """The service answered with an error status."""
+class ClientClosedError(OpenSearchMMError, RuntimeError):
+    """A call was made on a client after :meth:`close`/:meth:`aclose`."""
+
+
+class APIStatusError(OpenSearchMMError):
+    """The service answered with an error status (4xx/5xx).
+
+    Connection failures are :class:`APIConnectionError`, not a subclass of this one.
+    """
+
+    status_code: int
+    code: str | None = None
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -87,19 +125,19 @@ class APIError(OpenSearchMMError):
         super().__init__(text)
 
 
-class AuthenticationError(APIError):
+class AuthenticationError(APIStatusError):
     """401/403: the API key is missing, wrong, or lacks access to this workspace."""
 
 
-class InvalidParameterError(APIError):
+class InvalidParameterError(APIStatusError):
     """400 ``InvalidParameter``: the service refused the request body."""
 
 
-class ServiceNotFoundError(APIError):
+class ServiceNotFoundError(APIStatusError):
     """400 ``ServiceIdNotExist`` or 404: unknown service id (model) or workspace."""
 
 
-class RateLimitError(APIError):
+class RateLimitError(APIStatusError):
     """429 ``Throttling`` / ``Throttling.RateQuota``: too many requests per second."""
 
 
@@ -107,16 +145,39 @@ class QuotaExceededError(RateLimitError):
     """429 ``Throttling.AllocationQuota``: the quota is used up; retrying cannot help."""
 
 
-class InternalServerError(APIError):
+class InternalServerError(APIStatusError):
     """5xx from the service."""
 
 
+APIError = APIStatusError
+"""Alias of :class:`APIStatusError` (status errors only, unlike openai's ``APIError``)."""
+
+
 class APIConnectionError(OpenSearchMMError):
-    """The request could not be sent or the answer was cut off."""
+    """The request could not be sent or the answer was cut off.
+
+    ``endpoint`` is the ``scheme://host:port`` that was tried. ``kind`` says why when it
+    is known: ``"refused"`` (nothing listens there: retried only briefly),
+    ``"tls_mismatch"`` (an https endpoint answered in plain http: never retried),
+    ``"timeout"``, or ``"other"``.
+    """
+
+    endpoint: str | None = None
+    kind: str = "other"
+
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, kind: str | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        if kind is not None:
+            self.kind = kind
+        super().__init__(message)
 
 
 class APITimeoutError(APIConnectionError):
     """The service did not answer within the timeout."""
+
+    kind = "timeout"
 
 
 class APIResponseError(OpenSearchMMError):

@@ -1,4 +1,10 @@
-"""Retry decisions, without I/O: what is worth retrying and how long to wait."""
+"""Retry decisions, without I/O: what is worth retrying and how long to wait.
+
+:func:`is_retryable` says whether a failed request may succeed if sent again;
+:func:`is_fatal_for_call` whether the other requests of the same call would fail too;
+:class:`RetryPolicy` how many retries and how long between them. The per-request state
+machine (``opensearch_mm._request``) applies them.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,50 @@ from dataclasses import dataclass
 
 from .errors import (
     APIConnectionError,
-    APIError,
     APIResponseError,
+    APIStatusError,
+    ConfigurationError,
     QuotaExceededError,
     RateLimitError,
 )
 
-__all__ = ["RetryPolicy", "is_fatal_for_call", "is_retryable"]
+__all__ = ["REFUSED_MAX_RETRIES", "RetryPolicy", "is_fatal_for_call", "is_retryable"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# A refused connection means nothing listens at the endpoint (wrong port, server down):
+# a couple of quick retries ride out a restart, but the user hears about it in ~1 s,
+# not after the full backoff (~30 s with the defaults).
+REFUSED_MAX_RETRIES = 2
+REFUSED_MAX_DELAY = 0.5  # seconds, the cap of each jittered wait after a refusal
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, APIConnectionError) and exc.kind == "refused"
 
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether sending the same request again may succeed.
 
     Retried: 429 ``Throttling``/``Throttling.RateQuota``, 408/409/5xx, connection errors,
-    timeouts and malformed 2xx bodies. Never: 400, 401/403, 404 and
-    ``Throttling.AllocationQuota`` (the quota is gone; retrying cannot help).
+    timeouts and malformed 2xx bodies. Never: 400, 401/403, 404,
+    ``Throttling.AllocationQuota`` (the quota is gone; retrying cannot help) and an https
+    endpoint that answers in plain http (every retry would fail the same way).
+
+    Args:
+        exc: The error a request ended in.
+
+    Returns:
+        ``True`` when a retry may help.
     """
     if isinstance(exc, QuotaExceededError):
         return False
     if isinstance(exc, RateLimitError):
         return True
-    if isinstance(exc, APIError):
+    if isinstance(exc, APIStatusError):
         return exc.status_code in _RETRYABLE_STATUS
-    return isinstance(exc, (APIConnectionError, APIResponseError))
+    if isinstance(exc, APIConnectionError):
+        return exc.kind != "tls_mismatch"
+    return isinstance(exc, APIResponseError)
 
 
 def is_fatal_for_call(exc: BaseException) -> bool:
@@ -39,8 +64,14 @@ def is_fatal_for_call(exc: BaseException) -> bool:
 
     After such an error no new request of the call is started (authentication, unknown
     model or workspace, exhausted quota); other failures only lose their own batch.
+
+    Args:
+        exc: The error a request finally ended in.
+
+    Returns:
+        ``True`` when the call should stop starting requests.
     """
-    if not isinstance(exc, APIError):
+    if not isinstance(exc, APIStatusError):
         return False
     if isinstance(exc, QuotaExceededError) or exc.status_code in (401, 403, 404):
         return True
@@ -49,7 +80,17 @@ def is_fatal_for_call(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter; ``Retry-After`` wins when the server sends it."""
+    """Exponential backoff with full jitter; ``Retry-After`` wins when the server sends it.
+
+    Attributes:
+        max_retries: Retries per request after the first attempt (0 disables retries).
+        initial_delay: Cap of the first jittered wait, in seconds; doubles per retry.
+        max_delay: Largest cap of a jittered wait.
+        max_retry_after: Largest server-requested wait honoured (longer ones are capped).
+
+    Raises:
+        ConfigurationError: A field is not a number, or is negative.
+    """
 
     max_retries: int = 6
     initial_delay: float = 0.5
@@ -57,14 +98,39 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+        if (
+            not isinstance(self.max_retries, int)
+            or isinstance(self.max_retries, bool)
+            or self.max_retries < 0
+        ):
+            raise ConfigurationError(
+                f"max_retries must be an int >= 0, got {self.max_retries!r}"
+                + (" (use 0 to disable retries)" if self.max_retries is None else "")
+            )
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
 
     def should_retry(self, exc: BaseException, retries_done: int) -> bool:
-        return retries_done < self.max_retries and is_retryable(exc)
+        """Whether to retry after ``retries_done`` retries ended in ``exc``.
+
+        A refused connection gets at most ``REFUSED_MAX_RETRIES`` retries.
+        """
+        budget = min(self.max_retries, REFUSED_MAX_RETRIES) if _refused(exc) else self.max_retries
+        return retries_done < budget and is_retryable(exc)
 
     def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
-        """Seconds to sleep before retry number ``retries_done + 1``."""
+        """Seconds to sleep before retry number ``retries_done + 1``.
+
+        Args:
+            exc: The error the last attempt ended in (its ``retry_after`` wins).
+            retries_done: Retries already made.
+            rng: The source of jitter (seeded in tests).
+
+        Returns:
+            The wait in seconds.
+        """
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, (int, float)) and retry_after >= 0:
             # Capped, never ignored: retrying sooner than asked only earns another 429.
@@ -72,4 +138,6 @@ class RetryPolicy:
             wait = min(float(retry_after), self.max_retry_after)
             return wait + rng.uniform(0, min(0.1, self.initial_delay))
         cap = min(self.max_delay, self.initial_delay * (2**retries_done))
+        if _refused(exc):
+            cap = min(cap, REFUSED_MAX_DELAY)
         return rng.uniform(0, cap)

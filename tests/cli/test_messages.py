@@ -3,6 +3,7 @@ variables; the endpoint on connection errors; ``--resume`` only where it helps."
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -116,7 +117,8 @@ def test_a_refused_connection_names_the_endpoint(tmp_path: Path) -> None:
         "embed", str(manifest), "-o", str(tmp_path / "o.jsonl"), "--max-retries", "1", env=env
     )
     assert ran.code == 1
-    assert url in ran.err and "check OPENSEARCH_MM_ENDPOINT (or --endpoint)" in ran.err
+    assert f"cannot connect to {url}: connection refused" in ran.err
+    assert "check the host and port in OPENSEARCH_MM_ENDPOINT (or --endpoint)" in ran.err
     assert "nothing written" not in ran.err or "--resume" not in ran.err
     _plain(ran.err)
 
@@ -127,7 +129,7 @@ def test_an_https_endpoint_speaking_plain_http_gets_the_scheme_hint(server: Emul
     t0 = time.monotonic()
     ran = run_cli("embed", "--text", "hi", "--max-retries", "1", env=env)
     assert ran.code == 1
-    assert f"cannot connect to {https}: the server does not speak TLS there" in ran.err
+    assert f"cannot connect to {https}: the server answers in plain http, not https" in ran.err
     assert f"use --endpoint {server.url}" in ran.err
     assert time.monotonic() - t0 < 30
     _plain(ran.err)
@@ -168,3 +170,31 @@ def test_resume_is_advised_after_transient_failures_with_work_written(
     assert f"32 vectors in {out}; run the same command with --resume to continue" in ran.err
     assert len(records(out)) == 32
     _plain(ran.err)
+
+
+def test_retries_that_wait_say_so_and_are_counted(server: Emulator, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"text": f"t{i}"} for i in range(10)])
+    server.inject("throttle", 2, retry_after=0.2)
+    ran = run_cli(
+        "embed", str(manifest), "-o", str(tmp_path / "o.jsonl"), "--max-concurrency", "1",
+        env=service_env(server),
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    notices = [line for line in ran.err_lines if "retrying in" in line]
+    assert len(notices) == 2
+    for number, line in enumerate(notices, 1):
+        assert re.fullmatch(
+            rf"opensearch-mm embed: throttled, retrying in 0\.[23] s \({number}/6\)", line
+        ), line
+    assert "2 retries (2 throttled)" in ran.err_lines[-1]
+
+
+def test_a_refused_connection_is_reported_within_seconds(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"OPENSEARCH_MM_ENDPOINT": url, "OPENSEARCH_MM_API_KEY": KEY}
+    t0 = time.monotonic()
+    ran = run_cli("embed", "--text", "hi", env=env)  # the default retry budget
+    elapsed = time.monotonic() - t0
+    assert ran.code == 1
+    assert f"cannot connect to {url}: connection refused" in ran.err
+    assert elapsed < 10, f"{elapsed:.1f} s"

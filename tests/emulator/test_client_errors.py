@@ -214,7 +214,7 @@ class _AsyncCorruptingTransport(httpx.AsyncHTTPTransport):
 async def test_invalid_parameter(emu: Emulator, mode: str) -> None:
     http = httpx.Client(transport=_CorruptingTransport())
     ahttp = httpx.AsyncClient(transport=_AsyncCorruptingTransport())
-    client = make(emu, max_retries=3, http_client=http, async_http_client=ahttp)
+    client = make(emu, max_retries=3, http_client=http, http_async_client=ahttp)
     try:
         with pytest.raises(InvalidParameterError) as ei:
             await call(client, mode, ["x"])

@@ -150,7 +150,7 @@ async def test_400_not_retried(emu: Emulator, mode: str) -> None:
     from opensearch_mm.errors import InvalidParameterError
 
     http, ahttp = httpx.Client(transport=_BadBody()), httpx.AsyncClient(transport=_AsyncBadBody())
-    client = make(emu, max_retries=5, http_client=http, async_http_client=ahttp)
+    client = make(emu, max_retries=5, http_client=http, http_async_client=ahttp)
     try:
         with pytest.raises(InvalidParameterError):
             await call(client, mode, TEXTS)
@@ -214,7 +214,7 @@ async def test_partial_result_when_retries_exhausted(emu: Emulator, mode: str) -
     hook, ahook = _inject_after_first(emu, "server_error", 100)
     http = httpx.Client(event_hooks={"response": [hook]})
     ahttp = httpx.AsyncClient(event_hooks={"response": [ahook]})
-    client = make(emu, max_retries=2, max_concurrency=1, http_client=http, async_http_client=ahttp)
+    client = make(emu, max_retries=2, max_concurrency=1, http_client=http, http_async_client=ahttp)
     try:
         with pytest.raises(InternalServerError) as ei:
             await call(client, mode, texts)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import logging
 import warnings
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
-from opensearch_mm import Content, MultiModalEmbeddingClient
+import opensearch_mm
+from opensearch_mm import Content, MultiModalEmbeddingClient, RetryPolicy, errors
 from opensearch_mm.client import (
     ENV_API_KEY,
     ENV_ENDPOINT,
     ENV_WORKSPACE,
     InsecureTransportWarning,
 )
-from opensearch_mm.errors import ConfigurationError, InputError
+from opensearch_mm.errors import ConfigurationError, InputError, OpenSearchMMError
+
+# Looked up when a test runs (not at import), so each test fails on its own without them.
+ClientConfig = getattr(opensearch_mm, "ClientConfig", None)
+ClientClosedError = getattr(errors, "ClientClosedError", type(None))
+DEFAULT_WORKSPACE = getattr(opensearch_mm, "DEFAULT_WORKSPACE", None)
 
 KEY = "OS-very-secret-key-0123456789"
 HOST = "ops-cn-hangzhou.opensearch.aliyuncs.com"
@@ -225,3 +232,172 @@ def test_pillow_options_fail_at_construction_without_pillow(
     monkeypatch.setattr(images, "pillow_available", lambda: False)
     with pytest.raises(ConfigurationError, match=r"opensearch-mm\[images\]"):
         MultiModalEmbeddingClient(api_key="k", endpoint="https://example.invalid", **option)
+
+
+# -- every bad option is a ConfigurationError that names the option ------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": None}, "max_retries"),
+        ({"max_retries": 2.5}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"timeout": "x"}, "timeout"),
+        ({"timeout": None}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"max_concurrency": "8"}, "max_concurrency"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"qps": "fast"}, "qps"),
+        ({"qps": 0}, "qps"),
+        ({"qps": True}, "qps"),
+        ({"image_max_side": "big"}, "image_max_side"),
+        ({"downscale_oversized": "yes"}, "downscale_oversized"),
+        ({"retry_policy": 3}, "retry_policy"),
+        ({"rate_limiter": "adaptive"}, "rate_limiter"),
+        ({"endpoint": 42}, "endpoint"),
+        ({"workspace": 7}, "workspace"),
+        ({"model": 5}, "model"),
+    ],
+)
+def test_bad_option_is_configuration_error_naming_it(kw: dict[str, object], name: str) -> None:
+    kw.setdefault("endpoint", HOST)
+    with pytest.raises(ConfigurationError, match=name):
+        make(api_key=KEY, **kw)
+
+
+def test_max_retries_none_hints_at_zero() -> None:
+    with pytest.raises(ConfigurationError, match="use 0 to disable retries"):
+        make(api_key=KEY, endpoint=HOST, max_retries=None)
+
+
+def test_retry_policy_fields_checked() -> None:
+    with pytest.raises(ConfigurationError, match="max_retries"):
+        RetryPolicy(max_retries=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="initial_delay"):
+        RetryPolicy(initial_delay=-1)
+
+
+def test_config_is_a_frozen_value_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_API_KEY, KEY)
+    monkeypatch.setenv(ENV_ENDPOINT, HOST)
+    config = ClientConfig.resolve(max_retries=2, qps=5)
+    assert config == ClientConfig.resolve(max_retries=2, qps=5)
+    assert config.retry_policy.max_retries == 2 and config.qps == 5.0
+    assert config.workspace == DEFAULT_WORKSPACE
+    assert config.origin == f"https://{HOST}:443"
+    assert KEY not in repr(config) and "****" in repr(config)
+    with pytest.raises(AttributeError):
+        config.timeout = 1.0  # type: ignore[misc]
+    with make() as c:
+        assert c.config == ClientConfig.resolve(qps=None)
+
+
+def test_origin_names_scheme_host_and_port() -> None:
+    config = ClientConfig.resolve(api_key=KEY, endpoint="http://[::1]:8080/prefix")
+    assert config.origin == "http://[::1]:8080"
+    assert ClientConfig.resolve(api_key=KEY, endpoint="http://h").origin == "http://h:80"
+
+
+# -- one name per knob ----------------------------------------------------------------
+
+
+async def test_http_async_client_is_used() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, json=_ok_body(1))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    c = make(api_key=KEY, endpoint=HOST, model="new-model", http_async_client=http)
+    assert await c.aembed_texts(["a"]) == [[0.5, 0.5]]
+    assert seen == [f"Bearer {KEY}"]
+    await c.aclose()
+    assert not http.is_closed  # injected: the caller closes it
+    await http.aclose()
+
+
+async def test_async_http_client_still_accepted_with_deprecation_warning() -> None:
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=_ok_body(1)))
+    )
+    with pytest.warns(DeprecationWarning, match="http_async_client"):
+        c = make(api_key=KEY, endpoint=HOST, model="new-model", async_http_client=http)
+    assert await c.aembed_texts(["a"]) == [[0.5, 0.5]]
+    await c.aclose()
+    await http.aclose()
+
+
+def _ok_body(n: int) -> dict[str, object]:
+    return {
+        "request_id": "rid",
+        "result": {"embeddings": [{"index": i, "embedding": [0.5, 0.5]} for i in range(n)]},
+        "usage": {"token_count": n},
+    }
+
+
+# -- lifecycle ------------------------------------------------------------------------
+
+
+def test_calls_after_close_raise_client_closed_error() -> None:
+    c = make(api_key=KEY, endpoint="http://127.0.0.1:9")
+    assert not c.is_closed
+    c.close()
+    assert c.is_closed
+    for call in (
+        lambda: c.embed_texts(["a"]),
+        lambda: c.embed([Content(text="a")]),
+        lambda: c.embed_images([b"x"]),
+        lambda: list(c.embed_iter(["a"])),
+    ):
+        with pytest.raises(ClientClosedError, match="closed"):
+            call()
+    c.close()  # idempotent
+
+
+def test_closed_client_never_rebuilds_its_thread_pool() -> None:
+    c = make(api_key=KEY, endpoint="http://127.0.0.1:9")
+    c.close()
+    with pytest.raises(ClientClosedError):
+        c._sync._pool()
+    assert c._sync._executor is None
+
+
+async def test_async_calls_after_aclose_raise_client_closed_error() -> None:
+    c = make(api_key=KEY, endpoint="http://127.0.0.1:9")
+    await c.aclose()
+    assert c.is_closed
+    with pytest.raises(ClientClosedError):
+        await c.aembed_texts(["a"])
+    with pytest.raises(ClientClosedError):
+        [v async for v in c.aembed_iter(["a"])]
+    with pytest.raises(ClientClosedError):
+        c.embed_texts(["a"])
+
+
+def test_client_closed_error_is_ours_and_a_runtime_error() -> None:
+    assert issubclass(ClientClosedError, OpenSearchMMError)
+    assert issubclass(ClientClosedError, RuntimeError)
+
+
+# -- the public surface ---------------------------------------------------------------
+
+
+def test_what_the_adapters_need_is_exported() -> None:
+    import opensearch_mm
+    from opensearch_mm.images import ImageInput
+    from opensearch_mm.inputs import require_many
+
+    for name in opensearch_mm.__all__:
+        assert hasattr(opensearch_mm, name), name
+    assert opensearch_mm.DEFAULT_WORKSPACE == "default"
+    assert opensearch_mm.ENV_API_KEY == ENV_API_KEY
+    assert opensearch_mm.ImageInput is ImageInput
+    assert opensearch_mm.require_many is require_many
+    assert opensearch_mm.ClientConfig is ClientConfig
+    import opensearch_mm.client as client_module
+
+    assert "DEFAULT_WORKSPACE" in client_module.__all__

@@ -118,3 +118,46 @@ def test_results() -> None:
     p = PartialResult([[1.0], None, [3.0], None], [1, 3])
     assert p.succeeded_indices == [0, 2]
     assert p.errors == {} and p.usage == Usage() and p.request_ids == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        APIConnectionError("reset"),
+        APITimeoutError("slow"),
+        ConfigurationError("bad"),
+        InputError("bad", index=1),
+        OpenSearchMMError("x"),
+    ],
+)
+def test_request_id_readable_on_every_error(error: OpenSearchMMError) -> None:
+    # ``except OpenSearchMMError as err: log(err.request_id)`` never raises AttributeError
+    assert error.request_id is None
+    assert error.partial is None
+
+
+def test_client_closed_error_has_request_id() -> None:
+    assert errors.ClientClosedError("closed").request_id is None
+
+
+def test_attributes_declared_on_the_base_classes() -> None:
+    assert "request_id" in OpenSearchMMError.__annotations__
+    assert "partial" in OpenSearchMMError.__annotations__
+    assert "status_code" in errors.APIStatusError.__annotations__
+    assert errors.APIStatusError.code is None and errors.APIStatusError.retry_after is None
+    assert APIConnectionError("x").endpoint is None
+    assert APITimeoutError("x").kind == "timeout" and APIConnectionError("x").kind == "other"
+
+
+def test_api_error_is_the_status_error_alias() -> None:
+    assert APIError is errors.APIStatusError
+    assert not issubclass(APIConnectionError, APIError)  # unlike openai's APIError
+    assert "APIStatusError" in (errors.__doc__ or "") and "openai" in (errors.__doc__ or "")
+
+
+def test_docstring_tree_names_every_error() -> None:
+    tree = errors.__doc__ or ""
+    for name in errors.__all__:
+        if name != "APIError":
+            assert f" {name} " in tree or f"── {name}" in tree, name
+    assert "retried" in tree and "stops the call" in tree

@@ -1,0 +1,351 @@
+"""Client configuration: arguments and environment variables resolved and checked once.
+
+:meth:`ClientConfig.resolve` is the one place where a client option is read from its
+argument or its environment variable, defaulted and checked. Every check raises
+:class:`ConfigurationError` naming the argument, so ``except ConfigurationError`` (or
+``except ValueError``) catches any bad option, whichever layer (client or adapter) was given it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import ssl
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import httpx
+
+from ._redact import Secrets
+from .batching import BODY_OVERHEAD, MAX_BODY_BYTES
+from .errors import ConfigurationError
+from .images import require_pillow
+from .inputs import EncodeOptions
+from .models import DEFAULT_MODEL, ModelInfo, model_info
+from .protocol import build_url, normalize_endpoint, request_headers
+from .ratelimit import RateLimiter, make_rate_limiter
+from .retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_QPS_MODE",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_WORKSPACE",
+    "ENV_API_KEY",
+    "ENV_ENDPOINT",
+    "ENV_WORKSPACE",
+    "ClientConfig",
+    "InsecureTransportWarning",
+    "SupportsSecretValue",
+]
+
+logger = logging.getLogger("opensearch_mm")
+
+ENV_API_KEY = "OPENSEARCH_MM_API_KEY"
+ENV_ENDPOINT = "OPENSEARCH_MM_ENDPOINT"
+ENV_WORKSPACE = "OPENSEARCH_MM_WORKSPACE"
+DEFAULT_WORKSPACE = "default"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 6
+DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_QPS_MODE: Literal["adaptive"] = "adaptive"
+MIN_IMAGE_SIDE = 16  # pixels; smaller than any model's useful input
+CONNECT_TIMEOUT_CAP = 10.0  # seconds: a host that does not accept in 10 s is not there
+
+
+@runtime_checkable
+class SupportsSecretValue(Protocol):
+    """A secret wrapper such as pydantic's ``SecretStr``."""
+
+    def get_secret_value(self) -> str: ...
+
+
+class InsecureTransportWarning(UserWarning):
+    """The API key is about to travel over plain http to a host that is not loopback."""
+
+
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One default TLS context per process: loading the CA bundle costs ~0.1 s of CPU,
+    which every client (sync and async pools alike) would otherwise pay again."""
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        _SSL_CONTEXT = httpx.create_ssl_context()
+    return _SSL_CONTEXT
+
+
+def secret_value(value: object) -> str | None:
+    """The key as a stripped str (``None`` when absent or blank); never echoes the value."""
+    if value is None:
+        return None
+    raw = value.get_secret_value() if isinstance(value, SupportsSecretValue) else value
+    if not isinstance(raw, str):
+        raise ConfigurationError("api_key must be a str (or a SecretStr)")
+    return raw.strip() or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_number(value: object) -> float | None:
+    """``value`` as a finite float > 0, or ``None`` if it is not one (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if 0 < number < math.inf else None
+
+
+def _check_timeout(timeout: object) -> float:
+    seconds = _positive_number(timeout)
+    if seconds is None:
+        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {_show(timeout)}")
+    return seconds
+
+
+def _check_max_retries(max_retries: object) -> int:
+    if max_retries is None:
+        raise ConfigurationError("max_retries cannot be None; use 0 to disable retries")
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an int >= 0, got {_show(max_retries)}")
+    return max_retries
+
+
+def _check_qps(qps: object) -> float | Literal["adaptive"] | None:
+    if qps is None:
+        return None
+    if qps == "adaptive":
+        return "adaptive"
+    rate = _positive_number(qps)
+    if rate is None:
+        raise ConfigurationError(
+            f"qps must be 'adaptive', a number of requests per second > 0 or None, got {_show(qps)}"
+        )
+    return rate
+
+
+def _show(value: object) -> str:
+    """A short, safe rendering of a bad option value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{type(value).__name__} value"
+
+
+@dataclass(frozen=True, repr=False)
+class ClientConfig:
+    """The resolved, checked configuration of one client (a value: frozen, comparable).
+
+    Build it with :meth:`resolve`; the fields are the final values, after environment
+    variables and defaults. The key is held in ``secrets`` and never shown by ``repr``.
+    """
+
+    base_url: str
+    workspace: str
+    model: str
+    model_info: ModelInfo
+    url: str
+    timeout: float
+    max_concurrency: int
+    retry_policy: RetryPolicy
+    qps: float | Literal["adaptive"] | None
+    rate_limiter: RateLimiter | None
+    image_max_side: int | None
+    downscale_oversized: bool
+    secrets: Secrets = field(compare=True)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | SupportsSecretValue | None = None,
+        endpoint: str | None = None,
+        workspace: str | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_policy: RetryPolicy | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        qps: float | Literal["adaptive"] | None = DEFAULT_QPS_MODE,
+        rate_limiter: RateLimiter | None = None,
+        image_max_side: int | None = None,
+        downscale_oversized: bool = False,
+    ) -> ClientConfig:
+        """Read each option from its argument, else its environment variable, else the
+        default, and check it.
+
+        Args:
+            api_key: The key (``str`` or ``SecretStr``); else ``OPENSEARCH_MM_API_KEY``.
+            endpoint: ``host``, ``https://host`` or ``http://host:port``; else
+                ``OPENSEARCH_MM_ENDPOINT``.
+            workspace: Else ``OPENSEARCH_MM_WORKSPACE``, else ``"default"``.
+            model: The service id.
+            timeout: Seconds per request (> 0).
+            max_retries: Retries per request (int >= 0); ignored when ``retry_policy``
+                is given.
+            retry_policy: Backoff settings; wins over ``max_retries``.
+            max_concurrency: Requests in flight (int >= 1).
+            qps: ``"adaptive"``, a pinned requests-per-second number, or ``None`` (off).
+            rate_limiter: A ready limiter; wins over ``qps``.
+            image_max_side: Downscale images whose longer side exceeds this (>= 16).
+            downscale_oversized: Re-encode an image too big for one request.
+
+        Returns:
+            The checked configuration.
+
+        Raises:
+            ConfigurationError: An option is missing or invalid; the message names it.
+        """
+        # The key goes straight into ``Secrets`` (whose repr hides it), never into a
+        # local variable that a traceback with captured locals would print.
+        secrets = Secrets(
+            (secret_value(api_key) or secret_value(os.environ.get(ENV_API_KEY)) or "",)
+        )
+        if not secrets[0]:
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable"
+            )
+        raw_endpoint = endpoint or os.environ.get(ENV_ENDPOINT)
+        if not raw_endpoint:
+            raise ConfigurationError(
+                f"no endpoint: pass endpoint=... (e.g. 'ops-cn-hangzhou.opensearch.aliyuncs.com')"
+                f" or set the {ENV_ENDPOINT} environment variable"
+            )
+        if not isinstance(raw_endpoint, str):
+            raise ConfigurationError(f"endpoint must be a str, got {type(raw_endpoint).__name__}")
+        base_url = normalize_endpoint(raw_endpoint)
+        workspace = workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
+        if not isinstance(workspace, str):
+            raise ConfigurationError(f"workspace must be a str, got {type(workspace).__name__}")
+        if not model or not isinstance(model, str):
+            raise ConfigurationError("model must be a non-empty service id")
+        if not _is_int(max_concurrency) or max_concurrency < 1:
+            raise ConfigurationError(
+                f"max_concurrency must be an int >= 1, got {_show(max_concurrency)}"
+            )
+        if image_max_side is not None:
+            if not _is_int(image_max_side) or image_max_side < MIN_IMAGE_SIDE:
+                raise ConfigurationError(
+                    f"image_max_side must be at least {MIN_IMAGE_SIDE} pixels, "
+                    f"got {_show(image_max_side)}"
+                )
+            require_pillow("image_max_side")
+        if not isinstance(downscale_oversized, bool):
+            raise ConfigurationError("downscale_oversized must be True or False")
+        if downscale_oversized:
+            require_pillow("downscale_oversized")
+        if retry_policy is None:
+            retry_policy = RetryPolicy(max_retries=_check_max_retries(max_retries))
+        elif not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError("retry_policy must be a RetryPolicy")
+        if rate_limiter is not None and not callable(getattr(rate_limiter, "acquire", None)):
+            raise ConfigurationError("rate_limiter must be a RateLimiter")
+        return cls(
+            base_url=base_url,
+            workspace=workspace,
+            model=model,
+            model_info=model_info(model),
+            url=build_url(base_url, workspace, model),
+            timeout=_check_timeout(timeout),
+            max_concurrency=max_concurrency,
+            retry_policy=retry_policy,
+            qps=_check_qps(qps),
+            rate_limiter=rate_limiter,
+            image_max_side=image_max_side,
+            downscale_oversized=downscale_oversized,
+            secrets=secrets,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientConfig(endpoint={self.base_url!r}, workspace={self.workspace!r}, "
+            f"model={self.model!r}, api_key='****')"
+        )
+
+    # -- what the client builds from it ----------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The endpoint's host name."""
+        return httpx.URL(self.base_url).host
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port`` of the endpoint: what error messages name (never a key)."""
+        url = httpx.URL(self.base_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        return f"{url.scheme}://{host}:{port}"
+
+    def headers(self) -> dict[str, str]:
+        """The headers of every request (they hold the key: never log them)."""
+        return request_headers(self.secrets[0])
+
+    def make_rate_limiter(self) -> RateLimiter:
+        """The injected limiter, or a new one for ``qps``."""
+        return self.rate_limiter or make_rate_limiter(self.qps)
+
+    def encode_options(self) -> EncodeOptions:
+        """How inputs are checked and encoded for this model."""
+        return EncodeOptions(
+            model=self.model_info,
+            max_item_bytes=MAX_BODY_BYTES - BODY_OVERHEAD,
+            image_max_side=self.image_max_side,
+            downscale_oversized=self.downscale_oversized,
+        )
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        """Per-request timeout; connecting gets at most ``CONNECT_TIMEOUT_CAP``."""
+        return httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_CAP))
+
+    def httpx_limits(self) -> httpx.Limits:
+        """Pool size: room for every request in flight plus as many kept alive."""
+        return httpx.Limits(
+            max_connections=self.max_concurrency * 2,
+            max_keepalive_connections=self.max_concurrency * 2,
+        )
+
+    def http_client(self) -> httpx.Client:
+        """A pooled sync client carrying the request headers (merged once, not per request)."""
+        return httpx.Client(
+            headers=self.headers(),
+            timeout=self.httpx_timeout(),
+            limits=self.httpx_limits(),
+            follow_redirects=False,
+            verify=ssl_context(),
+        )
+
+    def http_async_client(self) -> httpx.AsyncClient:
+        """The async twin of :meth:`http_client`."""
+        return httpx.AsyncClient(
+            headers=self.headers(),
+            timeout=self.httpx_timeout(),
+            limits=self.httpx_limits(),
+            follow_redirects=False,
+            verify=ssl_context(),
+        )
+
+    def warn_if_insecure(self, *, stacklevel: int) -> None:
+        """Warn (and log) when the key would travel over plain http to a remote host."""
+        if self.base_url.startswith("http://") and not is_loopback(self.host):
+            message = (
+                f"the API key will be sent over plain http to {self.host}; use https:// "
+                "unless this is a trusted private network (VPC endpoint)"
+            )
+            warnings.warn(message, InsecureTransportWarning, stacklevel=stacklevel + 1)
+            logger.warning(message)

@@ -1,0 +1,266 @@
+"""The life of one request, without I/O: one state machine for both drivers.
+
+Every transition of a request lives here (h11's rule: all state changes in one place)::
+
+    BOOK  --slot confirmed-->  SEND  --answer ok-------------------> DONE
+      ^                          |----failure, retry left---------> BOOK (after Retry.delay)
+      |__________________________|----failure, no retry / fatal---> FAILED
+
+A driver interprets the steps, and does only the sleeping and the sending::
+
+    request = Request(batch, ...)
+    for _ in range(request.max_attempts):
+        for wait in request.slot():        # book; sleep each wait; confirm or re-book
+            sleep(wait)
+        step = request.answered(response)  # or request.transport_failed(exc)
+        if isinstance(step, Done): return step.response
+        if isinstance(step, GiveUp): raise step.error
+        sleep(step.delay)                  # Retry
+
+The rate limiter sees exactly one ``observe(error_or_None, ticket)`` per request sent,
+whatever its outcome (success, error status, transport error), and none for a request
+that was never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    OpenSearchMMError,
+)
+from .protocol import BatchResponse, parse_response
+from .ratelimit import RateLimiter, Ticket
+from .retry import RetryPolicy
+
+__all__ = [
+    "Done",
+    "GiveUp",
+    "Request",
+    "Retry",
+    "Step",
+    "describe",
+    "map_transport_error",
+]
+
+logger = logging.getLogger("opensearch_mm")
+
+State = Literal["BOOK", "SEND", "DONE", "FAILED"]
+Event = Literal["confirmed", "answered", "retry", "give_up"]
+
+# Every legal transition; anything else is a bug in a driver and raises.
+_TRANSITIONS: dict[tuple[State, Event], State] = {
+    ("BOOK", "confirmed"): "SEND",
+    ("SEND", "answered"): "DONE",
+    ("SEND", "retry"): "BOOK",
+    ("SEND", "give_up"): "FAILED",
+}
+
+
+@dataclass(frozen=True)
+class Done:
+    """The request succeeded: ``response`` is its checked answer."""
+
+    response: BatchResponse
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The request failed but may succeed again: sleep ``delay`` seconds, then book again."""
+
+    delay: float
+    error: OpenSearchMMError
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The request failed for good: the driver raises ``error``."""
+
+    error: OpenSearchMMError
+
+
+Step = Done | Retry | GiveUp
+
+# OpenSSL's reasons when an https client reads a plain-http answer as a TLS record.
+_PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _plain_http(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLError):
+            reason = str(getattr(cause, "reason", None) or "").upper()
+            text = str(cause).upper().replace(" ", "_")
+            if reason in _PLAIN_HTTP_REASONS or any(r in text for r in _PLAIN_HTTP_REASONS):
+                return True
+    return False
+
+
+def map_transport_error(exc: httpx.HTTPError, origin: str) -> APIConnectionError:
+    """An httpx failure as one of ours, naming the endpoint (``scheme://host:port``).
+
+    The message holds the endpoint and the failure, never a header (so never the key).
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"request to {origin} timed out ({type(exc).__name__})", endpoint=origin
+        )
+    if isinstance(exc, httpx.ConnectError):
+        if any(isinstance(e, ConnectionRefusedError) for e in _causes(exc)):
+            return APIConnectionError(
+                f"connection to {origin} refused: nothing is listening there "
+                "(check the endpoint's host and port, and that the service is up)",
+                endpoint=origin,
+                kind="refused",
+            )
+        if _plain_http(exc):
+            plain = "http://" + origin.removeprefix("https://")
+            return APIConnectionError(
+                f"{origin} answered in plain http, not https: if the endpoint really "
+                f"serves plain http, write it as {plain!r}",
+                endpoint=origin,
+                kind="tls_mismatch",
+            )
+    return APIConnectionError(
+        f"connection to {origin} failed ({type(exc).__name__}: {exc})", endpoint=origin
+    )
+
+
+def describe(error: OpenSearchMMError) -> str:
+    """A short, key-free account of a failure for logs: status, code and request id."""
+    if isinstance(error, APIStatusError):
+        text = f"HTTP {error.status_code}" + (f" {error.code}" if error.code else "")
+    elif isinstance(error, APIConnectionError):
+        text = f"{type(error).__name__} ({error.kind}) to {error.endpoint}"
+    else:
+        text = type(error).__name__
+    if error.request_id:
+        text += f" (request_id={error.request_id})"
+    return text
+
+
+class Request:
+    """One request's state machine: booking, checking, feedback and the retry decision.
+
+    Pure: it calls the (sans-I/O) rate limiter and the response parser, and returns
+    what to do next; it never sleeps or sends. Methods called out of order raise
+    ``RuntimeError`` (a driver bug), and ``DONE``/``FAILED`` are terminal.
+    """
+
+    def __init__(
+        self,
+        body: bytes,
+        *,
+        expected: int,
+        dimensions: int | None,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        rng: random.Random,
+        secrets: tuple[str, ...],
+        origin: str,
+    ) -> None:
+        self.body = body
+        self.max_attempts = retry.max_retries + 1
+        self.state: State = "BOOK"
+        self.retries = 0
+        self._expected = expected
+        self._dimensions = dimensions
+        self._limiter = limiter
+        self._retry = retry
+        self._rng = rng
+        self._secrets = secrets
+        self._origin = origin
+        self._ticket: Ticket | None = None
+
+    def _move(self, event: Event) -> None:
+        target = _TRANSITIONS.get((self.state, event))
+        if target is None:
+            raise RuntimeError(f"request: {event!r} is not allowed in state {self.state}")
+        self.state = target
+
+    def slot(self) -> Iterator[float]:
+        """Book a send slot. Yields each wait (seconds) for the driver to sleep; ends once
+        the limiter confirms the slot, and the request may be sent."""
+        if self.state != "BOOK":
+            raise RuntimeError(f"request: cannot book in state {self.state}")
+        ticket = self._limiter.acquire()
+        while True:
+            if ticket.wait > 0:
+                yield ticket.wait
+            if self._limiter.confirm(ticket):
+                break
+            ticket = self._limiter.acquire()  # the rate was cut while waiting: re-book
+        self._ticket = ticket
+        self._move("confirmed")
+
+    def answered(self, status_code: int, headers: Mapping[str, str], content: bytes) -> Step:
+        """The service answered: check the answer and decide.
+
+        Returns:
+            ``Done`` with the checked answer, ``Retry`` or ``GiveUp`` with the error.
+        """
+        try:
+            result = parse_response(
+                status_code,
+                headers,
+                content,
+                expected=self._expected,
+                dimensions=self._dimensions,
+                secrets=self._secrets,
+            )
+        except OpenSearchMMError as exc:
+            return self._failed(exc)
+        self._observe(None)
+        self._move("answered")
+        return Done(result)
+
+    def transport_failed(self, exc: httpx.HTTPError) -> Step:
+        """Sending failed (connection, TLS, timeout): decide."""
+        return self._failed(map_transport_error(exc, self._origin))
+
+    def _observe(self, error: OpenSearchMMError | None) -> None:
+        if self.state != "SEND":
+            raise RuntimeError(f"request: no answer expected in state {self.state}")
+        self._limiter.observe(error, self._ticket)
+
+    def _failed(self, error: OpenSearchMMError) -> Step:
+        self._observe(error)
+        if not self._retry.should_retry(error, self.retries):
+            self._move("give_up")
+            return GiveUp(error)
+        delay = self._retry.delay(error, self.retries, self._rng)
+        self.retries += 1
+        self._move("retry")
+        logger.debug("retrying after %s: %s", type(error).__name__, error)
+        logger.info(
+            "Retrying request in %.2f seconds (retry %d of %d) after %s",
+            delay,
+            self.retries,
+            self._retry.max_retries,
+            describe(error),
+            extra={
+                "retry_delay": delay,
+                "retry_number": self.retries,
+                "max_retries": self._retry.max_retries,
+                "retry_error": error,
+            },
+        )
+        return Retry(delay, error)
