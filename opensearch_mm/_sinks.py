@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import base64
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -143,9 +144,12 @@ class JsonLinesWriter:
 
     def __init__(self, path: Path, start: int) -> None:
         self.path = path
+        # A device or a pipe (/dev/null, /dev/stdout) is written as it is, never cut.
+        self.regular = path.is_file() or not path.exists()
         self.fh: IO[bytes] = path.open("r+b" if path.exists() else "wb")
-        self.fh.truncate(start)
-        self.fh.seek(start)
+        if self.regular:
+            self.fh.truncate(start)
+            self.fh.seek(start)
         self.good = start
         self.count = 0
 
@@ -157,18 +161,22 @@ class JsonLinesWriter:
         self.count += 1
 
     def close(self) -> None:
-        """Flush, cut anything after the last complete line (an interrupted write)."""
+        """Flush, cut anything after the last complete line (an interrupted write).
+
+        Never raises: after a failed write (a full disk) what is on disk up to the last
+        complete line stays, and a resumed job cuts whatever follows it.
+        """
         if self.fh.closed:
             return
-        try:
-            self.fh.flush()
-        except OSError:
-            pass  # a full disk: what is on it up to ``good`` stays
-        finally:
-            try:
-                self.fh.truncate(self.good)
-            finally:
-                self.fh.close()
+        for step in (self.fh.flush, self._cut, self.fh.close):
+            with contextlib.suppress(OSError):
+                step()
+        if not self.fh.closed:  # pragma: no cover - close() raised before closing
+            self.fh.raw.close()  # type: ignore[attr-defined]
+
+    def _cut(self) -> None:
+        if self.regular:
+            self.fh.truncate(self.good)
 
 
 class StdoutWriter:

@@ -460,7 +460,7 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     client = _make_client(args)
     report = JobReport(inputs=len(inputs))
     vectors: list[list[float] | None]
-    failure: OpenSearchMMError | None = None
+    failure: OpenSearchMMError | OSError | None = None
     with retry_notices(report), closing(client):
         try:
             result = client.embed([{kind: value} for kind, value in inputs])
@@ -478,22 +478,23 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
             vectors = list(partial.embeddings) if partial is not None else [None] * len(inputs)
             if partial is not None:
                 report.usage, report.requests = partial.usage, len(partial.request_ids)
-    sink: Sink = StdoutWriter(keep=False)
-    if output is not None:
-        sink = (
-            ParquetWriter(output, 0, key="input")
-            if is_parquet(output)
-            else (JsonLinesWriter(output, 0))
-        )
+    records = [
+        {"input": number, kind: value, "embedding": vector}
+        for number, ((kind, value), vector) in enumerate(zip(inputs, vectors, strict=True), 1)
+        if vector is not None
+    ]
     where = "stdout" if output is None else str(output)
     try:
-        for number, ((kind, value), vector) in enumerate(zip(inputs, vectors, strict=True), 1):
-            if vector is not None:
-                sink.write({"input": number, kind: value, "embedding": vector})
-    finally:
-        sink.close()
-    if isinstance(sink, ParquetWriter) and sink.count:
-        sink.finish()
+        sink = _write_direct(records, output)
+    except OSError as exc:
+        # The vectors are paid for: rather than lose them, put them on stdout.
+        say(f"failed: cannot write {output} ({exc.strerror or exc}); the vectors follow on stdout")
+        sink = _write_direct(records, None)
+        failure = failure or exc
+        where = "stdout"
+    if isinstance(failure, OSError):
+        say(report.line())
+        return EXIT_API
     if failure is not None:
         problem, fix, _ = _failure(failure, client, args)
         say(f"failed: {problem}")
@@ -519,6 +520,25 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
         say(f"wrote {rows} vectors to {args.npy}")
     say(report.line())
     return EXIT_OK
+
+
+def _write_direct(records: list[dict[str, Any]], output: Path | None) -> Sink:
+    """Write the records of a direct-mode call to ``output`` (``None``: stdout)."""
+    sink: Sink = StdoutWriter(keep=False)
+    if output is not None:
+        sink = (
+            ParquetWriter(output, 0, key="input")
+            if is_parquet(output)
+            else (JsonLinesWriter(output, 0))
+        )
+    try:
+        for record in records:
+            sink.write(record)
+    finally:
+        sink.close()
+    if isinstance(sink, ParquetWriter) and sink.count:
+        sink.finish()
+    return sink
 
 
 def _check_existing(args: argparse.Namespace, output: Path, *, resumable: bool) -> None:

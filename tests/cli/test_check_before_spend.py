@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from opensearch_mm.emulator import Emulator
@@ -126,3 +127,31 @@ def test_an_npy_failure_at_the_end_keeps_the_vectors(server: Emulator, tmp_path:
 def test_images_in_direct_mode_are_checked_before_the_output(server: Emulator) -> None:
     err = _refused(server, "--text", "ok", "--image", str(DATA / "nope.png"))
     assert "--image #1: no such file" in err
+
+
+def test_a_full_disk_in_direct_mode_puts_the_vectors_on_stdout(server: Emulator) -> None:
+    ran = run_cli("embed", "--text", "a", "--text", "b", "-o", "/dev/full", env=service_env(server))
+    assert ran.code == 1
+    assert "cannot write /dev/full (No space left on device); the vectors follow on stdout" in (
+        ran.err
+    )
+    assert [(r["input"], r["text"]) for r in map(orjson.loads, ran.out.splitlines())] == [
+        (1, "a"),
+        (2, "b"),
+    ]
+    assert "Traceback" not in ran.err
+
+
+def test_a_full_disk_in_a_manifest_job_is_reported_and_resumable(
+    server: Emulator, tmp_path: Path
+) -> None:
+    ran = run_cli("embed", str(_manifest(tmp_path)), "-o", "/dev/full", env=service_env(server))
+    assert ran.code == 1
+    assert "failed: cannot write /dev/full (No space left on device)" in ran.err
+    assert "Traceback" not in ran.err
+
+
+def test_devices_are_written_as_they_are(server: Emulator, tmp_path: Path) -> None:
+    ran = run_cli("embed", str(_manifest(tmp_path)), "-o", "/dev/null", env=service_env(server))
+    assert ran.code == 0, ran.err
+    assert "done: 40 vectors in /dev/null" in ran.err
