@@ -10,11 +10,18 @@ the answer it feeds back success or throttling with :meth:`RateLimiter.observe`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
+import mmap
+import os
+import struct
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 from .errors import QuotaExceededError, RateLimitError
@@ -24,6 +31,7 @@ __all__ = [
     "AdaptiveRateLimiter",
     "FixedRateLimiter",
     "RateLimiter",
+    "SharedState",
     "Ticket",
     "UnlimitedRateLimiter",
     "make_rate_limiter",
@@ -31,13 +39,49 @@ __all__ = [
 
 DEFAULT_QPS = 10.0  # the documented default per account
 
+# Why each constant of AdaptiveRateLimiter has its value (docs/performance.md: the design).
+_SLOW_START_GAIN = 2.0  # QPS added per slot booked in a queue: the rate e-folds every 0.5 s
+_BETA = 0.95  # cut to 0.95 of the ceiling: below a limit refused <=5 % above it, avg 0.99 back
+_MAX_CUT = 0.5  # with no answer yet to measure, a 429 halves the rate
+_TRUST_RATE = 0.9  # accepted >= 0.9 x the refused rate: refused just above the limit
+_RETURN_SECONDS = 2.0  # climbing back takes >= 2 s of queued sends ...
+_RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 % at any cap
+_PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s ...
+_PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
+_PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
+_MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
+_PROBE_GAIN = 1.25  # accepting <= 1.25x the old ceiling after a probe: not a raised quota
+_GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
+_GOODPUT_REQUESTS = 10.0  # ... or the last 10 answers' time, so a low cap is not read from 1 or 2
+_BIN = 0.05  # sends and 429s are counted per 50 ms of send time (a twentieth of a window)
+_MAX_BINS = 4096  # 200 s of bins: the longest span (10 sends at the slowest rate) fits
+_LAG_REFUSALS = 1.5  # a send without a 429 for 1.5x the usual 429 time was accepted
+_REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's answer)
+_HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
+_HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
+_FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
+_MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
+_WINDOW_EVIDENCE = 3  # 429s above an in-flight count (and answers below) to read it as a cap
+_WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
+_POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
+_MIN_POLL = 0.001  # ... but not more often than each millisecond ...
+_MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_MAX_PROCESSES = 256  # processes one shared state counts requests in flight for
+_PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
+_STALE_SECONDS = 120.0  # an entry this old (and 20 answer times) was cancelled, not slow
+
 
 class Ticket(NamedTuple):
     """A booked send slot: ``wait`` seconds from the booking; ``epoch`` of the limiter's
-    rate at booking time (a throttle cut starts a new epoch)."""
+    rate at booking time (a throttle cut starts a new epoch); ``sent``, the slot's time on
+    the limiter's clock; ``rate``, the rate it was booked at; ``token``, which request it is
+    (for limiters that count requests in flight)."""
 
     wait: float
     epoch: int = 0
+    sent: float = 0.0
+    rate: float = 0.0
+    token: int = 0
 
 
 class RateLimiter(ABC):
@@ -113,101 +157,488 @@ class FixedRateLimiter(RateLimiter):
             return Ticket(self._book(self._clock()), self._epoch)
 
 
-class AdaptiveRateLimiter(FixedRateLimiter):
-    """Finds the account's real limit from 429s, starting at the documented 10 QPS.
+class _Bins:
+    """Sends and 429s counted per ``_BIN`` seconds of send time, in this process."""
 
-    * **Slow start**: while no 429 has come, each success raises the rate by
-      ``slow_start_gain`` requests/s, which doubles it about every 1.4 s when the limiter is
-      what holds the sender back (it does not grow while the caller sends less).
-    * The **first 429** halves the rate; later ones cut it by ``backoff`` (x0.8). A cut
-      starts a new epoch: slots booked before it are re-booked at the new rate
-      (:meth:`confirm`), and 429s for requests sent before it are not counted again, so
-      the burst of refusals from one overfull second is one signal, not many.
-    * **Probing**: without 429s the rate grows by ``probe_gain`` per success (about 2% a
-      second): a token bucket emptied by a cut refills while the rate climbs back, so
-      the sender holds about the real limit with a throttle every so often.
+    def __init__(self) -> None:
+        self._counts: dict[int, list[int]] = {}
 
-    Sends are evenly spaced (``1/rate`` apart), never bursts.
+    def add(self, key: int, kind: int) -> None:
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0, 0]
+            if len(self._counts) > _MAX_BINS:
+                for old in [k for k in self._counts if k <= key - _MAX_BINS]:
+                    del self._counts[old]
+        counts[kind] += 1
+
+    def sums(self, first: int, last: int) -> tuple[int, int]:
+        sent = refused = 0
+        for key in range(first, last):
+            counts = self._counts.get(key)
+            if counts is not None:
+                sent += counts[0]
+                refused += counts[1]
+        return sent, refused
+
+
+# What clients sharing one state (processes on one machine) share: every field of the
+# rate, the send schedule and the counts (see :class:`SharedState`). Concurrency caps and
+# answer times are learned per process.
+_SHARED_FIELDS = (
+    "_rate",
+    "_next",
+    "_epoch",
+    "slow_start",
+    "cuts",
+    "_ceiling",
+    "_floor",
+    "_busy",
+    "_last_book",
+    "_cut_busy",
+    "_ok_since_cut",
+    "_return_requests",
+    "_started",
+)
+
+
+class AdaptiveRateLimiter(RateLimiter):
+    """Finds the account's real limit from 429s alone, whatever shape the throttle has.
+
+    It paces sends evenly at a rate and reads one signal: a 429 for a request sent at the
+    current rate (an *epoch*; 429s for requests sent before the last cut, or before anything
+    sent since it has passed, are the same burst: one signal, not many). What it does with
+    it (``docs/performance.md`` has the reasoning):
+
+    * **Slow start** from the documented 10 QPS: the rate grows while sends queue behind it
+      and no 429 has come.
+    * **Remember, cut a little, return fast, probe gently.** A 429 for a request sent while
+      the account accepted about as much as was sent means the limit is just below that
+      rate: it becomes the *ceiling*. (Far above it, what the account accepted while
+      refusing is the ceiling.) The rate is cut to ``0.95 x`` ceiling, climbs back to it on
+      a concave curve, then probes above it by steps that double while nothing is refused:
+      a raised quota is found in seconds, a steady one costs about one 429 per cycle.
+    * **Concurrency caps.** Every request carries the number in flight when it was sent.
+      When 429s come only above some in-flight count, the limiter caps requests in flight
+      at that count (and tries one more now and then).
+    * A ``Retry-After``/``x-acs-retry-after`` hint on a 429 holds every send until then.
+
+    The rate only climbs while it is what holds the sender back. Thread-safe; one limiter
+    is shared by every call of a client. ``clock`` is for tests and simulations.
+
+    Args:
+        initial_qps: The rate to start from (the documented account default).
+        min_qps: Never slower than this.
+        max_qps: Never faster than this.
+        share: Coordinate with every other process on this machine that passes the same
+            value (an account name, say): they pace as one client, through a small file
+            (see :class:`SharedState`). ``None``: this limiter alone.
+        clock: Seconds, monotonic (with ``share``, the same clock in every process).
     """
 
     def __init__(
         self,
         initial_qps: float = DEFAULT_QPS,
         *,
-        min_qps: float = 0.5,
+        min_qps: float = 0.2,
         max_qps: float = 10_000.0,
-        slow_start_gain: float = 2.0,
-        probe_gain: float = 0.02,
-        backoff: float = 0.8,
-        margin: float = 0.95,
+        share: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(initial_qps, clock=clock)
         if not 0 < min_qps <= initial_qps <= max_qps:
             raise ValueError("need 0 < min_qps <= initial_qps <= max_qps")
-        if not 0 < backoff < 1:
-            raise ValueError("backoff must be within (0, 1)")
         self._min = float(min_qps)
         self._max = float(max_qps)
-        self._slow_start_gain = slow_start_gain
-        self._probe_gain = probe_gain
-        self._backoff = backoff
-        self._margin = margin
-        self._first_success: float | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rate = float(initial_qps)
+        self._next = 0.0  # the next free send slot
+        self._epoch = 0
         self.slow_start = True
         self.cuts = 0
-        self._recent: deque[float] = deque()  # answer times of the last second's successes
+        # The remembered ceiling, the rate the last cut went to, and the progress since.
+        self._ceiling = 0.0
+        self._floor = 0.0
+        self._busy = 0.0  # seconds during which sends queued behind the limiter
+        self._last_book = -1.0  # when the last slot was booked (-1: never)
+        self._cut_busy = 0.0
+        self._ok_since_cut = 0
+        self._return_requests = _RETURN_REQUESTS
+        self._started = -1.0  # the first send's time (-1: none yet)
+        # Per process: how long answers and 429s take, what is in flight.
+        self._refusal_time = _REFUSAL_TIME
+        self._latency = 0.0
+        self._tokens = itertools.count(1)
+        self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
+        self._window = _Window()
+        self._others = 0  # requests in flight in the other processes sharing the state
+        self._shared = SharedState(share) if share is not None else None
+        self._bins: _Bins | SharedState = self._shared or _Bins()
+        self._slots = [(self, name) for name in _SHARED_FIELDS]
+        self._slots += [(self._window, name) for name in _Window.FIELDS]
 
-    def _book(self, now: float) -> float:
-        wait = super()._book(now)
-        if self.slow_start and wait > 0:
-            # Slow start grows per booked slot while sends queue behind the limiter:
-            # growing per answer would lag by the whole queue of slots booked ahead.
-            self._rate = min(self._max, self._rate + self._slow_start_gain)
-        return wait
+    # -- what callers see ---------------------------------------------------------------
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def ceiling(self) -> float | None:
+        """The rate at which the account last refused requests (``None``: not yet)."""
+        return self._ceiling or None
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The concurrency cap learned from 429s (``None``: throttling is not by concurrency)."""
+        return self._window.limit if self._window.active else None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[float]:
+        """Hold the lock (and the shared file's, with its state loaded); yield the time."""
+        with self._lock:
+            shared = self._shared
+            if shared is None:
+                yield self._clock()
+                return
+            with shared.locked():
+                now = self._clock()
+                self._others = shared.load(self._slots, now)
+                yield now
+                shared.save(self._slots, len(self._in_flight), now)
+
+    def reserve(self) -> float:
+        return self.acquire().wait
+
+    def acquire(self) -> Ticket:
+        with self._locked() as now:
+            if self._window.full(len(self._in_flight) + self._others):
+                # Every allowed request is in flight: look again soon (a small share of an
+                # answer time, so a freed slot idles for little of a request's life).
+                poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
+                return Ticket(poll, -1, now + poll, self._rate, 0)
+            self._update_rate(now)
+            slot = self._next if self._next > now else now
+            wait = slot - now
+            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+            if wait > horizon and self._shared is None:
+                # Far down the queue: come back about when this slot is due, and book then,
+                # at the rate of that moment (a slot booked now would keep today's rate).
+                # Processes sharing a state book in the order they ask instead: turns alike.
+                return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
+            if self._last_book >= 0 and wait > 0:
+                self._busy += now - self._last_book
+            self._last_book = now
+            if self.slow_start and wait > 0:
+                # Slow start grows per booked slot while sends queue: per answer would lag by
+                # the whole queue of slots booked ahead.
+                self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
+            self._next = slot + 1.0 / self._rate
+            return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
 
     def confirm(self, ticket: Ticket) -> bool:
-        with self._lock:
-            return ticket.epoch == self._epoch
+        with self._locked() as now:
+            if ticket.epoch != self._epoch:
+                return False  # a cut since the booking (or a wait for a free slot): re-book
+            n = len(self._in_flight) + self._others + 1
+            if self._window.active and n > self._window.limit:
+                return False
+            if len(self._in_flight) > _PURGE_AT:
+                self._purge(now)
+            self._in_flight[ticket.token] = (now, n)
+            self._count(ticket, now, 0)
+            return True
 
-    def on_success(self, ticket: Ticket | None = None) -> None:
-        with self._lock:
-            now = self._clock()
-            if self.slow_start:
-                if self._first_success is None:
-                    self._first_success = now
-                recent = self._recent
-                recent.append(now)
-                while recent[0] < now - 1.0:
-                    recent.popleft()
-                return
-            if self._next > now:  # only while the limiter is what holds the sender back
-                self._rate = min(self._max, self._rate + self._probe_gain)
+    def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
+        with self._locked() as now:
+            sent = self._in_flight.pop(ticket.token, None) if ticket is not None else None
+            n = 0
+            if sent is not None:
+                took, n = now - sent[0], sent[1]
+                if error is None:
+                    self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+                elif isinstance(error, RateLimitError):
+                    self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
+            if error is None:
+                if ticket is None or ticket.epoch == self._epoch:
+                    self._ok_since_cut += 1
+                self._window.ok(n)
+            elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+                self._count(ticket, now, 1)
+                self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
 
-    def on_throttle(self, ticket: Ticket | None = None) -> None:
-        with self._lock:
-            if ticket is not None and ticket.epoch != self._epoch:
-                return  # sent before the last cut: already accounted for
-            now = self._clock()
-            if self.slow_start:
-                # The bucket is empty now. What it let through in the last ``window``
-                # seconds is its rate times the window plus what it held (about a
-                # second's worth): a little under that estimate, and never more than half
-                # the rate that was refused.
-                while self._recent and self._recent[0] < now - 1.0:
-                    self._recent.popleft()
-                start = now if self._first_success is None else self._first_success
-                window = min(1.0, now - start)
-                estimate = self._margin * len(self._recent) / (1.0 + window)
-                rate = min(self._rate * 0.5, estimate) if estimate > 0 else self._rate * 0.5
-                self.slow_start = False
-                self._recent.clear()
+    # -- the algorithm (lock held) --------------------------------------------------------
+    def _count(self, ticket: Ticket | None, now: float, kind: int) -> None:
+        sent = ticket.sent if ticket is not None and ticket.sent else now
+        if self._started < 0:
+            self._started = sent
+        self._bins.add(int(sent / _BIN), kind)
+
+    def _update_rate(self, now: float) -> None:
+        if self.slow_start:
+            return
+        spent = self._busy - self._cut_busy
+        done = self._ok_since_cut
+        x = min(spent / _RETURN_SECONDS, done / self._return_requests)
+        ceiling = self._ceiling
+        if x < 1.0:
+            rate = ceiling - (ceiling - self._floor) * (1.0 - x) ** 3
+        else:
+            y = min(
+                (spent - _RETURN_SECONDS) / _PROBE_SECONDS,
+                (done - self._return_requests) / _PROBE_REQUESTS,
+            )
+            rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
+            good = self._goodput(now)
+            if good > 0 and not self._window.active:
+                # Never send more than twice what the account has been accepting: a 429
+                # takes a moment to come, and an overshoot of more costs a burst of them.
+                # (Under a concurrency cap the cap holds the sends; pacing must not.)
+                rate = min(rate, max(ceiling, _MAX_LEAD * good))
+        self._rate = min(self._max, max(self._min, rate))
+
+    def _goodput(self, now: float) -> float:
+        """Requests/s the account accepted of those sent lately: see :meth:`_measure`."""
+        return self._measure(now)[0]
+
+    def _measure(self, now: float) -> tuple[float, int]:
+        """(accepted per second, refused) among the sends of the last second (or of the
+        last ten sends' time at low rates), by send time. A 429 comes back at once, an
+        answer after the service's work: so a send is counted as accepted once it has had
+        1.5 times the usual 429 time without one. 0 before any send."""
+        if self._started < 0:
+            return 0.0, 0
+        span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+        end = now - _LAG_REFUSALS * self._refusal_time
+        start = max(end - span, self._started)
+        if end - start < _BIN:
+            return 0.0, 0
+        first, last = int(start / _BIN), int(end / _BIN)
+        sent, refused = self._bins.sums(first, last)
+        floor = _GOODPUT_SECONDS if end - self._started > span else 0.0
+        return max(0, sent - refused) / max(floor, (last - first) * _BIN), refused
+
+    def _on_throttle(
+        self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
+    ) -> None:
+        if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
+            self._next = max(self._next, now + float(retry_after))
+        if n and self._window.throttled(n):
+            return  # explained by the number in flight: not a rate signal
+        if ticket is not None and ticket.epoch != self._epoch:
+            return  # sent before the last cut: that burst was already counted
+        if not self._ok_since_cut and not self.slow_start:
+            # Nothing sent since the cut has passed yet: the throttle that refused the
+            # last burst (a window still full, however long; a bucket still empty) is
+            # still refusing. Cutting again would only count the same burst twice.
+            return
+        sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
+        good, refused = self._measure(now)
+        self._return_requests = _RETURN_REQUESTS
+        previous = self._ceiling
+        if not self.slow_start and good >= _TRUST_RATE * sent_at:
+            ceiling = sent_at  # refused just above what it accepts: the limit is about here
+        elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
+            # A probe went well past the ceiling before the 429 came (a window refuses only
+            # once it is full): the limit is between the two. A fixed window straddled by
+            # the last second can let through more than its limit in it, so meet halfway.
+            ceiling = (previous + min(good, sent_at)) / 2.0
+        else:
+            self._return_requests = _FAST_RETURN_REQUESTS
+            # Far above the limit (the ramp overshot, or the quota was cut): while a sender
+            # is refused, what the account accepts is its limit, whatever the throttle's
+            # shape. If none of the measured sends was refused, it is only a floor.
+            if refused and good > 0:
+                ceiling = min(good, _TRUST_RATE * sent_at)
             else:
-                rate = self._rate * self._backoff
-            self._rate = max(self._min, rate)
-            self._epoch += 1
-            self.cuts += 1
-            self._next = now + 1.0 / self._rate
+                ceiling = max(good, _MAX_CUT * sent_at)
+        self.slow_start = False
+        self._ceiling = min(self._max, max(self._min, ceiling))
+        self._floor = max(self._min, _BETA * self._ceiling)
+        self._rate = self._floor
+        self._epoch += 1
+        self.cuts += 1
+        self._cut_busy = self._busy
+        self._ok_since_cut = 0
+        self._next = max(self._next if retry_after else 0.0, now + 1.0 / self._rate)
+
+    def _purge(self, now: float) -> None:
+        """Forget requests whose answer never came back to ``observe`` (a cancelled task)."""
+        stale = now - max(_STALE_SECONDS, 20.0 * self._latency)
+        for token in [t for t, (at, _) in self._in_flight.items() if at < stale]:
+            del self._in_flight[token]
+
+
+class SharedState:
+    """A limiter's state in a small file that processes on one machine map and lock.
+
+    The file (in the temp directory, named from a hash of ``key``) holds the rate, the
+    next send slot and the last minutes of send/429 counts. Each limiter call locks it
+    (``fcntl.flock``), reads the state, updates it and writes it back: the processes pace
+    as one client, so the account sees one evenly paced stream and each process gets
+    slots in turn. POSIX only (``fcntl``).
+    """
+
+    _MAGIC = 0x4F534D4D52415431  # "OSMMRAT1"
+
+    def __init__(self, key: str, directory: str | os.PathLike[str] | None = None) -> None:
+        import fcntl  # noqa: F401  (POSIX only: fail here, clearly, elsewhere)
+
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+        folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+        self.path = folder / f"opensearch-mm-rate-{digest}"
+        self._head = struct.Struct(f"<Q{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        self._bin = struct.Struct("<qii")
+        self._proc = struct.Struct("<qqd")  # pid, requests in flight, when written
+        self._table = self._head.size + _MAX_BINS * self._bin.size
+        self._pid = os.getpid()
+        size = self._table + _MAX_PROCESSES * self._proc.size
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._lock_fd = os.open(self.path, os.O_RDWR)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        import fcntl
+
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def load(self, slots: list[tuple[object, str]], now: float) -> int:
+        """Set each ``(object, attribute)`` from the file; return the requests in flight
+        in the other processes."""
+        magic, *values = self._head.unpack_from(self._map, 0)
+        if magic != self._MAGIC or values[1] > now + _STALE_SECONDS:
+            return 0  # a new file (or one from before a reboot): this limiter's state is it
+        for (owner, name), value in zip(slots, values, strict=True):
+            setattr(owner, name, type(getattr(owner, name))(value))
+        others = 0
+        for i in range(_MAX_PROCESSES):
+            offset = self._table + i * self._proc.size
+            pid, count, stamp = self._proc.unpack_from(self._map, offset)
+            if pid and pid != self._pid and count > 0 and stamp > now - _STALE_SECONDS:
+                others += count  # (a process gone for minutes no longer counts)
+        return others
+
+    def save(self, slots: list[tuple[object, str]], in_flight: int, now: float) -> None:
+        """Write each ``(object, attribute)`` and this process's requests in flight."""
+        values = [float(getattr(owner, name)) for owner, name in slots]
+        self._head.pack_into(self._map, 0, self._MAGIC, *values)
+        free = None
+        for i in range(_MAX_PROCESSES):
+            offset = self._table + i * self._proc.size
+            pid, count, stamp = self._proc.unpack_from(self._map, offset)
+            if pid == self._pid:
+                self._proc.pack_into(self._map, offset, self._pid, in_flight, now)
+                return
+            if free is None and (not pid or count <= 0 or stamp <= now - _STALE_SECONDS):
+                free = offset
+        if free is not None and in_flight:
+            self._proc.pack_into(self._map, free, self._pid, in_flight, now)
+
+    def add(self, key: int, kind: int) -> None:
+        offset = self._head.size + (key % _MAX_BINS) * self._bin.size
+        stamp, sent, refused = self._bin.unpack_from(self._map, offset)
+        if stamp != key:
+            stamp, sent, refused = key, 0, 0
+        if kind:
+            refused += 1
+        else:
+            sent += 1
+        self._bin.pack_into(self._map, offset, stamp, sent, refused)
+
+    def sums(self, first: int, last: int) -> tuple[int, int]:
+        sent = refused = 0
+        for key in range(first, last):
+            offset = self._head.size + (key % _MAX_BINS) * self._bin.size
+            stamp, s, r = self._bin.unpack_from(self._map, offset)
+            if stamp == key:
+                sent += s
+                refused += r
+        return sent, refused
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._lock_fd)
+
+
+class _Window:
+    """Learns a concurrency cap: 429s that come only above some number in flight.
+
+    ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
+    once at least half the requests sent above it were refused while requests at or below
+    it were answered (a rate throttle refuses requests whatever the number in flight, so
+    answers above the limit keep it off). While active, after enough answers without a 429
+    it allows one more, then two, four... more (a raised cap is found quickly); a 429 at
+    or below the limit means the cap moved down, or was never a concurrency cap: learn
+    again from there.
+    """
+
+    FIELDS = ("limit", "active", "_over_ok", "_over_bad", "_under_ok", "_since", "_step")
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self.active = False
+        self._over_ok = 0
+        self._over_bad = 0
+        self._under_ok = 0
+        self._since = 0  # answers since the last change of the limit
+        self._step = 1
+
+    def full(self, in_flight: int) -> bool:
+        return self.active and in_flight >= self.limit
+
+    def _candidate(self, limit: int) -> None:
+        self.limit, self.active = limit, False
+        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
+
+    def ok(self, n: int) -> None:
+        if not self.limit or not n:
+            return
+        if not self.active:
+            if n > self.limit:
+                self._over_ok += 1
+            else:
+                self._under_ok += 1
+            return
+        self._since += 1
+        if self._since * self._step >= _WINDOW_PROBE_ANSWERS * self.limit:
+            self.limit += self._step
+            self._step *= 2
+            self._since = 0
+
+    def throttled(self, n: int) -> bool:
+        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
+        if self.active:
+            if n > self.limit:
+                return True  # a send that raced a freed slot
+            if n > 1:
+                # The slot just probed was refused, or the cap moved down: it is below n.
+                self.limit, self._step, self._since = n - 1, 1, 0
+                return True
+            self.active = False  # refused with nothing else in flight: not a concurrency cap
+            self._candidate(0)
+            return False
+        if not self.limit or n - 1 < self.limit:
+            self._candidate(n - 1)
+            return False
+        if n > self.limit:
+            self._over_bad += 1
+        if (
+            self._over_bad >= _WINDOW_EVIDENCE
+            and self._over_bad >= self._over_ok
+            and self._under_ok >= _WINDOW_EVIDENCE * self.limit
+        ):
+            self.active, self._step, self._since = True, 1, 0
+            return True
+        return False
 
 
 def make_rate_limiter(qps: float | str | None) -> RateLimiter:

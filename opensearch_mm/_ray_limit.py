@@ -1,0 +1,465 @@
+"""One rate limit shared by many processes: a coordinator that leases send slots in blocks.
+
+The coordinator owns one ordinary limiter (:func:`~opensearch_mm.ratelimit.make_rate_limiter`),
+so every adaptive rule lives once, in :mod:`opensearch_mm.ratelimit`. Each process holds a
+:class:`SharedRateLimiter`: it books send slots from a block leased from the coordinator
+(one remote call per block, not per request) and forwards what the service answered
+(successes in batches, throttles at once) for the coordinator's limiter to learn from.
+
+Nothing here imports Ray: the coordinator is a plain class (``opensearch_mm.ray`` runs it
+as an actor) and the local side talks to it through a :class:`CoordinatorLink`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from . import errors
+from .errors import OpenSearchMMError, RateLimitError
+from .ratelimit import RateLimiter, Ticket, make_rate_limiter
+
+__all__ = [
+    "CoordinatorLink",
+    "ErrorInfo",
+    "Observation",
+    "RateCoordinator",
+    "Reply",
+    "SharedRateLimiter",
+    "Slot",
+    "SlotUnused",
+    "describe_error",
+    "rebuild_error",
+]
+
+ErrorInfo = tuple[str, str, int | None, str | None, float | None]
+"""An error reduced to what a limiter may look at: class name, message, HTTP status,
+service code, ``Retry-After`` seconds. Exceptions of this package do not all survive
+pickling (keyword-only constructors), so observations travel in this form."""
+
+
+class Observation(NamedTuple):
+    """What became of one leased slot: the coordinator ``incarnation`` that issued it, its
+    ``slot`` id, whether a request was ``sent`` in it, and the answer's error (``None``
+    for a success)."""
+
+    incarnation: str
+    slot: int
+    sent: bool
+    error: ErrorInfo | None = None
+
+
+class Slot(NamedTuple):
+    """A leased send slot: its id, the wall-clock ``time.time()`` to send at, and the
+    limiter's ``generation`` (number of rate cuts) when it was booked."""
+
+    slot: int
+    at: float
+    generation: int
+
+
+class Reply(NamedTuple):
+    """The coordinator's answer to a lease or an observation flush."""
+
+    incarnation: str
+    """Changes when the coordinator restarts (its limiter then starts afresh)."""
+    generation: int
+    """Rate cuts so far: slots of an older generation were booked at a rate since cut."""
+    slots: list[Slot]
+    retry_in: float
+    """With no slots: the limiter asks to come back after this many seconds."""
+    rate: float | None
+
+
+class SlotUnused(Exception):
+    """Fed to the coordinator's limiter for a slot no request was sent in: it frees the
+    slot (a limiter counting requests in flight forgets it) and is no rate signal."""
+
+
+def describe_error(error: BaseException) -> ErrorInfo:
+    """``error`` as :data:`ErrorInfo`."""
+    if isinstance(error, errors.APIError):
+        return (
+            type(error).__name__,
+            error.message,
+            error.status_code,
+            error.code,
+            error.retry_after,
+        )
+    return (type(error).__name__, str(error), None, None, None)
+
+
+def rebuild_error(info: ErrorInfo) -> BaseException:
+    """An exception equivalent to the one :func:`describe_error` described."""
+    name, message, status, code, retry_after = info
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.APIError) and status is not None:
+        return cls(message, status_code=status, code=code, retry_after=retry_after)
+    if isinstance(cls, type) and issubclass(cls, OpenSearchMMError):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return OpenSearchMMError(message)
+
+
+class RateCoordinator:
+    """The single owner of the account's limiter; hands out send slots in blocks.
+
+    Each slot is booked (``acquire``) and confirmed on the limiter when it is leased, so
+    the limiter sees the send at the slot's time; what became of it comes back later as
+    an :class:`Observation` and is fed to ``observe`` with the slot's own ticket. A slot
+    no request used is handed back as :class:`SlotUnused`; one never heard of again
+    (its process died) is freed after ``forget_after`` seconds.
+
+    A block covers about ``horizon`` seconds of the current rate, split between the
+    processes that leased in the last second, so an idle or dead process wastes at most
+    that much of the account's capacity.
+
+    Args:
+        qps: ``"adaptive"`` or a number, as for the client (``None`` is refused: an
+            unlimited account needs no coordinator).
+        horizon: Seconds of sending one lease covers, shared by the active processes.
+        max_block: Most slots in one lease.
+        limiter: Use this limiter instead of ``make_rate_limiter(qps)`` (tests).
+        clock: Wall clock (``time.time``): slot times are compared across processes.
+    """
+
+    def __init__(
+        self,
+        qps: float | str | None = "adaptive",
+        *,
+        horizon: float = 0.2,
+        max_block: int = 64,
+        forget_after: float = 120.0,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limiter is None:
+            if qps is None:
+                raise ValueError("an unlimited rate (qps=None) needs no coordinator")
+            limiter = make_rate_limiter(qps)
+        if not horizon > 0:
+            raise ValueError("horizon must be > 0")
+        if max_block < 1:
+            raise ValueError("max_block must be >= 1")
+        self.limiter = limiter
+        self.incarnation = uuid.uuid4().hex
+        self._horizon = horizon
+        self._max_block = max_block
+        self._forget_after = forget_after
+        self._clock = clock
+        self._seen: dict[str, float] = {}  # process id -> last lease time
+        self._issued: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self.booked = 0
+        self.sent = 0
+        self.unused = 0
+        self.throttles = 0
+
+    @property
+    def generation(self) -> int:
+        """Rate cuts so far (the limiter's ``cuts``; 0 for a limiter that never cuts)."""
+        cuts = getattr(self.limiter, "cuts", 0)
+        return cuts if isinstance(cuts, int) else 0
+
+    def _apply(self, observations: list[Observation]) -> None:
+        for obs in observations:
+            if obs.incarnation != self.incarnation:
+                continue  # issued by a coordinator before a restart: its tickets are gone
+            issued = self._issued.pop(obs.slot, None)
+            if issued is None:
+                continue
+            ticket = issued[0]
+            if not obs.sent:
+                self.limiter.observe(SlotUnused(), ticket)
+                self.unused += 1
+                continue
+            error = None if obs.error is None else rebuild_error(obs.error)
+            self.limiter.observe(error, ticket)
+            self.sent += 1
+            if isinstance(error, RateLimitError):
+                self.throttles += 1
+
+    def _forget(self, now: float) -> None:
+        old = [k for k, (_, t) in self._issued.items() if t < now - self._forget_after]
+        for key in old:
+            ticket, _ = self._issued.pop(key)
+            self.limiter.observe(SlotUnused(), ticket)
+            self.unused += 1
+
+    def _block_size(self, now: float) -> int:
+        active = sum(1 for t in self._seen.values() if t > now - 1.0)
+        rate = self.limiter.rate
+        if rate is None:
+            return self._max_block
+        return max(1, min(self._max_block, math.ceil(rate * self._horizon / max(1, active))))
+
+    def _reply(self, slots: list[Slot], retry_in: float = 0.0) -> Reply:
+        return Reply(self.incarnation, self.generation, slots, retry_in, self.limiter.rate)
+
+    def lease(self, client: str, observations: list[Observation]) -> Reply:
+        """Apply ``observations``, then book a block of send slots for ``client``."""
+        with self._lock:
+            self._apply(observations)
+            now = self._clock()
+            self._seen[client] = now
+            for key in [k for k, t in self._seen.items() if t < now - 10.0]:
+                del self._seen[key]
+            if len(self._issued) > 1000:
+                self._forget(now)
+            slots: list[Slot] = []
+            for _ in range(self._block_size(now)):
+                ticket = self.limiter.acquire()
+                if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
+                    if not slots:
+                        return self._reply([], max(ticket.wait, 0.001))
+                    break
+                if not self.limiter.confirm(ticket):
+                    continue
+                slot = next(self._ids)
+                self._issued[slot] = (ticket, now)
+                slots.append(Slot(slot, now + ticket.wait, self.generation))
+            self.booked += len(slots)
+            return self._reply(slots, 0.0 if slots else 0.01)
+
+    def observe(self, client: str, observations: list[Observation]) -> Reply:
+        """Apply ``observations``; the reply carries the current generation."""
+        with self._lock:
+            self._apply(observations)
+            return self._reply([])
+
+    def status(self) -> dict[str, Any]:
+        """Counters for monitoring and tests."""
+        with self._lock:
+            return {
+                "rate": self.limiter.rate,
+                "booked": self.booked,
+                "sent": self.sent,
+                "unused": self.unused,
+                "throttles": self.throttles,
+                "generation": self.generation,
+                "outstanding": len(self._issued),
+                "incarnation": self.incarnation,
+            }
+
+
+H = TypeVar("H")
+
+
+class CoordinatorLink(ABC, Generic[H]):
+    """How a :class:`SharedRateLimiter` reaches its coordinator: calls return a handle
+    (``H``) that can be polled and waited on."""
+
+    @abstractmethod
+    def lease(self, client: str, observations: list[Observation]) -> H:
+        """Start a :meth:`RateCoordinator.lease` call."""
+
+    @abstractmethod
+    def observe(self, client: str, observations: list[Observation]) -> H:
+        """Start a :meth:`RateCoordinator.observe` call."""
+
+    @abstractmethod
+    def ready(self, handles: list[H]) -> list[H]:
+        """The handles whose reply has arrived (never blocks)."""
+
+    @abstractmethod
+    def result(self, handle: H, timeout: float) -> Reply:
+        """Wait for a reply; raise if it cannot come (the caller retries)."""
+
+
+_NOT_A_SLOT = -1
+
+
+class SharedRateLimiter(RateLimiter, Generic[H]):
+    """The local side of a coordinated limit: a :class:`RateLimiter` for one client.
+
+    ``acquire`` hands out the next slot of the leased block (leasing the next block in
+    the background when this one runs low); ``confirm`` refuses a slot booked before a
+    rate cut the coordinator has told of since; ``observe`` queues the answer and sends
+    the queue to the coordinator every ``flush_interval`` seconds, every ``flush_size``
+    answers, or at once for a throttle. Slots not used (dropped as too late or cut) go
+    back the same way, so the coordinator's limiter hears of every slot once.
+
+    Args:
+        link: The way to the coordinator.
+        flush_interval: Longest time a success waits before it is forwarded.
+        flush_size: Forward when this many answers are queued.
+        max_late: A slot older than this many seconds is handed back, not used late (a
+            late slot would bunch up with the slots of other processes).
+        retry_for: Keep retrying an unreachable coordinator this long (it restarts),
+            then raise :class:`~opensearch_mm.errors.OpenSearchMMError`.
+        clock: Wall clock, as the coordinator's.
+    """
+
+    def __init__(
+        self,
+        link: CoordinatorLink[H],
+        *,
+        flush_interval: float = 0.1,
+        flush_size: int = 32,
+        max_late: float = 0.25,
+        retry_for: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._link = link
+        self._id = uuid.uuid4().hex
+        self._flush_interval = flush_interval
+        self._flush_size = flush_size
+        self._max_late = max_late
+        self._retry_for = retry_for
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slots: deque[tuple[str, Slot]] = deque()
+        self._block = 1
+        self._incarnation: str | None = None
+        self._generation = 0
+        self._retry_in = 0.0
+        self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
+        self._ticket_ids = itertools.count()
+        self._queue: list[Observation] = []
+        self._last_flush = clock()
+        self._prefetch: H | None = None
+        self._pending: list[H] = []
+        self._rate: float | None = None
+
+    # -- RateLimiter -------------------------------------------------------------------
+
+    @property
+    def rate(self) -> float | None:
+        """The account's rate as last heard from the coordinator."""
+        return self._rate
+
+    def reserve(self) -> float:
+        return self.acquire().wait
+
+    def acquire(self) -> Ticket:
+        with self._lock:
+            self._poll()
+            now = self._clock()
+            self._drop_unusable(now)
+            if self._prefetch is None and len(self._slots) <= self._block // 2:
+                self._prefetch = self._link.lease(self._id, self._take_queue())
+            if not self._slots:
+                if self._prefetch is None:
+                    self._prefetch = self._link.lease(self._id, self._take_queue())
+                handle, self._prefetch = self._prefetch, None
+                self._absorb(self._wait(handle))
+                now = self._clock()
+                self._drop_unusable(now)
+                if not self._slots:  # the limiter asked to come back later
+                    return Ticket(max(self._retry_in, 0.001), _NOT_A_SLOT)
+            incarnation, slot = self._slots.popleft()
+            ticket_id = next(self._ticket_ids)
+            self._tickets[ticket_id] = (incarnation, slot)
+            return Ticket(max(0.0, slot.at - now), ticket_id)
+
+    def confirm(self, ticket: Ticket) -> bool:
+        with self._lock:
+            if ticket.epoch == _NOT_A_SLOT:
+                return False
+            self._poll()
+            held = self._tickets.get(ticket.epoch)
+            if held is None:
+                return False
+            if self._usable(*held):
+                return True
+            del self._tickets[ticket.epoch]
+            self._queue.append(Observation(held[0], held[1].slot, False))
+            return False
+
+    def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
+        with self._lock:
+            held = self._tickets.pop(ticket.epoch, None) if ticket is not None else None
+            if held is not None:
+                info = None if error is None else describe_error(error)
+                self._queue.append(Observation(held[0], held[1].slot, True, info))
+            if (
+                isinstance(error, RateLimitError)
+                or len(self._queue) >= self._flush_size
+                or self._clock() - self._last_flush >= self._flush_interval
+            ):
+                self._send_queue()
+            self._poll()
+
+    def flush(self) -> None:
+        """Forward the queued answers now (call when a unit of work ends)."""
+        with self._lock:
+            self._send_queue()
+            self._poll()
+
+    # -- internals (lock held) ----------------------------------------------------------
+
+    def _send_queue(self) -> None:
+        if self._queue:
+            self._pending.append(self._link.observe(self._id, self._take_queue()))
+
+    def _usable(self, incarnation: str, slot: Slot) -> bool:
+        return incarnation == self._incarnation and slot.generation >= self._generation
+
+    def _take_queue(self) -> list[Observation]:
+        queue, self._queue = self._queue, []
+        self._last_flush = self._clock()
+        return queue
+
+    def _drop_unusable(self, now: float) -> None:
+        kept: deque[tuple[str, Slot]] = deque()
+        for incarnation, slot in self._slots:
+            if slot.at < now - self._max_late or not self._usable(incarnation, slot):
+                if incarnation == self._incarnation:
+                    self._queue.append(Observation(incarnation, slot.slot, False))
+            else:
+                kept.append((incarnation, slot))
+        self._slots = kept
+
+    def _absorb(self, reply: Reply) -> None:
+        if reply.incarnation != self._incarnation:
+            self._incarnation = reply.incarnation
+            self._generation = reply.generation
+        else:
+            self._generation = max(self._generation, reply.generation)
+        self._rate = reply.rate
+        self._retry_in = reply.retry_in
+        if reply.slots:
+            self._block = len(reply.slots)
+            self._slots.extend((reply.incarnation, slot) for slot in reply.slots)
+
+    def _poll(self) -> None:
+        handles = list(self._pending)
+        if self._prefetch is not None:
+            handles.append(self._prefetch)
+        if not handles:
+            return
+        for handle in self._link.ready(handles):
+            if self._prefetch is not None and handle == self._prefetch:
+                self._prefetch = None
+            else:
+                self._pending.remove(handle)
+            # A lost flush loses its observations; the limit itself still holds.
+            with contextlib.suppress(Exception):
+                self._absorb(self._link.result(handle, timeout=0.0))
+
+    def _wait(self, handle: H) -> Reply:
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.05
+        while True:
+            try:
+                return self._link.result(handle, timeout=max(1.0, self._retry_for))
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise OpenSearchMMError(
+                        f"the shared rate coordinator did not answer for {self._retry_for:.0f} s "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+                handle = self._link.lease(self._id, [])

@@ -1,0 +1,427 @@
+"""Run the real rate limiter against throttle models in virtual time: no sockets, no sleeps.
+
+A discrete-event simulation of clients sharing one account. Each client is one limiter
+(:class:`~opensearch_mm.ratelimit.RateLimiter`, the real code, reading a virtual clock) and a
+pool of workers that do exactly what the drivers do for every request: ``acquire``, wait
+``ticket.wait``, ``confirm`` (or acquire again), send, ``observe`` the answer, and after a 429
+wait what :class:`~opensearch_mm.retry.RetryPolicy` says before trying again. The service is
+one :mod:`throttle model <opensearch_mm.emulator._throttle>` with a latency model. The same
+seed gives the same run, so tests can assert on the numbers.
+
+>>> result = simulate(Scenario("fixed", qps=20, seconds=30))   # doctest: +SKIP
+>>> result.ratio, result.throttled_share                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import math
+import random
+import uuid
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from ..errors import RateLimitError
+from ..ratelimit import AdaptiveRateLimiter, RateLimiter
+from ..retry import RetryPolicy
+from ._throttle import Latency, Throttle, make_throttle
+
+__all__ = [
+    "ClientResult",
+    "Result",
+    "Scenario",
+    "format_table",
+    "simulate",
+    "simulate_all",
+]
+
+Clock = Callable[[], float]
+LimiterFactory = Callable[[Clock], RateLimiter]
+
+# One-way network time between client and service: a LAN-to-cloud hop is a few ms.
+_NET = 0.002
+# A 429 is answered by the gateway before the model runs: this long after it arrives.
+_REFUSE_TIME = 0.003
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run: a throttle model, its cap, the service latency and the clients."""
+
+    throttle: str
+    """``bucket``, ``fixed``, ``sliding`` or ``concurrency`` (see ``make_throttle``)."""
+    qps: float = 10.0
+    """The rate cap (requests/s for the whole account); unused by ``concurrency``."""
+    latency: float = 0.04
+    """Median service time in seconds."""
+    sigma: float = 0.3
+    """Latency jitter: lognormal sigma (0.3: a tenth of requests take 1.5x the median)."""
+    clients: int = 1
+    """Clients sharing the account, each with its own limiter unless ``shared``."""
+    seconds: float = 60.0
+    burst: float | None = None
+    """A bucket's capacity (default: one second's worth)."""
+    window: float = 1.0
+    """A fixed or sliding window's length in seconds."""
+    max_in_flight: int | None = None
+    """A concurrency cap (alone for ``concurrency``, else on top of the rate cap)."""
+    change_at: float | None = None
+    """When the cap changes (quota raised or cut), seconds into the run."""
+    new_qps: float | None = None
+    new_max_in_flight: int | None = None
+    retry_after: bool = False
+    """The service sends a retry hint with each 429 (the retry policy honours it)."""
+    shared: bool = False
+    """All clients use one limiter (processes coordinating on one machine)."""
+    stagger: float = 0.0
+    """Client ``k`` starts ``k * stagger`` seconds into the run."""
+    workers: int | None = None
+    """Workers per client (default: enough that the limiter, not the pool, is the bound)."""
+    seed: int = 0
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        cap = f"K={self.max_in_flight}" if self.throttle == "concurrency" else f"{self.qps:g}/s"
+        text = f"{self.throttle} {cap} {self.latency * 1000:g}ms"
+        if self.clients > 1:
+            text += f" x{self.clients}{' shared' if self.shared else ''}"
+        if self.change_at is not None:
+            new = self.new_max_in_flight if self.throttle == "concurrency" else self.new_qps
+            text += f" ->{new:g}@{self.change_at:g}s"
+        return text
+
+
+@dataclass
+class ClientResult:
+    """One client's counts over the measured part of the run."""
+
+    ok: int = 0
+    sent: int = 0
+    throttled: int = 0
+    gave_up: int = 0
+
+
+@dataclass
+class Result:
+    """What a run achieved, measured after the warm-up (see :func:`simulate`)."""
+
+    scenario: Scenario
+    ceiling: float
+    """Requests/s the account allows at best (after any cap change)."""
+    rate: float
+    """Requests/s answered with 200 in the measured interval, all clients together."""
+    sent: int
+    throttled: int
+    gave_up: int
+    clients: list[ClientResult] = field(default_factory=list)
+    recovery: float | None = None
+    """Seconds from a cap change until 0.9 of the new ceiling held for 2 s (``inf``: never)."""
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.ceiling if self.ceiling > 0 else 0.0
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.sent if self.sent else 0.0
+
+    @property
+    def fairness(self) -> float:
+        """The fastest client's throughput over the slowest's (1.0: equal shares)."""
+        oks = [c.ok for c in self.clients]
+        if len(oks) < 2:
+            return 1.0
+        return max(oks) / min(oks) if min(oks) > 0 else math.inf
+
+
+class _Sim:
+    def __init__(self, scenario: Scenario, factory: LimiterFactory) -> None:
+        self.s = scenario
+        self.now = 0.0
+        self.rng = random.Random(scenario.seed)
+        self._events: list[tuple[float, int, Generator[tuple[str, float], object, None]]] = []
+        self._seq = 0
+        self.latency = Latency(scenario.latency, scenario.sigma)
+        self.throttle = self._throttle(scenario.qps, scenario.max_in_flight)
+        self.retry = RetryPolicy(max_retries=6)
+        self.ok_times: list[list[float]] = [[] for _ in range(scenario.clients)]
+        self.stats = [ClientResult() for _ in range(scenario.clients)]
+        self.measure_from = 0.0
+        self.share_key: str | None = None
+        if scenario.shared and factory is _default_limiter:
+            # The real thing: each client its own limiter, all on one shared state file.
+            self.share_key = f"simulation-{uuid.uuid4().hex}"
+            self.limiters = [
+                AdaptiveRateLimiter(clock=self.clock, share=self.share_key)
+                for _ in range(scenario.clients)
+            ]
+        elif scenario.shared:
+            one = factory(self.clock)
+            self.limiters = [one] * scenario.clients
+        else:
+            self.limiters = [factory(self.clock) for _ in range(scenario.clients)]
+
+    def close(self) -> None:
+        for limiter in self.limiters:
+            shared = getattr(limiter, "_shared", None)
+            if shared is not None:
+                shared.close()
+                with contextlib.suppress(OSError):
+                    shared.path.unlink()
+
+    def clock(self) -> float:
+        return self.now
+
+    def _throttle(self, qps: float | None, max_in_flight: int | None) -> Throttle:
+        s = self.s
+        throttle = make_throttle(
+            s.throttle,
+            qps,
+            burst=s.burst,
+            window=s.window,
+            max_in_flight=max_in_flight,
+            phase=self.rng.random() * s.window,
+            now=self.now,
+        )
+        assert throttle is not None
+        return throttle
+
+    def ceiling(self, qps: float | None, max_in_flight: int | None) -> float:
+        rates = []
+        if self.s.throttle != "concurrency" and qps is not None:
+            rates.append(qps)
+        if max_in_flight is not None:
+            # K requests in flight at all times, each taking the mean service time.
+            rates.append(max_in_flight / self.latency.mean)
+        return min(rates)
+
+    def at(self, t: float, worker: Generator[tuple[str, float], object, None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (t, self._seq, worker))
+
+    def _step(self, worker: Generator[tuple[str, float], object, None], value: object) -> None:
+        try:
+            what, arg = worker.send(value)
+        except StopIteration:
+            return
+        if what == "sleep":
+            self.at(self.now + max(0.0, arg), worker)
+        else:  # "send": the answer comes back as the value of the next step
+            self._send(worker)
+
+    def _send(self, worker: Generator[tuple[str, float], object, None]) -> None:
+        arrive = self.now + _NET
+        # The service sees the request when it arrives; answer events resume the worker.
+        self._seq += 1
+        heapq.heappush(self._events, (arrive, self._seq, _Arrival(worker)))  # type: ignore[arg-type]
+
+    def worker(self, client: int) -> Generator[tuple[str, float], object, None]:
+        limiter = self.limiters[client]
+        stats = self.stats[client]
+        while True:
+            retries = 0
+            while True:
+                ticket = limiter.acquire()
+                while True:
+                    if ticket.wait > 0:
+                        yield ("sleep", ticket.wait)
+                    if limiter.confirm(ticket):
+                        break
+                    ticket = limiter.acquire()
+                measured = self.now >= self.measure_from
+                answer = yield ("send", 0.0)
+                if measured:
+                    stats.sent += 1
+                if answer is None:
+                    limiter.observe(None, ticket)
+                    if measured:
+                        stats.ok += 1
+                    self.ok_times[client].append(self.now)
+                    break
+                assert isinstance(answer, RateLimitError)
+                if measured:
+                    stats.throttled += 1
+                limiter.observe(answer, ticket)
+                if not self.retry.should_retry(answer, retries):
+                    if measured:
+                        stats.gave_up += 1
+                    break
+                yield ("sleep", self.retry.delay(answer, retries, self.rng))
+                retries += 1
+
+    def run(self) -> None:
+        s = self.s
+        workers = s.workers
+        if workers is None:
+            # Enough requests in flight for the ceiling at the slowest latencies (the pool
+            # must never be what holds a client back: the limiter is under test).
+            peak = self.ceiling(
+                max(s.qps, s.new_qps or 0.0), max(s.max_in_flight or 0, s.new_max_in_flight or 0)
+                or None,
+            )
+            workers = max(8, math.ceil(3.0 * peak * self.latency.mean / s.clients) + 4)
+        for c in range(s.clients):
+            for _ in range(workers):
+                self.at(c * s.stagger, self.worker(c))
+        changed = s.change_at is None
+        while self._events:
+            t, _, item = heapq.heappop(self._events)
+            if t > s.seconds:
+                break
+            if not changed and s.change_at is not None and t >= s.change_at:
+                changed = True
+                self.now = s.change_at
+                self.throttle = self._throttle(
+                    s.new_qps if s.new_qps is not None else s.qps,
+                    s.new_max_in_flight if s.new_max_in_flight is not None else s.max_in_flight,
+                )
+            self.now = t
+            if isinstance(item, _Arrival):
+                self._arrive(item)
+            elif isinstance(item, _Answer):
+                if item.release is not None:
+                    item.release.release(self.now)
+                if item.worker is not None:
+                    self._step(item.worker, item.answer)
+            else:
+                self._step(item, None)
+
+    def _arrive(self, arrival: _Arrival) -> None:
+        throttle = self.throttle
+        if throttle.admit(self.now):
+            done = self.now + self.latency.sample(self.rng)
+            self._seq += 1
+            done_event = _Answer(None, None, throttle)  # the service is done: frees a slot
+            heapq.heappush(self._events, (done, self._seq, done_event))  # type: ignore[arg-type]
+            # The client has the answer one network hop after the service is done.
+            self._seq += 1
+            back = _Answer(arrival.worker, None, None)
+            heapq.heappush(self._events, (done + _NET, self._seq, back))  # type: ignore[arg-type]
+            return
+        hint = throttle.retry_after(self.now) if self.s.retry_after else None
+        error = RateLimitError(
+            "Requests rate limit exceeded", status_code=429, code="Throttling.RateQuota"
+        )
+        error.retry_after = hint
+        self._seq += 1
+        back = _Answer(arrival.worker, error, None)
+        heapq.heappush(
+            self._events,
+            (self.now + _REFUSE_TIME + _NET, self._seq, back),  # type: ignore[arg-type]
+        )
+
+
+class _Arrival:
+    __slots__ = ("worker",)
+
+    def __init__(self, worker: Generator[tuple[str, float], object, None]) -> None:
+        self.worker = worker
+
+    def __lt__(self, other: object) -> bool:  # heap ties are broken by sequence numbers
+        return False
+
+
+class _Answer:
+    __slots__ = ("answer", "release", "worker")
+
+    def __init__(
+        self,
+        worker: Generator[tuple[str, float], object, None] | None,
+        answer: RateLimitError | None,
+        release: Throttle | None,
+    ) -> None:
+        self.worker = worker
+        self.answer = answer
+        self.release = release
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+
+def _default_limiter(clock: Clock) -> RateLimiter:
+    return AdaptiveRateLimiter(clock=clock)
+
+
+def _recovery(times: Sequence[float], start: float, end: float, target: float) -> float:
+    """Seconds after ``start`` until the 200s of a 2-second span reach ``target`` per second."""
+    span = 2.0
+    ordered = sorted(t for t in times if t >= start)
+    j = 0
+    for i, t in enumerate(ordered):
+        while ordered[j] <= t - span:
+            j += 1
+        if t - start >= span and (i - j + 1) / span >= target:
+            return t - start
+    return math.inf if end > start else 0.0
+
+
+def simulate(scenario: Scenario, limiter: LimiterFactory | None = None) -> Result:
+    """Run ``scenario`` and measure it.
+
+    The measured interval starts after a warm-up (a fifth of the run, at least 5 s) and, with
+    a cap change, after the change plus 10 s (the recovery allowed), so ``ratio`` is the
+    steady state against the ceiling in force. ``limiter`` builds a limiter from a clock
+    (default: :class:`~opensearch_mm.ratelimit.AdaptiveRateLimiter` with its defaults).
+    """
+
+    sim = _Sim(scenario, limiter or _default_limiter)
+    s = scenario
+    warm = max(5.0, s.seconds / 5.0) + s.stagger * (s.clients - 1)
+    if s.change_at is not None:
+        warm = max(warm, s.change_at + 10.0)
+    sim.measure_from = warm if s.change_at is not None else min(warm, s.seconds / 2.0)
+    try:
+        sim.run()
+    finally:
+        sim.close()
+    qps = s.new_qps if s.change_at is not None and s.new_qps is not None else s.qps
+    k = s.max_in_flight
+    if s.change_at is not None and s.new_max_in_flight is not None:
+        k = s.new_max_in_flight
+    ceiling = sim.ceiling(qps, k)
+    span = s.seconds - sim.measure_from
+    ok = sum(1 for times in sim.ok_times for t in times if t >= sim.measure_from)
+    recovery = None
+    if s.change_at is not None:
+        all_times = [t for times in sim.ok_times for t in times]
+        recovery = _recovery(all_times, s.change_at, s.seconds, 0.9 * ceiling)
+    return Result(
+        scenario=s,
+        ceiling=ceiling,
+        rate=ok / span,
+        sent=sum(c.sent for c in sim.stats),
+        throttled=sum(c.throttled for c in sim.stats),
+        gave_up=sum(c.gave_up for c in sim.stats),
+        clients=sim.stats,
+        recovery=recovery,
+    )
+
+
+def simulate_all(
+    scenarios: Iterable[Scenario], limiter: LimiterFactory | None = None
+) -> list[Result]:
+    return [simulate(s, limiter) for s in scenarios]
+
+
+def format_table(results: Iterable[Result]) -> str:
+    """A plain-text table: ratio to the ceiling, share throttled, fairness, recovery."""
+    lines = [
+        f"{'scenario':40} {'ceiling':>8} {'ratio':>6} {'429 %':>6} {'fast/slow':>9} "
+        f"{'recovery':>8} {'lost':>4}"
+    ]
+    for r in results:
+        rec = "" if r.recovery is None else ("never" if r.recovery == math.inf else f"{r.recovery:.1f}s")
+        fair = "" if len(r.clients) < 2 else f"{r.fairness:.2f}"
+        lines.append(
+            f"{r.scenario.name:40} {r.ceiling:8.1f} {r.ratio:6.3f} {100 * r.throttled_share:5.1f}% "
+            f"{fair:>9} {rec:>8} {r.gave_up:4}"
+        )
+    return "\n".join(lines)
+
+
+def with_seed(scenarios: Iterable[Scenario], seed: int) -> list[Scenario]:
+    return [replace(s, seed=seed) for s in scenarios]

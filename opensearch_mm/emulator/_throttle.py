@@ -1,0 +1,284 @@
+"""Throttle models: what an account's rate limit may look like, without I/O.
+
+The service does not document its throttle. Each model here is a plausible shape of it; the
+emulator serves any of them over HTTP and :mod:`opensearch_mm.emulator._simulate` drives the
+real rate limiter against them in virtual time. Every method takes the time ``now`` (seconds,
+any monotonic origin), so one implementation serves both.
+
+* :class:`TokenBucket` -- ``rate`` tokens per second, at most ``capacity`` saved up;
+* :class:`FixedWindow` -- at most ``limit`` requests per window aligned on the clock;
+* :class:`SlidingWindow` -- at most ``limit`` requests in any ``window`` seconds;
+* :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
+* :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
+
+A refused request takes nothing: no token, no place in a window, no slot.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = [
+    "THROTTLE_KINDS",
+    "AllOf",
+    "ConcurrencyCap",
+    "FixedWindow",
+    "Latency",
+    "SlidingWindow",
+    "Throttle",
+    "TokenBucket",
+    "make_throttle",
+]
+
+THROTTLE_KINDS: tuple[str, ...] = ("bucket", "fixed", "sliding", "concurrency")
+
+
+class Throttle:
+    """One account's limit. Thread-safe: the emulator calls it from many handler threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def admit(self, now: float) -> bool:
+        """Whether a request arriving at ``now`` is let through (and take its share if so)."""
+        with self._lock:
+            return self._admit(now)
+
+    def release(self, now: float) -> None:
+        """A request let through by :meth:`admit` has been answered."""
+        with self._lock:
+            self._release(now)
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until a request could pass again (the hint sent with a 429)."""
+        with self._lock:
+            return max(0.0, self._retry_after(now))
+
+    def _admit(self, now: float) -> bool:
+        raise NotImplementedError
+
+    def _release(self, now: float) -> None:
+        pass
+
+    def _retry_after(self, now: float) -> float:
+        return 0.0
+
+    @property
+    def ceiling(self) -> float | None:
+        """Requests per second this throttle lets through at best (``None``: depends on
+        latency, as for a concurrency cap)."""
+        return None
+
+
+class TokenBucket(Throttle):
+    """``rate`` tokens per second, at most ``capacity`` (default: one second's worth)."""
+
+    def __init__(self, rate: float, capacity: float | None = None, *, now: float = 0.0) -> None:
+        super().__init__()
+        if not rate > 0:
+            raise ValueError("qps must be > 0")
+        self.rate = float(rate)
+        self.capacity = max(1.0, float(rate) if capacity is None else float(capacity))
+        self._tokens = self.capacity
+        self._stamp = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+
+    def _admit(self, now: float) -> bool:
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _retry_after(self, now: float) -> float:
+        self._refill(now)
+        return (1.0 - self._tokens) / self.rate
+
+    @property
+    def ceiling(self) -> float:
+        return self.rate
+
+
+class FixedWindow(Throttle):
+    """At most ``limit`` requests in each window ``[phase + k*window, phase + (k+1)*window)``."""
+
+    def __init__(self, limit: float, window: float = 1.0, *, phase: float = 0.0) -> None:
+        super().__init__()
+        if not limit > 0 or not window > 0:
+            raise ValueError("limit and window must be > 0")
+        self.limit = max(1, int(round(limit * 1.0)))
+        self.window = float(window)
+        self.phase = float(phase)
+        self._current = -math.inf
+        self._count = 0
+
+    def _index(self, now: float) -> float:
+        return math.floor((now - self.phase) / self.window)
+
+    def _admit(self, now: float) -> bool:
+        index = self._index(now)
+        if index != self._current:
+            self._current, self._count = index, 0
+        if self._count < self.limit:
+            self._count += 1
+            return True
+        return False
+
+    def _retry_after(self, now: float) -> float:
+        return self.phase + (self._index(now) + 1) * self.window - now
+
+    @property
+    def ceiling(self) -> float:
+        return self.limit / self.window
+
+
+class SlidingWindow(Throttle):
+    """At most ``limit`` requests let through in any ``window`` seconds."""
+
+    def __init__(self, limit: float, window: float = 1.0) -> None:
+        super().__init__()
+        if not limit > 0 or not window > 0:
+            raise ValueError("limit and window must be > 0")
+        self.limit = max(1, int(round(limit)))
+        self.window = float(window)
+        self._times: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        times = self._times
+        while times and times[0] <= now - self.window:
+            times.popleft()
+
+    def _admit(self, now: float) -> bool:
+        self._expire(now)
+        if len(self._times) < self.limit:
+            self._times.append(now)
+            return True
+        return False
+
+    def _retry_after(self, now: float) -> float:
+        self._expire(now)
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[0] + self.window - now
+
+    @property
+    def ceiling(self) -> float:
+        return self.limit / self.window
+
+
+class ConcurrencyCap(Throttle):
+    """At most ``limit`` requests in flight; one more gets a 429 whatever the rate."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        if limit < 1:
+            raise ValueError("the concurrency limit must be >= 1")
+        self.limit = int(limit)
+        self.in_flight = 0
+
+    def _admit(self, now: float) -> bool:
+        if self.in_flight < self.limit:
+            self.in_flight += 1
+            return True
+        return False
+
+    def _release(self, now: float) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+
+class AllOf(Throttle):
+    """A request passes only if every part lets it through (none is charged otherwise)."""
+
+    def __init__(self, *parts: Throttle) -> None:
+        super().__init__()
+        if not parts:
+            raise ValueError("AllOf needs at least one throttle")
+        self.parts = parts
+
+    def _admit(self, now: float) -> bool:
+        taken: list[Throttle] = []
+        for part in self.parts:
+            if not part.admit(now):
+                # Give back what the earlier parts took. Only a concurrency cap can be given
+                # back exactly, so rate parts are checked after it (see ``make_throttle``).
+                for t in taken:
+                    t.release(now)
+                return False
+            taken.append(part)
+        return True
+
+    def _release(self, now: float) -> None:
+        for part in self.parts:
+            part.release(now)
+
+    def _retry_after(self, now: float) -> float:
+        return max(part.retry_after(now) for part in self.parts)
+
+    @property
+    def ceiling(self) -> float | None:
+        rates = [c for c in (part.ceiling for part in self.parts) if c is not None]
+        return min(rates) if rates else None
+
+
+def make_throttle(
+    kind: str,
+    qps: float | None,
+    *,
+    burst: float | None = None,
+    window: float = 1.0,
+    max_in_flight: int | None = None,
+    phase: float | None = None,
+    now: float = 0.0,
+) -> Throttle | None:
+    """The throttle named ``kind`` (see :data:`THROTTLE_KINDS`) at ``qps``.
+
+    ``burst``: a bucket's capacity (default ``qps``). ``window``: the length of a fixed or
+    sliding window in seconds (the limit is ``qps * window`` per window). ``phase``: where
+    fixed windows start (default: a random offset, as an unknown server clock would be).
+    ``max_in_flight``: a concurrency cap, alone (``kind="concurrency"``) or on top of a
+    rate cap. Returns ``None`` when nothing limits.
+    """
+    if kind not in THROTTLE_KINDS:
+        raise ValueError(f"unknown throttle {kind!r}; expected one of {THROTTLE_KINDS}")
+    parts: list[Throttle] = []
+    if max_in_flight is not None:
+        parts.append(ConcurrencyCap(max_in_flight))
+    if kind == "concurrency":
+        if max_in_flight is None:
+            raise ValueError("a concurrency throttle needs max_in_flight")
+    elif qps is not None:
+        if kind == "bucket":
+            parts.append(TokenBucket(qps, burst, now=now))
+        elif kind == "fixed":
+            start = random.random() * window if phase is None else phase
+            parts.append(FixedWindow(qps * window, window, phase=start))
+        else:
+            parts.append(SlidingWindow(qps * window, window))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else AllOf(*parts)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Service time: lognormal around ``median`` seconds (``sigma=0``: always the median)."""
+
+    median: float
+    sigma: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.sigma <= 0:
+            return self.median
+        return self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+
+    @property
+    def mean(self) -> float:
+        return self.median * math.exp(self.sigma**2 / 2.0)

@@ -1,0 +1,233 @@
+"""The coordinated limit without Ray: a coordinator leasing blocks to several local sides."""
+
+from __future__ import annotations
+
+import itertools
+
+from opensearch_mm._ray_limit import (
+    CoordinatorLink,
+    Observation,
+    RateCoordinator,
+    Reply,
+    SharedRateLimiter,
+    describe_error,
+    rebuild_error,
+)
+from opensearch_mm.errors import (
+    APIConnectionError,
+    InternalServerError,
+    QuotaExceededError,
+    RateLimitError,
+)
+from opensearch_mm.ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, Ticket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Direct(CoordinatorLink[Reply]):
+    """Calls the coordinator in-process; the reply is ready at once."""
+
+    def __init__(self, coordinator: RateCoordinator) -> None:
+        self.coordinator = coordinator
+        self.leases = 0
+        self.flushes: list[list[Observation]] = []
+
+    def lease(self, client: str, observations: list[Observation]) -> Reply:
+        self.leases += 1
+        return self.coordinator.lease(client, observations)
+
+    def observe(self, client: str, observations: list[Observation]) -> Reply:
+        self.flushes.append(observations)
+        return self.coordinator.observe(client, observations)
+
+    def ready(self, handles: list[Reply]) -> list[Reply]:
+        return handles
+
+    def result(self, handle: Reply, timeout: float) -> Reply:
+        return handle
+
+
+class Recording(RateLimiter):
+    """A limiter that records what the coordinator does with its tickets."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count()
+        self.confirmed: list[int] = []
+        self.observed: list[tuple[int, str]] = []
+
+    def reserve(self) -> float:
+        return 0.0
+
+    def acquire(self) -> Ticket:
+        return Ticket(0.0, next(self.ids))
+
+    def confirm(self, ticket: Ticket) -> bool:
+        self.confirmed.append(ticket.epoch)
+        return True
+
+    def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
+        assert ticket is not None
+        self.observed.append((ticket.epoch, type(error).__name__))
+
+
+def test_two_local_sides_share_one_fixed_rate() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(200, clock=clock), clock=clock)
+    links = [Direct(coordinator), Direct(coordinator)]
+    sides = [SharedRateLimiter(link, clock=clock) for link in links]
+    send_times = []
+    for _ in range(100):  # both sides ask in turn, as fast as they like
+        for side in sides:
+            ticket = side.acquire()
+            assert side.confirm(ticket)
+            send_times.append(clock.now + ticket.wait)
+            side.observe(None, ticket)
+    send_times.sort()
+    # 200 sends at the account's 200/s, not 200/s each: 1 second, evenly spaced
+    assert send_times[-1] - send_times[0] >= 199 / 200 - 1e-6
+    gaps = [b - a for a, b in itertools.pairwise(send_times)]
+    assert min(gaps) >= 1 / 200 - 1e-9
+    # blocks (20 slots each here), not one remote call per request
+    assert sum(link.leases for link in links) <= 200 / 5
+
+
+def test_block_size_is_split_between_active_processes() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(
+        limiter=FixedRateLimiter(100, clock=clock), horizon=0.2, clock=clock
+    )
+    assert len(coordinator.lease("a", []).slots) == 20
+    assert len(coordinator.lease("b", []).slots) == 10  # two active now
+    clock.now += 5.0  # "a" and "b" went quiet
+    assert len(coordinator.lease("c", []).slots) == 20
+
+
+def test_every_slot_reaches_the_limiter_once_with_its_own_ticket() -> None:
+    clock = Clock()
+    limiter = Recording()
+    coordinator = RateCoordinator(limiter=limiter, max_block=8, clock=clock)
+    side = SharedRateLimiter(Direct(coordinator), clock=clock, max_late=0.25)
+    sent = []
+    for _ in range(5):
+        ticket = side.acquire()
+        assert side.confirm(ticket)
+        side.observe(None, ticket)
+        sent.append(ticket)
+    throttled = side.acquire()
+    assert side.confirm(throttled)
+    side.observe(RateLimitError("m", status_code=429, code="Throttling"), throttled)
+    clock.now += 1.0  # the rest of the leased slots are now too late to use
+    side.acquire()
+    side.flush()
+    # confirmed at lease time, then observed exactly once each: sent (ok or throttled),
+    # or handed back unused
+    outcomes = dict(limiter.observed)
+    assert len(outcomes) == len(limiter.observed)
+    assert set(outcomes) <= set(limiter.confirmed)
+    assert list(outcomes.values()).count("NoneType") == 5
+    assert list(outcomes.values()).count("RateLimitError") == 1
+    assert "SlotUnused" in outcomes.values()
+    assert coordinator.status()["throttles"] == 1
+
+
+def test_a_throttle_is_forwarded_at_once_and_cut_slots_are_booked_again() -> None:
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(50, clock=clock)
+    coordinator = RateCoordinator(limiter=limiter, clock=clock)
+    link = Direct(coordinator)
+    side = SharedRateLimiter(link, clock=clock)
+    first = side.acquire()
+    assert side.confirm(first)
+    later = side.acquire()
+    side.observe(None, first)
+    assert link.flushes == []  # successes wait for a batch
+    third = side.acquire()
+    assert side.confirm(third)
+    side.observe(RateLimitError("slow down", status_code=429, code="Throttling"), third)
+    assert link.flushes and link.flushes[-1][-1].error is not None
+    assert limiter.cuts == 1 and coordinator.throttles == 1
+    assert not side.confirm(later)  # booked before the cut: book again
+    again = side.acquire()
+    assert side.confirm(again)
+
+
+def test_successes_are_forwarded_in_batches() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(1000, clock=clock), clock=clock)
+    link = Direct(coordinator)
+    side = SharedRateLimiter(link, clock=clock, flush_size=10, flush_interval=60)
+    for _ in range(25):
+        ticket = side.acquire()
+        assert side.confirm(ticket)
+        side.observe(None, ticket)
+    assert [len(f) for f in link.flushes] == [10, 10]
+    side.flush()
+    assert coordinator.sent == 25  # every answer arrived, exactly once
+
+
+def test_a_restarted_coordinator_is_followed() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(10, clock=clock), clock=clock)
+    link = Direct(coordinator)
+    side = SharedRateLimiter(link, clock=clock)
+    ticket = side.acquire()
+    link.coordinator = RateCoordinator(limiter=FixedRateLimiter(10, clock=clock), clock=clock)
+    clock.now += 1.0  # the old block runs out; the next lease meets the new incarnation
+    fresh = side.acquire()
+    assert side.confirm(fresh)
+    assert not side.confirm(ticket)  # a slot of the old incarnation no longer holds
+
+
+def test_stale_slots_are_handed_back_not_sent_late() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(10, clock=clock), clock=clock)
+    side = SharedRateLimiter(Direct(coordinator), clock=clock, max_late=0.25)
+    side.acquire()
+    clock.now += 10.0  # the process stalled: its block is long past
+    ticket = side.acquire()
+    assert ticket.wait <= 0.25
+    side.flush()
+    assert coordinator.status()["unused"] >= 1
+
+
+def test_a_limiter_asking_to_come_back_later_gets_no_slot() -> None:
+    class Full(Recording):
+        def acquire(self) -> Ticket:
+            return Ticket(0.3, -1)  # e.g. every allowed request is in flight
+
+    clock = Clock()
+    side = SharedRateLimiter(Direct(RateCoordinator(limiter=Full(), clock=clock)), clock=clock)
+    ticket = side.acquire()
+    assert ticket.wait >= 0.3
+    assert not side.confirm(ticket)
+
+
+def test_errors_travel_as_plain_data() -> None:
+    for error in (
+        RateLimitError("m", status_code=429, code="Throttling.RateQuota", retry_after=1.5),
+        QuotaExceededError("q", status_code=429, code="Throttling.AllocationQuota"),
+        InternalServerError("boom", status_code=503),
+        APIConnectionError("reset"),
+    ):
+        rebuilt = rebuild_error(describe_error(error))
+        assert type(rebuilt) is type(error)
+        assert describe_error(rebuilt) == describe_error(error)
+    assert isinstance(rebuild_error(("NoSuchError", "x", None, None, None)), Exception)
+
+
+def test_observations_of_a_past_incarnation_are_ignored() -> None:
+    clock = Clock()
+    limiter = Recording()
+    coordinator = RateCoordinator(limiter=limiter, clock=clock)
+    slot = coordinator.lease("x", []).slots[0]
+    throttle = describe_error(RateLimitError("m", status_code=429, code="Throttling"))
+    coordinator.observe("x", [Observation("an-old-incarnation", slot.slot, True, throttle)])
+    assert limiter.observed == []
+    coordinator.observe("x", [Observation(coordinator.incarnation, slot.slot, True, throttle)])
+    assert [name for _, name in limiter.observed] == ["RateLimitError"]
