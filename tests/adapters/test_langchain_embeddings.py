@@ -307,7 +307,8 @@ def test_embed_image_path_data_uri_and_url(fresh: Emulator, tmp_path: Path) -> N
     path = tiny_png_file(tmp_path, "red.png", "red")
     url = "https://example.com/cat.png"
     vectors = make(fresh).embed_image([str(path), data_uri(tiny_png("red")), url])
-    assert fresh.stats.requests == 1 and api_inputs(fresh) == [3]
+    # the path and the data URI carry the same bytes: sent once, vector reused
+    assert fresh.stats.requests == 1 and api_inputs(fresh) == [2]
     with core(fresh) as reference:
         assert vectors == [
             reference.embed_images([x])[0] for x in (str(path), data_uri(tiny_png("red")), url)
@@ -327,10 +328,22 @@ async def test_aembed_image_matches_sync(fresh: Emulator, tmp_path: Path) -> Non
 
 
 def test_embed_image_batches_like_texts(fresh: Emulator, tmp_path: Path) -> None:
-    paths = [str(tiny_png_file(tmp_path, f"{i}.png", "blue")) for i in range(33)]
+    from PIL import Image
+
+    paths = []
+    for i in range(33):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 8), (i, 2 * i, 255 - i)).save(paths[-1])
     vectors = make(fresh).embed_image(paths)
     assert len(vectors) == 33
     assert api_inputs(fresh) == [1, 32]
+
+
+def test_embed_image_sends_repeated_images_once(fresh: Emulator, tmp_path: Path) -> None:
+    paths = [str(tiny_png_file(tmp_path, f"{i}.png", "blue")) for i in range(33)]
+    vectors = make(fresh).embed_image(paths)
+    assert len(vectors) == 33 and all(v == vectors[0] for v in vectors)
+    assert api_inputs(fresh) == [1]
 
 
 def test_missing_image_file_is_an_input_error(fresh: Emulator, tmp_path: Path) -> None:
