@@ -128,6 +128,7 @@ class RateCoordinator:
         qps: ``"adaptive"`` or a number, as for the client (``None`` is refused: an
             unlimited account needs no coordinator).
         horizon: Seconds of sending one lease covers, shared by the active processes.
+        min_block: Fewest slots in one lease (at low rates: calls stay rarer than requests).
         max_block: Most slots in one lease.
         limiter: Use this limiter instead of ``make_rate_limiter(qps)`` (tests).
         clock: Wall clock (``time.time``): slot times are compared across processes.
@@ -137,7 +138,8 @@ class RateCoordinator:
         self,
         qps: float | str | None = "adaptive",
         *,
-        horizon: float = 0.2,
+        horizon: float = 0.03,
+        min_block: int = 2,
         max_block: int = 64,
         forget_after: float = 120.0,
         limiter: RateLimiter | None = None,
@@ -154,6 +156,7 @@ class RateCoordinator:
         self.limiter = limiter
         self.incarnation = uuid.uuid4().hex
         self._horizon = horizon
+        self._min_block = min_block
         self._max_block = max_block
         self._forget_after = forget_after
         self._clock = clock
@@ -161,6 +164,7 @@ class RateCoordinator:
         self._issued: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self.calls = 0
         self.booked = 0
         self.sent = 0
         self.unused = 0
@@ -202,14 +206,17 @@ class RateCoordinator:
         rate = self.limiter.rate
         if rate is None:
             return self._max_block
-        return max(1, min(self._max_block, math.ceil(rate * self._horizon / max(1, active))))
+        share = math.ceil(rate * self._horizon / max(1, active))
+        return max(min(self._min_block, self._max_block), min(self._max_block, share))
 
     def _reply(self, slots: list[Slot], retry_in: float = 0.0) -> Reply:
         return Reply(self.incarnation, self.generation, slots, retry_in, self.limiter.rate)
 
-    def lease(self, client: str, observations: list[Observation]) -> Reply:
-        """Apply ``observations``, then book a block of send slots for ``client``."""
+    def lease(self, client: str, observations: list[Observation], want: int | None = None) -> Reply:
+        """Apply ``observations``, then book a block of send slots for ``client`` (at most
+        ``want``: a process that cannot send faster books no slots it would waste)."""
         with self._lock:
+            self.calls += 1
             self._apply(observations)
             now = self._clock()
             self._seen[client] = now
@@ -218,7 +225,10 @@ class RateCoordinator:
             if len(self._issued) > 1000:
                 self._forget(now)
             slots: list[Slot] = []
-            for _ in range(self._block_size(now)):
+            size = self._block_size(now)
+            if want is not None:
+                size = max(1, min(size, want))
+            for _ in range(size):
                 ticket = self.limiter.acquire()
                 if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
                     if not slots:
@@ -235,6 +245,7 @@ class RateCoordinator:
     def observe(self, client: str, observations: list[Observation]) -> Reply:
         """Apply ``observations``; the reply carries the current generation."""
         with self._lock:
+            self.calls += 1
             self._apply(observations)
             return self._reply([])
 
@@ -243,6 +254,7 @@ class RateCoordinator:
         with self._lock:
             return {
                 "rate": self.limiter.rate,
+                "calls": self.calls,
                 "booked": self.booked,
                 "sent": self.sent,
                 "unused": self.unused,
@@ -261,7 +273,7 @@ class CoordinatorLink(ABC, Generic[H]):
     (``H``) that can be polled and waited on."""
 
     @abstractmethod
-    def lease(self, client: str, observations: list[Observation]) -> H:
+    def lease(self, client: str, observations: list[Observation], want: int) -> H:
         """Start a :meth:`RateCoordinator.lease` call."""
 
     @abstractmethod
@@ -296,6 +308,8 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         flush_size: Forward when this many answers are queued.
         max_late: A slot older than this many seconds is handed back, not used late (a
             late slot would bunch up with the slots of other processes).
+        prefetch_within: Lease the next block in the background once the held slots end
+            within this many seconds.
         retry_for: Keep retrying an unreachable coordinator this long (it restarts),
             then raise :class:`~opensearch_mm.errors.OpenSearchMMError`.
         clock: Wall clock, as the coordinator's.
@@ -308,10 +322,12 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         flush_interval: float = 0.1,
         flush_size: int = 32,
         max_late: float = 0.25,
+        prefetch_within: float = 0.03,
         retry_for: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._link = link
+        self._prefetch_within = prefetch_within
         self._id = uuid.uuid4().hex
         self._flush_interval = flush_interval
         self._flush_size = flush_size
@@ -320,10 +336,11 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[tuple[str, Slot]] = deque()
-        self._block = 1
         self._incarnation: str | None = None
         self._generation = 0
         self._retry_in = 0.0
+        self._not_before = 0.0
+        self._used = 0
         self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
         self._ticket_ids = itertools.count()
         self._queue: list[Observation] = []
@@ -347,18 +364,26 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._poll()
             now = self._clock()
             self._drop_unusable(now)
-            if self._prefetch is None and len(self._slots) <= self._block // 2:
-                self._prefetch = self._link.lease(self._id, self._take_queue())
+            if not self._slots and now < self._not_before:
+                # The coordinator asked to come back later: no call before then.
+                return Ticket(self._not_before - now, _NOT_A_SLOT)
+            if self._prefetch is None and (
+                not self._slots or self._slots[-1][1].at - now < self._prefetch_within
+            ):
+                # The held slots run out soon: lease the next block in the background.
+                self._prefetch = self._lease()
             if not self._slots:
                 if self._prefetch is None:
-                    self._prefetch = self._link.lease(self._id, self._take_queue())
+                    self._prefetch = self._lease()
                 handle, self._prefetch = self._prefetch, None
                 self._absorb(self._wait(handle))
                 now = self._clock()
                 self._drop_unusable(now)
                 if not self._slots:  # the limiter asked to come back later
-                    return Ticket(max(self._retry_in, 0.001), _NOT_A_SLOT)
+                    self._not_before = now + max(self._retry_in, 0.001)
+                    return Ticket(self._not_before - now, _NOT_A_SLOT)
             incarnation, slot = self._slots.popleft()
+            self._used += 1
             ticket_id = next(self._ticket_ids)
             self._tickets[ticket_id] = (incarnation, slot)
             return Ticket(max(0.0, slot.at - now), ticket_id)
@@ -399,6 +424,13 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
 
     # -- internals (lock held) ----------------------------------------------------------
 
+    def _lease(self) -> H:
+        # Ask for twice what was used since the last lease: enough to grow, not so much
+        # that a process held back by its own work books slots it would hand back.
+        want = max(2, 2 * self._used)
+        self._used = 0
+        return self._link.lease(self._id, self._take_queue(), want)
+
     def _send_queue(self) -> None:
         if self._queue:
             self._pending.append(self._link.observe(self._id, self._take_queue()))
@@ -430,7 +462,6 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._rate = reply.rate
         self._retry_in = reply.retry_in
         if reply.slots:
-            self._block = len(reply.slots)
             self._slots.extend((reply.incarnation, slot) for slot in reply.slots)
 
     def _poll(self) -> None:
@@ -462,4 +493,4 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                     ) from exc
                 time.sleep(delay)
                 delay = min(1.0, delay * 2)
-                handle = self._link.lease(self._id, [])
+                handle = self._lease()

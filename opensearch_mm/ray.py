@@ -93,8 +93,8 @@ class _RayLink(CoordinatorLink[Any]):
         self._actor = actor
         self._ray = _require_ray()
 
-    def lease(self, client: str, observations: list[Observation]) -> Any:
-        return self._actor.lease.remote(client, observations)
+    def lease(self, client: str, observations: list[Observation], want: int) -> Any:
+        return self._actor.lease.remote(client, observations, want)
 
     def observe(self, client: str, observations: list[Observation]) -> Any:
         return self._actor.observe.remote(client, observations)
@@ -128,7 +128,7 @@ class AccountRateLimit:
     """
 
     def __init__(
-        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.2
+        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.03
     ) -> None:
         if qps is None:
             raise ConfigurationError("AccountRateLimit needs a limit: 'adaptive' or a number")
@@ -177,8 +177,9 @@ class AccountRateLimit:
         return SharedRateLimiter(_RayLink(self._actor))
 
     def status(self) -> dict[str, Any]:
-        """The coordinator's counters: current ``rate``, slots ``booked``, requests
-        ``sent`` in them (answered), slots handed back ``unused``, ``throttles``."""
+        """The coordinator's counters: current ``rate``, remote ``calls`` it served,
+        slots ``booked``, requests ``sent`` in them (answered), slots handed back
+        ``unused``, ``throttles``."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
         return status
@@ -351,7 +352,7 @@ class Embedder:
                 item = self._encode(text, image, len(items))
             except InputError as exc:
                 if self.on_error == "raise":
-                    raise
+                    raise self._row_input_error(exc, text, image) from None
                 failures[i] = exc
                 continue
             rows.append(i)
@@ -360,6 +361,21 @@ class Embedder:
         return self._finish(table, vectors, failures)
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _row_input_error(self, exc: InputError, text: object, image: object) -> InputError:
+        """``exc`` restated for a dataset row: the column and the value, not a position
+        in a batch (which means nothing to the caller)."""
+        column = {"text": self.text_column, "image": self.image_column}.get(exc.field or "")
+        row = Content(
+            text=None if text is None else str(text),
+            image=None if image is None else _image_value(image),  # type: ignore[arg-type]
+        )
+        where = f"column {column!r}" if column else "a row"
+        return InputError(
+            f"{where}: {exc.reason} (row {row!r}); on_error='null' gives such rows a null "
+            "vector and the reason instead",
+            field=exc.field,
+        )
 
     def _encode(self, text: object, image: object, index: int) -> WireItem:
         if text is None and image is None:

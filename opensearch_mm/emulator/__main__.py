@@ -12,6 +12,9 @@ from types import FrameType
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options (imports the emulator, so it needs numpy)."""
+    from . import RETRY_AFTER_HEADERS, THROTTLE_KINDS
+
     p = argparse.ArgumentParser(
         prog="python -m opensearch_mm.emulator",
         description="A local server speaking the AI Search Open Platform multimodal "
@@ -25,7 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="the accepted API key (default: $OPENSEARCH_MM_API_KEY, else 'test-key')",
     )
     p.add_argument("--qps", type=float, default=None, help="requests per second before 429")
+    p.add_argument(
+        "--throttle",
+        choices=THROTTLE_KINDS,
+        default="bucket",
+        help="how the cap is enforced: token bucket (default), fixed window on the clock, "
+        "sliding window, or a cap on requests in flight (--max-in-flight)",
+    )
+    p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
+    p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
+    p.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.0,
+        help="lognormal sigma of the delay around --latency-ms (default 0: constant)",
+    )
+    p.add_argument(
+        "--retry-after-header",
+        choices=RETRY_AFTER_HEADERS,
+        default=None,
+        help="send this retry hint with each throttled answer (x-acs-retry-after: in ms)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed mixed into every vector")
     p.add_argument("--verbose", action="store_true", help="log method, path and status")
     return p
@@ -36,14 +61,15 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        parser = build_parser()
         from . import Emulator
     except ModuleNotFoundError as exc:
         if exc.name != "numpy":
             raise
-        _say(str(exc))
+        _say(str(exc))  # names the extra to install, in one line
         return 2
+    args = parser.parse_args(argv)
     api_key = args.api_key or os.environ.get("OPENSEARCH_MM_API_KEY") or "test-key"
     emu = Emulator(
         api_key,
@@ -53,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         seed=args.seed,
         verbose=args.verbose,
+        throttle=args.throttle,
+        burst=args.burst,
+        window=args.window,
+        max_in_flight=args.max_in_flight,
+        latency_jitter=args.latency_jitter,
+        retry_after_header=args.retry_after_header,
     )
     stop = threading.Event()
 
@@ -63,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emu.start()
     except OSError as exc:
-        where = f"{args.host}:{args.port}"
         if exc.errno == errno.EADDRINUSE:
             _say(f"port {args.port} is in use on {args.host}; pick another with --port (0: any)")
         else:
-            _say(f"cannot listen on {where}: {exc.strerror or exc}")
+            _say(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
     try:
         print(emu.url, flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from opensearch_mm import Content, MultiModalEmbeddingClient
+from opensearch_mm import Content, MultiModalEmbeddingClient, RetryPolicy
 
 from ._emulator import EmulatorProcess
 from .conftest import KEY, RAY_MISSING
@@ -86,6 +86,7 @@ def test_every_kind_of_input_gets_the_core_clients_vector(emulator: EmulatorProc
         model=COMBINED,
         qps=None,
         batch_size=3,
+        concurrency=1,
         **FAST,
     )
     rows = _by_id(out.take_all())
@@ -102,7 +103,13 @@ def test_every_kind_of_input_gets_the_core_clients_vector(emulator: EmulatorProc
 def test_bytes_from_read_binary_files(emulator: EmulatorProcess) -> None:
     ds = ray.data.read_binary_files(str(IMAGES), include_paths=True)
     out = embed_dataset(
-        ds, image_column="bytes", api_key=KEY, endpoint=emulator.url, qps=None, **FAST
+        ds,
+        image_column="bytes",
+        api_key=KEY,
+        endpoint=emulator.url,
+        qps=None,
+        concurrency=1,
+        **FAST,
     )
     rows = out.take_all()
     assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in IMAGES.iterdir())
@@ -126,6 +133,7 @@ def test_read_images_to_parquet(emulator: EmulatorProcess, tmp_path: Path) -> No
         endpoint=emulator.url,
         image_max_side=32,
         qps=None,
+        concurrency=1,
         **FAST,
     )
     out.write_parquet(str(tmp_path / "vectors"))
@@ -208,7 +216,7 @@ def test_all_actors_share_the_accounts_rate(emulator: EmulatorProcess) -> None:
     # The service allows 22 requests/s; the account's qps is 20. A limit per actor (2 x 20)
     # overruns the service within a couple of seconds (measured: 10 of 108 throttled).
     emulator.call("__setattr__", "qps", 22)
-    n = 32 * 80
+    n = 32 * 60
     started = time.monotonic()
     out = embed_dataset(
         ray.data.from_items(_text_rows(n)),
@@ -249,6 +257,7 @@ def test_a_fault_storm_loses_and_duplicates_no_row(emulator: EmulatorProcess) ->
         qps=50,
         batch_size=64,
         timeout=5.0,
+        retry_policy=RetryPolicy(max_retries=8, initial_delay=0.05, max_delay=0.4),
         **FAST,
     )
     rows = out.take_all()
@@ -274,7 +283,7 @@ def _embedder_pids() -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process in /proc")
 def test_killed_actors_lose_and_duplicate_no_row(emulator: EmulatorProcess) -> None:
-    n = 32 * 60
+    n = 32 * 45
     limit = AccountRateLimit(20)
     out = embed_dataset(
         ray.data.from_items(_text_rows(n)),
@@ -309,3 +318,25 @@ def test_killed_actors_lose_and_duplicate_no_row(emulator: EmulatorProcess) -> N
     assert n <= emulator.stats().inputs_embedded <= n + 4 * 64
     _assert_text_vectors(emulator, rows, n)
     limit.shutdown()
+
+
+def test_the_example_runs_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    for name in ("OPENSEARCH_MM_API_KEY", "OPENSEARCH_MM_ENDPOINT", "OPENSEARCH_MM_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+    path = IMAGES.parent / "ray_images.py"
+    spec = importlib.util.spec_from_file_location("ray_images_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path / "vectors")  # on the running cluster
+    out = capsys.readouterr().out
+    assert out.startswith("no credentials: using the local emulator (vectors are NOT semantic)")
+    n = len(list(IMAGES.iterdir()))
+    assert f"wrote {n} rows to" in out
+    assert "embedding is fixed_size_list<element: float>[768]" in out
+    assert "0 rows failed" in out
+    assert "cat.png" in out and "768 floats" in out

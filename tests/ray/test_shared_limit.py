@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
 
 from opensearch_mm._ray_limit import (
     CoordinatorLink,
@@ -13,6 +18,7 @@ from opensearch_mm._ray_limit import (
     describe_error,
     rebuild_error,
 )
+from opensearch_mm.emulator._simulate import Result, Scenario, format_table, simulate
 from opensearch_mm.errors import (
     APIConnectionError,
     InternalServerError,
@@ -38,9 +44,9 @@ class Direct(CoordinatorLink[Reply]):
         self.leases = 0
         self.flushes: list[list[Observation]] = []
 
-    def lease(self, client: str, observations: list[Observation]) -> Reply:
+    def lease(self, client: str, observations: list[Observation], want: int) -> Reply:
         self.leases += 1
-        return self.coordinator.lease(client, observations)
+        return self.coordinator.lease(client, observations, want)
 
     def observe(self, client: str, observations: list[Observation]) -> Reply:
         self.flushes.append(observations)
@@ -93,8 +99,8 @@ def test_two_local_sides_share_one_fixed_rate() -> None:
     assert send_times[-1] - send_times[0] >= 199 / 200 - 1e-6
     gaps = [b - a for a, b in itertools.pairwise(send_times)]
     assert min(gaps) >= 1 / 200 - 1e-9
-    # blocks (20 slots each here), not one remote call per request
-    assert sum(link.leases for link in links) <= 200 / 5
+    # blocks (3 slots each here: 0.03 s of 200/s between two), not a call per request
+    assert sum(link.leases for link in links) <= 200 / 3 + 5
 
 
 def test_block_size_is_split_between_active_processes() -> None:
@@ -166,8 +172,9 @@ def test_successes_are_forwarded_in_batches() -> None:
         ticket = side.acquire()
         assert side.confirm(ticket)
         side.observe(None, ticket)
-    assert [len(f) for f in link.flushes] == [10, 10]
+    assert all(len(f) <= 10 for f in link.flushes)
     side.flush()
+    assert coordinator.calls < 25  # leases and flushes together: fewer than the answers
     assert coordinator.sent == 25  # every answer arrived, exactly once
 
 
@@ -186,7 +193,7 @@ def test_a_restarted_coordinator_is_followed() -> None:
 
 def test_stale_slots_are_handed_back_not_sent_late() -> None:
     clock = Clock()
-    coordinator = RateCoordinator(limiter=FixedRateLimiter(10, clock=clock), clock=clock)
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(100, clock=clock), clock=clock)
     side = SharedRateLimiter(Direct(coordinator), clock=clock, max_late=0.25)
     side.acquire()
     clock.now += 10.0  # the process stalled: its block is long past
@@ -204,7 +211,7 @@ def test_a_limiter_asking_to_come_back_later_gets_no_slot() -> None:
     clock = Clock()
     side = SharedRateLimiter(Direct(RateCoordinator(limiter=Full(), clock=clock)), clock=clock)
     ticket = side.acquire()
-    assert ticket.wait >= 0.3
+    assert ticket.wait == pytest.approx(0.3)
     assert not side.confirm(ticket)
 
 
@@ -231,3 +238,61 @@ def test_observations_of_a_past_incarnation_are_ignored() -> None:
     assert limiter.observed == []
     coordinator.observe("x", [Observation(coordinator.incarnation, slot.slot, True, throttle)])
     assert [name for _, name in limiter.observed] == ["RateLimitError"]
+
+
+# -- the coordinated limit against the throttle models, in virtual time -------------------
+
+SIMULATED = [  # (scenario, not the ones the block horizon was tuned on)
+    Scenario("bucket", qps=120, clients=3, seconds=40, seed=11),
+    Scenario("fixed", qps=60, clients=2, seconds=40, seed=11, latency=0.08),
+    Scenario("sliding", qps=120, clients=3, seconds=40, seed=11),
+    Scenario("sliding", qps=25, clients=2, seconds=40, seed=11, latency=0.15),
+    Scenario("fixed", qps=400, clients=6, seconds=40, seed=11),
+]
+
+
+def coordinated() -> Callable[[Callable[[], float]], RateLimiter]:
+    """A limiter factory for the simulation: one coordinator (running the client's own
+    adaptive limiter), and a local side per simulated client."""
+    made: list[RateCoordinator] = []
+
+    def factory(clock: Callable[[], float]) -> RateLimiter:
+        if not made:
+            made.append(RateCoordinator(limiter=AdaptiveRateLimiter(clock=clock), clock=clock))
+        return SharedRateLimiter(Direct(made[0]), clock=clock)
+
+    return factory
+
+
+@pytest.mark.parametrize("scenario", SIMULATED, ids=lambda s: s.name)
+def test_the_actors_together_hold_the_ceiling(scenario: Scenario) -> None:
+    result = simulate(scenario, coordinated())
+    assert result.ratio >= 0.9, format_table([result])
+    assert result.throttled_share <= 0.05, format_table([result])
+    assert result.gave_up == 0
+
+
+@functools.cache
+def _concurrency_runs() -> tuple[Result, Result]:
+    scenario = Scenario("concurrency", max_in_flight=6, clients=2, seconds=40, seed=11)
+    alone = simulate(replace(scenario, shared=True), lambda clock: AdaptiveRateLimiter(clock=clock))
+    return alone, simulate(scenario, coordinated())
+
+
+def test_under_a_concurrency_cap_nothing_is_lost_and_few_are_throttled() -> None:
+    alone, together = _concurrency_runs()
+    table = format_table([alone, together])
+    assert together.gave_up == 0, table
+    assert together.throttled_share <= 0.05, table
+    assert together.ratio >= 0.6, table  # measured 0.66 (one limiter in one process: 0.87)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a leased slot is confirmed (counted in flight) from its lease, not its send, so "
+    "the limiter cannot tell a cap on requests in flight from a rate cap: 0.66 of the "
+    "ceiling where the same limiter in one process holds 0.87",
+)
+def test_under_a_concurrency_cap_as_well_as_one_limiter_in_one_process() -> None:
+    alone, together = _concurrency_runs()
+    assert together.ratio >= 0.9 * alone.ratio, format_table([alone, together])

@@ -1,0 +1,143 @@
+"""``Embedder`` called directly on batches (no cluster), and ``embed_dataset``'s checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from opensearch_mm import MultiModalEmbeddingClient
+from opensearch_mm.emulator import Emulator
+from opensearch_mm.errors import ConfigurationError, InputError, InvalidParameterError
+
+from .conftest import RAY_MISSING
+
+pytest.importorskip("ray", reason=RAY_MISSING)
+pytest.importorskip("ray.data", reason=RAY_MISSING)
+pa = pytest.importorskip("pyarrow")
+
+from opensearch_mm.ray import Embedder, embed_dataset  # noqa: E402
+
+KEY = "embedder-key"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(api_key=KEY) as server:
+        yield server
+
+
+def _embedder(emu: Emulator, **kwargs: Any) -> Embedder:
+    return Embedder(api_key=KEY, endpoint=emu.url, qps=None, **kwargs)
+
+
+def _expected(emu: Emulator, texts: list[str]) -> list[list[float]]:
+    with MultiModalEmbeddingClient(api_key=KEY, endpoint=emu.url, qps=None) as client:
+        return client.embed_texts(texts)
+
+
+def test_batches_in_every_format_keep_their_columns_and_order(emu: Emulator) -> None:
+    import pandas as pd
+
+    texts = [f"text {i}" for i in range(40)]
+    expected = np.asarray(_expected(emu, texts), dtype=np.float32)
+    embedder = _embedder(emu, text_column="t")
+    for batch in (
+        pa.table({"id": list(range(40)), "t": texts}),
+        {"id": np.arange(40), "t": np.asarray(texts, dtype=object)},
+        pd.DataFrame({"id": range(40), "t": texts}),
+    ):
+        out = embedder(batch)
+        assert out.column_names == ["id", "t", "embedding"]
+        assert out.schema.field("embedding").type == pa.list_(pa.float32(), 768)
+        assert out.column("id").to_pylist() == list(range(40))
+        got = np.asarray(out.column("embedding").to_pylist(), dtype=np.float32)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_bad_row_names_the_column_and_the_value(emu: Emulator) -> None:
+    embedder = _embedder(emu, text_column="t", image_column="img")
+    batch = pa.table({"t": ["fine", None], "img": [None, b"definitely not an image"]})
+    with pytest.raises(InputError) as info:
+        embedder(batch)
+    message = str(info.value)
+    assert "column 'img'" in message and "not a supported image" in message
+    assert "<23 bytes>" in message and "on_error='null'" in message
+    assert info.value.field == "image"
+
+
+def test_a_refused_request_is_split_to_find_the_bad_input(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = _embedder(emu, text_column="t", on_error="null")
+    real_run = embedder.client._run
+    calls = []
+
+    def run(items: list[Any]) -> Any:
+        calls.append(len(items))
+        if any(b"poison" in item.data for item in items):
+            exc = InvalidParameterError("bad input", status_code=400, code="InvalidParameter")
+            from opensearch_mm.results import PartialResult
+
+            # what the client raises for a failed call: the partial result attached
+
+            exc.partial = PartialResult(
+                embeddings=[None] * len(items),
+                failed_indices=list(range(len(items))),
+                errors=dict.fromkeys(range(len(items)), exc),
+            )
+            raise exc
+        return real_run(items)
+
+    monkeypatch.setattr(embedder.client, "_run", run)
+    texts = ["a", "b", "poison", "d"]
+    out = embedder(pa.table({"t": texts}))
+    vectors = out.column("embedding").to_pylist()
+    reasons = out.column("embedding_error").to_pylist()
+    assert calls == [4, 1, 1, 1, 1]  # the call, then each refused input alone
+    assert vectors[2] is None and "InvalidParameterError: HTTP 400" in reasons[2]
+    expected = _expected(emu, ["a", "b", "d"])
+    for i, j in ((0, 0), (1, 1), (3, 2)):
+        np.testing.assert_array_equal(np.float32(vectors[i]), np.float32(expected[j]))
+        assert reasons[i] is None
+
+
+def test_column_mistakes_are_clear(emu: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="text_column='title': no such column"):
+        _embedder(emu, text_column="title")(pa.table({"name": ["x"]}))
+    with pytest.raises(ConfigurationError, match="already exists"):
+        _embedder(emu, text_column="t")(pa.table({"t": ["x"], "embedding": [1]}))
+    with pytest.raises(ConfigurationError, match="text_column"):
+        Embedder(api_key=KEY, endpoint=emu.url)
+    with pytest.raises(ConfigurationError, match="on_error"):
+        _embedder(emu, text_column="t", on_error="skip")  # type: ignore[arg-type]
+
+
+def test_embed_dataset_checks_its_settings_on_the_driver(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opensearch_mm.ratelimit import FixedRateLimiter
+
+    for name in ("OPENSEARCH_MM_API_KEY", "OPENSEARCH_MM_ENDPOINT", "OPENSEARCH_MM_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+    ds: Any = object()  # never reached: the settings fail first (and no Ray starts)
+    with pytest.raises(ConfigurationError, match="no API key"):
+        embed_dataset(ds, text_column="id", endpoint=emu.url, qps=None)
+    with pytest.raises(ConfigurationError, match="rate_limiter= cannot be shipped"):
+        embed_dataset(
+            ds, text_column="id", api_key=KEY, endpoint=emu.url, rate_limiter=FixedRateLimiter(5)
+        )
+    with pytest.raises(ConfigurationError, match="give text_column"):
+        embed_dataset(ds, api_key=KEY, endpoint=emu.url)
+
+
+def test_the_key_travels_hidden(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opensearch_mm import ray as ray_module
+
+    monkeypatch.setenv("OPENSEARCH_MM_API_KEY", "env-secret-key-123")
+    kwargs = ray_module._driver_kwargs({"endpoint": emu.url, "qps": None})
+    assert "env-secret-key-123" not in repr(kwargs) and "env-secret-key-123" not in str(kwargs)
+    assert kwargs["api_key"].get_secret_value() == "env-secret-key-123"
+    assert kwargs["endpoint"] == emu.url
