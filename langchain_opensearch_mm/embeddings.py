@@ -6,7 +6,12 @@ retries and rate limiting all happen in the core client it owns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+import pickle
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal, TypeAlias
 
 import httpx
@@ -23,10 +28,25 @@ from pydantic import (
 )
 from typing_extensions import Self
 
-from opensearch_mm import Content, MultiModalEmbeddingClient
-from opensearch_mm.client import DEFAULT_WORKSPACE, ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE
-from opensearch_mm.errors import ConfigurationError, OpenSearchMMError
-from opensearch_mm.models import DEFAULT_MODEL
+from opensearch_mm import (
+    DEFAULT_MODEL,
+    DEFAULT_WORKSPACE,
+    ENV_API_KEY,
+    ENV_ENDPOINT,
+    ENV_WORKSPACE,
+    AdaptiveRateLimiter,
+    ConfigurationError,
+    Content,
+    EmbeddingResult,
+    FixedRateLimiter,
+    MultiModalEmbeddingClient,
+    OpenSearchMMError,
+    RateLimiter,
+    RetryPolicy,
+    UnlimitedRateLimiter,
+    Usage,
+    require_many,
+)
 
 __all__ = ["MultiModalInput", "OpenSearchMultiModalEmbeddings"]
 
@@ -34,14 +54,40 @@ MultiModalInput: TypeAlias = Content | Mapping[str, Any] | str
 """One input of :meth:`OpenSearchMultiModalEmbeddings.embed_multimodal`: a
 :class:`~opensearch_mm.Content`, a ``{"text": ..., "image": ...}`` dict, or a text."""
 
+MASKED_KEY = "**********"
+"""What pydantic prints for a ``SecretStr``: never a real key."""
 
-def _api_key_from_env() -> SecretStr:
-    key = secret_from_env(ENV_API_KEY, default=None)()
-    if key is None:
-        raise ConfigurationError(
-            f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable"
-        )
-    return key
+# Settings the core client is built from (an injected client= carries its own).
+_CLIENT_FIELDS = (
+    "model",
+    "api_key",
+    "endpoint",
+    "workspace",
+    "max_retries",
+    "retry_policy",
+    "timeout",
+    "max_concurrency",
+    "qps",
+    "rate_limiter",
+    "image_max_side",
+    "downscale_oversized",
+    "http_client",
+    "http_async_client",
+)
+
+# The core client handed to ``__init__(client=...)`` while the model validates.
+_INJECTED: ContextVar[MultiModalEmbeddingClient | None] = ContextVar(
+    "opensearch_mm_injected_client", default=None
+)
+
+
+@contextmanager
+def _injecting(client: MultiModalEmbeddingClient | None) -> Iterator[None]:
+    token = _INJECTED.set(client)
+    try:
+        yield
+    finally:
+        _INJECTED.reset(token)
 
 
 def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
@@ -53,37 +99,149 @@ def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
     return None
 
 
+def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
+    """The ``qps`` value that describes a rate limiter."""
+    if isinstance(limiter, AdaptiveRateLimiter):
+        return "adaptive"
+    if isinstance(limiter, FixedRateLimiter):
+        return limiter.rate
+    if isinstance(limiter, UnlimitedRateLimiter):
+        return None
+    return None  # a custom limiter: the client's own
+
+
+def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
+    """The adapter fields that describe an injected core client."""
+    return {
+        "model": client.model,
+        "api_key": None,
+        "endpoint": client.base_url,
+        "workspace": client.workspace,
+        "max_retries": client.retry_policy.max_retries,
+        "retry_policy": client.retry_policy,
+        "timeout": client.timeout,
+        "max_concurrency": client.max_concurrency,
+        "qps": _qps_of(client.rate_limiter),
+        "rate_limiter": client.rate_limiter,
+        "image_max_side": client.encode_options.image_max_side,
+        "downscale_oversized": client.encode_options.downscale_oversized,
+    }
+
+
+def _mirror_policies(data: dict[str, Any]) -> None:
+    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
+
+    The core lets the policy and the limiter win; the adapter's fields must say what is
+    used, so a value that disagrees is refused rather than silently ignored.
+    """
+    policy = data.get("retry_policy")
+    if isinstance(policy, Mapping):  # from a JSON dump
+        policy = data["retry_policy"] = RetryPolicy(**policy)
+    if isinstance(policy, RetryPolicy):
+        if data.get("max_retries", policy.max_retries) != policy.max_retries:
+            raise ConfigurationError(
+                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
+                f"{policy.max_retries!r}; pass one of them"
+            )
+        data["max_retries"] = policy.max_retries
+    limiter = data.get("rate_limiter")
+    if isinstance(limiter, RateLimiter):
+        described = _qps_of(limiter)
+        if data.get("qps", described) != described:
+            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
+        data["qps"] = described
+
+
 class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     """Alibaba Cloud AI Search Open Platform multimodal embeddings for LangChain.
 
-    Texts go through ``embed_documents`` / ``embed_query``; images (local paths, http(s)
-    URLs, ``data:image/...;base64,`` URIs) through ``embed_image``, which is what
-    ``langchain_chroma.Chroma.add_images`` calls. Every call is handled by one
-    :class:`~opensearch_mm.MultiModalEmbeddingClient` (``.client``): inputs are
-    packed 32 per request, sent concurrently under a shared rate limiter and retried.
+    Not Amazon OpenSearch. Texts go through ``embed_documents`` / ``embed_query``; images
+    (local paths, http(s) URLs, ``data:image/...;base64,`` URIs) through ``embed_image``,
+    which is what ``langchain_chroma.Chroma.add_images`` calls. Every call is handled by
+    one :class:`~opensearch_mm.MultiModalEmbeddingClient` (``.client``): inputs are
+    validated before anything is sent, packed 32 per request, sent concurrently under a
+    shared rate limiter and retried.
 
-    Setup::
+    Setup:
+        Install ``opensearch-mm`` with the LangChain extra and set the key and endpoint.
 
+        ```bash
         pip install "opensearch-mm[langchain]"
-        export OPENSEARCH_MM_API_KEY=...        # or api_key=...
-        export OPENSEARCH_MM_ENDPOINT=...       # or endpoint=...
+        export OPENSEARCH_MM_API_KEY="OS-..."
+        export OPENSEARCH_MM_ENDPOINT="ops-cn-hangzhou.opensearch.aliyuncs.com"
+        ```
 
-    Example::
+    Key init args — embedding params:
+        model: str
+            Service id of the model (``model_name`` is accepted too).
+        image_max_side: int | None
+            Downscale local images whose longer side is larger (needs Pillow).
+        downscale_oversized: bool
+            Re-encode an image too large for one request instead of failing.
 
+    Key init args — client params:
+        api_key: SecretStr | None
+            API key; ``OPENSEARCH_MM_API_KEY`` when not given.
+        endpoint: str | None
+            Service endpoint; ``OPENSEARCH_MM_ENDPOINT`` when not given.
+        workspace: str
+            Workspace; ``OPENSEARCH_MM_WORKSPACE`` or ``"default"``.
+        max_retries: int
+            Retries per request (throttling, 5xx, connection errors).
+        timeout: float
+            Seconds to wait for one answer.
+        max_concurrency: int
+            Requests in flight per call.
+        qps: float | "adaptive" | None
+            Client-side rate limit.
+        http_client / http_async_client: httpx.Client / httpx.AsyncClient | None
+            Your own connection pools (left open).
+        client: MultiModalEmbeddingClient | None
+            A ready core client to use instead (the fields then describe it).
+
+    Instantiate:
+        ```python
         from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 
         embeddings = OpenSearchMultiModalEmbeddings(model="ops-m2-encoder")
-        vectors = embeddings.embed_documents(["a red bicycle", "a cat on a sofa"])
-        image_vectors = embeddings.embed_image(["photos/bike.jpg"])
+        ```
 
-    Errors are the core's exceptions (:mod:`opensearch_mm.errors`), configuration
-    errors included (``ConfigurationError``, a ``ValueError``).
+    Embed single text:
+        ```python
+        vector = embeddings.embed_query("a red bicycle")
+        print(len(vector))  # 768
+        ```
+
+    Embed multiple texts:
+        ```python
+        vectors = embeddings.embed_documents(["a red bicycle", "a cat on a sofa"])
+        print(embeddings.last_usage)  # what the service counted for that call
+        ```
+
+    Embed images:
+        ```python
+        image_vectors = embeddings.embed_image(["photos/bike.jpg"])
+        ```
+
+    Async:
+        ```python
+        vector = await embeddings.aembed_query("a red bicycle")
+        await embeddings.aclose()
+        ```
+
+    Errors are the core's exceptions (:mod:`opensearch_mm.errors`), configuration errors
+    included (``ConfigurationError``, a ``ValueError``). Fields are frozen; ``model_copy``,
+    ``copy`` and ``pickle`` give independent adapters with their own connection pools (a
+    pickle carries the key, as other embedding integrations do, so worker processes can
+    call the service); ``model_dump``/``model_dump_json`` never contain it.
     """
 
     model: str = DEFAULT_MODEL
     """Service id of the embedding model, e.g. ``ops-m2-encoder``."""
-    api_key: SecretStr = Field(default_factory=_api_key_from_env)
-    """API key; read from ``OPENSEARCH_MM_API_KEY`` when not given."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(ENV_API_KEY, default=None), exclude=True
+    )
+    """API key; read from ``OPENSEARCH_MM_API_KEY`` when not given. Never serialized."""
     endpoint: str | None = Field(default_factory=from_env(ENV_ENDPOINT, default=None))
     """Service endpoint (``host``, ``https://host`` or ``http://host:port``); read from
     ``OPENSEARCH_MM_ENDPOINT`` when not given."""
@@ -91,12 +249,17 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     """Workspace name; ``OPENSEARCH_MM_WORKSPACE`` or ``"default"``."""
     max_retries: int = 6
     """Retries per request for throttling, 5xx and connection errors."""
+    retry_policy: RetryPolicy | None = None
+    """Backoff delays and caps (``max_retries`` then mirrors its ``max_retries``)."""
     timeout: float = 60.0
     """Seconds to wait for one answer."""
     max_concurrency: int = 8
     """Requests in flight per call."""
     qps: float | Literal["adaptive"] | None = "adaptive"
     """Client-side rate limit: ``"adaptive"``, a fixed number per second, or ``None``."""
+    rate_limiter: RateLimiter | None = Field(default=None, exclude=True)
+    """A :class:`~opensearch_mm.RateLimiter` to share (copies share it too); ``qps`` then
+    describes it."""
     image_max_side: int | None = None
     """Downscale local images whose longer side exceeds this many pixels (needs Pillow)."""
     downscale_oversized: bool = False
@@ -107,6 +270,10 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     """An ``httpx.AsyncClient`` to send async requests with (not closed by the adapter)."""
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
+    _injected: bool = PrivateAttr(default=False)
+    _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _last_usage: Usage | None = PrivateAttr(default=None)
+    _total_usage: Usage = PrivateAttr(default_factory=Usage)
 
     model_config = ConfigDict(
         extra="forbid",
@@ -116,18 +283,77 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         protected_namespaces=(),
     )
 
-    def __init__(self, **data: Any) -> None:
-        """Validate the fields and build the core client; core errors surface as-is."""
+    def __init__(self, *, client: MultiModalEmbeddingClient | None = None, **data: Any) -> None:
+        """Validate the fields and build the core client; core errors surface as-is.
+
+        Args:
+            client: A ready core client to use instead of building one; the connection
+                fields then describe it and may not be passed too.
+            **data: The fields (``model``, ``api_key``, ``endpoint``, ...).
+
+        Raises:
+            TypeError: An unknown keyword argument (the message names the nearest one).
+            ConfigurationError: A setting the core refuses, no key or endpoint, a masked
+                placeholder key, or settings passed together with ``client``.
+        """
+        valid = set(type(self).model_fields) | {"model_name", "client"}
+        for name in data:
+            if name not in valid:
+                near = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise TypeError(
+                    f"{type(self).__name__} got an unexpected keyword argument {name!r}{hint}"
+                )
+        if client is not None:
+            given = sorted(set(data) & {*_CLIENT_FIELDS, "model_name"})
+            if given:
+                raise ConfigurationError(
+                    f"client= carries its own configuration; do not also pass {', '.join(given)}"
+                )
+            data.update(_settings_of(client))
         try:
-            super().__init__(**data)
+            with _injecting(client):
+                super().__init__(**data)
         except ValidationError as exc:
             core = _core_error(exc)
             if core is None:
                 raise
             raise core from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases_and_policies(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        _mirror_policies(data)
+        if "model_name" in data:
+            name = data.pop("model_name")
+            if "model" in data and data["model"] != name:
+                raise ConfigurationError(
+                    f"model={data['model']!r} and model_name={name!r} disagree; pass one of them"
+                )
+            data["model"] = name
+        return data
+
     @model_validator(mode="after")
-    def _build_client(self) -> Self:
+    def validate_environment(self) -> Self:
+        """Build the core client from the fields (or take the injected one).
+
+        The core checks every setting and raises ``ConfigurationError`` naming it;
+        ``__init__`` re-raises that error as-is instead of pydantic's ``ValidationError``
+        wrapper, so ``except ConfigurationError`` works the same for the core client and
+        the adapter.
+        """
+        injected = _INJECTED.get()
+        if injected is not None:
+            self._client, self._injected = injected, True
+            return self
+        if self.api_key is not None and self.api_key.get_secret_value().strip() == MASKED_KEY:
+            raise ConfigurationError(
+                f"api_key is the masked placeholder {MASKED_KEY!r} from a serialized copy, "
+                f"not a key: pass the real key or set {ENV_API_KEY}"
+            )
         self._client = MultiModalEmbeddingClient(
             api_key=self.api_key,
             endpoint=self.endpoint,
@@ -135,14 +361,71 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             model=self.model,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
             max_concurrency=self.max_concurrency,
             qps=self.qps,
+            rate_limiter=self.rate_limiter,
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,
-            async_http_client=self.http_async_client,
+            http_async_client=self.http_async_client,
         )
         return self
+
+    # -- copies that are independent and match their fields ---------------------------
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this adapter (key and injected objects included)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        if self._injected:
+            for name in _CLIENT_FIELDS:
+                values.pop(name, None)
+            values["client"] = self._client
+        return values
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A new adapter with these settings, ``update`` applied, and its own core client."""
+        values = self._init_kwargs()
+        update = dict(update or {})
+        if "model_name" in update:
+            values.pop("model", None)
+        values.update(update)
+        return type(self)(**values)
+
+    def __copy__(self) -> Self:
+        return self.model_copy()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        return self.model_copy()
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle the settings (API key included) but not the connection pools.
+
+        Injected ``http_client``/``http_async_client`` are left out: the copy makes its own.
+        """
+        if self._injected:
+            raise TypeError(
+                f"{type(self).__name__} built around client= cannot be pickled (the core "
+                "client holds connection pools); build it from settings instead"
+            )
+        values = self._init_kwargs()
+        values.pop("http_client", None)
+        values.pop("http_async_client", None)
+        if self.rate_limiter is not None:
+            try:
+                pickle.dumps(self.rate_limiter)
+            except Exception:
+                raise TypeError(
+                    f"{type(self).__name__} with rate_limiter={type(self.rate_limiter).__name__}"
+                    "(...) cannot be pickled (the limiter is shared in this process); give "
+                    "worker processes qps=... or a limiter that pickles"
+                ) from None
+        return {"init_kwargs": values}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        self.__init__(**state["init_kwargs"])  # type: ignore[misc]
+
+    # -- the core client, usage and lifecycle -----------------------------------------
 
     @property
     def client(self) -> MultiModalEmbeddingClient:
@@ -150,58 +433,132 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         return self._client
 
     @property
+    def model_name(self) -> str:
+        """Another name for ``model`` (LlamaIndex's)."""
+        return self.model
+
+    @property
     def dimensions(self) -> int | None:
         """Vector length of the model; ``None`` for an unknown model before its first call."""
         return self._client.dimensions
 
+    @property
+    def last_usage(self) -> Usage | None:
+        """What the service counted for the last call (tokens, images); ``None`` before."""
+        return self._last_usage
+
+    @property
+    def total_usage(self) -> Usage:
+        """What the service counted for every call of this adapter so far."""
+        return self._total_usage
+
+    def _count(self, result: EmbeddingResult) -> list[list[float]]:
+        with self._usage_lock:
+            self._last_usage = result.usage
+            self._total_usage = self._total_usage + result.usage
+        return result.embeddings
+
     # -- texts ----------------------------------------------------------------------------
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in order."""
-        return self._client.embed_texts(texts)
+        """Embed texts; all go to the core in one call (32 per request, concurrently).
+
+        Args:
+            texts: The texts, each a non-empty ``str``.
+
+        Returns:
+            One vector per text, in input order.
+
+        Raises:
+            InputError: A text is invalid (``err.index`` is its position); nothing is sent.
+            OpenSearchMMError: A request failed for good (``err.partial`` holds the rest).
+        """
+        require_many(texts, "embed_documents", "strings")
+        return self._count(self._client.embed([Content(text=t) for t in texts]))
 
     def embed_query(self, text: str) -> list[float]:
-        """The vector of one text."""
-        return self._client.embed_texts([text])[0]
+        """Embed one text.
+
+        Args:
+            text: The text.
+
+        Returns:
+            Its vector.
+        """
+        return self.embed_documents([text])[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
-        return await self._client.aembed_texts(texts)
+        require_many(texts, "aembed_documents", "strings")
+        return self._count(await self._client.aembed([Content(text=t) for t in texts]))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        return (await self._client.aembed_texts([text]))[0]
+        return (await self.aembed_documents([text]))[0]
 
     # -- images ---------------------------------------------------------------------------
 
     def embed_image(self, uris: list[str]) -> list[list[float]]:
-        """One vector per image: local paths, http(s) URLs or ``data:image/...`` URIs."""
-        return self._client.embed_images(uris)
+        """Embed images (what ``langchain_chroma.Chroma.add_images`` calls).
+
+        Args:
+            uris: Local paths, http(s) URLs (fetched by the service) or
+                ``data:image/...;base64,`` URIs.
+
+        Returns:
+            One vector per image, in input order.
+
+        Raises:
+            InputError: An image is missing, unreadable or too large; nothing is sent.
+        """
+        require_many(uris, "embed_image", "images")
+        return self._count(self._client.embed([Content(image=u) for u in uris]))
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """Async :meth:`embed_image`."""
-        return await self._client.aembed_images(uris)
+        require_many(uris, "aembed_image", "images")
+        return self._count(await self._client.aembed([Content(image=u) for u in uris]))
 
     # -- text + image -----------------------------------------------------------------------
 
     def embed_multimodal(self, inputs: Sequence[MultiModalInput]) -> list[list[float]]:
-        """One vector per input; an input may carry a text, an image, or both.
+        """Embed inputs that may each carry a text, an image, or both.
 
-        Text and image in one input need a model that combines them (e.g.
-        ``ops-gme-qwen2-vl-2b-instruct``); the m2-encoder models raise ``InputError``.
+        Args:
+            inputs: ``Content`` objects, ``{"text": ..., "image": ...}`` dicts or texts.
+                Text and image in one input need a model that combines them (e.g.
+                ``ops-gme-qwen2-vl-2b-instruct``); the m2-encoder models raise
+                ``InputError``.
+
+        Returns:
+            One vector per input, in input order.
         """
-        return self._client.embed(inputs).embeddings
+        return self._count(self._client.embed(inputs))
 
     async def aembed_multimodal(self, inputs: Sequence[MultiModalInput]) -> list[list[float]]:
         """Async :meth:`embed_multimodal`."""
-        return (await self._client.aembed(inputs)).embeddings
+        return self._count(await self._client.aembed(inputs))
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pools the core client created."""
-        self._client.close()
+        """Close the connection pools the core client created (not an injected client)."""
+        if not self._injected:
+            self._client.close()
 
     async def aclose(self) -> None:
         """Close the async and sync connection pools the core client created."""
-        await self._client.aclose()
+        if not self._injected:
+            await self._client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -7,25 +7,78 @@ and retries all happen in the core.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import pickle
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from io import BytesIO
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import httpx
 from llama_index.core.base.embeddings.base import Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 from llama_index.core.callbacks.base import CallbackManager
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
 from llama_index.core.schema import ImageType
+from typing_extensions import Self
 
-from opensearch_mm import DEFAULT_MODEL, MultiModalEmbeddingClient
-from opensearch_mm.client import DEFAULT_WORKSPACE, ENV_ENDPOINT, ENV_WORKSPACE
-from opensearch_mm.images import ImageInput
-from opensearch_mm.inputs import require_many
+from opensearch_mm import (
+    DEFAULT_MODEL,
+    DEFAULT_WORKSPACE,
+    ENV_API_KEY,
+    ENV_ENDPOINT,
+    ENV_WORKSPACE,
+    AdaptiveRateLimiter,
+    ConfigurationError,
+    Content,
+    EmbeddingResult,
+    FixedRateLimiter,
+    ImageInput,
+    MultiModalEmbeddingClient,
+    RateLimiter,
+    RetryPolicy,
+    UnlimitedRateLimiter,
+    Usage,
+    require_many,
+)
 
 __all__ = ["MAX_BATCH_SIZE", "OpenSearchMultiModalEmbedding"]
 
+dispatcher = get_dispatcher(__name__)
+
 MAX_BATCH_SIZE = 32
-"""Inputs per request the API accepts; LlamaIndex hands us at most this many per call."""
+"""Inputs per request the API accepts (the core packs requests up to this size)."""
+
+MASKED_KEY = "**********"
+"""What pydantic prints for a ``SecretStr``: never a real key."""
+
+# Settings the core client is built from: changing one rebuilds it.
+_CLIENT_FIELDS = (
+    "model_name",
+    "endpoint",
+    "workspace",
+    "max_retries",
+    "retry_policy",
+    "timeout",
+    "max_concurrency",
+    "qps",
+    "rate_limiter",
+    "image_max_side",
+    "downscale_oversized",
+    "api_key",
+    "http_client",
+    "http_async_client",
+)
+
+_T = TypeVar("_T")
 
 
 def _image_input(image: ImageType | ImageInput) -> ImageInput:
@@ -40,100 +93,254 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
     return image
 
 
+def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
+    """The ``qps`` value that describes a rate limiter."""
+    if isinstance(limiter, AdaptiveRateLimiter):
+        return "adaptive"
+    if isinstance(limiter, FixedRateLimiter):
+        return limiter.rate
+    if isinstance(limiter, UnlimitedRateLimiter):
+        return None
+    return None  # a custom limiter: the client's own
+
+
+def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
+    """The adapter fields that describe an injected core client."""
+    return {
+        "model_name": client.model,
+        "endpoint": client.base_url,
+        "workspace": client.workspace,
+        "max_retries": client.retry_policy.max_retries,
+        "retry_policy": client.retry_policy,
+        "timeout": client.timeout,
+        "max_concurrency": client.max_concurrency,
+        "qps": _qps_of(client.rate_limiter),
+        "rate_limiter": client.rate_limiter,
+        "image_max_side": client.encode_options.image_max_side,
+        "downscale_oversized": client.encode_options.downscale_oversized,
+    }
+
+
+def _mirror_policies(data: dict[str, Any]) -> None:
+    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
+
+    The core lets the policy and the limiter win; the adapter's fields must say what is
+    used, so a value that disagrees is refused rather than silently ignored.
+    """
+    policy = data.get("retry_policy")
+    if isinstance(policy, Mapping):  # from a JSON dump
+        policy = data["retry_policy"] = RetryPolicy(**policy)
+    if isinstance(policy, RetryPolicy):
+        if data.get("max_retries", policy.max_retries) != policy.max_retries:
+            raise ConfigurationError(
+                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
+                f"{policy.max_retries!r}; pass one of them"
+            )
+        data["max_retries"] = policy.max_retries
+    limiter = data.get("rate_limiter")
+    if isinstance(limiter, RateLimiter):
+        described = _qps_of(limiter)
+        if data.get("qps", described) != described:
+            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
+        data["qps"] = described
+
+
 class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
     """Text and image embeddings from Alibaba Cloud AI Search Open Platform for LlamaIndex.
 
     Not Amazon OpenSearch. One core :class:`~opensearch_mm.MultiModalEmbeddingClient` is
     built at construction and shared by every call (sync and async), so its rate limiter
-    and connection pools are shared too. Each batch LlamaIndex hands over
-    (``embed_batch_size`` <= 32 inputs) is one API request.
+    and connection pools are shared too. A batch call (``get_text_embedding_batch``,
+    ``get_image_embedding_batch`` and their async twins) goes to the core at once: it
+    validates every input before sending anything and sends requests of up to 32 inputs
+    concurrently. ``embed_batch_size`` only sets how many inputs each LlamaIndex callback
+    event, instrumentation event and progress-bar step covers.
 
-    Example::
-
+    Example:
+        ```python
         embed_model = OpenSearchMultiModalEmbedding(
-            api_key="OS-...", endpoint="ops-cn-hangzhou.opensearch.aliyuncs.com"
+            model_name="ops-m2-encoder", endpoint="ops-cn-hangzhou.opensearch.aliyuncs.com"
         )
         vector = embed_model.get_text_embedding("a red bicycle")
         image_vector = embed_model.get_image_embedding("bike.jpg")
+        ```
 
     ``api_key``, ``endpoint`` and ``workspace`` default to the environment variables
     ``OPENSEARCH_MM_API_KEY``, ``OPENSEARCH_MM_ENDPOINT`` and ``OPENSEARCH_MM_WORKSPACE``.
-    The API key is kept only inside the core client: it is not a field, so it never appears
-    in ``repr``, ``to_dict``, ``to_json`` or callback/instrumentation payloads.
+    ``model`` is accepted as another name for ``model_name``. Every field is honoured:
+    assigning one after construction rebuilds the core client, ``model_copy``, ``copy``
+    and ``pickle`` give independent adapters with their own connection pools. The API key
+    is never in ``repr``, ``to_dict``, ``to_json`` or callback/instrumentation payloads;
+    a pickle carries it (as other embedding integrations do), so a worker process can call
+    the service.
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, description="Service id of the embedding model.")
     embed_batch_size: int = Field(
         default=MAX_BATCH_SIZE,
         gt=0,
-        le=MAX_BATCH_SIZE,
-        description="Inputs per request (the API takes at most 32).",
+        le=2048,
+        description=(
+            "Inputs per LlamaIndex callback/instrumentation event and progress step; requests "
+            "are packed by the core (up to 32 inputs and 8 MB each)."
+        ),
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="API key; defaults to $OPENSEARCH_MM_API_KEY. Never serialized.",
     )
     endpoint: str | None = Field(
-        default=None,
+        default_factory=lambda: os.environ.get(ENV_ENDPOINT) or None,
         description="Service endpoint (host or URL); defaults to $OPENSEARCH_MM_ENDPOINT.",
     )
     workspace: str = Field(
-        default=DEFAULT_WORKSPACE,
+        default_factory=lambda: os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE,
         description="Workspace name; defaults to $OPENSEARCH_MM_WORKSPACE, else 'default'.",
     )
-    max_retries: int = Field(default=6, ge=0, description="Retries per request.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds per request attempt.")
+    max_retries: int = Field(default=6, description="Retries per request.")
+    retry_policy: RetryPolicy | None = Field(
+        default=None,
+        description="Backoff delays and caps (max_retries then mirrors its max_retries).",
+    )
+    timeout: float = Field(default=60.0, description="Seconds per request attempt.")
     max_concurrency: int = Field(
-        default=8, ge=1, description="Requests in flight per call of the core client."
+        default=8, description="Requests in flight per call of the core client."
     )
     qps: float | Literal["adaptive"] | None = Field(
         default="adaptive",
         description="Client-side rate limit: 'adaptive', a fixed number, or None (off).",
     )
+    image_max_side: int | None = Field(
+        default=None,
+        description="Downscale local images whose longer side exceeds this (needs Pillow).",
+    )
+    downscale_oversized: bool = Field(
+        default=False,
+        description="Re-encode an image too large for one request instead of failing.",
+    )
+    http_client: httpx.Client | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="An httpx.Client to send sync requests with (not closed by the adapter).",
+    )
+    http_async_client: httpx.AsyncClient | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="An httpx.AsyncClient to send async requests with (not closed by the adapter).",
+    )
+
+    model_config = ConfigDict(validate_assignment=True, protected_namespaces=())
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
+    _injected: bool = PrivateAttr(default=False)
+    # An opensearch_mm.RateLimiter passed as rate_limiter=: the core client's. (The
+    # rate_limiter field stays LlamaIndex's own, which its base class calls per chunk.)
+    _shared_limiter: RateLimiter | None = PrivateAttr(default=None)
+    _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _last_usage: Usage | None = PrivateAttr(default=None)
+    _total_usage: Usage = PrivateAttr(default_factory=Usage)
 
     def __init__(
         self,
-        model_name: str = DEFAULT_MODEL,
+        model_name: str | None = None,
         *,
-        api_key: str | Any | None = None,
-        endpoint: str | None = None,
-        workspace: str | None = None,
-        embed_batch_size: int = MAX_BATCH_SIZE,
-        max_retries: int = 6,
-        timeout: float = 60.0,
-        max_concurrency: int = 8,
-        qps: float | Literal["adaptive"] | None = "adaptive",
-        callback_manager: CallbackManager | None = None,
+        model: str | None = None,
         client: MultiModalEmbeddingClient | None = None,
+        callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
         """Configure the adapter and build its core client.
 
-        ``client`` injects a ready core client instead (its own configuration then wins
-        for the connection settings). Raises :class:`opensearch_mm.ConfigurationError`
-        when no API key or endpoint is given or found in the environment.
+        Args:
+            model_name: Service id of the model (``model`` is the same setting).
+            model: Another name for ``model_name``.
+            client: A ready core client to use instead of building one; the connection
+                fields then describe it and may not be passed too.
+            callback_manager: LlamaIndex callback manager.
+            **kwargs: The other fields (``api_key``, ``endpoint``, ``workspace``,
+                ``max_retries``, ``timeout``, ``max_concurrency``, ``qps``,
+                ``image_max_side``, ``downscale_oversized``, ``http_client``,
+                ``http_async_client``, ``embed_batch_size``, ``num_workers``, ...).
+
+        Raises:
+            TypeError: An unknown keyword argument (the message names the nearest one).
+            ConfigurationError: No API key or endpoint given or in the environment, a
+                masked placeholder key, conflicting settings, or a value the core refuses.
         """
-        fields: dict[str, Any] = {
-            "model_name": model_name,
-            "endpoint": endpoint or os.environ.get(ENV_ENDPOINT) or None,
-            "workspace": workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE,
-            "embed_batch_size": embed_batch_size,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "max_concurrency": max_concurrency,
-            "qps": qps,
-            **kwargs,
-        }
+        kwargs.pop("class_name", None)  # present in to_dict() output
+        self._check_names(kwargs)
+        if model is not None:
+            if model_name is not None and model_name != model:
+                raise ConfigurationError(
+                    f"model={model!r} and model_name={model_name!r} disagree; pass one of them"
+                )
+            model_name = model
+        if model_name is not None:
+            kwargs["model_name"] = model_name
+        if client is not None:
+            given = sorted(set(kwargs) & set(_CLIENT_FIELDS))
+            if given:
+                raise ConfigurationError(
+                    f"client= carries its own configuration; do not also pass {', '.join(given)}"
+                )
+            kwargs.update(_settings_of(client))
+        else:
+            key = kwargs.get("api_key")
+            if key is None:
+                key = os.environ.get(ENV_API_KEY) or None
+            if isinstance(key, SecretStr):
+                key = key.get_secret_value()
+            if key is not None:
+                if not isinstance(key, str):
+                    raise ConfigurationError("api_key must be a str")
+                kwargs["api_key"] = SecretStr(key)
+        _mirror_policies(kwargs)
+        shared = kwargs.get("rate_limiter")
+        if isinstance(shared, RateLimiter):
+            del kwargs["rate_limiter"]
+        else:
+            shared = None
         if callback_manager is not None:
-            fields["callback_manager"] = callback_manager
-        super().__init__(**fields)
-        self._client = client or MultiModalEmbeddingClient(
-            api_key=api_key,
+            kwargs["callback_manager"] = callback_manager
+        super().__init__(**kwargs)
+        self._shared_limiter = shared
+        self._injected = client is not None
+        self._client = client if client is not None else self._build_client()
+
+    @classmethod
+    def _check_names(cls, kwargs: dict[str, Any]) -> None:
+        valid = set(cls.model_fields) | {"model", "client"}
+        for name in kwargs:
+            if name not in valid:
+                near = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise TypeError(f"{cls.__name__} got an unexpected keyword argument {name!r}{hint}")
+
+    def _build_client(self) -> MultiModalEmbeddingClient:
+        if self.api_key is not None and self.api_key.get_secret_value().strip() == MASKED_KEY:
+            raise ConfigurationError(
+                f"api_key is the masked placeholder {MASKED_KEY!r} from a serialized copy, "
+                f"not a key: pass the real key or set {ENV_API_KEY}"
+            )
+        return MultiModalEmbeddingClient(
+            api_key=self.api_key,
             endpoint=self.endpoint,
             workspace=self.workspace,
             model=self.model_name,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
             max_concurrency=self.max_concurrency,
             qps=self.qps,
+            rate_limiter=self._shared_limiter,
+            image_max_side=self.image_max_side,
+            downscale_oversized=self.downscale_oversized,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
         )
 
     @classmethod
@@ -141,79 +348,386 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         """Serialization id of this component."""
         return "OpenSearchMultiModalEmbedding"
 
+    # -- settings that always match the requests --------------------------------------
+
+    @property
+    def model(self) -> str:
+        """Another name for ``model_name`` (LangChain's and the core's)."""
+        return self.model_name
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assigning a connection setting rebuilds the core client (or is refused)."""
+        if name == "model":
+            name = "model_name"
+        llama_limiter = name == "rate_limiter" and not isinstance(value, RateLimiter)
+        if (
+            name not in _CLIENT_FIELDS
+            or "_client" not in (self.__pydantic_private__ or {})
+            or (llama_limiter and self._shared_limiter is None)
+        ):
+            super().__setattr__(name, value)
+            return
+        if self._injected:
+            raise ConfigurationError(
+                f"cannot change {name!r} of an adapter built around client=; build a new one"
+            )
+        if name == "api_key" and value is not None and not isinstance(value, SecretStr):
+            value = SecretStr(value)
+        changes = {name: value}
+        if name == "max_retries" and self.retry_policy is not None:
+            changes["retry_policy"] = dataclasses.replace(self.retry_policy, max_retries=value)
+        elif name == "qps" and self._shared_limiter is not None:
+            changes["rate_limiter"] = None  # a new qps replaces a given limiter
+        elif name in ("retry_policy", "rate_limiter"):
+            _mirror_policies(changes)
+        old_values = {key: self._setting(key) for key in changes}
+        try:
+            for key, new in changes.items():
+                self._set_setting(key, new)
+            new_client = self._build_client()
+        except BaseException:
+            for key, old in old_values.items():
+                self._set_setting(key, old)
+            raise
+        old_client, self._client = self._client, new_client
+        old_client.close()
+
+    def _setting(self, key: str) -> Any:
+        return self._shared_limiter if key == "rate_limiter" else getattr(self, key)
+
+    def _set_setting(self, key: str, value: Any) -> None:
+        if key == "rate_limiter":
+            self._shared_limiter = value
+        else:
+            super().__setattr__(key, value)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this adapter (key and injected objects included)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        if self._shared_limiter is not None:
+            values["rate_limiter"] = self._shared_limiter
+        if self._injected:
+            for name in _CLIENT_FIELDS:
+                values.pop(name, None)
+            values["client"] = self._client
+        return values
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A new adapter with these settings, ``update`` applied, and its own core client."""
+        values = self._init_kwargs()
+        update = dict(update or {})
+        if "model" in update:
+            values.pop("model_name", None)
+        values.update(update)
+        return type(self)(**values)
+
+    def __copy__(self) -> Self:
+        return self.model_copy()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        return self.model_copy()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings (API key included) but not the connection pools.
+
+        Injected ``http_client``/``http_async_client`` are left out (the copy makes its
+        own pools), as is a callback manager that cannot be pickled.
+        """
+        if self._injected:
+            raise TypeError(
+                f"{type(self).__name__} built around client= cannot be pickled (the core "
+                "client holds connection pools); build it from settings instead"
+            )
+        values = self._init_kwargs()
+        values.pop("http_client", None)
+        values.pop("http_async_client", None)
+        limiter = values.get("rate_limiter")
+        if limiter is not None:
+            try:
+                pickle.dumps(limiter)
+            except Exception:
+                raise TypeError(
+                    f"{type(self).__name__} with rate_limiter={type(limiter).__name__}"
+                    "(...) cannot be pickled (the limiter is shared in this process); give "
+                    "worker processes qps=... or a limiter that pickles"
+                ) from None
+        try:
+            pickle.dumps(values.get("callback_manager"))
+        except Exception:
+            values.pop("callback_manager", None)
+        return {"init_kwargs": values}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "init_kwargs" not in state:  # pydantic's own state (e.g. an older pickle)
+            super().__setstate__(state)
+            return
+        self.__init__(**state["init_kwargs"])  # type: ignore[misc]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
     @property
     def client(self) -> MultiModalEmbeddingClient:
         """The core client every call goes through."""
         return self._client
 
+    @property
+    def dimensions(self) -> int | None:
+        """Vector length of the model; ``None`` for an unknown model before its first call."""
+        return self._client.dimensions
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """What the service counted for the last call (tokens, images); ``None`` before."""
+        return self._last_usage
+
+    @property
+    def total_usage(self) -> Usage:
+        """What the service counted for every call of this adapter so far."""
+        return self._total_usage
+
+    def _count(self, result: EmbeddingResult) -> list[list[float]]:
+        with self._usage_lock:
+            self._last_usage = result.usage
+            self._total_usage = self._total_usage + result.usage
+        return result.embeddings
+
     def close(self) -> None:
-        """Close the core client's connection pools."""
-        self._client.close()
+        """Close the core client's connection pools (not those of an injected client)."""
+        if not self._injected:
+            self._client.close()
 
     async def aclose(self) -> None:
         """Close the core client's async and sync connection pools."""
-        await self._client.aclose()
+        if not self._injected:
+            await self._client.aclose()
 
-    # -- batch entry points: refuse a non-list before LlamaIndex iterates it ------------
+    def __enter__(self) -> OpenSearchMultiModalEmbedding:
+        return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> OpenSearchMultiModalEmbedding:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- core calls -----------------------------------------------------------------------
+
+    def _embed_texts(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._count(self._client.embed([Content(text=t) for t in texts]))
+
+    async def _aembed_texts(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._count(await self._client.aembed([Content(text=t) for t in texts]))
+
+    def _embed_images(self, images: Sequence[ImageType]) -> list[list[float]]:
+        return self._count(self._client.embed([Content(image=_image_input(i)) for i in images]))
+
+    async def _aembed_images(self, images: Sequence[ImageType]) -> list[list[float]]:
+        contents = [Content(image=_image_input(i)) for i in images]
+        return self._count(await self._client.aembed(contents))
+
+    # -- batch entry points: the whole batch in one core call ---------------------------
+
+    def _chunks(self, values: list[_T]) -> list[list[_T]]:
+        size = self.embed_batch_size
+        return [values[i : i + size] for i in range(0, len(values), size)]
+
+    def _start_events(self, chunks: list[list[Any]], instrument: bool) -> list[str]:
+        payload = self.to_payload()
+        ids = []
+        for _ in chunks:
+            if instrument:
+                dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+            ids.append(
+                self.callback_manager.on_event_start(
+                    CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+                )
+            )
+        return ids
+
+    def _end_events(
+        self,
+        chunks: list[list[Any]],
+        ids: list[str],
+        vectors: list[Embedding] | None,
+        error: BaseException | None,
+        instrument: bool,
+        bar: Any,
+    ) -> None:
+        start = 0
+        for chunk, event_id in zip(chunks, ids, strict=True):
+            if vectors is None:
+                self.callback_manager.on_event_end(
+                    CBEventType.EMBEDDING,
+                    payload={EventPayload.EXCEPTION: error},
+                    event_id=event_id,
+                )
+                continue
+            part = vectors[start : start + len(chunk)]
+            start += len(chunk)
+            if instrument:
+                dispatcher.event(EmbeddingEndEvent(chunks=chunk, embeddings=part))
+            self.callback_manager.on_event_end(
+                CBEventType.EMBEDDING,
+                payload={EventPayload.CHUNKS: chunk, EventPayload.EMBEDDINGS: part},
+                event_id=event_id,
+            )
+            if bar is not None:
+                bar.update(len(chunk))
+
+    def _progress(self, total: int, show: bool, desc: str) -> Any:
+        if not show:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - depends on the install
+            return None
+        return tqdm(total=total, desc=desc)
+
+    def _whole_batch(
+        self,
+        values: list[Any],
+        embed: Callable[[list[Any]], list[Embedding]],
+        *,
+        show_progress: bool,
+        desc: str,
+        instrument: bool,
+    ) -> list[Embedding]:
+        chunks = self._chunks(values)
+        bar = self._progress(len(values), show_progress, desc)
+        ids = self._start_events(chunks, instrument)
+        try:
+            vectors = embed(values) if values else []
+        except BaseException as exc:
+            self._end_events(chunks, ids, None, exc, instrument, None)
+            if bar is not None:
+                bar.close()
+            raise
+        self._end_events(chunks, ids, vectors, None, instrument, bar)
+        if bar is not None:
+            bar.close()
+        return vectors
+
+    async def _awhole_batch(
+        self,
+        values: list[Any],
+        embed: Callable[[list[Any]], Awaitable[list[Embedding]]],
+        *,
+        show_progress: bool,
+        desc: str,
+        instrument: bool,
+    ) -> list[Embedding]:
+        chunks = self._chunks(values)
+        bar = self._progress(len(values), show_progress, desc)
+        ids = self._start_events(chunks, instrument)
+        try:
+            vectors = await embed(values) if values else []
+        except BaseException as exc:
+            self._end_events(chunks, ids, None, exc, instrument, None)
+            if bar is not None:
+                bar.close()
+            raise
+        self._end_events(chunks, ids, vectors, None, instrument, bar)
+        if bar is not None:
+            bar.close()
+        return vectors
+
+    def _uses_framework_batching(self) -> bool:
+        # LlamaIndex's embeddings cache and rate limiter work per chunk: keep its loop then.
+        return self.embeddings_cache is not None or self.rate_limiter is not None
+
+    @dispatcher.span
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
-        """One vector per text (in batches of ``embed_batch_size``)."""
-        require_many(texts, "get_text_embedding_batch", "strings")
-        return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+        """One vector per text, in order; the whole list goes to the core in one call.
 
+        An invalid text raises :class:`~opensearch_mm.InputError` naming its position in
+        ``texts`` before anything is sent.
+        """
+        require_many(texts, "get_text_embedding_batch", "strings")
+        if self._uses_framework_batching():
+            return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+        return self._whole_batch(
+            list(texts),
+            self._embed_texts,
+            show_progress=show_progress,
+            desc="Generating embeddings",
+            instrument=True,
+        )
+
+    @dispatcher.span
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async :meth:`get_text_embedding_batch`."""
         require_many(texts, "aget_text_embedding_batch", "strings")
-        return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+        if self._uses_framework_batching():
+            return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+        return await self._awhole_batch(
+            list(texts),
+            self._aembed_texts,
+            show_progress=show_progress,
+            desc="Generating embeddings",
+            instrument=True,
+        )
 
     def get_image_embedding_batch(
         self, img_file_paths: list[ImageType], show_progress: bool = False
     ) -> list[Embedding]:
-        """One vector per image (in batches of ``embed_batch_size``)."""
+        """One vector per image, in order; the whole list goes to the core in one call."""
         require_many(img_file_paths, "get_image_embedding_batch", "images")
-        return super().get_image_embedding_batch(img_file_paths, show_progress)
+        return self._whole_batch(
+            list(img_file_paths),
+            self._embed_images,
+            show_progress=show_progress,
+            desc="Generating image embeddings",
+            instrument=False,
+        )
 
     async def aget_image_embedding_batch(
         self, img_file_paths: list[ImageType], show_progress: bool = False
     ) -> list[Embedding]:
         """Async :meth:`get_image_embedding_batch`."""
         require_many(img_file_paths, "aget_image_embedding_batch", "images")
-        return await super().aget_image_embedding_batch(img_file_paths, show_progress)
+        return await self._awhole_batch(
+            list(img_file_paths),
+            self._aembed_images,
+            show_progress=show_progress,
+            desc="Generating image embeddings",
+            instrument=False,
+        )
 
-    # -- texts (the service has no query/document distinction) ------------------------
+    # -- single inputs and LlamaIndex's per-chunk hooks -----------------------------------
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._client.embed_texts([query])[0]
+        return self._embed_texts([query])[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._client.aembed_texts([query]))[0]
+        return (await self._aembed_texts([query]))[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._client.embed_texts([text])[0]
+        return self._embed_texts([text])[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._client.aembed_texts([text]))[0]
+        return (await self._aembed_texts([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._client.embed_texts(texts)
+        return self._embed_texts(texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._client.aembed_texts(texts)
-
-    # -- images: str path, http(s) URL, data URI, or BytesIO -----------------------------
+        return await self._aembed_texts(texts)
 
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return self._client.embed_images([_image_input(img_file_path)])[0]
+        return self._embed_images([img_file_path])[0]
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return (await self._client.aembed_images([_image_input(img_file_path)]))[0]
+        return (await self._aembed_images([img_file_path]))[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return self._client.embed_images([_image_input(p) for p in img_file_paths])
+        return self._embed_images(img_file_paths)
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return await self._client.aembed_images([_image_input(p) for p in img_file_paths])
+        return await self._aembed_images(img_file_paths)

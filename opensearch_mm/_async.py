@@ -40,6 +40,9 @@ class AsyncDriver(DriverBase):
                 )
             except httpx.HTTPError as exc:
                 step = request.transport_failed(exc)
+            except BaseException as exc:  # cancelled or interrupted while the request was out
+                request.abandoned(exc)
+                raise
             else:
                 step = request.answered(response.status_code, response.headers, response.content)
             if isinstance(step, Done):

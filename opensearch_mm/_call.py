@@ -16,6 +16,7 @@ import enum
 
 from .batching import Batch
 from .errors import APIResponseError, OpenSearchMMError
+from .inputs import WireItem
 from .protocol import BatchResponse
 from .results import EmbeddingResult, PartialResult, Usage
 from .retry import is_fatal_for_call
@@ -24,6 +25,7 @@ __all__ = [
     "NOT_SENT",
     "CallControl",
     "CallState",
+    "Deduplicated",
     "NotSent",
     "Outcome",
     "StreamState",
@@ -43,6 +45,27 @@ class NotSent(enum.Enum):
 NOT_SENT = NotSent.NOT_SENT
 Outcome = BatchResponse | BaseException | NotSent
 """What became of one batch: its checked answer, the error it ended in, or ``NOT_SENT``."""
+
+
+class Deduplicated:
+    """The distinct inputs of one call, and which inputs repeat an earlier one.
+
+    Two inputs are the same when their wire encoding is byte for byte the same (the same
+    text, the same image bytes, or the same text+image pair): the service would answer
+    both with the same vector, so only the first is sent and its vector is copied.
+    """
+
+    def __init__(self, items: list[WireItem]) -> None:
+        first: dict[bytes, int] = {}
+        self.total = len(items)
+        self.unique: list[WireItem] = []
+        self.copies: dict[int, int] = {}  # input index -> index of its first occurrence
+        for item in items:
+            original = first.setdefault(item.data, item.index)
+            if original == item.index:
+                self.unique.append(item)
+            else:
+                self.copies[item.index] = original
 
 
 def attach_partial(error: BaseException, partial: PartialResult, summary: str) -> None:
@@ -103,9 +126,12 @@ class CallControl:
 class CallState(CallControl):
     """Outcomes of the batches of one call over ``total`` inputs."""
 
-    def __init__(self, total: int, model: str, dimensions: int | None) -> None:
+    def __init__(
+        self, total: int, model: str, dimensions: int | None, copies: dict[int, int] | None = None
+    ) -> None:
         super().__init__()
         self.total = total
+        self.copies = copies or {}
         self.model = model
         self.dimensions = dimensions
         self.vectors: list[list[float] | None] = [None] * total
@@ -149,12 +175,19 @@ class CallState(CallControl):
         """
         self._guard()
         self.finished = True
+        for index, original in self.copies.items():
+            vector = self.vectors[original]
+            if vector is not None:
+                self.vectors[index] = list(vector)  # its own list: callers may mutate one
+            elif original in self.errors:
+                self.errors[index] = self.errors[original]
         if self.first_error is None and all(v is not None for v in self.vectors):
             return EmbeddingResult(
                 self.vectors,  # type: ignore[arg-type]
                 self.usage,
                 self.request_ids,
                 self.model,
+                reused=len(self.copies),
             )
         failed = [i for i, v in enumerate(self.vectors) if v is None]
         partial = PartialResult(

@@ -5,6 +5,7 @@ Every transition of a request lives here (h11's rule: all state changes in one p
     BOOK  --slot confirmed-->  SEND  --answer ok-------------------> DONE
       ^                          |----failure, retry left---------> BOOK (after Retry.delay)
       |__________________________|----failure, no retry / fatal---> FAILED
+                                     |----cancelled while sending------> FAILED
 
 A driver interprets the steps, and does only the sleeping and the sending::
 
@@ -18,8 +19,8 @@ A driver interprets the steps, and does only the sleeping and the sending::
         sleep(step.delay)                  # Retry
 
 The rate limiter sees exactly one ``observe(error_or_None, ticket)`` per request sent,
-whatever its outcome (success, error status, transport error), and none for a request
-that was never sent.
+whatever its outcome (success, error status, transport error, or the task cancelled
+while the request was out), and none for a request that was never sent.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ __all__ = [
 logger = logging.getLogger("opensearch_mm")
 
 State = Literal["BOOK", "SEND", "DONE", "FAILED"]
-Event = Literal["confirmed", "answered", "retry", "give_up"]
+Event = Literal["confirmed", "answered", "retry", "give_up", "abandoned"]
 
 # Every legal transition; anything else is a bug in a driver and raises.
 _TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -64,6 +65,7 @@ _TRANSITIONS: dict[tuple[State, Event], State] = {
     ("SEND", "answered"): "DONE",
     ("SEND", "retry"): "BOOK",
     ("SEND", "give_up"): "FAILED",
+    ("SEND", "abandoned"): "FAILED",
 }
 
 
@@ -217,6 +219,7 @@ class Request:
         Returns:
             ``Done`` with the checked answer, ``Retry`` or ``GiveUp`` with the error.
         """
+        self._expect_answer()
         try:
             result = parse_response(
                 status_code,
@@ -234,11 +237,22 @@ class Request:
 
     def transport_failed(self, exc: httpx.HTTPError) -> Step:
         """Sending failed (connection, TLS, timeout): decide."""
+        self._expect_answer()
         return self._failed(map_transport_error(exc, self._origin))
 
-    def _observe(self, error: OpenSearchMMError | None) -> None:
+    def abandoned(self, exc: BaseException) -> None:
+        """Sending was interrupted (task cancelled, ``KeyboardInterrupt``, a broken HTTP
+        client): the limiter still hears of the request, which may have gone out, so it
+        does not count it as in flight for ever. The driver then re-raises ``exc``."""
+        self._expect_answer()
+        self._observe(exc)
+        self._move("abandoned")
+
+    def _expect_answer(self) -> None:
         if self.state != "SEND":
             raise RuntimeError(f"request: no answer expected in state {self.state}")
+
+    def _observe(self, error: BaseException | None) -> None:
         self._limiter.observe(error, self._ticket)
 
     def _failed(self, error: OpenSearchMMError) -> Step:
@@ -247,6 +261,7 @@ class Request:
             self._move("give_up")
             return GiveUp(error)
         delay = self._retry.delay(error, self.retries, self._rng)
+        budget = self._retry.budget(error)
         self.retries += 1
         self._move("retry")
         logger.debug("retrying after %s: %s", type(error).__name__, error)
@@ -254,12 +269,12 @@ class Request:
             "Retrying request in %.2f seconds (retry %d of %d) after %s",
             delay,
             self.retries,
-            self._retry.max_retries,
+            budget,
             describe(error),
             extra={
                 "retry_delay": delay,
                 "retry_number": self.retries,
-                "max_retries": self._retry.max_retries,
+                "max_retries": budget,
                 "retry_error": error,
             },
         )

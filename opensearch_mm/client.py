@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
-from ._call import CallState, StreamState
+from ._call import CallState, Deduplicated, StreamState
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -24,7 +24,7 @@ from ._config import (
 )
 from ._pools import Pools
 from ._stream import StreamRun
-from .batching import apack, pack
+from .batching import Batch, apack, pack
 from .inputs import (
     ContentLike,
     EncodeOptions,
@@ -217,8 +217,14 @@ class MultiModalEmbeddingClient:
         # the next request goes out.
         return max(n_batches, 1) if self.max_concurrency > 1 else 1
 
+    def _plan(self, items: list[WireItem]) -> tuple[CallState, list[Batch]]:
+        # Identical inputs are sent once; the state copies the vector to the repeats.
+        plan = Deduplicated(items)
+        state = CallState(plan.total, self.model, self.dimensions, plan.copies)
+        return state, list(pack(plan.unique))
+
     def _run(self, items: list[WireItem]) -> EmbeddingResult:
-        state, batches = CallState(len(items), self.model, self.dimensions), list(pack(items))
+        state, batches = self._plan(items)
         driver = self._pools.sync_driver()
         for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
             state.record(batch, outcome)
@@ -226,7 +232,7 @@ class MultiModalEmbeddingClient:
         return state.finish()
 
     async def _arun(self, items: list[WireItem]) -> EmbeddingResult:
-        state, batches = CallState(len(items), self.model, self.dimensions), list(pack(items))
+        state, batches = self._plan(items)
         driver = self._pools.async_driver()
         async for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
             state.record(batch, outcome)

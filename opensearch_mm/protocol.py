@@ -99,12 +99,31 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    """Seconds to wait, from the first of these headers that holds a valid value:
+
+    * ``retry-after-ms``: milliseconds;
+    * ``x-acs-retry-after``: milliseconds. Alibaba Cloud's OpenAPI gateway sends it on
+      throttled answers, and the official SDK runtime reads it as milliseconds
+      (``alibabacloud_tea_openapi`` ``Utils.get_throttling_time_left`` hands the integer
+      to darabonba's ``sleep(millisecond)``, capped at 120,000). As there, a value that is
+      not a positive number counts as absent;
+    * ``Retry-After``: seconds, or an HTTP date (RFC 9110).
+
+    Returns ``None`` when none holds a valid value.
+    """
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:
             value = float(raw_ms) / 1000.0
             if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw_acs = headers.get("x-acs-retry-after")
+    if raw_acs:
+        try:
+            value = float(raw_acs) / 1000.0
+            if math.isfinite(value) and value > 0:
                 return value
         except ValueError:
             pass

@@ -61,12 +61,14 @@ _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
-_WINDOW_EVIDENCE = 3  # 429s above an in-flight count (and answers below) to read it as a cap
-_WINDOW_PROBE_ANSWERS = 50  # answers per allowed slot before one more is tried (<= 2 % 429s)
+_WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
+_WINDOW_ODDS = 4  # ... refused 4 times as often as answered above it ...
+_WINDOW_ANSWERS = 20  # ... and 20 answers at or below it (a rate throttle refuses at any count)
+_WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
-_MAX_PROCESSES = 256  # processes one shared state counts requests in flight for
+_MAX_PROCESSES = 32  # processes one shared state counts requests in flight for
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
 _STALE_SECONDS = 120.0  # an entry this old (and 20 answer times) was cancelled, not slow
 
@@ -488,9 +490,9 @@ class SharedState:
         self.path = folder / f"opensearch-mm-rate-{digest}"
         self._head = struct.Struct(f"<Q{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
         self._bin = struct.Struct("<qii")
-        self._proc = struct.Struct("<qqd")  # pid, requests in flight, when written
+        self._proc = struct.Struct("<qqd")  # limiter id, requests in flight, when written
         self._table = self._head.size + _MAX_BINS * self._bin.size
-        self._pid = os.getpid()
+        self._pid = int.from_bytes(os.urandom(7), "big") | 1  # this limiter, among all sharing
         size = self._table + _MAX_PROCESSES * self._proc.size
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -573,15 +575,25 @@ class _Window:
     """Learns a concurrency cap: 429s that come only above some number in flight.
 
     ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
-    once at least half the requests sent above it were refused while requests at or below
-    it were answered (a rate throttle refuses requests whatever the number in flight, so
-    answers above the limit keep it off). While active, after enough answers without a 429
-    it allows one more, then two, four... more (a raised cap is found quickly); a 429 at
-    or below the limit means the cap moved down, or was never a concurrency cap: learn
-    again from there.
+    once requests sent above it were refused far more often than answered, while many at
+    or below it were answered (a rate throttle refuses requests whatever the number in
+    flight, so answers above the limit keep it off). While active, after enough answers
+    without a 429 it allows one more, then two, four... more (a raised cap is found
+    quickly); a 429 at ``n`` in flight within the limit puts it at ``n - 1`` (the probe
+    failed, or the cap moved down); one with nothing else in flight means it was never a
+    concurrency cap.
     """
 
-    FIELDS = ("limit", "active", "_over_ok", "_over_bad", "_under_ok", "_since", "_step")
+    FIELDS = (
+        "limit",
+        "active",
+        "_over_ok",
+        "_over_bad",
+        "_under_ok",
+        "_since",
+        "_step",
+        "_held",
+    )
 
     def __init__(self) -> None:
         self.limit = 0
@@ -591,6 +603,7 @@ class _Window:
         self._under_ok = 0
         self._since = 0  # answers since the last change of the limit
         self._step = 1
+        self._held = 0  # the last limit that held (before the latest probe)
 
     def full(self, in_flight: int) -> bool:
         return self.active and in_flight >= self.limit
@@ -609,7 +622,8 @@ class _Window:
                 self._under_ok += 1
             return
         self._since += 1
-        if self._since * self._step >= _WINDOW_PROBE_ANSWERS * self.limit:
+        if self._since >= _WINDOW_PROBE_ANSWERS:
+            self._held = self.limit
             self.limit += self._step
             self._step *= 2
             self._since = 0
@@ -619,12 +633,15 @@ class _Window:
         if self.active:
             if n > self.limit:
                 return True  # a send that raced a freed slot
-            if n > 1:
-                # The slot just probed was refused, or the cap moved down: it is below n.
+            if n > self._held:
+                # A slot just probed was refused: the cap is below n.
                 self.limit, self._step, self._since = n - 1, 1, 0
+                self._held = self.limit
                 return True
-            self.active = False  # refused with nothing else in flight: not a concurrency cap
-            self._candidate(0)
+            # Refused at a count that was answered before: the cap moved down, or it was
+            # never a concurrency cap (with a steady answer time, a rate cap also refuses
+            # at high counts). Learn again.
+            self._candidate(n - 1)
             return False
         if not self.limit or n - 1 < self.limit:
             self._candidate(n - 1)
@@ -633,10 +650,10 @@ class _Window:
             self._over_bad += 1
         if (
             self._over_bad >= _WINDOW_EVIDENCE
-            and self._over_bad >= self._over_ok
-            and self._under_ok >= _WINDOW_EVIDENCE * self.limit
+            and self._over_ok * _WINDOW_ODDS <= self._over_bad
+            and self._under_ok >= _WINDOW_ANSWERS
         ):
-            self.active, self._step, self._since = True, 1, 0
+            self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True
         return False
 

@@ -26,6 +26,8 @@ class EmbeddingResult:
     usage: Usage = field(default_factory=Usage)
     request_ids: list[str] = field(default_factory=list)
     model: str = ""
+    reused: int = 0
+    """Inputs identical to an earlier one in the same call: sent once, vector copied."""
 
     def __len__(self) -> int:
         return len(self.embeddings)

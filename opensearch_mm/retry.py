@@ -112,13 +112,14 @@ class RetryPolicy:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
 
-    def should_retry(self, exc: BaseException, retries_done: int) -> bool:
-        """Whether to retry after ``retries_done`` retries ended in ``exc``.
+    def budget(self, exc: BaseException) -> int:
+        """How many retries a request ending in ``exc`` gets in all: ``max_retries``, or
+        at most ``REFUSED_MAX_RETRIES`` after a refused connection."""
+        return min(self.max_retries, REFUSED_MAX_RETRIES) if _refused(exc) else self.max_retries
 
-        A refused connection gets at most ``REFUSED_MAX_RETRIES`` retries.
-        """
-        budget = min(self.max_retries, REFUSED_MAX_RETRIES) if _refused(exc) else self.max_retries
-        return retries_done < budget and is_retryable(exc)
+    def should_retry(self, exc: BaseException, retries_done: int) -> bool:
+        """Whether to retry after ``retries_done`` retries, the last ending in ``exc``."""
+        return retries_done < self.budget(exc) and is_retryable(exc)
 
     def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
         """Seconds to sleep before retry number ``retries_done + 1``.

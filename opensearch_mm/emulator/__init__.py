@@ -10,13 +10,22 @@ Needs numpy (the ``emulator`` extra).
 
 from __future__ import annotations
 
-from ._server import FAULT_KINDS, Emulator, EmulatorStats, RequestRecord
+from ._server import (
+    FAULT_KINDS,
+    RETRY_AFTER_HEADERS,
+    THROTTLE_KINDS,
+    Emulator,
+    EmulatorStats,
+    RequestRecord,
+)
 from ._validate import MAX_BODY_BYTES, MAX_INPUTS
 
 __all__ = [
     "FAULT_KINDS",
     "MAX_BODY_BYTES",
     "MAX_INPUTS",
+    "RETRY_AFTER_HEADERS",
+    "THROTTLE_KINDS",
     "Emulator",
     "EmulatorStats",
     "RequestRecord",

@@ -9,7 +9,7 @@ import sys
 import threading
 from types import FrameType
 
-from . import Emulator
+from . import RETRY_AFTER_HEADERS, THROTTLE_KINDS, Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="the accepted API key (default: $OPENSEARCH_MM_API_KEY, else 'test-key')",
     )
     p.add_argument("--qps", type=float, default=None, help="requests per second before 429")
+    p.add_argument(
+        "--throttle",
+        choices=THROTTLE_KINDS,
+        default="bucket",
+        help="how the cap is enforced: token bucket (default), fixed window on the clock, "
+        "sliding window, or a cap on requests in flight (--max-in-flight)",
+    )
+    p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
+    p.add_argument(
+        "--window", type=float, default=1.0, help="window length in seconds (default 1)"
+    )
+    p.add_argument(
+        "--max-in-flight", type=int, default=None, help="requests in flight before 429"
+    )
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
+    p.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.0,
+        help="lognormal sigma of the delay around --latency-ms (default 0: constant)",
+    )
+    p.add_argument(
+        "--retry-after-header",
+        choices=RETRY_AFTER_HEADERS,
+        default=None,
+        help="send this retry hint with each throttled answer (x-acs-retry-after: in ms)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed mixed into every vector")
     p.add_argument("--verbose", action="store_true", help="log method, path and status")
     return p
@@ -43,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         seed=args.seed,
         verbose=args.verbose,
+        throttle=args.throttle,
+        burst=args.burst,
+        window=args.window,
+        max_in_flight=args.max_in_flight,
+        latency_jitter=args.latency_jitter,
+        retry_after_header=args.retry_after_header,
     )
     stop = threading.Event()
 

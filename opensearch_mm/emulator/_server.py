@@ -7,10 +7,14 @@ Order of checks for each request (the real service's order is not documented):
 3. ``Authorization: Bearer <key>`` (401 ``Unauthorized``);
 4. a scripted fault (:meth:`Emulator.inject`) or a random one (:meth:`Emulator.set_random_faults`);
    "slow" and "incomplete" take effect at the answer, the others answer at once;
-5. the ``qps`` token bucket (429 ``Throttling.RateQuota``; a throttled request takes no token);
+5. the throttle (429 ``Throttling.RateQuota``; a refused request takes nothing): by default a
+   token bucket of ``qps`` tokens per second holding one second's worth; ``throttle=`` picks
+   another model (fixed or sliding window, concurrency cap: see ``_throttle``), and
+   ``retry_after_header=`` adds a retry hint to each of these 429s;
 6. the body size (400 ``InvalidParameter``), the service id (400 ``ServiceIdNotExist``), the body
    (400 ``InvalidParameter``);
-7. the ``latency_ms`` sleep, then 200 with the embeddings.
+7. the ``latency_ms`` sleep (lognormal around it with ``latency_jitter``), then 200 with the
+   embeddings.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import math
 import random
 import socket
 import sys
@@ -35,11 +40,14 @@ import orjson
 
 from opensearch_mm.models import MODELS
 
+from ._throttle import THROTTLE_KINDS, Latency, Throttle, make_throttle
 from ._validate import MAX_BODY_BYTES, InputItem, RequestError, parse_body
 from ._vectors import VectorCache, estimate_tokens
 
 __all__ = [
     "FAULT_KINDS",
+    "RETRY_AFTER_HEADERS",
+    "THROTTLE_KINDS",
     "Emulator",
     "EmulatorStats",
     "RequestRecord",
@@ -61,6 +69,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "slow",
     "bad_gateway",
 )
+
+# Retry hints a throttled answer can carry: ``Retry-After`` in seconds (RFC 9110), or
+# ``x-acs-retry-after`` in milliseconds, as Alibaba Cloud's OpenAPI gateway sends it (the
+# official SDK runtime reads it as such: alibabacloud_tea_openapi ``get_throttling_time_left``
+# and darabonba ``sleep(millisecond)``).
+RETRY_AFTER_HEADERS: tuple[str, ...] = ("retry-after", "x-acs-retry-after")
 
 # kind -> (status, code, message) for the faults answered with an error body.
 _ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
@@ -103,7 +117,7 @@ class EmulatorStats:
     by_status: dict[int, int] = field(default_factory=dict)
     """Responses sent, by HTTP status (dropped requests are not here)."""
     throttled: int = 0
-    """429 responses (qps bucket and scripted throttling faults)."""
+    """429 responses (the throttle and scripted throttling faults)."""
     inputs_embedded: int = 0
     """Inputs answered with an embedding in 200 responses."""
     max_in_flight: int = 0
@@ -138,29 +152,6 @@ class _Fault:
     kind: str
     retry_after: float | None = None
     delay: float = 0.0
-
-
-class _TokenBucket:
-    """A thread-safe token bucket: ``rate`` tokens per second, ``capacity`` tokens at most."""
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("qps must be > 0")
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._stamp = time.monotonic()
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
 
 
 def _request_id() -> str:
@@ -208,6 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
     _rec_size: int = 0
     _rec_fault: str | None = None
     _recorded: bool = False
+    _admitted: Throttle | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
     def setup(self) -> None:
@@ -410,9 +402,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if self._apply_early_fault(fault):
                     return
 
-            if not emu._take_token():
-                self._send_error(*_ERROR_FAULTS["throttle"])
-                return
+            throttle = emu._throttle
+            if throttle is not None:
+                if not throttle.admit(time.monotonic()):
+                    self._send_error(*_ERROR_FAULTS["throttle"], headers=emu._hint(throttle))
+                    return
+                self._admitted = throttle
             if oversized:
                 self._send_error(400, "InvalidParameter", "request body exceeds 8 MB")
                 return
@@ -428,13 +423,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._rec_n_inputs = len(items)
 
-            delay = emu.latency_ms / 1000.0
+            delay = emu._service_time()
             if fault is not None and fault.kind == "slow":
                 delay += fault.delay
             if delay > 0:
                 time.sleep(delay)
             self._answer(emu, service_id, info.dimensions, info.combined_input, items, t0, fault)
         finally:
+            if self._admitted is not None:
+                self._admitted.release(time.monotonic())  # a concurrency slot frees up
+                self._admitted = None
             if not self._recorded:
                 self._record(None)
 
@@ -512,6 +510,34 @@ class Emulator:
     (or the official SDK at ``emu.endpoint`` with ``protocol="http"``). Every service id of
     :data:`opensearch_mm.models.MODELS` is served; vectors are deterministic per
     ``(seed, service_id, text, image)`` and L2-normalised.
+
+    The service's throttle is not documented, so the emulator models several shapes of it
+    (the default is a token bucket of ``qps`` tokens/s holding one second's worth)::
+
+        Emulator(qps=10)                                 # token bucket, burst 10
+        Emulator(qps=10, burst=2)                        # a bucket that saves little
+        Emulator(qps=10, throttle="fixed")               # <= 10 per clock second
+        Emulator(qps=10, throttle="sliding", window=60)  # <= 600 in any minute
+        Emulator(throttle="concurrency", max_in_flight=4, latency_ms=200)
+        Emulator(qps=10, latency_ms=40, latency_jitter=0.5)      # lognormal latency
+        Emulator(qps=10, retry_after_header="x-acs-retry-after")  # a hint on each 429
+
+    Args:
+        api_key: The accepted bearer key.
+        host: Address to bind.
+        port: Port (0: any free one).
+        qps: The account's rate cap (``None``: none).
+        latency_ms: The median service time of a request.
+        seed: Mixed into every vector.
+        verbose: Log method, path and status of each request to stderr.
+        log_size: Requests kept in :attr:`requests_log`.
+        throttle: The throttle model: see :meth:`set_throttle`.
+        burst: A token bucket's capacity (default ``qps``).
+        window: A fixed or sliding window's length in seconds.
+        max_in_flight: A concurrency cap (alone, or on top of the rate cap).
+        latency_jitter: Lognormal sigma of the service time around ``latency_ms``.
+        retry_after_header: ``"retry-after"`` (seconds) or ``"x-acs-retry-after"``
+            (milliseconds) on each 429 of the throttle; ``None``: no hint.
     """
 
     def __init__(
@@ -525,6 +551,12 @@ class Emulator:
         seed: int = 0,
         verbose: bool = False,
         log_size: int = 1000,
+        throttle: str = "bucket",
+        burst: float | None = None,
+        window: float = 1.0,
+        max_in_flight: int | None = None,
+        latency_jitter: float = 0.0,
+        retry_after_header: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -534,9 +566,25 @@ class Emulator:
         self.verbose = verbose
         self._vectors = VectorCache(seed)
         self._lock = threading.Lock()
-        self._bucket: _TokenBucket | None = None
+        self._throttle: Throttle | None = None
         self._qps: float | None = None
-        self.qps = qps
+        self._throttle_kind = "bucket"
+        self._burst: float | None = None
+        self._window = 1.0
+        self._cap_in_flight: int | None = None
+        self.set_throttle(
+            throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight
+        )
+        if not latency_jitter >= 0:
+            raise ValueError("latency_jitter must be >= 0")
+        self.latency_jitter = latency_jitter
+        if retry_after_header is not None and retry_after_header.lower() not in RETRY_AFTER_HEADERS:
+            raise ValueError(
+                f"retry_after_header must be one of {RETRY_AFTER_HEADERS} or None, "
+                f"got {retry_after_header!r}"
+            )
+        self.retry_after_header = retry_after_header.lower() if retry_after_header else None
+        self._latency_rng = random.Random(seed)
         self._faults: deque[_Fault] = deque()
         self._random_rate = 0.0
         self._random_kinds: tuple[str, ...] = ()
@@ -616,7 +664,10 @@ class Emulator:
 
     def __repr__(self) -> str:
         where = self.url if self.running else "stopped"
-        return f"Emulator({where}, qps={self.qps}, latency_ms={self.latency_ms})"
+        return (
+            f"Emulator({where}, throttle={self._throttle_kind}, qps={self.qps}, "
+            f"latency_ms={self.latency_ms})"
+        )
 
     # -- runtime knobs ----------------------------------------------------------------------
     @property
@@ -626,10 +677,61 @@ class Emulator:
 
     @qps.setter
     def qps(self, value: float | None) -> None:
-        bucket = None if value is None else _TokenBucket(float(value))
+        self.set_throttle(
+            self._throttle_kind,
+            value,
+            burst=self._burst,
+            window=self._window,
+            max_in_flight=self._cap_in_flight,
+        )
+
+    @property
+    def throttle(self) -> str:
+        """The throttle model (see :data:`THROTTLE_KINDS`)."""
+        return self._throttle_kind
+
+    def set_throttle(
+        self,
+        kind: str = "bucket",
+        qps: float | None = None,
+        *,
+        burst: float | None = None,
+        window: float = 1.0,
+        max_in_flight: int | None = None,
+    ) -> None:
+        """Replace the throttle with a fresh one (a full bucket, empty windows).
+
+        Args:
+            kind: ``"bucket"`` (``qps`` tokens/s holding ``burst``, default one second's
+                worth), ``"fixed"`` (at most ``qps * window`` requests per window of
+                ``window`` seconds on the clock), ``"sliding"`` (at most ``qps * window`` in
+                any ``window`` seconds) or ``"concurrency"`` (at most ``max_in_flight``
+                requests being served; ``qps`` unused).
+            qps: Requests per second; ``None``: no rate limit.
+            burst: A bucket's capacity.
+            window: A window's length in seconds.
+            max_in_flight: A concurrency cap, alone or on top of a rate model.
+
+        Raises:
+            ValueError: An unknown kind or a value out of range.
+        """
+        if qps is not None and not qps > 0:
+            raise ValueError("qps must be > 0")
+        throttle = make_throttle(
+            kind,
+            None if qps is None else float(qps),
+            burst=burst,
+            window=window,
+            max_in_flight=max_in_flight,
+            now=time.monotonic(),
+        )
         with self._lock:
-            self._qps = None if value is None else float(value)
-            self._bucket = bucket
+            self._throttle_kind = kind
+            self._qps = None if qps is None else float(qps)
+            self._burst = burst
+            self._window = window
+            self._cap_in_flight = max_in_flight
+            self._throttle = throttle
 
     def inject(
         self,
@@ -779,8 +881,22 @@ class Emulator:
                 return _Fault(kind, self._random_retry_after, self._random_slow_delay)
         return None
 
-    def _take_token(self) -> bool:
-        bucket = self._bucket
-        return bucket is None or bucket.try_acquire()
+    def _hint(self, throttle: Throttle) -> dict[str, str]:
+        """The retry hint header of a throttled answer (none unless asked for)."""
+        header = self.retry_after_header
+        if header is None:
+            return {}
+        wait = throttle.retry_after(time.monotonic())
+        if header == "x-acs-retry-after":
+            return {"x-acs-retry-after": str(max(1, math.ceil(wait * 1000.0)))}
+        return {"Retry-After": str(max(1, math.ceil(wait)))}
+
+    def _service_time(self) -> float:
+        """This request's latency in seconds: the median, or lognormal around it."""
+        median = self.latency_ms / 1000.0
+        if self.latency_jitter <= 0 or median <= 0:
+            return median
+        with self._lock:
+            return Latency(median, self.latency_jitter).sample(self._latency_rng)
 
     _random_retry_after: float | None = None

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import RateLimitError
-from ..ratelimit import AdaptiveRateLimiter, RateLimiter
+from ..ratelimit import AdaptiveRateLimiter, RateLimiter, UnlimitedRateLimiter
 from ..retry import RetryPolicy
 from ._throttle import Latency, Throttle, make_throttle
 
@@ -78,6 +78,9 @@ class Scenario:
     """Client ``k`` starts ``k * stagger`` seconds into the run."""
     workers: int | None = None
     """Workers per client (default: enough that the limiter, not the pool, is the bound)."""
+    naive: bool = False
+    """Each client is the naive loop instead: one request at a time, no limiter, 1 s of
+    sleep after any error (what a script around the official SDK does)."""
     seed: int = 0
     label: str = ""
 
@@ -92,6 +95,8 @@ class Scenario:
         if self.change_at is not None:
             new = self.new_max_in_flight if self.throttle == "concurrency" else self.new_qps
             text += f" ->{new:g}@{self.change_at:g}s"
+        if self.naive:
+            text += " (naive loop)"
         return text
 
 
@@ -147,12 +152,16 @@ class _Sim:
         self._seq = 0
         self.latency = Latency(scenario.latency, scenario.sigma)
         self.throttle = self._throttle(scenario.qps, scenario.max_in_flight)
-        self.retry = RetryPolicy(max_retries=6)
+        self.retry: RetryPolicy | _SleepOneSecond = (
+            _SleepOneSecond() if scenario.naive else RetryPolicy(max_retries=6)
+        )
         self.ok_times: list[list[float]] = [[] for _ in range(scenario.clients)]
         self.stats = [ClientResult() for _ in range(scenario.clients)]
         self.measure_from = 0.0
         self.share_key: str | None = None
-        if scenario.shared and factory is _default_limiter:
+        if scenario.naive:
+            self.limiters = [UnlimitedRateLimiter() for _ in range(scenario.clients)]
+        elif scenario.shared and factory is _default_limiter:
             # The real thing: each client its own limiter, all on one shared state file.
             self.share_key = f"simulation-{uuid.uuid4().hex}"
             self.limiters = [
@@ -255,7 +264,7 @@ class _Sim:
 
     def run(self) -> None:
         s = self.s
-        workers = s.workers
+        workers = 1 if s.naive else s.workers
         if workers is None:
             # Enough requests in flight for the ceiling at the slowest latencies (the pool
             # must never be what holds a client back: the limiter is under test).
@@ -313,6 +322,16 @@ class _Sim:
             self._events,
             (self.now + _REFUSE_TIME + _NET, self._seq, back),  # type: ignore[arg-type]
         )
+
+
+class _SleepOneSecond:
+    """The naive loop's retry: always, after one second."""
+
+    def should_retry(self, exc: BaseException, retries_done: int) -> bool:
+        return True
+
+    def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
+        return 1.0
 
 
 class _Arrival:
@@ -425,3 +444,67 @@ def format_table(results: Iterable[Result]) -> str:
 
 def with_seed(scenarios: Iterable[Scenario], seed: int) -> list[Scenario]:
     return [replace(s, seed=seed) for s in scenarios]
+
+
+def sweep(*, quick: bool = False) -> list[Scenario]:
+    """The scenarios the limiter is held to (the tuned set).
+
+    Caps of 1 to 500 QPS under each throttle model, median latencies of 20 ms to 2 s,
+    one to eight clients on one account (alone, and sharing a state), and caps raised
+    and cut mid-run. ``quick``: a subset that runs in a few seconds (the test suite's).
+    """
+    out: list[Scenario] = []
+    caps = (1, 10, 30, 500) if not quick else (1, 10, 100)
+    for kind in ("bucket", "fixed", "sliding"):
+        for cap in caps:
+            # At 1 QPS a minute is 60 requests: the steady state is measured over minutes.
+            out.append(Scenario(kind, qps=cap, seconds=max(60.0, 300.0 / cap)))
+    latencies = (0.02, 0.2, 2.0) if not quick else (2.0,)
+    for latency in latencies:
+        out.append(Scenario("sliding", qps=50, latency=latency, seconds=60))
+    for k, latency in ((4, 0.2), (16, 0.5)) if not quick else ((4, 0.2),):
+        out.append(Scenario("concurrency", max_in_flight=k, latency=latency, seconds=60))
+    for clients in (3, 8) if not quick else (3,):
+        out.append(Scenario("sliding", qps=10 * clients / 3, clients=clients, seconds=60))
+        out.append(
+            Scenario("sliding", qps=10 * clients / 3, clients=clients, seconds=60, shared=True)
+        )
+    if not quick:
+        out.append(Scenario("fixed", qps=10, clients=3, seconds=60))
+        out.append(Scenario("bucket", qps=10, clients=3, seconds=60))
+        out.append(Scenario("fixed", qps=10, clients=3, seconds=60, shared=True))
+        out.append(Scenario("bucket", qps=10, clients=3, seconds=60, shared=True))
+    out.append(Scenario("fixed", qps=10, seconds=60, change_at=30, new_qps=30))
+    out.append(Scenario("sliding", qps=30, seconds=60, change_at=30, new_qps=10))
+    if not quick:
+        out.append(Scenario("bucket", qps=10, seconds=60, change_at=30, new_qps=30))
+        out.append(Scenario("bucket", qps=100, seconds=60, change_at=30, new_qps=40))
+    return out
+
+
+def held_out() -> list[Scenario]:
+    """Variants the limiter was not tuned on: other bucket sizes, longer windows, a rate
+    and a concurrency cap at once, heavy latency jitter, retry hints, a concurrency cap
+    that is raised, more clients."""
+    return [
+        Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
+        Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
+        Scenario("fixed", qps=10, window=2.0, seconds=60, label="fixed 20 per 2 s"),
+        Scenario("sliding", qps=20, window=5.0, seconds=90, label="sliding 100 per 5 s"),
+        Scenario(
+            "sliding", qps=20, max_in_flight=3, latency=0.1, seconds=60,
+            label="sliding 20/s + 3 in flight",
+        ),
+        Scenario("fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"),
+        Scenario("fixed", qps=10, retry_after=True, seconds=60, label="fixed 10/s + retry hints"),
+        Scenario("bucket", qps=3, latency=2.0, seconds=90),
+        Scenario("sliding", qps=200, latency=0.02, seconds=60),
+        Scenario("concurrency", max_in_flight=2, latency=0.05, seconds=60),
+        Scenario(
+            "concurrency", max_in_flight=8, latency=1.0, seconds=60, change_at=30,
+            new_max_in_flight=16,
+        ),
+        Scenario("fixed", qps=5, clients=2, seconds=60),
+        Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5),
+        Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5, shared=True),
+    ]

@@ -156,8 +156,10 @@ def test_core_configuration_errors_surface_unwrapped() -> None:
         OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid", qps=-1)
 
 
-def test_unknown_field_is_refused() -> None:
-    with pytest.raises(ValueError, match="batch_size"):
+def test_unknown_field_is_refused_naming_the_nearest_one() -> None:
+    with pytest.raises(TypeError, match=r"'modelname'; did you mean 'model(_name)?'"):
+        OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid", modelname="x")
+    with pytest.raises(TypeError, match="'batch_size'"):
         OpenSearchMultiModalEmbeddings(api_key=KEY, endpoint="https://h.invalid", batch_size=5)
 
 
@@ -181,7 +183,7 @@ def test_api_key_never_shown() -> None:
     for text in shown:
         assert KEY not in text
     assert emb.api_key.get_secret_value() == KEY
-    assert emb.model_dump(mode="json")["api_key"] == "**********"
+    assert "api_key" not in emb.model_dump(mode="json")
 
 
 def test_api_key_from_env_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,7 +309,8 @@ def test_embed_image_path_data_uri_and_url(fresh: Emulator, tmp_path: Path) -> N
     path = tiny_png_file(tmp_path, "red.png", "red")
     url = "https://example.com/cat.png"
     vectors = make(fresh).embed_image([str(path), data_uri(tiny_png("red")), url])
-    assert fresh.stats.requests == 1 and api_inputs(fresh) == [3]
+    # the path and the data URI carry the same bytes: sent once, vector reused
+    assert fresh.stats.requests == 1 and api_inputs(fresh) == [2]
     with core(fresh) as reference:
         assert vectors == [
             reference.embed_images([x])[0] for x in (str(path), data_uri(tiny_png("red")), url)
@@ -327,10 +330,22 @@ async def test_aembed_image_matches_sync(fresh: Emulator, tmp_path: Path) -> Non
 
 
 def test_embed_image_batches_like_texts(fresh: Emulator, tmp_path: Path) -> None:
-    paths = [str(tiny_png_file(tmp_path, f"{i}.png", "blue")) for i in range(33)]
+    from PIL import Image
+
+    paths = []
+    for i in range(33):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 8), (i, 2 * i, 255 - i)).save(paths[-1])
     vectors = make(fresh).embed_image(paths)
     assert len(vectors) == 33
     assert api_inputs(fresh) == [1, 32]
+
+
+def test_embed_image_sends_repeated_images_once(fresh: Emulator, tmp_path: Path) -> None:
+    paths = [str(tiny_png_file(tmp_path, f"{i}.png", "blue")) for i in range(33)]
+    vectors = make(fresh).embed_image(paths)
+    assert len(vectors) == 33 and all(v == vectors[0] for v in vectors)
+    assert api_inputs(fresh) == [1]
 
 
 def test_missing_image_file_is_an_input_error(fresh: Emulator, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,10 +120,15 @@ def test_missing_key_or_endpoint_fails_at_construction(
         OpenSearchMultiModalEmbedding(api_key=SECRET)
 
 
-@pytest.mark.parametrize("size", [0, 33, 100])
-def test_embed_batch_size_is_limited_to_32(emu: Emulator, size: int) -> None:
+@pytest.mark.parametrize("size", [0, -1, 4096])
+def test_embed_batch_size_is_checked_at_construction_and_assignment(
+    embed: OpenSearchMultiModalEmbedding, emu: Emulator, size: int
+) -> None:
     with pytest.raises(ValueError, match="embed_batch_size"):
         OpenSearchMultiModalEmbedding(api_key=SECRET, endpoint=emu.url, embed_batch_size=size)
+    with pytest.raises(ValueError, match="embed_batch_size"):
+        embed.embed_batch_size = size
+    assert embed.embed_batch_size == MAX_BATCH_SIZE
 
 
 def test_api_key_is_never_shown(
@@ -159,12 +163,6 @@ def test_serialization_round_trip_takes_the_key_from_the_environment(
     again.close()
 
 
-def test_pickle_does_not_carry_the_key(embed: OpenSearchMultiModalEmbedding) -> None:
-    # The key lives only inside the core client (not picklable: it holds connection pools),
-    # so a pickle has neither the client nor the key.
-    assert SECRET.encode() not in pickle.dumps(embed)
-
-
 # -- texts ----------------------------------------------------------------------------------
 
 
@@ -183,19 +181,29 @@ def test_text_batch_is_one_request_per_32_inputs_in_order(
 ) -> None:
     texts = [f"text number {i}" for i in range(70)]
     vectors = embed.get_text_embedding_batch(texts)
-    assert _batch_sizes(emu) == [32, 32, 6]
+    assert sorted(_batch_sizes(emu), key=lambda n: n or 0) == [6, 32, 32]
     assert emu.stats.requests == 3
     assert vectors == core.embed_texts(texts)
     assert len({tuple(v) for v in vectors}) == 70
 
 
-def test_smaller_batch_size_is_respected(emu: Emulator) -> None:
+def test_embed_batch_size_sets_event_steps_not_request_sizes(emu: Emulator) -> None:
+    from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
+
     emu.reset_stats()
+    handler = LlamaDebugHandler()
     model = OpenSearchMultiModalEmbedding(
-        api_key=SECRET, endpoint=emu.url, qps=None, embed_batch_size=10
+        api_key=SECRET,
+        endpoint=emu.url,
+        qps=None,
+        embed_batch_size=10,
+        callback_manager=CallbackManager([handler]),
     )
     model.get_text_embedding_batch([f"t{i}" for i in range(25)])
-    assert _batch_sizes(emu) == [10, 10, 5]
+    # One core call: the core packs requests (up to 32 inputs each).
+    assert _batch_sizes(emu) == [25]
+    pairs = handler.get_event_pairs()
+    assert [len(end.payload["chunks"]) for _, end in pairs] == [10, 10, 5]
     model.close()
 
 
@@ -274,7 +282,7 @@ def test_image_batch_is_one_request_per_32_inputs_in_order(
         paths.append(str(p))
     images: list[str | io.BytesIO] = [*paths, *(io.BytesIO(b) for b in pngs[35:])]
     vectors = embed.get_image_embedding_batch(images)
-    assert _batch_sizes(emu) == [32, 32, 6]
+    assert sorted(_batch_sizes(emu), key=lambda n: n or 0) == [6, 32, 32]
     assert vectors == core.embed_images(pngs)
     assert len({tuple(v) for v in vectors}) == 70
 
@@ -337,3 +345,18 @@ def test_quota_error_surfaces_as_the_core_exception(
         embed.get_text_embedding_batch(["a", "b"])
     assert SECRET not in str(info.value)
     assert emu.stats.requests == 1
+
+
+# -- the model the requests go to ---------------------------------------------------------
+
+
+def test_model_keyword_selects_the_model_the_requests_use(emu: Emulator) -> None:
+    emu.reset_stats()
+    model = OpenSearchMultiModalEmbedding(
+        model="ops-gme-qwen2-vl-2b-instruct", api_key=SECRET, endpoint=emu.url, qps=None
+    )
+    assert model.model_name == "ops-gme-qwen2-vl-2b-instruct"
+    vector = model.get_text_embedding("a red bicycle")
+    assert emu.requests_log[-1].path.endswith("/ops-gme-qwen2-vl-2b-instruct")
+    assert len(vector) == 1536
+    model.close()

@@ -125,7 +125,8 @@ def test_embed_mixed(client: MultiModalEmbeddingClient) -> None:
     assert result.embeddings[0] == client.embed_texts(["plain text"])[0]
     assert result.embeddings[2] == client.embed_texts(["dict text"])[0]
     assert result.embeddings[3] == client.embed_images([img])[0]
-    assert result.usage.image == 2 and result.usage.token_count > 0
+    assert result.usage.image == 1 and result.usage.token_count > 0  # one image, sent once
+    assert result.reused == 1
     assert len(result.request_ids) == 1 and result.model == "ops-m2-encoder"
 
 

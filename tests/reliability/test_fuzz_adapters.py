@@ -7,7 +7,9 @@ and no request is sent for an invalid input.
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
+import pickle
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
 from opensearch_mm import Content, InputError
 from opensearch_mm.emulator import Emulator
+from tests.support.images import tiny_png
 
 from .conftest import API_KEY, make_client
 from .test_fuzz import _contents, _image_values, non_strings, texts
@@ -221,16 +224,75 @@ def test_a_single_value_instead_of_a_list(
     assert server.stats.requests == before
 
 
-def test_llamaindex_batches_past_32_name_the_index_within_the_batch(
-    server: Emulator, llamaindex: OpenSearchMultiModalEmbedding
+@pytest.mark.parametrize("bad", [None, 42, "   "], ids=repr)
+def test_llamaindex_batch_names_the_position_in_the_whole_batch_and_sends_nothing(
+    server: Emulator, llamaindex: OpenSearchMultiModalEmbedding, bad: Any
 ) -> None:
-    """LlamaIndex hands the adapter one batch of <= 32 at a time: an invalid text at
-    position 40 is reported as input 8 (its place in the second batch), and the first
-    batch has been sent by then. This is LlamaIndex's batching, outside the adapter."""
+    """The whole batch goes to the core at once: an invalid text at position 40 is
+    reported as input 40, before any request (sync and async, texts and images)."""
     values: list[Any] = [f"text {i}" for i in range(45)]
-    values[40] = None
+    values[40] = bad
     before = server.stats.requests
-    with pytest.raises(InputError, match=r"^input 8 \(text\)") as info:
+    with pytest.raises(InputError, match=r"^input 40\b") as info:
         llamaindex.get_text_embedding_batch(values)
-    assert info.value.index == 8
-    assert server.stats.requests == before + 1
+    assert info.value.index == 40
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        asyncio.run(llamaindex.aget_text_embedding_batch(values))
+    images: list[Any] = [io.BytesIO(tiny_png("red")) for _ in range(45)]
+    images[40] = io.BytesIO(b"not an image")
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        llamaindex.get_image_embedding_batch(images)
+    with pytest.raises(InputError, match=r"^input 40\b"):
+        asyncio.run(llamaindex.aget_image_embedding_batch(images))
+    assert server.stats.requests == before
+
+
+# -- settings: a field never disagrees with the core client ---------------------------------
+
+_MODELS = ["ops-m2-encoder", "ops-m2-encoder-large", "ops-gme-qwen2-vl-2b-instruct"]
+_SETTING_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "model": st.sampled_from(_MODELS),
+    "workspace": st.sampled_from(["default", "ws1", "team-b"]),
+    "timeout": st.floats(min_value=0.5, max_value=120),
+    "max_retries": st.integers(min_value=0, max_value=10),
+    "max_concurrency": st.integers(min_value=1, max_value=32),
+    "qps": st.one_of(st.none(), st.just("adaptive"), st.floats(min_value=0.5, max_value=500)),
+    "image_max_side": st.one_of(st.none(), st.integers(min_value=16, max_value=4096)),
+    "downscale_oversized": st.booleans(),
+}
+_settings = st.fixed_dictionaries({}, optional=_SETTING_VALUES)
+
+
+def _agrees(adapter: Any) -> None:
+    client = adapter.client
+    model = getattr(adapter, "model", None) or adapter.model_name
+    assert client.model == model
+    assert client.url.endswith(f"/workspaces/{adapter.workspace}/multi-modal-embedding/{model}")
+    assert client.timeout == adapter.timeout
+    assert client.retry_policy.max_retries == adapter.max_retries
+    assert client.max_concurrency == adapter.max_concurrency
+    assert client.encode_options.image_max_side == adapter.image_max_side
+    assert client.encode_options.downscale_oversized == adapter.downscale_oversized
+    rate = client.rate_limiter.rate
+    if adapter.qps is None:
+        assert rate is None
+    elif adapter.qps != "adaptive":
+        assert rate == adapter.qps
+
+
+@SETTINGS
+@given(first=_settings, second=_settings)
+def test_fields_and_core_client_agree_after_any_construction_copy_or_change(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    base = {"api_key": API_KEY, "endpoint": "https://fuzz.invalid"}
+    lc = OpenSearchMultiModalEmbeddings(**base, **first)
+    li = OpenSearchMultiModalEmbedding(**base, **first)
+    for adapter in (lc, li):
+        _agrees(adapter)
+        _agrees(adapter.model_copy(update=second))
+        _agrees(pickle.loads(pickle.dumps(adapter)))
+        _agrees(copy.deepcopy(adapter))
+    for name, value in second.items():  # LlamaIndex fields are assignable
+        setattr(li, name, value)
+        _agrees(li)

@@ -105,7 +105,7 @@ def test_retries_run_out_mid_call_the_rest_still_finishes(
 async def test_async_retries_run_out_mid_call(emu: Emulator, clean: list[list[float]]) -> None:
     http = httpx.AsyncClient(transport=AsyncFaultAt(emu, {5: ("drop", 3)}))
     client = make_client(
-        emu.url, async_http_client=http, max_concurrency=1, retry_policy=THREE_TRIES
+        emu.url, http_async_client=http, max_concurrency=1, retry_policy=THREE_TRIES
     )
     try:
         with pytest.raises(Exception) as ei:
@@ -185,7 +185,7 @@ async def test_aembed_iter_failure_says_where_to_resume(
 
     http = httpx.AsyncClient(transport=AsyncFaultAt(emu, {2: ("server_error", 3)}))
     client = make_client(
-        emu.url, async_http_client=http, max_concurrency=1, retry_policy=THREE_TRIES
+        emu.url, http_async_client=http, max_concurrency=1, retry_policy=THREE_TRIES
     )
     yielded: list[list[float]] = []
     try:

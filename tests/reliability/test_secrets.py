@@ -248,7 +248,7 @@ async def test_key_not_sent_after_redirect_async(redirect: Any) -> None:
     await client.aclose()
     assert other == []
     http = httpx.AsyncClient(follow_redirects=True)
-    client = make_client(url, async_http_client=http)
+    client = make_client(url, http_async_client=http)
     with pytest.raises(APIError):
         await client.aembed_texts(["x"])
     await client.aclose()

@@ -1,17 +1,25 @@
-"""Rate limiters under a fake clock: pacing, backing off, converging on an unknown cap."""
+"""Rate limiters under a fake clock: pacing, the signals the adaptive one reads, sharing.
+
+How well it converges on each throttle model is tested in virtual time by
+``test_simulation.py``."""
 
 from __future__ import annotations
 
-import heapq
+import multiprocessing
 import random
+import sys
 import threading
+import uuid
+from pathlib import Path
 
 import pytest
 
+from opensearch_mm.emulator._simulate import Scenario, simulate
 from opensearch_mm.errors import QuotaExceededError, RateLimitError
 from opensearch_mm.ratelimit import (
     AdaptiveRateLimiter,
     FixedRateLimiter,
+    SharedState,
     Ticket,
     UnlimitedRateLimiter,
     make_rate_limiter,
@@ -26,73 +34,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class TokenBucket:
-    """What the service (and the emulator) does: ``rate`` tokens/s, ``rate`` at most."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.stamp = 0.0
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-def simulate(
-    cap: float, requests: int, *, workers: int = 8, latency: float = 0.042, seed: int = 0
-) -> tuple[float, int, AdaptiveRateLimiter]:
-    """Drive an adaptive limiter as the drivers do (acquire, wait, confirm, send, observe,
-    jittered retry of a 429) against a token bucket; returns (seconds, 429s, limiter)."""
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    bucket = TokenBucket(cap)
-    rng = random.Random(seed)
-    todo = requests
-    throttled = 0
-    events: list[tuple[float, int, int, str, int, Ticket | None]] = []
-    seq = 0
-
-    def at(
-        t: float, worker: int, what: str, retries: int = 0, ticket: Ticket | None = None
-    ) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(events, (t, seq, worker, what, retries, ticket))
-
-    for w in range(workers):
-        at(0.0, w, "next")
-    while events:
-        t, _, w, what, retries, ticket = heapq.heappop(events)
-        clock.now = t
-        if what == "next" and todo:
-            todo -= 1
-            at(t, w, "acquire")
-        elif what == "acquire":
-            ticket = limiter.acquire()
-            at(t + ticket.wait, w, "send", retries, ticket)
-        elif what == "send":
-            assert ticket is not None
-            if not limiter.confirm(ticket):
-                at(t, w, "acquire", retries)
-            elif bucket.take(t):
-                at(t + latency, w, "ok", retries, ticket)
-            else:
-                at(t + 0.002, w, "429", retries, ticket)
-        elif what == "ok":
-            limiter.observe(None, ticket)
-            at(t, w, "next")
-        elif what == "429":
-            throttled += 1
-            limiter.observe(THROTTLED, ticket)
-            at(t + rng.uniform(0, 0.5 * 2**retries), w, "acquire", retries + 1)
-    return clock.now, throttled, limiter
 
 
 # ----------------------------------------------------------------- fixed / unlimited
@@ -165,30 +106,62 @@ def test_adaptive_starts_at_documented_rate_and_grows_only_when_binding() -> Non
     assert limiter.rate > 10
 
 
+def sent(limiter: AdaptiveRateLimiter) -> Ticket:
+    """Book a slot, wait for it (on the fake clock), confirm it: a request on the wire."""
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    for _ in range(1000):
+        ticket = limiter.acquire()
+        clock.now += ticket.wait
+        if limiter.confirm(ticket):
+            return ticket
+    raise AssertionError("never confirmed")
+
+
 def test_adaptive_cut_rebooks_slots_and_counts_one_signal() -> None:
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(clock=clock)
     tickets = [limiter.acquire() for _ in range(8)]
-    rate = limiter.rate
-    limiter.observe(THROTTLED, tickets[0])
-    cut = limiter.rate
-    assert cut is not None and cut <= rate / 2
+    first = tickets[0]
+    assert limiter.confirm(first)
+    limiter.observe(THROTTLED, first)
+    assert limiter.cuts == 1 and not limiter.slow_start
     # The other tickets were booked before the cut: they must re-book, and their 429s
     # are the same overfull second, not new signals.
     assert not any(limiter.confirm(t) for t in tickets[1:])
     for t in tickets[1:]:
         limiter.observe(THROTTLED, t)
-    assert limiter.rate == cut and limiter.cuts == 1
-    fresh = limiter.acquire()
-    assert limiter.confirm(fresh) and fresh.wait > 0
-    limiter.observe(THROTTLED, fresh)  # a 429 at the new rate: a second, gentler cut
-    assert limiter.cuts == 2 and limiter.rate == pytest.approx(cut * 0.8)
+    assert limiter.cuts == 1
+    # Refused again before anything sent since the cut has passed: the same burst.
+    clock.now += 0.2
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.cuts == 1
+    clock.now += 0.2
+    limiter.observe(None, sent(limiter))
+    clock.now += 0.2
+    limiter.observe(THROTTLED, sent(limiter))  # after an answer: a new signal
+    assert limiter.cuts == 2
+
+
+def test_a_429_just_above_what_is_accepted_sets_the_ceiling_there() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    # 12 QPS accepted for three seconds (the limiter holds the rate: no slow start left).
+    limiter.slow_start = False
+    limiter._ceiling = limiter._floor = limiter._rate = 12.0
+    for _ in range(36):
+        ticket = sent(limiter)
+        clock.now += 1 / 12
+        limiter.observe(None, ticket)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.ceiling == pytest.approx(12.0, rel=0.05)
+    assert limiter.rate == pytest.approx(0.95 * limiter.ceiling)  # a small cut, not a halving
 
 
 def test_quota_exhaustion_is_not_a_rate_signal() -> None:
     limiter = AdaptiveRateLimiter(clock=FakeClock())
     quota = QuotaExceededError("gone", status_code=429, code="Throttling.AllocationQuota")
-    limiter.observe(quota, limiter.acquire())
+    limiter.observe(quota, sent(limiter))
     assert limiter.cuts == 0 and limiter.slow_start
 
 
@@ -196,47 +169,103 @@ def test_adaptive_never_below_min() -> None:
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(clock=clock, min_qps=1.0)
     for _ in range(50):
-        limiter.observe(THROTTLED, limiter.acquire())
+        limiter.observe(None, sent(limiter))
+        clock.now += 0.1
+        limiter.observe(THROTTLED, sent(limiter))
         clock.now += 0.5
     assert limiter.rate == 1.0
 
 
-@pytest.mark.parametrize("cap", [10, 25, 50, 100])
-def test_adaptive_converges_on_an_unknown_cap(cap: float) -> None:
-    requests = int(cap * 60)  # a minute's worth at the cap
-    seconds, throttled, limiter = simulate(cap, requests)
-    ceiling_seconds = requests / cap
-    assert ceiling_seconds / seconds >= 0.95  # at least 95% of the ceiling
-    assert throttled <= 0.02 * requests  # at most 2% throttled
-    assert limiter.rate is not None and 0.75 * cap <= limiter.rate <= 1.3 * cap
-
-
-def test_adaptive_finds_a_cap_below_the_documented_default() -> None:
-    seconds, throttled, limiter = simulate(3, 180)
-    assert (180 / 3) / seconds >= 0.9
-    assert throttled <= 6
-    assert limiter.rate is not None and 2 <= limiter.rate <= 4
-
-
-@pytest.mark.parametrize("cap", [10, 50])
-def test_adaptive_short_run_few_throttles(cap: float) -> None:
-    seconds, throttled, _ = simulate(cap, 157)  # 5,000 inputs in requests of 32
-    assert throttled <= 3
-    assert (157 / cap) / seconds >= 0.9
-
-
-def test_adaptive_follows_a_lowered_cap() -> None:
+def test_a_retry_hint_holds_every_send() -> None:
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(clock=clock)
-    bucket = TokenBucket(40)
-    for step in range(4000):  # 40 QPS for a while, then the account drops to 10
-        if step == 2000:
-            bucket = TokenBucket(10)
-            bucket.stamp = clock.now
-            bucket.tokens = 0
-        ticket = limiter.acquire()
-        clock.now += ticket.wait
-        if not limiter.confirm(ticket):
-            continue
-        limiter.observe(None if bucket.take(clock.now) else THROTTLED, ticket)
-    assert limiter.rate is not None and 7 <= limiter.rate <= 13
+    hinted = RateLimitError(
+        "slow down", status_code=429, code="Throttling.RateQuota", retry_after=2.5
+    )
+    refused = sent(limiter)
+    limiter.observe(hinted, refused)
+    assert sent(limiter).sent >= clock.now - 0.01 >= refused.sent + 2.5 - 0.01
+
+
+def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
+    """A service that refuses a fourth request in flight, whatever the rate."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    for _ in range(40):
+        batch = []
+        for _ in range(5):
+            ticket = limiter.acquire()
+            clock.now += max(ticket.wait, 0.0)
+            if limiter.confirm(ticket):
+                batch.append(ticket)
+        for i, ticket in enumerate(batch):  # the first three were let in
+            limiter.observe(None if i < 3 else THROTTLED, ticket)
+        clock.now += 0.05
+    assert limiter.max_in_flight == 3
+    in_flight = [sent(limiter) for _ in range(3)]
+    held = limiter.acquire()
+    assert not limiter.confirm(held) and held.wait > 0  # a fourth waits for a free slot
+    limiter.observe(None, in_flight[0])
+    assert limiter.confirm(limiter.acquire())
+
+
+def test_a_rate_throttle_is_not_taken_for_a_concurrency_cap() -> None:
+    """Refusals at every number in flight: no concurrency cap is learned."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    rng = random.Random(3)
+    for _ in range(400):
+        tickets = [sent(limiter) for _ in range(rng.randint(1, 6))]
+        for ticket in tickets:
+            limiter.observe(THROTTLED if rng.random() < 0.1 else None, ticket)
+        clock.now += 0.1
+    assert limiter.max_in_flight is None
+
+
+def test_shared_state_paces_two_limiters_as_one(tmp_path: object) -> None:
+    key = f"test-{uuid.uuid4().hex}"
+    clock = FakeClock()
+    a = AdaptiveRateLimiter(clock=clock, share=key)
+    b = AdaptiveRateLimiter(clock=clock, share=key)
+    try:
+        slots = []
+        for _ in range(10):
+            slots.append(a.acquire().sent)
+            slots.append(b.acquire().sent)
+        assert len(set(slots)) == 20  # one schedule: never the same slot twice
+        a.observe(THROTTLED, sent(a))
+        assert b.cuts == 0
+        b.acquire()  # b reads the shared state: a's cut is its cut
+        assert b.cuts == 1 and b.rate == a.rate
+    finally:
+        for limiter in (a, b):
+            assert limiter._shared is not None
+            limiter._shared.close()
+        Path(a._shared.path).unlink()
+
+
+def _book_slots(key: str, count: int) -> list[float]:
+    limiter = AdaptiveRateLimiter(share=key, max_qps=50.0)
+    return [limiter.acquire().sent for _ in range(count)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the shared state needs fcntl (POSIX)")
+def test_shared_state_coordinates_processes() -> None:
+    key = f"test-{uuid.uuid4().hex}"
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ctx.Pool(2) as pool:
+            results = pool.starmap(_book_slots, [(key, 30), (key, 30)])
+        slots = sorted(results[0] + results[1])
+        gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+        # Two processes, one schedule: consecutive slots at least 1/max_qps apart.
+        assert min(gaps) >= 1 / 50.0 - 1e-9
+    finally:
+        path = SharedState(key).path
+        path.unlink(missing_ok=True)
+
+
+def test_the_simulation_is_deterministic() -> None:
+    scenario = Scenario("fixed", qps=20, seconds=20, seed=4)
+    one, two = simulate(scenario), simulate(scenario)
+    assert (one.rate, one.throttled, one.sent) == (two.rate, two.throttled, two.sent)

@@ -184,7 +184,8 @@ def _refused() -> httpx.ConnectError:
     return exc
 
 
-def test_refused_connection_gets_a_short_retry_budget() -> None:
+def test_refused_connection_gets_a_short_retry_budget(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="opensearch_mm")
     limiter = Recorder()
     request = make(limiter, max_retries=6)
     steps = []
@@ -196,6 +197,7 @@ def test_refused_connection_gets_a_short_retry_budget() -> None:
             break
     assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
     assert sum(s.delay for s in steps if isinstance(s, Retry)) <= 1.0
+    assert "(retry 2 of 2)" in caplog.records[-1].getMessage()
     error = steps[-1].error
     assert isinstance(error, APIConnectionError) and error.kind == "refused"
     assert error.endpoint == ORIGIN and ORIGIN in str(error)
@@ -275,3 +277,42 @@ def test_fatal_is_decided_once_for_driver_and_bookkeeping() -> None:
     assert not state.stopped
     state.note(AuthenticationError("no", status_code=401))  # what a driver reports early
     assert state.stopped
+
+
+def test_abandoned_request_is_observed_once_and_terminal() -> None:
+    limiter = Recorder()
+    request = make(limiter)
+    drain(request)
+    request.abandoned(KeyboardInterrupt())
+    assert limiter.observed == [("KeyboardInterrupt", Ticket(0.0, 1))]
+    assert request.state == "FAILED"
+    with pytest.raises(RuntimeError):
+        request.answered(*ok())
+
+
+async def test_a_call_cancelled_mid_request_still_observes_it() -> None:
+    import asyncio
+
+    from opensearch_mm import MultiModalEmbeddingClient
+
+    sent = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+    limiter = Recorder()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(hang))
+    client = MultiModalEmbeddingClient(
+        api_key=KEY, endpoint="https://h.example", rate_limiter=limiter, http_async_client=http
+    )
+    task = asyncio.ensure_future(client.aembed_texts(["a"]))
+    await asyncio.wait_for(sent.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # the limiter does not count the request as in flight for ever
+    assert [name for name, _ in limiter.observed] == ["CancelledError"]
+    await client.aclose()
+    await http.aclose()

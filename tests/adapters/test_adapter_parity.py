@@ -1,0 +1,417 @@
+"""Both adapters, side by side: settings honoured or refused, copies, pickles, JSON, usage.
+
+Each test runs against the LangChain and the LlamaIndex adapter alike, against the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import multiprocessing
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
+from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
+from opensearch_mm import (
+    ConfigurationError,
+    FixedRateLimiter,
+    MultiModalEmbeddingClient,
+    RetryPolicy,
+    Usage,
+)
+from opensearch_mm.emulator import Emulator
+
+KEY = "sk-parity-SECRET-0123456789"
+GME = "ops-gme-qwen2-vl-2b-instruct"
+ENV_VARS = ("OPENSEARCH_MM_API_KEY", "OPENSEARCH_MM_ENDPOINT", "OPENSEARCH_MM_WORKSPACE")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to drive one adapter: its class, its name for the model field, its calls."""
+
+    name: str
+    cls: type[Any]
+    model_field: str
+
+    def texts(self, adapter: Any, texts: list[str]) -> list[list[float]]:
+        if isinstance(adapter, OpenSearchMultiModalEmbeddings):
+            return adapter.embed_documents(texts)
+        return adapter.get_text_embedding_batch(texts)  # type: ignore[no-any-return]
+
+    async def atexts(self, adapter: Any, texts: list[str]) -> list[list[float]]:
+        if isinstance(adapter, OpenSearchMultiModalEmbeddings):
+            return await adapter.aembed_documents(texts)
+        return await adapter.aget_text_embedding_batch(texts)  # type: ignore[no-any-return]
+
+    def images(self, adapter: Any, images: list[Any]) -> list[list[float]]:
+        if isinstance(adapter, OpenSearchMultiModalEmbeddings):
+            return adapter.embed_image(images)
+        return adapter.get_image_embedding_batch(images)  # type: ignore[no-any-return]
+
+
+LANGCHAIN = Kind("langchain", OpenSearchMultiModalEmbeddings, "model")
+LLAMAINDEX = Kind("llamaindex", OpenSearchMultiModalEmbedding, "model_name")
+
+
+@pytest.fixture(params=[LANGCHAIN, LLAMAINDEX], ids=lambda k: k.name)
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(api_key=KEY, qps=None, latency_ms=0) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh(emu: Emulator) -> Emulator:
+    emu.clear_faults()
+    emu.reset_stats()
+    return emu
+
+
+def build(kind: Kind, emu: Emulator, **options: Any) -> Any:
+    settings: dict[str, Any] = {"api_key": KEY, "endpoint": emu.url, "qps": None}
+    settings.update(options)
+    return kind.cls(**settings)
+
+
+def models_requested(emu: Emulator) -> list[str]:
+    return [rec.path.rsplit("/", 1)[-1] for rec in emu.requests_log]
+
+
+def big_png(side: int = 256) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 30, 60)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+# -- 1. every setting is honoured or refused ------------------------------------------------
+
+
+@pytest.mark.parametrize("keyword", ["model", "model_name"])
+def test_both_names_of_the_model_select_the_model_requests_go_to(
+    kind: Kind, fresh: Emulator, keyword: str
+) -> None:
+    adapter = build(kind, fresh, **{keyword: GME})
+    assert getattr(adapter, kind.model_field) == GME
+    assert adapter.dimensions == 1536
+    [vector] = kind.texts(adapter, ["a red bicycle"])
+    assert len(vector) == 1536
+    assert models_requested(fresh) == [GME]
+
+
+def test_model_and_model_name_that_disagree_are_refused(kind: Kind, fresh: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="disagree"):
+        build(kind, fresh, model=GME, model_name="ops-m2-encoder")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "nearest"),
+    [("modelname", "model"), ("image_max_sid", "image_max_side"), ("downscale", "downscale")],
+)
+def test_unknown_keywords_raise_naming_the_nearest_valid_one(
+    kind: Kind, fresh: Emulator, wrong: str, nearest: str
+) -> None:
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{wrong}'.*'{nearest}"):
+        build(kind, fresh, **{wrong: 1})
+    assert fresh.stats.requests == 0
+
+
+def test_image_options_are_honoured(kind: Kind, fresh: Emulator) -> None:
+    png = big_png()
+    adapter = build(kind, fresh, image_max_side=32, downscale_oversized=True)
+    assert adapter.image_max_side == 32 and adapter.downscale_oversized is True
+    options = adapter.client.encode_options
+    assert (options.image_max_side, options.downscale_oversized) == (32, True)
+    with (
+        MultiModalEmbeddingClient(
+            api_key=KEY, endpoint=fresh.url, qps=None, image_max_side=32
+        ) as small,
+        MultiModalEmbeddingClient(api_key=KEY, endpoint=fresh.url, qps=None) as full,
+    ):
+        shrunk, original = small.embed_images([png])[0], full.embed_images([png])[0]
+    assert shrunk != original
+    assert kind.images(adapter, [png]) == [shrunk]
+
+
+def test_assignment_after_construction_never_disagrees_with_requests(
+    kind: Kind, fresh: Emulator
+) -> None:
+    adapter = build(kind, fresh)
+    if kind is LANGCHAIN:
+        with pytest.raises(ValueError, match="frozen"):
+            adapter.model = GME
+        with pytest.raises(ValueError, match="frozen"):
+            adapter.endpoint = "https://elsewhere.invalid"
+    else:
+        adapter.model_name = GME
+        assert adapter.client.model == GME and adapter.dimensions == 1536
+        with pytest.raises(ConfigurationError, match="timeout"):
+            adapter.timeout = 0
+        assert adapter.timeout == 60.0 and adapter.client.timeout == 60.0
+    kind.texts(adapter, ["hello"])
+    assert models_requested(fresh) == [getattr(adapter, kind.model_field)]
+
+
+def test_assigning_the_endpoint_moves_the_requests(fresh: Emulator) -> None:
+    adapter = build(LLAMAINDEX, fresh)
+    with Emulator(api_key=KEY, qps=None) as other:
+        adapter.endpoint = other.url
+        adapter.get_text_embedding("hello")
+        assert other.stats.requests == 1
+    assert fresh.stats.requests == 0
+
+
+def test_model_copy_update_rebuilds_the_core_client(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh)
+    other = adapter.model_copy(update={kind.model_field: GME})
+    assert other.client is not adapter.client
+    assert getattr(other, kind.model_field) == other.client.model == GME
+    kind.texts(other, ["one"])
+    kind.texts(adapter, ["two"])
+    assert models_requested(fresh) == [GME, "ops-m2-encoder"]
+
+
+# -- 2. copies and pickles are independent working adapters --------------------------------
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [copy.copy, copy.deepcopy, lambda a: pickle.loads(pickle.dumps(a))],
+    ids=["copy", "deepcopy", "pickle"],
+)
+def test_copies_work_on_their_own_with_the_full_configuration(
+    kind: Kind, fresh: Emulator, duplicate: Callable[[Any], Any]
+) -> None:
+    adapter = build(kind, fresh, model=GME, workspace="ws9", max_retries=2, image_max_side=64)
+    twin = duplicate(adapter)
+    assert twin.client is not adapter.client
+    for name in ("endpoint", "workspace", "max_retries", "image_max_side", kind.model_field):
+        assert getattr(twin, name) == getattr(adapter, name), name
+    adapter.close()  # closing the original leaves the copy working
+    vector = kind.texts(twin, ["still works"])[0]
+    assert len(vector) == 1536
+    assert fresh.requests_log[-1].path.endswith(f"/workspaces/ws9/multi-modal-embedding/{GME}")
+    twin.close()
+
+
+def test_a_pickle_carries_the_key_but_no_dump_does(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh)
+    assert KEY.encode() in pickle.dumps(adapter)
+    assert KEY not in repr(adapter) and KEY not in adapter.model_dump_json()
+
+
+def _embed_in_worker(adapter: Any, text: str) -> list[float]:
+    if isinstance(adapter, OpenSearchMultiModalEmbeddings):
+        return adapter.embed_query(text)
+    return adapter.get_text_embedding(text)  # type: ignore[no-any-return]
+
+
+def test_a_spawned_process_pool_runs_end_to_end(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh)
+    texts = ["alpha", "beta", "gamma", "delta"]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        vectors = pool.starmap(_embed_in_worker, [(adapter, t) for t in texts])
+    assert vectors == kind.texts(adapter, texts)
+    assert fresh.stats.requests == len(texts) + 1
+
+
+def test_a_joblib_pool_runs_end_to_end(kind: Kind, fresh: Emulator) -> None:
+    joblib = pytest.importorskip("joblib")
+    adapter = build(kind, fresh)
+    texts = ["one", "two", "three"]
+    vectors = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_embed_in_worker)(adapter, t) for t in texts
+    )
+    assert vectors == kind.texts(adapter, texts)
+
+
+def test_an_adapter_around_an_injected_client_refuses_to_pickle(
+    kind: Kind, fresh: Emulator
+) -> None:
+    with MultiModalEmbeddingClient(api_key=KEY, endpoint=fresh.url, qps=None) as client:
+        adapter = kind.cls(client=client)
+        with pytest.raises(TypeError, match="client="):
+            pickle.dumps(adapter)
+
+
+# -- 3. JSON round trip ---------------------------------------------------------------------
+
+
+def _json_round_trip(kind: Kind, adapter: Any) -> Any:
+    if kind is LANGCHAIN:
+        return kind.cls.model_validate_json(adapter.model_dump_json())
+    return kind.cls.from_json(adapter.to_json())
+
+
+def test_json_round_trip_takes_the_key_from_the_environment(
+    kind: Kind, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter = build(kind, fresh, model=GME, workspace="ws2")
+    monkeypatch.setenv("OPENSEARCH_MM_API_KEY", KEY)
+    again = _json_round_trip(kind, adapter)
+    assert getattr(again, kind.model_field) == GME and again.workspace == "ws2"
+    assert kind.texts(again, ["hi"]) == kind.texts(adapter, ["hi"])
+
+
+def test_json_round_trip_without_a_key_fails_at_construction(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh)
+    with pytest.raises(ValueError, match="OPENSEARCH_MM_API_KEY"):
+        _json_round_trip(kind, adapter)
+    assert fresh.stats.requests == 0
+
+
+def test_the_masked_placeholder_key_is_refused_and_never_sent(kind: Kind, fresh: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        build(kind, fresh, api_key="**********")
+    if kind is LANGCHAIN:
+        data = build(kind, fresh).model_dump(mode="json")
+        data["api_key"] = "**********"
+        with pytest.raises(ValueError, match="placeholder"):
+            kind.cls.model_validate(data)
+    else:
+        data = build(kind, fresh).to_dict()
+        with pytest.raises(ConfigurationError, match="placeholder"):
+            kind.cls.from_dict({**data, "api_key": "**********"})
+    assert fresh.stats.requests == 0
+
+
+# -- 5. both adapters are equal -------------------------------------------------------------
+
+
+def test_usage_of_the_last_call_and_in_total(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh)
+    assert adapter.last_usage is None and adapter.total_usage == Usage()
+    kind.texts(adapter, ["a red bicycle", "a cat"])
+    first = adapter.last_usage
+    assert first is not None and first.token_count > 0 and first.image == 0
+    kind.images(adapter, [big_png(8)])
+    assert adapter.last_usage is not None and adapter.last_usage.image == 1
+    asyncio.run(kind.atexts(adapter, ["more text"]))
+    assert adapter.total_usage.image == 1
+    assert adapter.total_usage.token_count == first.token_count + adapter.last_usage.token_count
+
+
+def test_context_managers_close_the_pools(
+    kind: Kind, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
+    with build(kind, fresh) as adapter:
+        kind.texts(adapter, ["x"])
+        monkeypatch.setattr(adapter.client, "close", lambda: closed.append("close"))
+
+    async def use() -> None:
+        async with build(kind, fresh) as other:
+            await kind.atexts(other, ["y"])
+
+            async def aclose() -> None:
+                closed.append("aclose")
+
+            monkeypatch.setattr(other.client, "aclose", aclose)
+
+    asyncio.run(use())
+    assert closed == ["close", "aclose"]
+
+
+def test_an_injected_core_client_is_described_by_the_fields_and_left_open(
+    kind: Kind, fresh: Emulator
+) -> None:
+    with MultiModalEmbeddingClient(
+        api_key=KEY, endpoint=fresh.url, qps=3.0, model=GME, workspace="ws3", timeout=7
+    ) as client:
+        adapter = kind.cls(client=client)
+        assert adapter.client is client
+        assert getattr(adapter, kind.model_field) == GME
+        assert (adapter.workspace, adapter.timeout, adapter.qps) == ("ws3", 7.0, 3.0)
+        with pytest.raises(ConfigurationError, match="client="):
+            kind.cls(client=client, model="ops-m2-encoder")
+        adapter.close()
+        assert len(client.embed_texts(["still open"])[0]) == 1536
+
+
+def test_injected_httpx_clients_use_the_same_names(kind: Kind, fresh: Emulator) -> None:
+    sent: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        sent.append("sync")
+
+    async def ahook(request: httpx.Request) -> None:
+        sent.append("async")
+
+    async def run() -> None:
+        async with httpx.AsyncClient(event_hooks={"request": [ahook]}) as http_async:
+            with httpx.Client(event_hooks={"request": [hook]}) as http:
+                adapter = build(kind, fresh, http_client=http, http_async_client=http_async)
+                kind.texts(adapter, ["s"])
+                await kind.atexts(adapter, ["a"])
+
+    asyncio.run(run())
+    assert sent == ["sync", "async"]
+
+
+def test_assigning_the_masked_placeholder_key_is_refused(fresh: Emulator) -> None:
+    adapter = build(LLAMAINDEX, fresh)
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        adapter.api_key = "**********"
+    adapter.get_text_embedding("the real key is still used")
+    assert fresh.requests_log[-1].status == 200
+
+
+def test_both_names_of_the_model_read_the_same(kind: Kind, fresh: Emulator) -> None:
+    adapter = build(kind, fresh, model=GME)
+    assert adapter.model == adapter.model_name == adapter.client.model == GME
+
+
+def test_a_retry_policy_and_a_shared_rate_limiter_reach_the_core(
+    kind: Kind, fresh: Emulator
+) -> None:
+    policy = RetryPolicy(max_retries=3, initial_delay=0.001, max_delay=0.01)
+    limiter = FixedRateLimiter(500.0)
+    adapter = build(kind, fresh, retry_policy=policy, rate_limiter=limiter, qps=500.0)
+    assert adapter.client.retry_policy is policy and adapter.client.rate_limiter is limiter
+    assert (adapter.max_retries, adapter.qps) == (3, 500.0)  # the fields describe them
+    assert adapter.model_copy().client.rate_limiter is limiter  # copies share the limiter
+    if kind is LLAMAINDEX:  # LlamaIndex's single-text paths leave a core limiter alone
+        adapter.get_query_embedding("q")
+        asyncio.run(adapter.aget_query_embedding("q"))
+        fresh.reset_stats()
+    fresh.inject("server_error", 2)
+    kind.texts(adapter, ["retried by the policy"])
+    assert [r.status for r in fresh.requests_log] == [500, 500, 200]
+    with pytest.raises(ConfigurationError, match="disagrees"):
+        build(kind, fresh, retry_policy=policy, max_retries=5)
+    with pytest.raises(ConfigurationError, match="not both"):
+        build(kind, fresh, rate_limiter=limiter, qps="adaptive")
+    with pytest.raises(TypeError, match="rate_limiter"):
+        pickle.dumps(adapter)
+
+
+def test_assigning_retries_or_qps_keeps_policy_and_limiter_in_step(fresh: Emulator) -> None:
+    policy = RetryPolicy(max_retries=3, initial_delay=0.001)
+    limiter = FixedRateLimiter(50.0)
+    adapter = build(LLAMAINDEX, fresh, retry_policy=policy, rate_limiter=limiter, qps=50.0)
+    adapter.max_retries = 1
+    assert adapter.retry_policy is not None and adapter.retry_policy.max_retries == 1
+    assert adapter.client.retry_policy.max_retries == 1
+    assert adapter.client.retry_policy.initial_delay == 0.001
+    adapter.qps = None
+    assert adapter.rate_limiter is None and adapter.client.rate_limiter.rate is None
+    adapter.retry_policy = RetryPolicy(max_retries=4)
+    assert adapter.max_retries == adapter.client.retry_policy.max_retries == 4

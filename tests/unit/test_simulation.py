@@ -1,0 +1,94 @@
+"""The adaptive limiter against every throttle model, in virtual time.
+
+The real limiter code runs against simulated accounts (``opensearch_mm/emulator/_simulate``):
+no sockets, no sleeps, the same numbers on every run. These are the targets it is held
+to; ``python benchmarks/simulate.py`` prints the full sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from opensearch_mm.emulator._simulate import (
+    Result,
+    Scenario,
+    format_table,
+    held_out,
+    simulate,
+    sweep,
+)
+
+STEADY_RATIO = 0.95  # of the ceiling, in steady state
+STEADY_SHARE = 0.03  # of sends refused with 429, in steady state
+
+
+@pytest.fixture(scope="module")
+def results() -> list[Result]:
+    runs = [simulate(s) for s in sweep(quick=True)]
+    print("\n" + format_table(runs))  # shown with -s, and in a failing test's output
+    return runs
+
+
+def test_steady_state_on_every_throttle_model(results: list[Result]) -> None:
+    alone = [r for r in results if r.scenario.clients == 1 and r.scenario.change_at is None]
+    assert {r.scenario.throttle for r in alone} == {"bucket", "fixed", "sliding", "concurrency"}
+    for r in alone:
+        assert r.ratio >= STEADY_RATIO, r.scenario.name
+        assert r.throttled_share <= STEADY_SHARE, r.scenario.name
+        assert r.gave_up == 0, r.scenario.name
+
+
+def test_back_near_a_changed_cap_within_ten_seconds(results: list[Result]) -> None:
+    changed = [r for r in results if r.scenario.change_at is not None]
+    assert {r.scenario.new_qps > r.scenario.qps for r in changed if r.scenario.new_qps} == {
+        True,
+        False,
+    }  # a raised quota and a cut one
+    for r in changed:
+        assert r.recovery is not None and r.recovery <= 10.0, r.scenario.name
+        assert r.ratio >= 0.9, r.scenario.name  # and it stays there
+        assert r.throttled_share <= 0.05, r.scenario.name
+
+
+def test_clients_sharing_an_account(results: list[Result]) -> None:
+    sharing = [r for r in results if r.scenario.clients > 1]
+    assert sharing
+    for r in sharing:
+        assert r.ratio >= 0.9, r.scenario.name  # together
+        if r.scenario.shared:  # coordinating through the shared state
+            assert r.fairness <= 1.25, r.scenario.name
+            assert r.throttled_share <= STEADY_SHARE, r.scenario.name
+        else:  # converging from 429s alone
+            assert r.fairness <= 1.5, r.scenario.name
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [s for s in held_out() if s.label.startswith(("bucket 10/s burst", "fixed 50/s jitter"))]
+    + [Scenario("bucket", qps=3, latency=2.0, seconds=90)],
+    ids=lambda s: s.name,
+)
+def test_on_variants_it_was_not_tuned_on(scenario: Scenario) -> None:
+    r = simulate(scenario)
+    assert r.ratio >= STEADY_RATIO
+    assert r.throttled_share <= STEADY_SHARE
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario("bucket", qps=10, seconds=60),
+        Scenario("fixed", qps=10, seconds=60),
+        Scenario("sliding", qps=30, seconds=60),
+        Scenario("fixed", qps=1, seconds=300),
+        Scenario("concurrency", max_in_flight=4, latency=0.2, seconds=60),
+    ],
+    ids=lambda s: s.name,
+)
+def test_never_slower_than_the_naive_loop(scenario: Scenario) -> None:
+    ours = simulate(scenario)
+    naive = simulate(replace(scenario, naive=True))
+    one_request = 1.0 / (0.8 * scenario.seconds) / ours.ceiling  # the measured span's unit
+    assert ours.ratio >= naive.ratio - one_request
