@@ -1,4 +1,4 @@
-"""Throughput at the account's rate limit, and client CPU per request (GitHub issue 4).
+"""Throughput at the account's rate limit, and client CPU per request.
 
     python benchmarks/throughput.py            # the full run (a few minutes)
     python benchmarks/throughput.py --quick    # a smoke run (seconds)
