@@ -319,7 +319,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self,
         link: CoordinatorLink[H],
         *,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.25,
         flush_size: int = 32,
         max_late: float = 0.25,
         prefetch_within: float = 0.03,

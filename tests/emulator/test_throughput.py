@@ -111,8 +111,9 @@ def test_embed_iter_keeps_order_and_bounds_what_is_in_flight() -> None:
             yielded += 1
             worst = max(worst, pulled - yielded)
         assert got == expected  # same vectors, same order
-    # At most 2 * max_concurrency batches queued, plus the one being packed.
-    assert worst <= (2 * limit + 1) * 32
+    # Read-ahead follows the in-flight window: at most max_concurrency + 1 batches
+    # queued, plus the one being packed.
+    assert worst <= (limit + 2) * 32
     assert pulled == 32 * 30
 
 
