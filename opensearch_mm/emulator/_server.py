@@ -579,9 +579,7 @@ class Emulator:
         self._burst: float | None = None
         self._window = 1.0
         self._cap_in_flight: int | None = None
-        self.set_throttle(
-            throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight
-        )
+        self.set_throttle(throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight)
         if not latency_jitter >= 0:
             raise ValueError("latency_jitter must be >= 0")
         self.latency_jitter = latency_jitter
