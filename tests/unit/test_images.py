@@ -692,4 +692,3 @@ def test_is_image_input_true(value: object) -> None:
 )
 def test_is_image_input_false(value: object) -> None:
     assert not is_image_input(value)
-
