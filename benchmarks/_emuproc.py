@@ -4,7 +4,9 @@ Run by :class:`benchmarks.common.EmulatorProcess`: prints the URL, then answers 
 command per stdin line with one JSON line on stdout:
 
 ``stats`` -> the counters; ``reset`` -> zero them; ``qps N|none`` -> a fresh (full)
-token bucket of N requests per second; ``latency MS`` -> the service latency.
+throttle of the current model at N requests per second; ``latency MS`` -> the service
+latency; ``throttle {json}`` -> a fresh throttle (``Emulator.set_throttle`` arguments);
+``jitter SIGMA`` -> lognormal latency jitter.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def main() -> int:
             out = {}
         elif cmd == "latency":
             emu.latency_ms = float(arg)
+            out = {}
+        elif cmd == "throttle":
+            emu.set_throttle(**orjson.loads(arg))
+            out = {}
+        elif cmd == "jitter":
+            emu.latency_jitter = float(arg)
             out = {}
         elif cmd == "quit":
             break

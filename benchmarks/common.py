@@ -100,10 +100,21 @@ class EmulatorProcess:
         out: dict[str, Any] = orjson.loads(self._proc.stdout.readline())
         return out
 
-    def configure(self, *, qps: float | None, latency_ms: float) -> None:
-        """A fresh, full token bucket (or none) and the latency; counters zeroed."""
-        self._command(f"qps {'none' if qps is None else qps}")
+    def configure(
+        self,
+        *,
+        qps: float | None,
+        latency_ms: float,
+        throttle: str = "bucket",
+        max_in_flight: int | None = None,
+        jitter: float = 0.0,
+    ) -> None:
+        """A fresh throttle (a full bucket, empty windows; or none), the latency and its
+        jitter; counters zeroed."""
+        config = {"kind": throttle, "qps": qps, "max_in_flight": max_in_flight}
+        self._command(f"throttle {orjson.dumps(config).decode()}")
         self._command(f"latency {latency_ms}")
+        self._command(f"jitter {jitter}")
         self._command("reset")
 
     def stats(self) -> dict[str, Any]:
@@ -142,18 +153,19 @@ def _image(rng: random.Random, fmt: str) -> bytes:
 
 
 class Workload:
-    """``n`` mixed inputs: 3 of 4 are texts (5-40 words), 1 of 4 a small PNG/JPEG.
+    """``n`` mixed inputs: 3 of 4 are texts (5-40 words), 1 of 4 a small PNG/JPEG
+    (``images=False``: all texts, which every adapter's batch method takes).
 
     The same raw inputs feed every contender; each does its own encoding (base64, JSON).
     """
 
-    def __init__(self, n: int, seed: int = 1) -> None:
+    def __init__(self, n: int, seed: int = 1, *, images: bool = True) -> None:
         rng = random.Random(seed)
-        images = [_image(rng, "PNG" if k % 2 else "JPEG") for k in range(64)]
+        pictures = [_image(rng, "PNG" if k % 2 else "JPEG") for k in range(64)] if images else []
         self.raw: list[str | bytes] = []
         for i in range(n):
-            if i % 4 == 3:
-                self.raw.append(images[rng.randrange(len(images))])
+            if images and i % 4 == 3:
+                self.raw.append(pictures[rng.randrange(len(pictures))])
             else:
                 words = rng.choices(_WORDS, k=rng.randint(5, 40))
                 self.raw.append(f"item {i}: " + " ".join(words))
@@ -167,6 +179,10 @@ class Workload:
 
     def requests(self) -> int:
         return -(-len(self.raw) // INPUTS_PER_REQUEST)
+
+    def texts(self) -> list[str]:
+        """The inputs as texts (for ``images=False`` workloads)."""
+        return [x for x in self.raw if isinstance(x, str)]
 
     def chunks(self) -> list[list[str | bytes]]:
         step = INPUTS_PER_REQUEST

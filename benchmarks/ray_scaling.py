@@ -118,31 +118,31 @@ def scaling(quick: bool) -> None:
         print(f"   (load average {load:.1f} on {os.cpu_count()} cores: other work shares them)")
 
 
-def shared_limit(quick: bool, cap: float) -> None:
+def shared_limit(quick: bool, cap: float, throttle: str) -> None:
     import ray
 
     from opensearch_mm.ray import AccountRateLimit
+    from tests.ray._emulator import EmulatorProcess as ModelEmulator
 
     seconds = 12 if quick else 40
     n = int(cap * 32 * seconds)
     print(
         f"\n2. shared limit: {n} text rows, 2 actors, qps='adaptive' "
-        f"(shared); the service throttles above {cap:g} requests/s (token bucket)"
+        f"(shared); the service throttles above {cap:g} requests/s ({throttle})"
     )
-    with EmulatorProcess(qps=cap) as emu:
+    with ModelEmulator(api_key=API_KEY, qps=cap, throttle=throttle, latency_ms=20.0) as emu:
         words = ["red", "blue", "cat", "dog", "lamp", "river", "city", "night", "shoe"]
         rng = random.Random(3)
         rows = [{"id": i, "text": f"{' '.join(rng.choices(words, k=6))} #{i}"} for i in range(n)]
         ds = ray.data.from_items(rows).materialize()
-        emu.configure(qps=cap, latency_ms=20.0)
+        emu.call("reset_stats")
         samples: list[tuple[float, int, int]] = []
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
                 stats = emu.stats()
-                ok = int(stats["by_status"].get("200", 0))
-                samples.append((time.perf_counter(), ok, int(stats["throttled"])))
+                samples.append((time.perf_counter(), stats.by_status.get(200, 0), stats.throttled))
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -247,6 +247,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--cap", type=float, default=40.0, help="the service's requests/s")
+    parser.add_argument(
+        "--throttle",
+        choices=["bucket", "fixed", "sliding"],
+        action="append",
+        help="the service's throttle model (repeatable; default: all three)",
+    )
     parser.add_argument("--only", choices=["scaling", "limit", "simulated"], default=None)
     args = parser.parse_args()
     if args.only == "simulated":
@@ -261,7 +267,8 @@ def main() -> None:
         if args.only in (None, "scaling"):
             scaling(args.quick)
         if args.only in (None, "limit"):
-            shared_limit(args.quick, args.cap)
+            for throttle in args.throttle or ["bucket", "fixed", "sliding"]:
+                shared_limit(args.quick, args.cap, throttle)
     finally:
         ray.shutdown()
     if args.only is None:

@@ -1,35 +1,38 @@
-"""Throughput at the account's rate limit, and client CPU per request (GitHub issue 4).
+"""Throughput at the account's rate limit, whatever shape its throttle has.
 
-    python benchmarks/throughput.py            # the full run (a few minutes)
-    python benchmarks/throughput.py --quick    # a smoke run (seconds)
-    python benchmarks/throughput.py --cpu-only # only the client CPU table (~1 minute)
+    python benchmarks/throughput.py             # the table (a few minutes)
+    python benchmarks/throughput.py --quick     # a smoke run (about a minute)
+    python benchmarks/throughput.py --cpu-only  # only the client CPU table
 
-One process, one run. The emulator runs in a child process (``benchmarks/_emuproc.py``)
-with a token-bucket QPS cap the client is not told about and ~40 ms of service latency;
-every contender gets a fresh, full bucket and embeds the same mixed workload:
+One table. Rows: the throttle model the emulator enforces (token bucket, fixed window on the
+clock, sliding window, a cap on requests in flight) at a cap of 10 and of 30 QPS, which the
+clients are never told; and 3 processes sharing one account (each its own limiter, then one
+shared limiter state). Columns: this client sync and async, its LangChain and LlamaIndex
+adapters (sync and async batch methods), the official SDK (alibabacloud-searchplat20240529)
+in a plain loop that sleeps 1 s after any error, and the SDK in an 8-thread pool retrying
+after 0.1 s. Each cell: the requests/s achieved over the run as a ratio to the ceiling, and
+the share of requests the emulator refused with 429.
 
-* opensearch-mm, default settings, sync (``client.embed``) and async (``client.aembed``);
-* the official SDK (alibabacloud-searchplat20240529) in a plain sequential loop (it raises
-  on a 429, so the loop catches it and sleeps 1 s: the least a script needs to finish);
-* the SDK in an 8-thread pool with naive retry (sleep 0.1 s on a 429, try again);
-* a raw httpx + orjson sequential loop (retry after 0.25 s on a 429): the overhead floor
-  (and, in the CPU table, the same loop over ``httpx.AsyncClient``: the async floor).
-
-It prints inputs per second, the fraction of the ceiling (QPS x 32 inputs per second),
-429s received and errors surfaced to the caller, and ratios against each baseline. Then,
-with no cap and no latency, the client CPU seconds per 1,000 requests of each contender
-(``time.process_time`` of this process: the emulator's CPU is not counted), against the
-raw floor measured in the same run.
+The emulator runs in a child process (``benchmarks/_emuproc.py``; its CPU is not the
+client's), with 40 ms of service latency (lognormal, sigma 0.2) for rate caps and 200 ms for
+concurrency caps (2 or 6 in flight: 10 or 30 requests/s). Every cell gets a fresh throttle
+(a full bucket, empty windows) and the same all-text workload of about ``--seconds`` worth of
+requests of 32 texts at the cap.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
+import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,9 +55,13 @@ from benchmarks.common import (
     wire_input,
 )
 from opensearch_mm import MultiModalEmbeddingClient
+from opensearch_mm.ratelimit import SharedState
 
 __all__ = [
     "CONTENDERS",
+    "ROWS",
+    "Cell",
+    "Row",
     "Run",
     "cpu_table",
     "main",
@@ -97,6 +104,30 @@ def ours_async(emu: EmulatorProcess, work: Workload, **options: Any) -> tuple[in
         ) as client:
             result = await client.aembed(work.contents())
         return len(result.embeddings)
+
+    return asyncio.run(go()), 0
+
+
+def langchain_sync(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
+    from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
+
+    embeddings = OpenSearchMultiModalEmbeddings(api_key=API_KEY, endpoint=emu.url)
+    return len(embeddings.embed_documents(work.texts())), 0
+
+
+def llamaindex_sync(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
+    from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
+
+    model = OpenSearchMultiModalEmbedding(api_key=API_KEY, endpoint=emu.url)
+    return len(model.get_text_embedding_batch(work.texts())), 0
+
+
+def llamaindex_async(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
+    from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
+
+    async def go() -> int:
+        model = OpenSearchMultiModalEmbedding(api_key=API_KEY, endpoint=emu.url)
+        return len(await model.aget_text_embedding_batch(work.texts()))
 
     return asyncio.run(go()), 0
 
@@ -223,14 +254,179 @@ def raw_async_loop(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
 
 
 CONTENDERS: dict[str, Runner] = {
-    "opensearch-mm sync (defaults)": ours_sync,
-    "opensearch-mm async (defaults)": ours_async,
-    "official SDK, plain loop": sdk_loop,
-    "official SDK, 8 threads + naive retry": sdk_pool,
-    "raw httpx+orjson loop": raw_loop,
+    "sync": ours_sync,
+    "async": ours_async,
+    "LangChain": langchain_sync,
+    "LlamaIndex sync": llamaindex_sync,
+    "LlamaIndex async": llamaindex_async,
+    "SDK loop": sdk_loop,
+    "SDK 8 threads": sdk_pool,
 }
-OURS = ("opensearch-mm sync (defaults)", "opensearch-mm async (defaults)")
-BASELINES = tuple(name for name in CONTENDERS if name not in OURS)
+"""The table's columns: this client (sync, async), its adapters, and the official SDK."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One throttle model at one cap."""
+
+    throttle: str
+    cap: float
+    latency_ms: float = 40.0
+    jitter: float = 0.2
+
+    @property
+    def max_in_flight(self) -> int | None:
+        if self.throttle != "concurrency":
+            return None
+        return max(1, round(self.cap * self.latency_ms / 1000.0))
+
+    @property
+    def qps(self) -> float | None:
+        return None if self.throttle == "concurrency" else self.cap
+
+    @property
+    def name(self) -> str:
+        if self.throttle == "concurrency":
+            return f"concurrency {self.max_in_flight} in flight x {self.latency_ms:g} ms"
+        return f"{self.throttle} {self.cap:g}/s"
+
+    def ceiling(self) -> float:
+        """Requests/s the account allows at best."""
+        if self.throttle == "concurrency":
+            # K always in flight, each for the mean of a lognormal answer time.
+            mean = self.latency_ms / 1000.0 * math.exp(self.jitter**2 / 2.0)
+            return (self.max_in_flight or 1) / mean
+        return self.cap
+
+    def configure(self, emu: EmulatorProcess) -> None:
+        emu.configure(
+            qps=self.qps,
+            latency_ms=self.latency_ms,
+            throttle=self.throttle,
+            max_in_flight=self.max_in_flight,
+            jitter=self.jitter,
+        )
+
+
+ROWS = [
+    Row(kind, cap, latency_ms=200.0 if kind == "concurrency" else 40.0)
+    for kind in ("bucket", "fixed", "sliding", "concurrency")
+    for cap in (10.0, 30.0)
+]
+
+
+@dataclass
+class Cell:
+    ratio: float
+    throttled: float  # share of requests refused
+    fairness: float | None = None  # slowest process's time over the fastest's
+
+    def __str__(self) -> str:
+        text = f"{self.ratio:.2f} ({100 * self.throttled:.0f}%)"
+        if self.fairness is not None:
+            text += f" {self.fairness:.2f}x"
+        return text
+
+
+def cell(emu: EmulatorProcess, row: Row, runner: Runner, work: Workload) -> Cell:
+    """Run one contender against a fresh throttle; its ratio to the ceiling."""
+    row.configure(emu)
+    t0 = time.perf_counter()
+    done, _ = runner(emu, work)
+    seconds = time.perf_counter() - t0
+    stats = emu.stats()
+    if done != len(work):
+        raise RuntimeError(f"{runner.__name__}: {done} vectors for {len(work)} inputs")
+    rate = work.requests() / seconds
+    refused = stats["throttled"] / stats["requests"] if stats["requests"] else 0.0
+    return Cell(rate / row.ceiling(), refused)
+
+
+def sharing_cell(
+    emu: EmulatorProcess, row: Row, work_each: int, *, shared: bool, processes: int = 3
+) -> Cell:
+    """``processes`` processes, each embedding ``work_each`` texts with this client's sync
+    API at defaults (``shared``: with one limiter state for all)."""
+    row.configure(emu)
+    key = f"benchmark-{uuid.uuid4().hex}" if shared else ""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", emu.url, str(work_each), str(k), key],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for k in range(processes)
+    ]
+    spans = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError("a sharing worker failed")
+        start, end = (float(x) for x in out.split())
+        spans.append((start, end))
+    if shared:
+        with contextlib.suppress(OSError):
+            SharedState(key).path.unlink()
+    stats = emu.stats()
+    requests = processes * -(-work_each // INPUTS_PER_REQUEST)
+    wall = max(e for _, e in spans) - min(s for s, _ in spans)
+    times = [e - s for s, e in spans]
+    refused = stats["throttled"] / stats["requests"] if stats["requests"] else 0.0
+    return Cell(requests / wall / row.ceiling(), refused, max(times) / min(times))
+
+
+def worker(url: str, n: int, seed: int, share: str) -> int:
+    """One sharing process: embed ``n`` texts; print when it started and ended."""
+    from opensearch_mm import AdaptiveRateLimiter
+
+    work = Workload(n, seed=10 + seed, images=False)
+    options: dict[str, Any] = {}
+    if share:
+        options["rate_limiter"] = AdaptiveRateLimiter(share=share)
+    start = time.time()
+    with MultiModalEmbeddingClient(api_key=API_KEY, endpoint=url, **options) as client:
+        client.embed_texts(work.texts())
+    print(start, time.time())
+    return 0
+
+
+def throughput_table(
+    emu: EmulatorProcess,
+    rows: list[Row],
+    seconds: float,
+    contenders: dict[str, Runner] | None = None,
+    *,
+    sharing: bool = True,
+) -> dict[tuple[str, str], Cell]:
+    """Print the table; return its cells by (row, column)."""
+    contenders = contenders or CONTENDERS
+    width = 34
+    header = " ".join(f"{c:>16}" for c in contenders)
+    print(f"{'throttle (cap unknown to clients)':{width}} {header}")
+    cells: dict[tuple[str, str], Cell] = {}
+    for row in rows:
+        n = max(INPUTS_PER_REQUEST, int(row.ceiling() * seconds) * INPUTS_PER_REQUEST)
+        work = Workload(n, images=False)
+        line = f"{row.name:{width}}"
+        for name, runner in contenders.items():
+            cells[(row.name, name)] = c = cell(emu, row, runner, work)
+            line += f" {c!s:>16}"
+        print(line, flush=True)
+    if sharing:
+        row = Row("sliding", 10.0)
+        each = int(row.ceiling() * seconds * 3 / 3) * INPUTS_PER_REQUEST
+        for shared in (False, True):
+            label = f"3 processes, {row.name}, " + ("shared state" if shared else "each alone")
+            c = sharing_cell(emu, row, each, shared=shared)
+            cells[(label, "sync")] = c
+            print(f"{label:{width}} {c!s:>16}" + " " * 17 * (len(contenders) - 1), flush=True)
+    print(
+        "cells: requests/s over the ceiling (429s as a share of requests); sharing rows: "
+        "all processes together, and the slowest process's time over the fastest's"
+    )
+    return cells
 
 
 def measure(
@@ -242,6 +438,7 @@ def measure(
     qps: float | None,
     latency_ms: float,
 ) -> Run:
+    """One run of one contender against a fresh token bucket (or none), with CPU time."""
     emu.configure(qps=qps, latency_ms=latency_ms)
     cpu0, t0 = time.process_time(), time.perf_counter()
     done, errors = runner(emu, work)
@@ -250,44 +447,6 @@ def measure(
     if done != len(work):
         raise RuntimeError(f"{name}: {done} vectors for {len(work)} inputs")
     return Run(name, done, seconds, cpu, errors, stats["requests"], stats["throttled"])
-
-
-# ------------------------------------------------------------------ tables
-
-
-def throughput_table(
-    emu: EmulatorProcess,
-    work: Workload,
-    qps: float,
-    latency_ms: float,
-    contenders: dict[str, Runner] | None = None,
-) -> list[Run]:
-    contenders = contenders or CONTENDERS
-    ceiling = qps * INPUTS_PER_REQUEST
-    print(
-        f"\n### cap {qps:g} QPS (unknown to the clients), latency {latency_ms:g} ms, "
-        f"{len(work):,} inputs = {work.requests()} requests; ceiling {ceiling:,.0f} inputs/s"
-    )
-    print(
-        f"{'contender':40} {'inputs/s':>9} {'of ceiling':>10} {'seconds':>8} "
-        f"{'requests':>8} {'429s':>5} {'429 %':>6} {'errors':>6}"
-    )
-    runs = []
-    for name, runner in contenders.items():
-        run = measure(emu, name, runner, work, qps=qps, latency_ms=latency_ms)
-        runs.append(run)
-        share = 100.0 * run.throttled / run.requests if run.requests else 0.0
-        print(
-            f"{name:40} {run.rate:9,.0f} {run.rate / ceiling:10.3f} {run.seconds:8.2f} "
-            f"{run.requests:8} {run.throttled:5} {share:5.1f}% {run.errors:6}",
-            flush=True,
-        )
-    by_name = {r.name: r for r in runs}
-    baselines = [b for b in BASELINES if b in by_name]
-    for ours in (o for o in OURS if o in by_name):
-        ratios = ", ".join(f"{by_name[ours].rate / by_name[b].rate:.2f}x {b}" for b in baselines)
-        print(f"  {ours}: {ratios}")
-    return runs
 
 
 def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, float]:
@@ -326,50 +485,31 @@ def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["--worker"]:  # one process of a sharing row (see sharing_cell)
+        url, n, seed, share = [*given[1:], ""][:4]
+        return worker(url, int(n), int(seed), share)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a smoke run on small workloads")
-    p.add_argument("--inputs", type=int, default=None, help="inputs per throughput run")
-    p.add_argument("--caps", default="10,50", help="QPS caps, comma-separated")
-    p.add_argument("--latency-ms", type=float, default=40.0)
+    p.add_argument("--quick", action="store_true", help="a smoke run: two rows, short runs")
     p.add_argument(
-        "--steady-seconds",
-        type=float,
-        default=None,
-        help="also run opensearch-mm alone for about this long at each cap",
+        "--seconds", type=float, default=None, help="work per cell, in seconds at the cap"
     )
     p.add_argument("--cpu-requests", type=int, default=None)
     p.add_argument("--cpu-repeats", type=int, default=None)
-    p.add_argument(
-        "--cpu-only", action="store_true", help="only the client CPU table (no throughput runs)"
-    )
+    p.add_argument("--cpu-only", action="store_true", help="only the client CPU table")
     args = p.parse_args(argv)
-    n = args.inputs or (320 if args.quick else 5000)
-    steady = args.steady_seconds if args.steady_seconds is not None else (0 if args.quick else 30)
-    cpu_requests = args.cpu_requests or (20 if args.quick else 300)
-    repeats = args.cpu_repeats or (1 if args.quick else 3)
-    caps = [float(c) for c in args.caps.split(",") if c]
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
     print(
         f"opensearch-mm throughput benchmark (python {sys.version.split()[0]}): "
         f"{' '.join(sys.argv[1:]) or 'defaults'}"
     )
-    with EmulatorProcess(latency_ms=args.latency_ms) as emu:
+    with EmulatorProcess(latency_ms=40.0) as emu:
         if args.cpu_only:
-            caps, steady = [], 0
-        work = Workload(n)
-        for qps in caps:
-            throughput_table(emu, work, qps, args.latency_ms)
-        if steady > 0:
-            for qps in caps:
-                long_work = Workload(int(qps * INPUTS_PER_REQUEST * steady), seed=2)
-                steady_contenders = (*OURS, "official SDK, 8 threads + naive retry")
-                throughput_table(
-                    emu,
-                    long_work,
-                    qps,
-                    args.latency_ms,
-                    {name: CONTENDERS[name] for name in steady_contenders},
-                )
-        cpu_table(emu, Workload(cpu_requests * INPUTS_PER_REQUEST, seed=3), repeats)
+            requests = args.cpu_requests or 300
+            cpu_table(emu, Workload(requests * INPUTS_PER_REQUEST, seed=3), args.cpu_repeats or 3)
+            return 0
+        rows = [r for r in ROWS if r.cap == 10.0][:2] if args.quick else ROWS
+        throughput_table(emu, rows, seconds)
     return 0
 
 

@@ -1,6 +1,6 @@
 """LangChain + Chroma: index images with ``Chroma.add_images``, search them with text.
 
-    pip install -e ".[langchain]" langchain-chroma
+    pip install -e ".[chroma]"      # langchain-core and langchain-chroma
     python examples/langchain_chroma_example.py
 
 (Not named langchain_chroma.py: a script of that name would shadow the package.)
@@ -43,32 +43,36 @@ def main() -> None:
         import chromadb
         from langchain_chroma import Chroma
     except ImportError:
-        raise SystemExit("this example needs Chroma: pip install langchain-chroma") from None
+        raise SystemExit(
+            "this example needs langchain-chroma: pip install 'opensearch-mm[chroma]'"
+        ) from None
 
     records = [json.loads(line) for line in (HERE / "captions.jsonl").read_text().splitlines()]
     paths = [str(HERE / r["image"]) for r in records]
 
     with embeddings() as embedding:
-        store = Chroma(
-            collection_name="opensearch-mm-example-images",
-            embedding_function=embedding,
-            client=chromadb.EphemeralClient(
-                settings=chromadb.config.Settings(anonymized_telemetry=False)
-            ),
-            collection_metadata={"hnsw:space": "cosine"},
-        )
-        store.add_images(uris=paths, metadatas=[{"file": Path(p).name} for p in paths])
-        print(f"indexed {len(paths)} images with Chroma.add_images (embed_image)")
+        try:
+            store = Chroma(
+                collection_name="opensearch-mm-example-images",
+                embedding_function=embedding,
+                client=chromadb.EphemeralClient(
+                    settings=chromadb.config.Settings(anonymized_telemetry=False)
+                ),
+                collection_metadata={"hnsw:space": "cosine"},
+            )
+            store.add_images(uris=paths, metadatas=[{"file": Path(p).name} for p in paths])
+            print(f"indexed {len(paths)} images with Chroma.add_images (embed_image)")
 
-        query = "a cartoon cat"
-        print(f"text -> image: {query!r}")
-        for doc, distance in store.similarity_search_with_score(query, k=3):
-            print(f"  {doc.metadata['file']:<20} cosine distance {distance:.4f}")
+            query = "a cartoon cat"
+            print(f"text -> image: {query!r}")
+            for doc, distance in store.similarity_search_with_score(query, k=3):
+                print(f"  {doc.metadata['file']:<20} cosine distance {distance:.4f}")
 
-        print("image -> image: cat.png")
-        for doc in store.similarity_search_by_image(uri=str(HERE / "images" / "cat.png"), k=3):
-            print(f"  {doc.metadata['file']}")
-        embedding.close()
+            print("image -> image: cat.png")
+            for doc in store.similarity_search_by_image(uri=str(HERE / "images" / "cat.png"), k=3):
+                print(f"  {doc.metadata['file']}")
+        finally:
+            embedding.close()
 
 
 if __name__ == "__main__":

@@ -59,9 +59,11 @@ def main() -> None:
 
         # mixed inputs in one call, with usage and request ids
         result = client.embed(["a red circle", Content(image=cat), {"image": str(cat)}])
+        # (the same image twice in one call is sent once: result.reused counts the copies)
         print(
             f"embed: {len(result.embeddings)} vectors, usage: {result.usage.token_count} "
-            f"tokens + {result.usage.image} images, {len(result.request_ids)} request(s)"
+            f"tokens + {result.usage.image} image(s), {len(result.request_ids)} request(s), "
+            f"{result.reused} reused"
         )
 
         # the same image sent as a path or as bytes gets the same vector

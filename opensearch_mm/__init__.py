@@ -40,7 +40,7 @@ from .images import ImageInput
 from .inputs import Content, ContentLike, require_many
 from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, UnlimitedRateLimiter
-from .results import EmbeddingResult, PartialResult, Usage
+from .results import EmbeddingResult, PartialResult, StreamStats, Usage
 from .retry import RetryPolicy
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "ServiceNotFoundError",
+    "StreamStats",
     "SupportsSecretValue",
     "UnlimitedRateLimiter",
     "Usage",

@@ -47,7 +47,7 @@ pickling (keyword-only constructors), so observations travel in this form."""
 
 
 class Observation(NamedTuple):
-    """What became of one leased slot: the coordinator ``incarnation`` that issued it, its
+    """What became of one leased slot: the coordinator ``incarnation`` that leased it, its
     ``slot`` id, whether a request was ``sent`` in it, and the answer's error (``None``
     for a success)."""
 
@@ -161,7 +161,7 @@ class RateCoordinator:
         self._forget_after = forget_after
         self._clock = clock
         self._seen: dict[str, float] = {}  # process id -> last lease time
-        self._issued: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
+        self._leased: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self.calls = 0
@@ -179,11 +179,11 @@ class RateCoordinator:
     def _apply(self, observations: list[Observation]) -> None:
         for obs in observations:
             if obs.incarnation != self.incarnation:
-                continue  # issued by a coordinator before a restart: its tickets are gone
-            issued = self._issued.pop(obs.slot, None)
-            if issued is None:
+                continue  # leased by a coordinator before a restart: its tickets are gone
+            leased = self._leased.pop(obs.slot, None)
+            if leased is None:
                 continue
-            ticket = issued[0]
+            ticket = leased[0]
             if not obs.sent:
                 self.limiter.observe(SlotUnused(), ticket)
                 self.unused += 1
@@ -195,9 +195,9 @@ class RateCoordinator:
                 self.throttles += 1
 
     def _forget(self, now: float) -> None:
-        old = [k for k, (_, t) in self._issued.items() if t < now - self._forget_after]
+        old = [k for k, (_, t) in self._leased.items() if t < now - self._forget_after]
         for key in old:
-            ticket, _ = self._issued.pop(key)
+            ticket, _ = self._leased.pop(key)
             self.limiter.observe(SlotUnused(), ticket)
             self.unused += 1
 
@@ -222,7 +222,7 @@ class RateCoordinator:
             self._seen[client] = now
             for key in [k for k, t in self._seen.items() if t < now - 10.0]:
                 del self._seen[key]
-            if len(self._issued) > 1000:
+            if len(self._leased) > 1000:
                 self._forget(now)
             slots: list[Slot] = []
             size = self._block_size(now)
@@ -237,7 +237,7 @@ class RateCoordinator:
                 if not self.limiter.confirm(ticket):
                     continue
                 slot = next(self._ids)
-                self._issued[slot] = (ticket, now)
+                self._leased[slot] = (ticket, now)
                 slots.append(Slot(slot, now + ticket.wait, self.generation))
             self.booked += len(slots)
             return self._reply(slots, 0.0 if slots else 0.01)
@@ -260,7 +260,7 @@ class RateCoordinator:
                 "unused": self.unused,
                 "throttles": self.throttles,
                 "generation": self.generation,
-                "outstanding": len(self._issued),
+                "outstanding": len(self._leased),
                 "incarnation": self.incarnation,
             }
 
@@ -319,7 +319,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self,
         link: CoordinatorLink[H],
         *,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.25,
         flush_size: int = 32,
         max_late: float = 0.25,
         prefetch_within: float = 0.03,

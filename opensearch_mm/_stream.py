@@ -16,6 +16,8 @@ from ._call import Outcome, StreamState
 from .batching import Batch
 from .errors import ConfigurationError, InputError
 from .inputs import EncodeOptions, WireItem, encode_content
+from .protocol import BatchResponse
+from .results import StreamStats
 
 __all__ = ["StreamRun", "numpy_converter", "progress_bar"]
 
@@ -36,8 +38,10 @@ class StreamRun:
         *,
         progress: bool,
         as_numpy: bool,
+        stats: StreamStats | None = None,
     ) -> None:
         self.options = options
+        self.stats = stats
         self.state = StreamState(dimensions=dimensions)
         self.failure: InputError | None = None
         self.convert = numpy_converter() if as_numpy else None
@@ -79,6 +83,8 @@ class StreamRun:
     def deliver(self, batch: Batch, outcome: Outcome) -> list[Any]:
         """The vectors to yield for ``batch`` (none once the stream has failed)."""
         vectors = self.state.accept(batch, outcome)
+        if self.stats is not None and isinstance(outcome, BatchResponse):
+            self.stats.add(outcome.usage)
         if vectors is None:
             return []
         if self.convert is not None:

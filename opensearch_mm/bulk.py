@@ -2,17 +2,20 @@
 job from a JSON-lines manifest.
 
 Direct mode: ``--text TEXT`` and ``--image PATH_OR_URL`` (each repeatable, embedded in
-command-line order) write one JSON line ``{"input": n, "text" | "image": ..., "embedding":
+command-line order) write one record ``{"input": n, "text" | "image": ..., "embedding":
 [...]}`` per input to stdout (or ``-o PATH``). Every input is checked before anything is
 sent.
 
-Manifest mode:
-Each manifest line is a JSON object with ``text`` and/or ``image`` (a local path, relative
-to the manifest's directory, or an http(s) URL / data URI) and an optional ``id``. Vectors
-are written as JSON lines ``{"line": n, "id": ..., "embedding": [...]}`` in manifest order,
-flushed as the requests complete. ``--resume`` continues after a crash or Ctrl-C: it keeps
-the complete lines of the output (a torn last line is cut away), skips the manifest lines
-they cover, and appends; no input is ever written twice.
+Manifest mode: each manifest line is a JSON object with ``text`` and/or ``image`` (a
+local path, relative to the manifest's directory, or an http(s) URL / data URI), an
+optional ``id`` and any other keys (metadata, passed through unchanged). Vectors are
+written as records ``{"line": n, "id": ..., <metadata>, "embedding": [...]}`` in manifest
+order, as the requests complete: JSON lines, or Parquet for ``-o *.parquet``.
+``--resume`` continues after a crash or Ctrl-C: it keeps the complete records, skips the
+manifest lines they cover, and appends; no input is ever written twice.
+
+Every output path is checked before the first request, so no answer is paid for and
+then lost to an unwritable path.
 """
 
 from __future__ import annotations
@@ -23,21 +26,41 @@ import re
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from ._cli_errors import explain, input_reason, missing_credentials
+from ._cli_report import JobReport, Progress, count_lines, retry_notices, say
+from ._memory import return_large_buffers
+from ._sinks import (
+    JsonLinesWriter,
+    ParquetWriter,
+    Sink,
+    SinkError,
+    StdoutWriter,
+    check_writable,
+    is_parquet,
+    journal_path,
+    parquet_progress,
+    read_progress,
+    require_numpy,
+    require_pyarrow,
+    save_npy,
+    write_npy,
+)
 from .client import ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE, MultiModalEmbeddingClient
-from .errors import InputError, OpenSearchMMError
+from .errors import ConfigurationError, InputError, InvalidParameterError, OpenSearchMMError
 from .models import DEFAULT_MODEL
+from .results import StreamStats
 
 __all__ = ["BulkError", "add_parser", "read_progress", "run"]
 
 _SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+:")
-_KEYS = frozenset({"id", "text", "image"})
+_OUTPUT_KEYS = ("line", "embedding")
 
 EXIT_OK = 0
 EXIT_API = 1
@@ -50,10 +73,37 @@ class BulkError(Exception):
 
 
 @dataclass(frozen=True)
+class Fields:
+    """Which manifest keys hold the text, the image and the id (``None``: not read)."""
+
+    text: str | None = "text"
+    image: str | None = "image"
+    id: str = "id"
+
+    @property
+    def inputs(self) -> list[tuple[str, str]]:
+        """``(API field, manifest key)`` of the keys read as inputs."""
+        pairs = (("text", self.text), ("image", self.image))
+        return [(kind, key) for kind, key in pairs if key is not None]
+
+    def describe(self) -> str:
+        return " nor ".join(repr(key) for _, key in self.inputs)
+
+
+@dataclass(frozen=True)
 class Entry:
     line: int
     id: Any
     content: dict[str, str]
+    meta: dict[str, Any]
+
+    def record(self, embedding: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"line": self.line}
+        if self.id is not None:
+            record["id"] = self.id
+        record.update(self.meta)
+        record["embedding"] = embedding
+        return record
 
 
 class _Ordered(argparse.Action):
@@ -72,6 +122,29 @@ class _Ordered(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``embed`` subcommand."""
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -80,8 +153,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Embed --text/--image inputs in command-line order (JSON lines to stdout or -o), "
             'or every line of a JSON-lines manifest ({"id": ..., "text": ...} and/or '
-            '{"image": "path or URL"}; resumable, -o required) writing one JSON line per input '
-            '({"line": n, "id": ..., "embedding": [...]}) as requests complete. '
+            '{"image": "path or URL"}, other keys passed through; resumable, -o required) '
+            'writing one record per input ({"line": n, "id": ..., "embedding": [...]}) as '
+            "requests complete: JSON lines, or Parquet for -o NAME.parquet. "
             f"Endpoint and key come from the flags or ${ENV_ENDPOINT} / ${ENV_API_KEY}."
         ),
     )
@@ -110,7 +184,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--output",
-        help="JSON-lines output file, '-' for stdout (direct mode default: stdout)",
+        help="output file: JSON lines, or Parquet if it ends in .parquet; '-' for stdout "
+        "(direct mode default: stdout)",
     )
     p.add_argument("--npy", type=Path, help="also write all vectors as a float32 .npy at the end")
     p.add_argument("--resume", action="store_true", help="continue an interrupted job")
@@ -123,6 +198,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--errors", type=Path, help="where --skip-invalid records bad lines (OUTPUT.errors.jsonl)"
     )
+    p.add_argument(
+        "--text-field",
+        metavar="KEY",
+        help="manifest key holding the text (default 'text'); with --text-field or "
+        "--image-field only the keys given are embedded, the others pass through",
+    )
+    p.add_argument(
+        "--image-field", metavar="KEY", help="manifest key holding the image (default 'image')"
+    )
+    p.add_argument(
+        "--id-field",
+        metavar="KEY",
+        default="id",
+        help="manifest key holding the id, written as 'id' (default 'id')",
+    )
     p.add_argument("--endpoint", help=f"service endpoint (default ${ENV_ENDPOINT})")
     p.add_argument(
         "--api-key", help=f"API key (default ${ENV_API_KEY}; the variable keeps it out of ps)"
@@ -130,42 +220,103 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workspace", help=f"workspace (default ${ENV_WORKSPACE} or 'default')")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"service id (default {DEFAULT_MODEL})")
     p.add_argument("--qps", default="adaptive", help="'adaptive' (default), a number, or 'off'")
-    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight (8)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (60)")
-    p.add_argument("--max-retries", type=int, default=6, help="retries per request (6)")
-    p.add_argument("--image-max-side", type=int, help="downscale larger local images")
+    p.add_argument("--max-concurrency", type=_at_least(1), default=8, help="requests in flight (8)")
+    p.add_argument("--timeout", type=_seconds, default=60.0, help="seconds per request (60)")
+    p.add_argument("--max-retries", type=_at_least(0), default=6, help="retries per request (6)")
+    p.add_argument(
+        "--image-max-side", type=_at_least(16), help="downscale larger local images (pixels)"
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(run=run)
     return p
 
 
-# -- output and resume --------------------------------------------------------------------
+# -- the manifest ---------------------------------------------------------------------------
 
 
-def read_progress(output: Path) -> tuple[int, int, int]:
-    """``(last manifest line written, records kept, bytes kept)`` of an output file.
+def _fields(args: argparse.Namespace) -> Fields:
+    if args.text_field is None and args.image_field is None:
+        return Fields(id=args.id_field)
+    return Fields(args.text_field, args.image_field, args.id_field)
 
-    Only complete, parseable lines count; whatever follows the last of them (a line torn
-    by a crash) is to be cut away.
-    """
-    if not output.exists():
-        return 0, 0, 0
-    last_line = count = good = 0
-    offset = 0
-    with output.open("rb") as fh:
-        for raw in fh:
-            offset += len(raw)
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                record = orjson.loads(raw)
-                line = record["line"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                break
-            if not isinstance(line, int) or line <= last_line:
-                break
-            last_line, count, good = line, count + 1, offset
-    return last_line, count, good
+
+def _entry(raw: bytes, line: int, base: Path, fields: Fields) -> Entry:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BulkError(f"line {line}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise BulkError(f"line {line}: expected a JSON object, got {type(obj).__name__}")
+    consumed = {key for _, key in fields.inputs} | {fields.id}
+    reserved = set(_OUTPUT_KEYS) | ({"id"} if fields.id != "id" else set())
+    clash = sorted(k for k in obj if k in reserved and k not in consumed)
+    if clash:
+        raise BulkError(
+            f"line {line}: key(s) {clash} would clash with the output's own "
+            f"{'/'.join(sorted(reserved))}; rename them"
+        )
+    content: dict[str, str] = {}
+    for kind, key in fields.inputs:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise BulkError(f"line {line}: {key} must be a string, got {type(value).__name__}")
+        content[kind] = value
+    if not content:
+        raise BulkError(
+            f"line {line}: has neither {fields.describe()} (its keys: {', '.join(map(str, obj))})"
+        )
+    image = content.get("image")
+    if image is not None and image.strip() and not _has_scheme(image):
+        content["image"] = os.fspath(base / image)
+    ident = obj.get(fields.id)
+    if ident is not None and not isinstance(ident, (str, int)):
+        raise BulkError(f"line {line}: {fields.id} must be a string or an integer")
+    meta = {k: v for k, v in obj.items() if k not in consumed}
+    return Entry(line, ident, content, meta)
+
+
+def _has_scheme(value: str) -> bool:
+    match = _SCHEME_RE.match(value)
+    return match is not None and len(match.group(0)) > 2  # not a drive letter ("C:")
+
+
+def _is_stdout(output: str | None) -> bool:
+    return output is None or output == "-"
+
+
+def _is_stdin(manifest: Path) -> bool:
+    return str(manifest) == "-"
+
+
+class _Manifest:
+    """The manifest's entries after ``skip`` lines; invalid lines end it or are recorded."""
+
+    def __init__(
+        self, path: Path, skip: int, errors: JsonLinesWriter | None, fields: Fields
+    ) -> None:
+        self.path = path
+        self.skip = skip
+        self.errors = errors
+        self.fields = fields
+        self.error: BulkError | None = None
+
+    def entries(self) -> Iterator[Entry]:
+        stdin = _is_stdin(self.path)
+        base = Path.cwd() if stdin else self.path.parent
+        opened = nullcontext(sys.stdin.buffer) if stdin else self.path.open("rb")
+        with opened as fh:
+            for number, raw in enumerate(fh, start=1):
+                if number <= self.skip or not raw.strip():
+                    continue
+                try:
+                    yield _entry(raw, number, base, self.fields)
+                except BulkError as exc:
+                    if self.errors is None:
+                        self.error = exc
+                        return
+                    self.errors.write({"line": number, "error": str(exc)})
 
 
 def _trim_errors(path: Path, last_line: int) -> None:
@@ -184,129 +335,7 @@ def _trim_errors(path: Path, last_line: int) -> None:
     path.write_bytes(b"".join(kept))
 
 
-class _Writer:
-    """Appends JSON lines and remembers the size of the complete ones."""
-
-    def __init__(self, path: Path, start: int) -> None:
-        self.fh: IO[bytes] = path.open("r+b" if path.exists() else "wb")
-        self.fh.truncate(start)
-        self.fh.seek(start)
-        self.good = start
-        self.count = 0
-
-    def write(self, record: dict[str, Any]) -> None:
-        data = orjson.dumps(record) + b"\n"
-        self.fh.write(data)
-        self.fh.flush()
-        self.good += len(data)
-        self.count += 1
-
-    def close(self) -> None:
-        """Flush, cut anything after the last complete line (an interrupted write)."""
-        try:
-            self.fh.flush()
-        finally:
-            self.fh.truncate(self.good)
-            self.fh.close()
-
-
-class _StreamWriter:
-    """Writes JSON lines to stdout; keeps the vectors when a ``.npy`` is wanted too."""
-
-    def __init__(self, keep: bool) -> None:
-        self.count = 0
-        self.rows: list[list[float]] | None = [] if keep else None
-
-    def write(self, record: dict[str, Any]) -> None:
-        data = orjson.dumps(record) + b"\n"
-        sys.stdout.flush()
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is not None:
-            buffer.write(data)
-            buffer.flush()
-        else:  # pragma: no cover - a text-only stdout replacement
-            sys.stdout.write(data.decode())
-            sys.stdout.flush()
-        self.count += 1
-        if self.rows is not None:
-            self.rows.append(record["embedding"])
-
-    def close(self) -> None:
-        sys.stdout.flush()
-
-
-def _is_stdout(output: str | None) -> bool:
-    return output is None or output == "-"
-
-
-def _is_stdin(manifest: Path) -> bool:
-    return str(manifest) == "-"
-
-
-# -- the manifest ---------------------------------------------------------------------------
-
-
-def _entry(raw: bytes, line: int, base: Path) -> Entry:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BulkError(f"line {line}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise BulkError(f"line {line}: expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - _KEYS)
-    if unknown:
-        raise BulkError(f"line {line}: unknown key(s) {unknown}; a line has id, text, image")
-    content: dict[str, str] = {}
-    for key in ("text", "image"):
-        value = obj.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise BulkError(f"line {line}: {key} must be a string, got {type(value).__name__}")
-        content[key] = value
-    if not content:
-        raise BulkError(f"line {line}: has neither text nor image")
-    image = content.get("image")
-    if image is not None and image.strip() and not _has_scheme(image):
-        content["image"] = os.fspath(base / image)
-    ident = obj.get("id")
-    if ident is not None and not isinstance(ident, (str, int)):
-        raise BulkError(f"line {line}: id must be a string or an integer")
-    return Entry(line, ident, content)
-
-
-def _has_scheme(value: str) -> bool:
-    match = _SCHEME_RE.match(value)
-    return match is not None and len(match.group(0)) > 2  # not a drive letter ("C:")
-
-
-class _Manifest:
-    """The manifest's entries after ``skip`` lines; invalid lines end it or are recorded."""
-
-    def __init__(self, path: Path, skip: int, errors: _Writer | None) -> None:
-        self.path = path
-        self.skip = skip
-        self.errors = errors
-        self.error: BulkError | None = None
-
-    def entries(self) -> Iterator[Entry]:
-        stdin = _is_stdin(self.path)
-        base = Path.cwd() if stdin else self.path.parent
-        opened = nullcontext(sys.stdin.buffer) if stdin else self.path.open("rb")
-        with opened as fh:
-            for number, raw in enumerate(fh, start=1):
-                if number <= self.skip or not raw.strip():
-                    continue
-                try:
-                    yield _entry(raw, number, base)
-                except BulkError as exc:
-                    if self.errors is None:
-                        self.error = exc
-                        return
-                    self.errors.write({"line": number, "error": str(exc)})
-
-
-# -- the job --------------------------------------------------------------------------------
+# -- the client -------------------------------------------------------------------------------
 
 
 def _qps(value: str) -> float | str | None:
@@ -315,116 +344,63 @@ def _qps(value: str) -> float | str | None:
     if value == "adaptive":
         return value
     try:
-        return float(value)
+        rate = float(value)
     except ValueError:
-        raise BulkError(f"--qps must be 'adaptive', a number or 'off', got {value!r}") from None
+        rate = 0.0
+    if not rate > 0:
+        raise BulkError(f"--qps must be 'adaptive', a number above 0 or 'off', got {value!r}")
+    return rate
 
 
-def _client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
-    return MultiModalEmbeddingClient(
-        api_key=args.api_key,
-        endpoint=args.endpoint,
-        workspace=args.workspace,
-        model=args.model,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        max_concurrency=args.max_concurrency,
-        qps=_qps(args.qps),  # type: ignore[arg-type]
-        image_max_side=args.image_max_side,
-    )
-
-
-def _say(message: str) -> None:
-    print(f"opensearch-mm embed: {message}", file=sys.stderr, flush=True)
-
-
-def _embed_all(
-    client: MultiModalEmbeddingClient,
-    source: Iterator[Entry],
-    out: _Writer | _StreamWriter,
-    errors: _Writer | None,
-    progress: bool,
-) -> None:
-    """Stream entries through the client, writing each vector as it comes, in order."""
-    pending: deque[Entry] = deque()
-
-    def contents() -> Iterator[dict[str, str]]:
-        for entry in source:
-            pending.append(entry)
-            yield entry.content
-
-    def write(embedding: list[float]) -> None:
-        entry = pending.popleft()
-        record: dict[str, Any] = {"line": entry.line}
-        if entry.id is not None:
-            record["id"] = entry.id
-        record["embedding"] = embedding
-        out.write(record)
-
-    while True:
-        try:
-            for vector in client.embed_iter(contents(), progress=progress):
-                write(vector)
-            return
-        except InputError as exc:
-            bad = pending.popleft()  # the vectors before it were written
-            field = f" ({exc.field})" if exc.field else ""
-            message = f"line {bad.line}{field}: {exc.reason}"
-            if errors is None:
-                raise BulkError(message) from None
-            errors.write({"line": bad.line, "error": message})
-            pending.clear()
-        except OpenSearchMMError as exc:
-            partial = exc.partial
-            if partial is not None:  # keep what arrived in order after the last write
-                for got in partial.embeddings:
-                    if got is None:
-                        break
-                    write(got)
-            raise
-
-
-def _numpy() -> Any:
+def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
+    problem = missing_credentials(args.endpoint, args.api_key)
+    if problem is not None:
+        raise BulkError(problem)
     try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - depends on the install
-        raise BulkError("--npy needs numpy: pip install 'opensearch-mm[numpy]'") from None
-    return np
+        return MultiModalEmbeddingClient(
+            api_key=args.api_key,
+            endpoint=args.endpoint,
+            workspace=args.workspace,
+            model=args.model,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            max_concurrency=args.max_concurrency,
+            qps=_qps(args.qps),  # type: ignore[arg-type]
+            image_max_side=args.image_max_side,
+        )
+    except ConfigurationError as exc:
+        text = str(exc)
+        if "endpoint" in text:
+            text = f"--endpoint / ${ENV_ENDPOINT}: {text}"
+        elif "Pillow" in text or "image_max_side" in text:
+            text = "--image-max-side needs Pillow: pip install 'opensearch-mm[images]'"
+        raise BulkError(text) from None
 
 
-def _write_npy(output: Path, npy: Path) -> int:
-    np = _numpy()
-    rows = 0
-    dim = 0
-    with output.open("rb") as fh:
-        for raw in fh:
-            if rows == 0:
-                dim = len(orjson.loads(raw)["embedding"])
-            rows += 1
-    array = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(rows, dim))
-    with output.open("rb") as fh:
-        for i, raw in enumerate(fh):
-            array[i] = orjson.loads(raw)["embedding"]
-    array.flush()
-    del array
-    return rows
+def _failure(
+    exc: OpenSearchMMError, client: MultiModalEmbeddingClient, args: argparse.Namespace
+) -> tuple[str, str, bool]:
+    """``(problem, fix, transient)`` of a failed job, in the command's terms."""
+    found = explain(
+        exc,
+        endpoint=client.base_url,
+        workspace=client.workspace,
+        model=client.model,
+        retries=args.max_retries,
+    )
+    return found.message, found.fix, found.transient
 
 
-def _save_npy(vectors: list[list[float]], npy: Path) -> int:
-    np = _numpy()
-    dim = len(vectors[0]) if vectors else 0
-    array = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
-    with npy.open("wb") as fh:
-        np.save(fh, array)
-    return len(vectors)
+# -- running ----------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit status."""
+    return_large_buffers()  # keeps an image job's RSS flat whatever its length
     try:
         return _run(args)
-    except BulkError as exc:
-        _say(f"error: {exc}")
+    except (BulkError, SinkError) as exc:
+        say(f"error: {exc}")
         return EXIT_INVALID
 
 
@@ -436,6 +412,8 @@ def _run(args: argparse.Namespace) -> int:
         raise BulkError("nothing to embed: give --text/--image, or a manifest ('-' for stdin)")
     if args.resume and (args.manifest is None or _is_stdout(args.output)):
         raise BulkError("--resume needs a manifest and an output file (-o PATH)")
+    if args.resume and args.overwrite:
+        raise BulkError("give --resume or --overwrite, not both")
     if args.manifest is None:
         return _run_direct(args, inputs)
     if args.output is None:
@@ -443,18 +421,25 @@ def _run(args: argparse.Namespace) -> int:
     return _run_manifest(args)
 
 
-def _check_output(args: argparse.Namespace) -> None:
-    output = Path(args.output)
-    if output.exists() and output.stat().st_size > 0 and not (args.resume or args.overwrite):
-        hint = "pass --resume to continue it or --overwrite" if args.manifest else "--overwrite"
-        raise BulkError(f"{output} exists: {hint}")
+def _check_extras(args: argparse.Namespace) -> None:
+    if args.npy is not None:
+        require_numpy("--npy")
+    if not _is_stdout(args.output) and is_parquet(Path(args.output)):
+        require_pyarrow(f"-o {args.output}")
+    if args.progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            raise BulkError(
+                "--progress needs tqdm: pip install 'opensearch-mm[progress]'"
+            ) from None
 
 
-def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
-    try:
-        return _client(args)
-    except OpenSearchMMError as exc:
-        raise BulkError(str(exc)) from None
+def _check_npy(args: argparse.Namespace) -> None:
+    if args.npy is not None:
+        if not _is_stdout(args.output) and Path(args.npy) == Path(args.output):
+            raise BulkError("--npy and -o name the same file")
+        check_writable(args.npy, "--npy")
 
 
 def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
@@ -466,94 +451,358 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     for kind, _ in inputs:
         seen[kind] = seen.get(kind, 0) + 1
         labels.append(f"--{kind} #{seen[kind]}")
-    to_stdout = _is_stdout(args.output)
-    if not to_stdout:
-        _check_output(args)
+    _check_extras(args)
+    output = None if _is_stdout(args.output) else Path(args.output)
+    if output is not None:
+        _check_existing(args, output, resumable=False)
+        check_writable(output, "-o")
+    _check_npy(args)
     client = _make_client(args)
+    report = JobReport(inputs=len(inputs))
+    vectors: list[list[float] | None]
+    failure: OpenSearchMMError | OSError | None = None
+    with retry_notices(report), closing(client):
+        try:
+            result = client.embed([{kind: value} for kind, value in inputs])
+            vectors = list(result.embeddings)
+            report.usage, report.requests = result.usage, len(result.request_ids)
+        except InputError as exc:
+            label = labels[exc.index] if exc.index is not None else "input"
+            raise BulkError(f"{label}: {input_reason(exc)}") from None
+        except KeyboardInterrupt:
+            say("interrupted: nothing written")
+            return EXIT_INTERRUPTED
+        except OpenSearchMMError as exc:
+            failure = exc
+            partial = exc.partial
+            vectors = list(partial.embeddings) if partial is not None else [None] * len(inputs)
+            if partial is not None:
+                report.usage, report.requests = partial.usage, len(partial.request_ids)
+    records = [
+        {"input": number, kind: value, "embedding": vector}
+        for number, ((kind, value), vector) in enumerate(zip(inputs, vectors, strict=True), 1)
+        if vector is not None
+    ]
+    where = "stdout" if output is None else str(output)
     try:
-        vectors = client.embed([{kind: value} for kind, value in inputs]).embeddings
-    except InputError as exc:
-        label = labels[exc.index] if exc.index is not None else "input"
-        raise BulkError(f"{label}: {exc.reason}") from None
-    except OpenSearchMMError as exc:
-        _say(f"failed: {exc}")
+        sink = _write_direct(records, output)
+    except OSError as exc:
+        # The vectors are paid for: rather than lose them, put them on stdout.
+        say(f"failed: cannot write {output} ({exc.strerror or exc}); the vectors follow on stdout")
+        sink = _write_direct(records, None)
+        failure = failure or exc
+        where = "stdout"
+    if isinstance(failure, OSError):
+        say(report.line())
         return EXIT_API
-    except KeyboardInterrupt:
-        _say("interrupted: nothing written")
-        return EXIT_INTERRUPTED
-    finally:
-        client.close()
-    out: _Writer | _StreamWriter = (
-        _StreamWriter(keep=False) if to_stdout else _Writer(Path(args.output), 0)
-    )
-    try:
-        for number, (kind, value) in enumerate(inputs, start=1):
-            out.write({"input": number, kind: value, "embedding": vectors[number - 1]})
-    finally:
-        out.close()
-    if not to_stdout:
-        _say(f"done: {out.count} vectors in {args.output}")
+    if failure is not None:
+        problem, fix, _ = _failure(failure, client, args)
+        say(f"failed: {problem}")
+        if fix:
+            say(f"to fix: {fix}")
+        missing = [label for label, v in zip(labels, vectors, strict=True) if v is None]
+        if sink.count:
+            shown = ", ".join(missing[:10]) + (
+                f" and {len(missing) - 10} more" if missing[10:] else ""
+            )
+            say(
+                f"{sink.count} of {len(inputs)} inputs embedded, written to {where}; "
+                f"not embedded: {shown}"
+            )
+        else:
+            say("no input was embedded")
+        say(report.line())
+        return EXIT_API
+    if output is not None:
+        say(f"done: {sink.count} vectors in {output}")
     if args.npy is not None:
-        rows = _save_npy(vectors, args.npy)
-        _say(f"wrote {rows} vectors to {args.npy}")
+        rows = save_npy([v for v in vectors if v is not None], args.npy)
+        say(f"wrote {rows} vectors to {args.npy}")
+    say(report.line())
     return EXIT_OK
+
+
+def _write_direct(records: list[dict[str, Any]], output: Path | None) -> Sink:
+    """Write the records of a direct-mode call to ``output`` (``None``: stdout)."""
+    sink: Sink = StdoutWriter(keep=False)
+    if output is not None:
+        sink = (
+            ParquetWriter(output, 0, key="input")
+            if is_parquet(output)
+            else (JsonLinesWriter(output, 0))
+        )
+    try:
+        for record in records:
+            sink.write(record)
+    finally:
+        sink.close()
+    if isinstance(sink, ParquetWriter) and sink.count:
+        sink.finish()
+    return sink
+
+
+def _check_existing(args: argparse.Namespace, output: Path, *, resumable: bool) -> None:
+    """Refuse to touch an existing output unless --resume or --overwrite says how."""
+    journal = journal_path(output) if is_parquet(output) else None
+    exists = output.exists() and (output.is_dir() or output.stat().st_size > 0)
+    if journal is not None and journal.exists():
+        exists = True
+    if output.is_dir():
+        raise BulkError(f"-o {output} is a directory; give a file name")
+    if exists and not (args.resume or args.overwrite):
+        hint = (
+            "--resume to continue it, --overwrite to start over"
+            if resumable
+            else ("--overwrite to replace it")
+        )
+        raise BulkError(f"{output} exists: pass {hint}")
+
+
+@dataclass
+class _Plan:
+    """Where a manifest job writes and where it starts."""
+
+    output: Path | None  # None: stdout
+    errors: Path
+    skip: int = 0
+    kept: int = 0
+    start: int = 0
+    finished: bool = False  # a complete Parquet output (resume: nothing left to write)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Check every path before anything is sent; read where a resumed job starts."""
+    manifest: Path = args.manifest
+    if not _is_stdin(manifest):
+        if not manifest.is_file():
+            raise BulkError(f"manifest {manifest} is not a file")
+        if not os.access(manifest, os.R_OK):
+            raise BulkError(f"manifest {manifest} cannot be read")
+    to_stdout = _is_stdout(args.output)
+    if to_stdout and args.skip_invalid and args.errors is None:
+        raise BulkError("--skip-invalid with the output on stdout needs --errors PATH")
+    _check_extras(args)
+    output = None if to_stdout else Path(args.output)
+    errors = args.errors or Path(f"{output}.errors.jsonl")
+    plan = _Plan(output, errors)
+    if output is not None:
+        _check_existing(args, output, resumable=True)
+        check_writable(output, "-o")
+        if is_parquet(output):
+            check_writable(journal_path(output), "-o (its journal)")
+    if args.skip_invalid:
+        if args.errors is not None and output is not None and args.errors == output:
+            raise BulkError("--errors and -o name the same file")
+        check_writable(errors, "--errors" if args.errors is not None else "the errors file")
+    _check_npy(args)
+    if output is not None and args.resume:
+        if is_parquet(output):
+            journal = journal_path(output)
+            if journal.exists():
+                plan.skip, plan.kept, plan.start = read_progress(journal)
+            elif output.exists():
+                plan.skip, plan.kept = parquet_progress(output)
+                plan.finished = True
+        else:
+            plan.skip, plan.kept, plan.start = read_progress(output)
+    return plan
+
+
+def _lines_after(manifest: Path, skip: int) -> bool:
+    """Whether ``manifest`` has a non-blank line after line ``skip``."""
+    with manifest.open("rb") as fh:
+        return any(raw.strip() for number, raw in enumerate(fh, 1) if number > skip)
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
     manifest: Path = args.manifest
-    to_stdout = _is_stdout(args.output)
-    if not _is_stdin(manifest) and not manifest.is_file():
-        raise BulkError(f"manifest {manifest} is not a file")
-    if to_stdout and args.skip_invalid and args.errors is None:
-        raise BulkError("--skip-invalid with the output on stdout needs --errors PATH")
-    output = Path("-") if to_stdout else Path(args.output)
-    where = "stdout" if to_stdout else str(output)
-    errors_path: Path = args.errors or output.with_name(output.name + ".errors.jsonl")
-    if not to_stdout:
-        _check_output(args)
-    skip = kept = start = 0
-    if args.resume and not args.overwrite:
-        skip, kept, start = read_progress(output)
-        if args.skip_invalid:
-            _trim_errors(errors_path, skip)
-        if kept:
-            _say(f"resuming after manifest line {skip} ({kept} vectors already written)")
-    elif args.skip_invalid and errors_path.exists():
-        errors_path.unlink()
+    plan = _plan(args)
+    output = plan.output
+    where = "stdout" if output is None else str(output)
+    if plan.finished:
+        if _lines_after(manifest, plan.skip):
+            raise BulkError(
+                f"{output} is a finished Parquet file ({plan.kept} vectors up to manifest "
+                f"line {plan.skip}) and the manifest has more lines; a Parquet file cannot be "
+                "extended: pass --overwrite to redo the job"
+            )
+        say(f"done: {plan.kept} vectors in {where} (already complete)")
+        return _finish_npy(args, output)
     client = _make_client(args)
-    out: _Writer | _StreamWriter = (
-        _StreamWriter(keep=args.npy is not None) if to_stdout else _Writer(output, start)
-    )
-    errors: _Writer | None = None
+    if args.resume and args.skip_invalid:
+        _trim_errors(plan.errors, plan.skip)
+    elif args.skip_invalid and plan.errors.exists():
+        plan.errors.unlink()
+    if plan.kept:
+        say(f"resuming after manifest line {plan.skip} ({plan.kept} vectors already written)")
+    sink: Sink
+    if output is None:
+        sink = StdoutWriter(keep=args.npy is not None)
+    elif is_parquet(output):
+        sink = ParquetWriter(output, plan.start)
+    else:
+        sink = JsonLinesWriter(output, plan.start)
+    errors: JsonLinesWriter | None = None
     if args.skip_invalid:
-        errors = _Writer(errors_path, errors_path.stat().st_size if errors_path.exists() else 0)
-    source = _Manifest(manifest, skip, errors)
+        size = plan.errors.stat().st_size if plan.errors.exists() else 0
+        errors = JsonLinesWriter(plan.errors, size)
+    progress: Progress | None = None
+    if args.progress:
+        total = None if _is_stdin(manifest) else max(count_lines(manifest) - plan.skip, 0)
+        progress = Progress(total, start=plan.skip)
+    job = _Job(client, sink, errors, progress)
+    source = _Manifest(manifest, plan.skip, errors, _fields(args))
     status = EXIT_OK
-    then = "" if to_stdout else "; run the same command with --resume to continue"
-    try:
-        _embed_all(client, source.entries(), out, errors, args.progress)
-        if source.error is not None:
-            raise source.error
-    except KeyboardInterrupt:
-        status = EXIT_INTERRUPTED
-        _say(f"interrupted: {kept + out.count} vectors in {where}{then}")
-    except OpenSearchMMError as exc:
-        status = EXIT_API
-        _say(f"failed: {exc}\n{kept + out.count} vectors in {where}{then}")
-    finally:
-        out.close()
-        if errors is not None:
-            errors.close()
-        client.close()
+    resume = "run the same command with --resume" if output is not None else ""
+    with retry_notices(job.report), closing(client):
+        try:
+            job.run(source.entries())
+            if source.error is not None:
+                raise source.error
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+            job.close()
+            then = f"; {resume} to continue" if resume else ""
+            say(f"interrupted: {plan.kept + sink.count} vectors in {where}{then}")
+        except BulkError as exc:
+            job.close()
+            then = f"; fix it, then {resume} to continue" if resume else ""
+            say(f"error: {exc}")
+            say(f"{plan.kept + sink.count} vectors in {where}{then}")
+            say(job.report.line())
+            return EXIT_INVALID
+        except OpenSearchMMError as exc:
+            status = EXIT_API
+            job.close()
+            problem, fix, transient = _failure(exc, client, args)
+            if isinstance(exc, InvalidParameterError) and job.pending:
+                problem += f"; the request started at manifest line {job.pending[0].line}"
+            say(f"failed: {problem}")
+            if fix:
+                say(f"to fix: {fix}")
+            kept = plan.kept + sink.count
+            if not resume:
+                say(f"{kept} vectors written to {where}")
+            elif transient:
+                say(f"{kept} vectors in {where}; {resume} to continue")
+            elif kept:
+                say(f"{kept} vectors in {where}; once fixed, {resume} to keep them")
+            else:
+                say(f"nothing written to {where}")
+        except OSError as exc:
+            status = EXIT_API
+            job.close()
+            name = getattr(exc, "filename", None) or where
+            say(f"failed: cannot write {name} ({exc.strerror or exc})")
+            then = f"; once it can be written, {resume} to continue" if resume else ""
+            say(f"{plan.kept + sink.count} vectors kept in {where}{then}")
+        finally:
+            job.close()
     if status != EXIT_OK:
+        say(job.report.line())
         return status
-    total = kept + out.count
-    skipped = f", {errors.count} invalid lines in {errors_path}" if errors and errors.count else ""
-    _say(f"done: {total} vectors in {where}{skipped}")
-    if args.npy is not None:
-        if isinstance(out, _StreamWriter):
-            rows = _save_npy(out.rows or [], args.npy)
-        else:
-            rows = _write_npy(output, args.npy)
-        _say(f"wrote {rows} vectors to {args.npy}")
+    if isinstance(sink, ParquetWriter):
+        sink.finish()
+    skipped = f", {errors.count} invalid lines in {plan.errors}" if errors and errors.count else ""
+    say(f"done: {plan.kept + sink.count} vectors in {where}{skipped}")
+    if isinstance(sink, StdoutWriter) and args.npy is not None:
+        rows = save_npy(sink.rows or [], args.npy)
+        say(f"wrote {rows} vectors to {args.npy}")
+        say(job.report.line())
+        return EXIT_OK
+    status = _finish_npy(args, output)
+    say(job.report.line())
+    return status
+
+
+def _finish_npy(args: argparse.Namespace, output: Path | None) -> int:
+    if args.npy is None or output is None:
+        return EXIT_OK
+    try:
+        rows = write_npy(output, args.npy)
+    except OSError as exc:
+        say(
+            f"failed: cannot write --npy {args.npy} ({exc.strerror or exc}); the vectors are "
+            f"in {output}: run the same command with --resume to write the .npy again"
+        )
+        return EXIT_API
+    say(f"wrote {rows} vectors to {args.npy}")
     return EXIT_OK
+
+
+class _Job:
+    """Streams entries through the client, writing each vector as it comes, in order."""
+
+    def __init__(
+        self,
+        client: MultiModalEmbeddingClient,
+        sink: Sink,
+        errors: JsonLinesWriter | None,
+        progress: Progress | None,
+    ) -> None:
+        self.client = client
+        self.sink = sink
+        self.errors = errors
+        self.progress = progress
+        self.pending: deque[Entry] = deque()
+        self.report = JobReport()
+        self.stats = StreamStats()
+        self._closed = False
+
+    def _write(self, embedding: list[float]) -> None:
+        entry = self.pending.popleft()
+        self.sink.write(entry.record(embedding))
+        self.report.inputs += 1
+        if self.progress is not None:
+            self.progress.at(entry.line)
+
+    def _contents(self, source: Iterator[Entry]) -> Iterator[dict[str, str]]:
+        for entry in source:
+            self.pending.append(entry)
+            yield entry.content
+
+    def run(self, source: Iterator[Entry]) -> None:
+        try:
+            while True:
+                try:
+                    stream = self.client.embed_iter(self._contents(source), stats=self.stats)
+                    try:
+                        for vector in stream:
+                            self._write(vector)
+                    finally:  # stop the requests in flight when we stop reading
+                        close = getattr(stream, "close", None)
+                        if close is not None:
+                            close()
+                    return
+                except InputError as exc:
+                    bad = self.pending.popleft()  # the vectors before it were written
+                    field = f" ({exc.field})" if exc.field else ""
+                    message = f"line {bad.line}{field}: {input_reason(exc)}"
+                    if self.errors is None:
+                        raise BulkError(message) from None
+                    self.errors.write({"line": bad.line, "error": message})
+                    self.pending.clear()
+                except OpenSearchMMError as exc:
+                    partial = exc.partial
+                    if partial is not None:  # keep what arrived in order after the last write
+                        for got in partial.embeddings:
+                            if got is None:
+                                break
+                            self._write(got)
+                    raise
+        finally:
+            self.report.requests = self.stats.requests
+            self.report.usage = self.stats.usage
+
+    def close(self) -> None:
+        """Close the outputs (what is complete stays), once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sink.close()
+        finally:
+            if self.errors is not None:
+                self.errors.close()
+            if self.progress is not None:
+                self.progress.close()

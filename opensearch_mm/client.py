@@ -36,7 +36,7 @@ from .inputs import (
 )
 from .models import DEFAULT_MODEL
 from .ratelimit import RateLimiter
-from .results import EmbeddingResult
+from .results import EmbeddingResult, StreamStats
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -152,7 +152,9 @@ class MultiModalEmbeddingClient:
             http_async_client=http_async_client,
         )
         self._http, self._sync = self._pools.http, self._pools.sync
-        self._stream_window = 2 * config.max_concurrency  # batches queued by embed_iter
+        # embed_iter reads ahead only what can be in flight, plus one batch ready for the
+        # next free slot: every batch read is encoded, and an image batch holds megabytes.
+        self._stream_window = config.max_concurrency + 1
 
     @property
     def dimensions(self) -> int | None:
@@ -298,33 +300,58 @@ class MultiModalEmbeddingClient:
 
     # -- streaming ----------------------------------------------------------------------
 
-    def _stream(self, inputs: object, method: str, progress: bool, as_numpy: bool) -> StreamRun:
+    def _stream(
+        self,
+        inputs: object,
+        method: str,
+        progress: bool,
+        as_numpy: bool,
+        stats: StreamStats | None = None,
+    ) -> StreamRun:
         self._pools.ensure_open()
         require_many(inputs, method, "inputs")
         dims = self.dimensions
-        return StreamRun(self.encode_options, inputs, dims, progress=progress, as_numpy=as_numpy)
+        return StreamRun(
+            self.encode_options, inputs, dims, progress=progress, as_numpy=as_numpy, stats=stats
+        )
 
     @overload
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = ..., as_numpy: Literal[False] = ...
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[False] = ...,
+        stats: StreamStats | None = ...,
     ) -> Iterator[list[float]]: ...
 
     @overload
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = ..., as_numpy: Literal[True]
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[True],
+        stats: StreamStats | None = ...,
     ) -> Iterator[npt.NDArray[np.float32]]: ...
 
     def embed_iter(
-        self, inputs: Iterable[ContentLike], *, progress: bool = False, as_numpy: bool = False
+        self,
+        inputs: Iterable[ContentLike],
+        *,
+        progress: bool = False,
+        as_numpy: bool = False,
+        stats: StreamStats | None = None,
     ) -> Iterator[Any]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
-        Memory stays bounded: at most ``2 * max_concurrency`` batches are in flight.
+        Memory stays bounded: at most ``max_concurrency + 1`` batches are read ahead.
 
         Args:
             inputs: Any iterable of inputs (read lazily, once).
             progress: Show a tqdm bar (needs the ``progress`` extra).
             as_numpy: Yield float32 numpy arrays (needs the ``numpy`` extra).
+            stats: A :class:`StreamStats` counting the requests answered and their usage.
 
         Yields:
             One vector per input, in input order.
@@ -339,7 +366,7 @@ class MultiModalEmbeddingClient:
             InputError: An input is invalid (``err.index``), raised after the vectors
                 before it.
         """
-        stream = self._stream(inputs, "embed_iter", progress, as_numpy)
+        stream = self._stream(inputs, "embed_iter", progress, as_numpy, stats)
         driver, batches = self._pools.sync_driver(), pack(stream.items(inputs))
         try:
             for batch, outcome in driver.run(batches, stream.state, window=self._stream_window):
@@ -355,10 +382,11 @@ class MultiModalEmbeddingClient:
         *,
         progress: bool = False,
         as_numpy: bool = False,
+        stats: StreamStats | None = None,
     ) -> AsyncIterator[Any]:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
         an async iterable."""
-        stream = self._stream(inputs, "aembed_iter", progress, as_numpy)
+        stream = self._stream(inputs, "aembed_iter", progress, as_numpy, stats)
         driver, batches = self._pools.async_driver(), apack(stream.aitems(inputs))
         try:
             async for batch, outcome in driver.run(

@@ -2,7 +2,7 @@
 
 No credentials needed: without ``OPENSEARCH_MM_ENDPOINT`` / ``OPENSEARCH_MM_API_KEY`` (or
 ``--endpoint`` / ``--api-key``) the demo starts the local emulator in-process. It indexes the
-images and captions of ``examples/`` through both adapters (LangChain and LlamaIndex), runs
+shipped images and captions through both adapters (LangChain and LlamaIndex), runs
 text-to-image, image-to-text and image-to-image queries, prints the ranked results and a
 summary of every request that was sent (never the API key).
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
+from ._cli_errors import core_message
 from .client import DEFAULT_WORKSPACE, ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE
 from .errors import ConfigurationError, OpenSearchMMError
 from .models import DEFAULT_MODEL, model_info
@@ -81,19 +82,21 @@ class Example:
 
 
 def find_examples(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The examples directory: ``explicit``, else ``examples/`` beside the package (a
-    source checkout or editable install), else ``./examples``."""
+    """The examples directory: ``explicit``, else the copy shipped in the package (an
+    installed wheel), else ``examples/`` beside the package (a source checkout)."""
     if explicit is not None:
         candidates = [Path(explicit)]
     else:
-        candidates = [Path(__file__).resolve().parent.parent / "examples", Path("examples")]
+        here = Path(__file__).resolve().parent
+        candidates = [here / "_examples", here.parent / "examples"]
     for candidate in candidates:
         if (candidate / "captions.jsonl").is_file():
             return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise ConfigurationError(
-        f"no examples found (looked for captions.jsonl in: {tried}); run the demo from a "
-        "clone of the repository or pass --examples DIR"
+    if explicit is not None:
+        raise ConfigurationError(f"no examples found: {explicit} holds no captions.jsonl")
+    raise ConfigurationError(  # pragma: no cover - a broken install
+        "the demo's images are missing from this install (opensearch_mm/_examples); "
+        "reinstall opensearch-mm or pass --examples DIR"
     )
 
 
@@ -562,7 +565,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     engine.close()
             _print_requests(tracker, say)
     except OpenSearchMMError as exc:
-        print(f"opensearch-mm demo: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"opensearch-mm demo: {type(exc).__name__}: {core_message(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1
     say()
     if failures:

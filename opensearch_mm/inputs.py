@@ -88,10 +88,49 @@ def _describe_image(image: object) -> str:
     return f"<{type(image).__name__}>"
 
 
+# How the first bytes of an image file look once read as text: decoded as Latin-1 (or
+# bytes as code points), with undecodable bytes escaped (surrogateescape), dropped
+# (errors="ignore") or replaced (U+FFFD).
+_IMAGE_SIGNATURES: tuple[tuple[str, str], ...] = tuple(
+    (prefix, kind)
+    for kind, variants in (
+        (
+            "PNG",
+            ("\x89PNG\r\n\x1a\n", "\udc89PNG\r\n\x1a\n", "\ufffdPNG\r\n\x1a\n", "PNG\r\n\x1a\n"),
+        ),
+        ("JPEG", ("\udcff\udcd8\udcff",)),
+        ("GIF", ("GIF87a", "GIF89a")),
+    )
+    for prefix in variants
+)
+
+
+def _binary_kind(text: str) -> str | None:
+    """What makes ``text`` plainly binary data rather than text, if anything."""
+    for prefix, kind in _IMAGE_SIGNATURES:
+        if text.startswith(prefix):
+            return f"starts like a {kind} image file"
+    if text.startswith("\xff\xd8\xff") and text[3:4] >= "\xc0":  # a JPEG marker follows
+        return "starts like a JPEG image file"
+    if text.startswith("RIFF") and text[8:12] == "WEBP":
+        return "starts like a WebP image file"
+    if "\x00" in text:
+        return "holds NUL characters, as binary files do"
+    return None
+
+
 def _check_text(text: object, index: int) -> str:
     if not isinstance(text, str):
         raise InputError(
             f"text must be a str, got {type(text).__name__}", index=index, field="text"
+        )
+    binary = _binary_kind(text)
+    if binary is not None:
+        raise InputError(
+            f"text {binary}: it looks like a file read as text; if it is an image, pass it "
+            "as an image (a path, bytes or a URL), not as text",
+            index=index,
+            field="text",
         )
     if not text.strip():
         raise InputError("text is empty", index=index, field="text")

@@ -37,6 +37,7 @@ __all__ = [
     "normalize_endpoint",
     "parse_response",
     "parse_retry_after",
+    "parse_usage",
     "request_headers",
 ]
 
@@ -283,12 +284,18 @@ def parse_response(
             f"(request positions {missing[:10]})",
             request_id=request_id,
         )
-    usage_data = data.get("usage")
-    usage = Usage()
-    if type(usage_data) is dict:
-        tokens = usage_data.get("token_count")
-        images = usage_data.get("image")
-        usage = Usage(
-            tokens if isinstance(tokens, int) else 0, images if isinstance(images, int) else 0
-        )
+    usage = parse_usage(data.get("usage"))
     return BatchResponse(vectors, usage, request_id)  # type: ignore[arg-type]
+
+
+def parse_usage(data: object) -> Usage:
+    """The answer's ``usage`` object; a missing or malformed field counts 0."""
+    if not isinstance(data, dict):
+        return Usage()
+    fields: dict[str, Any] = data
+
+    def count(name: str) -> int:
+        value = fields.get(name)
+        return value if type(value) is int and value >= 0 else 0
+
+    return Usage(count("token_count"), count("image"), count("image_token"), count("text_token"))

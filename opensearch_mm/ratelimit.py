@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,8 +62,8 @@ _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate r
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
-_WINDOW_ODDS = 4  # ... refused 4 times as often as answered above it ...
-_WINDOW_ANSWERS = 20  # ... and 20 answers at or below it (a rate throttle refuses at any count)
+_WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
+_WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
@@ -276,7 +276,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._others = 0  # requests in flight in the other processes sharing the state
         self._shared = SharedState(share) if share is not None else None
         self._bins: _Bins | SharedState = self._shared or _Bins()
-        self._slots = [(self, name) for name in _SHARED_FIELDS]
+        self._slots: list[tuple[object, str]] = [(self, name) for name in _SHARED_FIELDS]
         self._slots += [(self._window, name) for name in _Window.FIELDS]
 
     # -- what callers see ---------------------------------------------------------------
@@ -513,7 +513,7 @@ class SharedState:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def load(self, slots: list[tuple[object, str]], now: float) -> int:
+    def load(self, slots: Sequence[tuple[object, str]], now: float) -> int:
         """Set each ``(object, attribute)`` from the file; return the requests in flight
         in the other processes."""
         magic, *values = self._head.unpack_from(self._map, 0)
@@ -529,7 +529,7 @@ class SharedState:
                 others += count  # (a process gone for minutes no longer counts)
         return others
 
-    def save(self, slots: list[tuple[object, str]], in_flight: int, now: float) -> None:
+    def save(self, slots: Sequence[tuple[object, str]], in_flight: int, now: float) -> None:
         """Write each ``(object, attribute)`` and this process's requests in flight."""
         values = [float(getattr(owner, name)) for owner, name in slots]
         self._head.pack_into(self._map, 0, self._MAGIC, *values)
@@ -649,9 +649,10 @@ class _Window:
         if n > self.limit:
             self._over_bad += 1
         if (
-            self._over_bad >= _WINDOW_EVIDENCE
-            and self._over_ok * _WINDOW_ODDS <= self._over_bad
-            and self._under_ok >= _WINDOW_ANSWERS
+            self.limit >= 2  # one in flight at a time: no different from a rate cap
+            and self._over_bad >= _WINDOW_EVIDENCE
+            and self._over_ok <= _WINDOW_ODDS * self._over_bad
+            and self._under_ok >= _WINDOW_ANSWERS * self.limit
         ):
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True

@@ -4,18 +4,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["EmbeddingResult", "PartialResult", "Usage"]
+__all__ = ["EmbeddingResult", "PartialResult", "StreamStats", "Usage"]
 
 
 @dataclass(frozen=True)
 class Usage:
-    """What the service counted: tokens of text and number of images."""
+    """What the service counted, as its answer's ``usage`` object says.
+
+    ``token_count`` is the total of tokens billed, ``image`` the number of images;
+    ``text_token`` and ``image_token`` split the tokens by kind (the official SDK's
+    response model has them; an answer without them leaves them 0).
+    """
 
     token_count: int = 0
     image: int = 0
+    image_token: int = 0
+    text_token: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.token_count + other.token_count, self.image + other.image)
+        return Usage(
+            self.token_count + other.token_count,
+            self.image + other.image,
+            self.image_token + other.image_token,
+            self.text_token + other.text_token,
+        )
+
+
+@dataclass
+class StreamStats:
+    """Running totals of a streaming call (``embed_iter(..., stats=StreamStats())``),
+    updated as each request's answer is accepted: requests answered, summed usage."""
+
+    requests: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def add(self, usage: Usage) -> None:
+        """Count one answered request."""
+        self.requests += 1
+        self.usage = self.usage + usage
 
 
 @dataclass

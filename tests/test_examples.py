@@ -23,7 +23,7 @@ SCRIPTS: dict[str, list[str]] = {
         "model ops-m2-encoder: 768 dimensions",
         "embed_texts: 2 vectors of 768 floats",
         "embed_images: 2 vectors",
-        "embed: 3 vectors, usage: 3 tokens + 2 images, 1 request(s)",
+        "embed: 3 vectors, usage: 3 tokens + 1 image(s), 1 request(s), 1 reused",
         "cat.png as bytes vs as a path: 1.0000",
     ],
     "langchain_chroma_example.py": [
@@ -124,3 +124,27 @@ def test_make_images_reproduces_the_committed_examples(tmp_path: Path) -> None:
                 assert diff.getbbox() is None, name
             else:  # JPEG decoders may differ by a level or two
                 assert int(np.asarray(diff).max()) <= 8, name
+
+
+def test_an_example_missing_its_extra_says_which_in_one_line(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    (blocked / "langchain_chroma").mkdir(parents=True)
+    (blocked / "langchain_chroma" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'langchain_chroma'\", "
+        "name='langchain_chroma')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocked), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "langchain_chroma_example.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "this example needs langchain-chroma: pip install 'opensearch-mm[chroma]'\n"
+    )

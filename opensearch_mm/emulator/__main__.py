@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
 import threading
 from types import FrameType
 
-from . import RETRY_AFTER_HEADERS, THROTTLE_KINDS, Emulator
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options (imports the emulator, so it needs numpy)."""
+    from . import RETRY_AFTER_HEADERS, THROTTLE_KINDS
+
     p = argparse.ArgumentParser(
         prog="python -m opensearch_mm.emulator",
         description="A local server speaking the AI Search Open Platform multimodal "
@@ -34,12 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sliding window, or a cap on requests in flight (--max-in-flight)",
     )
     p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
-    p.add_argument(
-        "--window", type=float, default=1.0, help="window length in seconds (default 1)"
-    )
-    p.add_argument(
-        "--max-in-flight", type=int, default=None, help="requests in flight before 429"
-    )
+    p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
     p.add_argument(
         "--latency-jitter",
@@ -58,8 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(message: str) -> None:
+    print(f"opensearch-mm emulator: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+        from . import Emulator
+    except ModuleNotFoundError as exc:
+        if exc.name != "numpy":
+            raise
+        _say(str(exc))  # names the extra to install, in one line
+        return 2
+    args = parser.parse_args(argv)
     api_key = args.api_key or os.environ.get("OPENSEARCH_MM_API_KEY") or "test-key"
     emu = Emulator(
         api_key,
@@ -82,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            _say(f"port {args.port} is in use on {args.host}; pick another with --port (0: any)")
+        else:
+            _say(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 1
     try:
         print(emu.url, flush=True)
         print(

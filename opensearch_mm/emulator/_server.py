@@ -42,7 +42,7 @@ from opensearch_mm.models import MODELS
 
 from ._throttle import THROTTLE_KINDS, Latency, Throttle, make_throttle
 from ._validate import MAX_BODY_BYTES, InputItem, RequestError, parse_body
-from ._vectors import VectorCache, estimate_tokens
+from ._vectors import IMAGE_TOKENS, VectorCache, estimate_tokens
 
 __all__ = [
     "FAULT_KINDS",
@@ -495,7 +495,14 @@ class _Handler(BaseHTTPRequestHandler):
         doc = {
             "request_id": rid,
             "latency": latency,
-            "usage": {"image": n_images, "token_count": tokens},
+            # As the official SDK's response model: token_count (here the text tokens),
+            # image, and the tokens split by kind (image tokens: a fixed guess per image).
+            "usage": {
+                "image": n_images,
+                "image_token": n_images * IMAGE_TOKENS,
+                "text_token": tokens,
+                "token_count": tokens,
+            },
             "result": {"embeddings": embeddings},
         }
         body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -572,9 +579,7 @@ class Emulator:
         self._burst: float | None = None
         self._window = 1.0
         self._cap_in_flight: int | None = None
-        self.set_throttle(
-            throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight
-        )
+        self.set_throttle(throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight)
         if not latency_jitter >= 0:
             raise ValueError("latency_jitter must be >= 0")
         self.latency_jitter = latency_jitter

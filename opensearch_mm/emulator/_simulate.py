@@ -21,6 +21,7 @@ import random
 import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Union
 
 from ..errors import RateLimitError
 from ..ratelimit import AdaptiveRateLimiter, RateLimiter, UnlimitedRateLimiter
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+Worker = Generator[tuple[str, float], object, None]
 LimiterFactory = Callable[[Clock], RateLimiter]
 
 # One-way network time between client and service: a LAN-to-cloud hop is a few ms.
@@ -78,6 +80,9 @@ class Scenario:
     """Client ``k`` starts ``k * stagger`` seconds into the run."""
     workers: int | None = None
     """Workers per client (default: enough that the limiter, not the pool, is the bound)."""
+    warmup: float | None = None
+    """Seconds before the measured part (default: a fifth of the run, at least 5 s, and 10 s
+    after a cap change); 0 measures the whole run, start-up included."""
     naive: bool = False
     """Each client is the naive loop instead: one request at a time, no limiter, 1 s of
     sleep after any error (what a script around the official SDK does)."""
@@ -148,7 +153,7 @@ class _Sim:
         self.s = scenario
         self.now = 0.0
         self.rng = random.Random(scenario.seed)
-        self._events: list[tuple[float, int, Generator[tuple[str, float], object, None]]] = []
+        self._events: list[tuple[float, int, _Item]] = []
         self._seq = 0
         self.latency = Latency(scenario.latency, scenario.sigma)
         self.throttle = self._throttle(scenario.qps, scenario.max_in_flight)
@@ -159,6 +164,7 @@ class _Sim:
         self.stats = [ClientResult() for _ in range(scenario.clients)]
         self.measure_from = 0.0
         self.share_key: str | None = None
+        self.limiters: list[RateLimiter]
         if scenario.naive:
             self.limiters = [UnlimitedRateLimiter() for _ in range(scenario.clients)]
         elif scenario.shared and factory is _default_limiter:
@@ -208,11 +214,11 @@ class _Sim:
             rates.append(max_in_flight / self.latency.mean)
         return min(rates)
 
-    def at(self, t: float, worker: Generator[tuple[str, float], object, None]) -> None:
+    def at(self, t: float, worker: Worker) -> None:
         self._seq += 1
         heapq.heappush(self._events, (t, self._seq, worker))
 
-    def _step(self, worker: Generator[tuple[str, float], object, None], value: object) -> None:
+    def _step(self, worker: Worker, value: object) -> None:
         try:
             what, arg = worker.send(value)
         except StopIteration:
@@ -222,13 +228,13 @@ class _Sim:
         else:  # "send": the answer comes back as the value of the next step
             self._send(worker)
 
-    def _send(self, worker: Generator[tuple[str, float], object, None]) -> None:
+    def _send(self, worker: Worker) -> None:
         arrive = self.now + _NET
         # The service sees the request when it arrives; answer events resume the worker.
         self._seq += 1
-        heapq.heappush(self._events, (arrive, self._seq, _Arrival(worker)))  # type: ignore[arg-type]
+        heapq.heappush(self._events, (arrive, self._seq, _Arrival(worker)))
 
-    def worker(self, client: int) -> Generator[tuple[str, float], object, None]:
+    def worker(self, client: int) -> Worker:
         limiter = self.limiters[client]
         stats = self.stats[client]
         while True:
@@ -269,8 +275,8 @@ class _Sim:
             # Enough requests in flight for the ceiling at the slowest latencies (the pool
             # must never be what holds a client back: the limiter is under test).
             peak = self.ceiling(
-                max(s.qps, s.new_qps or 0.0), max(s.max_in_flight or 0, s.new_max_in_flight or 0)
-                or None,
+                max(s.qps, s.new_qps or 0.0),
+                max(s.max_in_flight or 0, s.new_max_in_flight or 0) or None,
             )
             workers = max(8, math.ceil(3.0 * peak * self.latency.mean / s.clients) + 4)
         for c in range(s.clients):
@@ -305,11 +311,11 @@ class _Sim:
             done = self.now + self.latency.sample(self.rng)
             self._seq += 1
             done_event = _Answer(None, None, throttle)  # the service is done: frees a slot
-            heapq.heappush(self._events, (done, self._seq, done_event))  # type: ignore[arg-type]
+            heapq.heappush(self._events, (done, self._seq, done_event))
             # The client has the answer one network hop after the service is done.
             self._seq += 1
             back = _Answer(arrival.worker, None, None)
-            heapq.heappush(self._events, (done + _NET, self._seq, back))  # type: ignore[arg-type]
+            heapq.heappush(self._events, (done + _NET, self._seq, back))
             return
         hint = throttle.retry_after(self.now) if self.s.retry_after else None
         error = RateLimitError(
@@ -320,7 +326,7 @@ class _Sim:
         back = _Answer(arrival.worker, error, None)
         heapq.heappush(
             self._events,
-            (self.now + _REFUSE_TIME + _NET, self._seq, back),  # type: ignore[arg-type]
+            (self.now + _REFUSE_TIME + _NET, self._seq, back),
         )
 
 
@@ -337,7 +343,7 @@ class _SleepOneSecond:
 class _Arrival:
     __slots__ = ("worker",)
 
-    def __init__(self, worker: Generator[tuple[str, float], object, None]) -> None:
+    def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
     def __lt__(self, other: object) -> bool:  # heap ties are broken by sequence numbers
@@ -349,7 +355,7 @@ class _Answer:
 
     def __init__(
         self,
-        worker: Generator[tuple[str, float], object, None] | None,
+        worker: Worker | None,
         answer: RateLimitError | None,
         release: Throttle | None,
     ) -> None:
@@ -363,6 +369,9 @@ class _Answer:
 
 def _default_limiter(clock: Clock) -> RateLimiter:
     return AdaptiveRateLimiter(clock=clock)
+
+
+_Item = Union[Worker, "_Arrival", "_Answer"]  # what a simulation event resumes
 
 
 def _recovery(times: Sequence[float], start: float, end: float, target: float) -> float:
@@ -393,6 +402,8 @@ def simulate(scenario: Scenario, limiter: LimiterFactory | None = None) -> Resul
     if s.change_at is not None:
         warm = max(warm, s.change_at + 10.0)
     sim.measure_from = warm if s.change_at is not None else min(warm, s.seconds / 2.0)
+    if s.warmup is not None:
+        sim.measure_from = s.warmup
     try:
         sim.run()
     finally:
@@ -433,7 +444,11 @@ def format_table(results: Iterable[Result]) -> str:
         f"{'recovery':>8} {'lost':>4}"
     ]
     for r in results:
-        rec = "" if r.recovery is None else ("never" if r.recovery == math.inf else f"{r.recovery:.1f}s")
+        rec = (
+            ""
+            if r.recovery is None
+            else ("never" if r.recovery == math.inf else f"{r.recovery:.1f}s")
+        )
         fair = "" if len(r.clients) < 2 else f"{r.fairness:.2f}"
         lines.append(
             f"{r.scenario.name:40} {r.ceiling:8.1f} {r.ratio:6.3f} {100 * r.throttled_share:5.1f}% "
@@ -492,16 +507,26 @@ def held_out() -> list[Scenario]:
         Scenario("fixed", qps=10, window=2.0, seconds=60, label="fixed 20 per 2 s"),
         Scenario("sliding", qps=20, window=5.0, seconds=90, label="sliding 100 per 5 s"),
         Scenario(
-            "sliding", qps=20, max_in_flight=3, latency=0.1, seconds=60,
+            "sliding",
+            qps=20,
+            max_in_flight=3,
+            latency=0.1,
+            seconds=60,
             label="sliding 20/s + 3 in flight",
         ),
-        Scenario("fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"),
+        Scenario(
+            "fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"
+        ),
         Scenario("fixed", qps=10, retry_after=True, seconds=60, label="fixed 10/s + retry hints"),
         Scenario("bucket", qps=3, latency=2.0, seconds=90),
         Scenario("sliding", qps=200, latency=0.02, seconds=60),
         Scenario("concurrency", max_in_flight=2, latency=0.05, seconds=60),
         Scenario(
-            "concurrency", max_in_flight=8, latency=1.0, seconds=60, change_at=30,
+            "concurrency",
+            max_in_flight=8,
+            latency=1.0,
+            seconds=60,
+            change_at=30,
             new_max_in_flight=16,
         ),
         Scenario("fixed", qps=5, clients=2, seconds=60),

@@ -114,7 +114,7 @@ class FixedWindow(Throttle):
         super().__init__()
         if not limit > 0 or not window > 0:
             raise ValueError("limit and window must be > 0")
-        self.limit = max(1, int(round(limit * 1.0)))
+        self.limit = max(1, round(limit))
         self.window = float(window)
         self.phase = float(phase)
         self._current = -math.inf
@@ -147,7 +147,7 @@ class SlidingWindow(Throttle):
         super().__init__()
         if not limit > 0 or not window > 0:
             raise ValueError("limit and window must be > 0")
-        self.limit = max(1, int(round(limit)))
+        self.limit = max(1, round(limit))
         self.window = float(window)
         self._times: deque[float] = deque()
 

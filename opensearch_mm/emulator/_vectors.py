@@ -10,12 +10,16 @@ from collections import OrderedDict
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["VectorCache", "estimate_tokens"]
+__all__ = ["IMAGE_TOKENS", "VectorCache", "estimate_tokens"]
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
 _TOKEN_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 
 Vector = npt.NDArray[np.float32]
+
+
+# The service's count of tokens per image is not documented; the emulator says 256.
+IMAGE_TOKENS = 256
 
 
 def estimate_tokens(text: str) -> int:

@@ -86,7 +86,7 @@ def test_success_shape(client: httpx.Client) -> None:
     rid = body["request_id"]
     assert rid == rid.upper() and len(rid) == 36 and rid.count("-") == 4
     assert isinstance(body["latency"], int) and body["latency"] >= 0
-    assert body["usage"] == {"image": 2, "token_count": 2}
+    assert body["usage"] == {"image": 2, "image_token": 512, "text_token": 2, "token_count": 2}
     embs = body["result"]["embeddings"]
     assert [e["index"] for e in embs] == [0, 1, 2]
     for e in embs:
@@ -175,7 +175,7 @@ def test_combined_model_uses_both(client: httpx.Client) -> None:
 
 def test_token_count_counts_words_and_cjk(client: httpx.Client) -> None:
     r = embed(client, [{"text": "hello big world"}, {"text": "你好世界"}]).json()
-    assert r["usage"] == {"image": 0, "token_count": 7}
+    assert r["usage"] == {"image": 0, "image_token": 0, "text_token": 7, "token_count": 7}
 
 
 def test_options_allowed(client: httpx.Client) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from opensearch_mm import MultiModalEmbeddingClient
 from opensearch_mm.emulator import Emulator
+from opensearch_mm.errors import RateLimitError
 
 KEY = "throughput-key"
 
@@ -109,8 +111,9 @@ def test_embed_iter_keeps_order_and_bounds_what_is_in_flight() -> None:
             yielded += 1
             worst = max(worst, pulled - yielded)
         assert got == expected  # same vectors, same order
-    # At most 2 * max_concurrency batches queued, plus the one being packed.
-    assert worst <= (2 * limit + 1) * 32
+    # Read-ahead follows the in-flight window: at most max_concurrency + 1 batches
+    # queued, plus the one being packed.
+    assert worst <= (limit + 2) * 32
     assert pulled == 32 * 30
 
 
@@ -146,15 +149,107 @@ async def test_aembed_iter_over_an_async_source_keeps_order() -> None:
 def test_throughput_benchmark_functions_run() -> None:
     pytest.importorskip("alibabacloud_searchplat20240529")
     from benchmarks.common import EmulatorProcess, Workload
-    from benchmarks.throughput import CONTENDERS, cpu_table, throughput_table
+    from benchmarks.throughput import CONTENDERS, Row, cpu_table, sharing_cell, throughput_table
 
     with EmulatorProcess(latency_ms=1) as emu:
-        work = Workload(70)
-        runs = throughput_table(emu, work, 50, 1)
-        assert [r.name for r in runs] == list(CONTENDERS)
-        assert all(r.inputs == 70 and r.requests >= 3 for r in runs)
+        row = Row("fixed", 50.0, latency_ms=1.0)
+        cells = throughput_table(emu, [row], seconds=0.4, sharing=False)
+        assert {column for _, column in cells} == set(CONTENDERS)
+        assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
+        shared = sharing_cell(emu, Row("sliding", 50.0, latency_ms=1.0), 64, shared=True)
+        assert shared.ratio > 0 and shared.fairness is not None and shared.fairness >= 1
         per_k = cpu_table(emu, Workload(64, seed=3), repeats=1)
         assert all(v > 0 for v in per_k.values())
+
+
+# ------------------------------------------------------------- throttle models over HTTP
+
+
+def test_emulator_window_models_refuse_past_the_limit() -> None:
+    # 5 requests per 50 s (sliding) and per 100 s (fixed, on the clock): the 6th is refused.
+    for kind, window in (("sliding", 50.0), ("fixed", 100.0)):
+        with (
+            Emulator(KEY, qps=5 / window, throttle=kind, window=window) as emu,
+            client_for(emu, qps=None, max_retries=0) as client,
+        ):
+            for i in range(5):
+                client.embed_texts([f"{kind} {i}"])
+            with pytest.raises(RateLimitError):
+                client.embed_texts(["one too many"])
+            assert emu.stats.throttled == 1
+
+
+def test_emulator_concurrency_cap_refuses_requests_beyond_it() -> None:
+    with Emulator(KEY, throttle="concurrency", max_in_flight=2, latency_ms=400) as emu:
+        outcomes: list[str] = []
+
+        def one(k: int) -> None:
+            with client_for(emu, qps=None, max_retries=0) as client:
+                try:
+                    client.embed_texts([f"in flight {k}"])
+                    outcomes.append("ok")
+                except RateLimitError:
+                    outcomes.append("429")
+
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert sorted(outcomes) == ["429", "429", "ok", "ok"]
+
+
+@pytest.mark.parametrize("header", ["x-acs-retry-after", "retry-after"])
+def test_emulator_sends_a_retry_hint_the_client_reads(header: str) -> None:
+    with (
+        Emulator(KEY, qps=1 / 30, throttle="sliding", window=30, retry_after_header=header) as emu,
+        client_for(emu, qps=None, max_retries=0) as client,
+    ):
+        client.embed_texts(["passes"])  # takes the window's one request
+        with pytest.raises(RateLimitError) as caught:
+            client.embed_texts(["refused"])
+        hinted = [r for r in emu.requests_log if r.status == 429]
+        assert len(hinted) == 1
+    # The window frees up in about 30 s: the hint says so (in ms or s), read as seconds.
+    assert caught.value.retry_after is not None
+    assert 28.0 <= caught.value.retry_after <= 31.0
+
+
+def test_emulator_latency_jitter_varies_answer_times() -> None:
+    with Emulator(KEY, latency_ms=20, latency_jitter=0.6, seed=3) as emu:
+        times = [emu._service_time() for _ in range(50)]
+    assert len(set(times)) > 40 and 0.005 < sorted(times)[25] < 0.08
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"throttle": "fixed", "qps": 8},
+        {"throttle": "sliding", "qps": 8},
+        {"throttle": "concurrency", "max_in_flight": 2},
+        {"throttle": "bucket", "qps": 8, "burst": 1, "retry_after_header": "x-acs-retry-after"},
+    ],
+    ids=lambda o: str(o["throttle"]),
+)
+def test_adaptive_default_embeds_everything_under_each_model(options: dict[str, Any]) -> None:
+    with Emulator(KEY, latency_ms=20, **options) as emu, client_for(emu) as client:
+        result = client.embed(texts(32 * 12))
+        assert len(result.embeddings) == 32 * 12
+        assert emu.stats.inputs_embedded == 32 * 12
+
+
+def test_emulator_command_line_takes_the_throttle_flags() -> None:
+    from opensearch_mm.emulator.__main__ import build_parser
+
+    flags = "--throttle sliding --qps 5 --window 60 --max-in-flight 3 --latency-ms 40"
+    flags += " --latency-jitter 0.3 --retry-after-header x-acs-retry-after --burst 2"
+    args = build_parser().parse_args(flags.split(" "))
+    assert (args.throttle, args.qps, args.window, args.max_in_flight) == ("sliding", 5, 60, 3)
+    assert (args.latency_jitter, args.retry_after_header, args.burst) == (
+        0.3,
+        "x-acs-retry-after",
+        2,
+    )
 
 
 def test_memory_benchmark_stream_runs() -> None:

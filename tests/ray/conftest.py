@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,6 @@ def ray_cluster() -> Iterator[Any]:
     """``ray.init(num_cpus=2)`` once for every test here; shut down at the end."""
     ray = pytest.importorskip("ray", reason=RAY_MISSING)
     pytest.importorskip("ray.data", reason=RAY_MISSING)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -29,7 +27,6 @@ def ray_cluster() -> Iterator[Any]:
     )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
     try:
         yield ray
     finally:

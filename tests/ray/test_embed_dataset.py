@@ -268,15 +268,19 @@ def test_a_fault_storm_loses_and_duplicates_no_row(emulator: EmulatorProcess) ->
 
 
 def _embedder_pids() -> list[int]:
+    """The embedding actors' processes of this test's Ray (children of its raylet: other
+    Ray sessions on the machine are not ours to kill)."""
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if b"MapBatches(Embedder)" in cmdline:
+        if parent == raylet and b"MapBatches(Embedder)" in cmdline:
             pids.append(int(entry.name))
     return pids
 

@@ -256,7 +256,24 @@ def test_endpoint_and_key_from_the_environment(
     assert len(_records(output)) == 2
 
 
-def test_api_failure_keeps_the_work_and_says_resume(
+def test_api_failure_keeps_the_work_and_says_what_to_do(
+    server: Emulator, job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = job.parent / "out.jsonl"
+    server.inject("slow", 3, delay=0.0)  # three requests answered, then the quota is gone
+    server.inject("quota", 1)
+    try:
+        assert main(_args(server, job, output, "--max-concurrency", "1")) == 1
+    finally:
+        server.clear_faults()
+    err = capsys.readouterr().err
+    assert "Throttling.AllocationQuota" in err and "to fix: raise the quota" in err
+    assert f"96 vectors in {output}; once fixed, run the same command with --resume" in err
+    assert len(_records(output)) == 96
+    assert API_KEY not in err and "err.partial" not in err
+
+
+def test_a_quota_gone_at_once_does_not_advise_resume(
     server: Emulator, job: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = job.parent / "out.jsonl"
@@ -266,5 +283,5 @@ def test_api_failure_keeps_the_work_and_says_resume(
     finally:
         server.clear_faults()
     err = capsys.readouterr().err
-    assert "Throttling.AllocationQuota" in err and "--resume" in err
-    assert API_KEY not in err
+    assert "Throttling.AllocationQuota" in err and "--resume" not in err
+    assert f"nothing written to {output}" in err

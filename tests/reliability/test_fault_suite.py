@@ -13,7 +13,7 @@ from .conftest import API_KEY, make_client
 
 N_INPUTS = 10_000
 FAULT_RATE = 0.2
-# Every failure mode of the issue: 429s, 5xx, dropped connections, answers slower than the
+# Every failure mode a bulk job meets: 429s, 5xx, dropped connections, answers slower than the
 # client's timeout, truncated JSON and answers missing a vector.
 FAULT_KINDS = ("throttle", "server_error", "bad_gateway", "drop", "slow", "malformed", "incomplete")
 TIMEOUT = 0.5

@@ -5,6 +5,7 @@ How well it converges on each throttle model is tested in virtual time by
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import random
 import sys
@@ -257,7 +258,7 @@ def test_shared_state_coordinates_processes() -> None:
         with ctx.Pool(2) as pool:
             results = pool.starmap(_book_slots, [(key, 30), (key, 30)])
         slots = sorted(results[0] + results[1])
-        gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(slots)]
         # Two processes, one schedule: consecutive slots at least 1/max_qps apart.
         assert min(gaps) >= 1 / 50.0 - 1e-9
     finally:

@@ -1,0 +1,84 @@
+"""The throttle models the emulator and the simulation share, on an explicit clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from opensearch_mm.emulator._throttle import (
+    AllOf,
+    ConcurrencyCap,
+    FixedWindow,
+    SlidingWindow,
+    TokenBucket,
+    make_throttle,
+)
+from opensearch_mm.protocol import parse_retry_after
+
+
+def admitted(throttle: object, times: list[float]) -> list[bool]:
+    return [throttle.admit(t) for t in times]  # type: ignore[attr-defined]
+
+
+def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
+    bucket = TokenBucket(10, now=0.0)  # capacity: one second's worth
+    assert admitted(bucket, [0.0] * 11) == [True] * 10 + [False]
+    assert bucket.retry_after(0.0) == pytest.approx(0.1)
+    assert admitted(bucket, [0.1, 0.1]) == [True, False]  # one token per 0.1 s
+    small = TokenBucket(10, capacity=2, now=0.0)
+    assert admitted(small, [0.0, 0.0, 0.0]) == [True, True, False]
+
+
+def test_fixed_window_counts_per_clock_window() -> None:
+    window = FixedWindow(3, 1.0, phase=0.5)  # windows [0.5, 1.5), [1.5, 2.5), ...
+    assert admitted(window, [0.6, 0.7, 0.8, 0.9]) == [True, True, True, False]
+    assert window.retry_after(0.9) == pytest.approx(0.6)
+    assert admitted(window, [1.5, 1.5, 1.5, 1.6]) == [True, True, True, False]
+
+
+def test_sliding_window_counts_any_span() -> None:
+    window = SlidingWindow(3, 1.0)
+    assert admitted(window, [0.0, 0.4, 0.8, 0.9]) == [True, True, True, False]
+    assert window.retry_after(0.9) == pytest.approx(0.1)
+    assert admitted(window, [1.0, 1.05, 1.3, 1.41]) == [True, False, False, True]
+
+
+def test_concurrency_cap_ignores_the_rate() -> None:
+    cap = ConcurrencyCap(2)
+    assert admitted(cap, [0.0, 0.0, 0.0]) == [True, True, False]
+    cap.release(0.1)
+    assert admitted(cap, [5.0, 5.0]) == [True, False]
+
+
+def test_all_of_charges_nothing_when_one_part_refuses() -> None:
+    both = make_throttle("sliding", 2.0, max_in_flight=1)
+    assert isinstance(both, AllOf)
+    assert admitted(both, [0.0, 0.1]) == [True, False]  # the second: one in flight already
+    both.release(0.2)
+    assert admitted(both, [0.3]) == [True]
+    both.release(0.35)
+    assert admitted(both, [0.4]) == [False]  # two in the last second: the rate part refuses
+    both.release(0.45)  # (nothing was taken: releasing more frees nothing below zero)
+    assert admitted(both, [1.05]) == [True]
+
+
+def test_make_throttle_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="unknown throttle"):
+        make_throttle("leaky", 5.0)
+    with pytest.raises(ValueError, match="max_in_flight"):
+        make_throttle("concurrency", None)
+    assert make_throttle("bucket", None) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"x-acs-retry-after": "1500"}, 1.5),  # milliseconds, as the SDK runtime reads it
+        ({"x-acs-retry-after": "250", "retry-after": "9"}, 0.25),  # the gateway's wins
+        ({"retry-after-ms": "100", "x-acs-retry-after": "900"}, 0.1),
+        ({"x-acs-retry-after": "0", "retry-after": "2"}, 2.0),  # not positive: absent
+        ({"x-acs-retry-after": "soon", "retry-after": "3"}, 3.0),  # not a number: absent
+        ({"x-acs-retry-after": "-5"}, None),
+    ],
+)
+def test_x_acs_retry_after_is_milliseconds(headers: dict[str, str], seconds: float | None) -> None:
+    assert parse_retry_after(headers) == seconds
