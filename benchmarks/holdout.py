@@ -203,6 +203,13 @@ class Overload503(Bucket):
         return super().admit(now)
 
 
+class Unthrottled(Throttle):
+    """Lets everything through: measures what the client itself can send on this machine."""
+
+    def admit(self, now: float) -> tuple[int, float]:
+        return OK, 0.0
+
+
 VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "bucket": Bucket,
     "bucket_penalty": lambda cap: Bucket(cap, penalty=True),
@@ -214,6 +221,7 @@ VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "http200": lambda cap: SlidingLog(cap, kind=REFUSED_200),
     "overload503": Overload503,
 }
+CAPACITY = "unthrottled"
 
 # -- the stand-in service -------------------------------------------------------------------
 
@@ -238,7 +246,8 @@ class Service:
 
     def configure(self, variant: str, schedule: list[tuple[float, float]]) -> None:
         with self.lock:
-            self.throttle = VARIANTS[variant](schedule[0][1])
+            make = Unthrottled if variant == CAPACITY else VARIANTS[variant]
+            self.throttle = make(schedule[0][1])
             self.schedule = list(schedule[1:])
             self.t0 = time.monotonic()
             self.events = []
@@ -360,10 +369,17 @@ class Handler(BaseHTTPRequestHandler):
                     service.throttle.release()
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # a client hung up: not news
+
+
 def _serve(port_pipe: Any) -> None:
     Handler.service = Service()
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    server.daemon_threads = True
+    server = Server((HOST, 0), Handler)
     port_pipe.send(server.server_address[1])
     server.serve_forever(poll_interval=0.1)
 
@@ -405,8 +421,22 @@ def texts() -> Iterator[str]:
         yield f"held-out text number {i} about a small red bicycle"
 
 
-def run_sync(endpoint: str, seconds: float, key: str = API_KEY, share: str | None = None) -> int:
-    """The client's ``embed_iter`` over a text stream for ``seconds``; return errors raised."""
+def _limiter_note(limiter: object) -> str:
+    """What the client's limiter ended with: its rate, ceiling and learned in-flight cap."""
+    rate = getattr(limiter, "rate", None)
+    ceiling = getattr(limiter, "ceiling", None)
+    cap = getattr(limiter, "max_in_flight", None)
+    note = f"limiter at {rate:.1f}/s" if rate else "limiter off"
+    if ceiling:
+        note += f", ceiling {ceiling:.1f}"
+    return note + (f", in-flight cap {cap}" if cap else "")
+
+
+def run_sync(
+    endpoint: str, seconds: float, key: str = API_KEY, share: str | None = None
+) -> tuple[int, str]:
+    """The client's ``embed_iter`` over a text stream for ``seconds``: (errors raised, the
+    limiter's end state)."""
     from opensearch_mm import MultiModalEmbeddingClient, OpenSearchMMError
     from opensearch_mm.ratelimit import AdaptiveRateLimiter
 
@@ -421,14 +451,14 @@ def run_sync(endpoint: str, seconds: float, key: str = API_KEY, share: str | Non
                         break
             except OpenSearchMMError:
                 errors += 1
-    return errors
+        return errors, _limiter_note(c.rate_limiter)
 
 
-def run_async(endpoint: str, seconds: float) -> int:
-    """``aembed_iter`` likewise; return errors raised."""
+def run_async(endpoint: str, seconds: float) -> tuple[int, str]:
+    """``aembed_iter`` likewise."""
     from opensearch_mm import MultiModalEmbeddingClient, OpenSearchMMError
 
-    async def go() -> int:
+    async def go() -> tuple[int, str]:
         errors = 0
         deadline = time.monotonic() + seconds
         async with MultiModalEmbeddingClient(api_key=API_KEY, endpoint=endpoint) as c:
@@ -439,12 +469,12 @@ def run_async(endpoint: str, seconds: float) -> int:
                             break
                 except OpenSearchMMError:
                     errors += 1
-        return errors
+            return errors, _limiter_note(c.rate_limiter)
 
     return asyncio.run(go())
 
 
-def run_naive(endpoint: str, seconds: float) -> int:
+def run_naive(endpoint: str, seconds: float) -> tuple[int, str]:
     """A sequential loop of 32-input requests that sleeps 1 s after any error (none raised)."""
     url = f"{endpoint}/v3/openapi/workspaces/default/multi-modal-embedding/{MODEL}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -456,10 +486,10 @@ def run_naive(endpoint: str, seconds: float) -> int:
             answer = http.post(url, json=body, headers=headers)
             if answer.status_code != 200 or "code" in answer.json():
                 time.sleep(1.0)
-    return 0
+    return 0, ""
 
 
-CONTENDERS: dict[str, Callable[[str, float], int]] = {
+CONTENDERS: dict[str, Callable[[str, float], tuple[int, str]]] = {
     "sync": run_sync,
     "async": run_async,
     "naive": run_naive,
@@ -496,13 +526,13 @@ def steady(
     stand_in: StandIn, variant: str, cap: float, contender: str, seconds: float, warm: float
 ) -> Row:
     stand_in.configure(variant, [(0.0, cap)])
-    errors = CONTENDERS[contender](stand_in.endpoint, seconds)
+    errors, note = CONTENDERS[contender](stand_in.endpoint, seconds)
     time.sleep(0.6)  # answers still in flight land in the log
     events = stand_in.log()["events"]
     ok, refused = window(events, warm, seconds)
     ratio = ok / (seconds - warm) / cap
     share = refused / max(1, ok + refused)
-    row = Row(variant, f"{cap:g}", contender, ratio, share, errors)
+    row = Row(variant, f"{cap:g}", contender, ratio, share, errors, note)
     if contender != "naive":
         if ratio < 0.95:
             row.misses.append("rate < 0.95")
@@ -526,7 +556,7 @@ def cap_change(stand_in: StandIn, variant: str, phase: float) -> list[Row]:
     caps = [20.0, 10.0, 30.0]
     schedule = [(i * phase, cap) for i, cap in enumerate(caps)]
     stand_in.configure(variant, schedule)
-    errors = run_sync(stand_in.endpoint, phase * len(caps))
+    errors, note = run_sync(stand_in.endpoint, phase * len(caps))
     time.sleep(0.6)
     events = stand_in.log()["events"]
     rows = []
@@ -543,6 +573,8 @@ def cap_change(stand_in: StandIn, variant: str, phase: float) -> list[Row]:
                 row.misses.append("recovery > 10 s")
         else:
             row.note = "(start)"
+        if i == 2:
+            row.note += "; " + note
         if ratio < 0.95:
             row.misses.append("rate < 0.95")
         if share > 0.03:
@@ -627,6 +659,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"steady window {warm:g}-{seconds:g} s of each run; rates measured at the server")
     with StandIn() as stand_in:
+        for contender in ("sync", "async"):
+            stand_in.configure(CAPACITY, [(0.0, 1.0)])
+            CONTENDERS[contender](stand_in.endpoint, seconds)
+            ok, _ = window(stand_in.log()["events"], warm, seconds)
+            print(
+                f"unthrottled {contender}: {ok / (seconds - warm):.0f} req/s (the client's own top)"
+            )
         for variant in variants:
             for cap in caps:
                 contenders = ["sync", "naive"]
@@ -656,7 +695,9 @@ def main(argv: list[str] | None = None) -> int:
 def child(argv: list[str]) -> None:
     endpoint, key, seconds = argv[0], argv[1], float(argv[2])
     share = argv[3] if len(argv) > 3 else None
-    print(run_sync(endpoint, seconds, key=key, share=share), flush=True)
+    errors, note = run_sync(endpoint, seconds, key=key, share=share)
+    print(note, file=sys.stderr)
+    print(errors, flush=True)
 
 
 if __name__ == "__main__":
