@@ -183,8 +183,9 @@ def shared_limit(quick: bool, cap: float, throttle: str) -> None:
         f"{100 * steady_no / max(1, steady_all):.1f}% throttled"
     )
     print(
-        f"   coordinator: {status['calls']} calls for {status['sent']} requests "
-        f"({status['sent'] / max(1, status['calls']):.1f} requests per call), "
+        f"   coordinator: {status['calls']} calls and {status['watches']} watches for "
+        f"{status['sent']} requests "
+        f"({status['sent'] / max(1, status['calls'] + status['watches']):.1f} requests per call), "
         f"{status['unused']} slots handed back unused"
     )
 
@@ -196,7 +197,10 @@ def simulated(quick: bool) -> None:
     from opensearch_mm.emulator._simulate import Scenario, format_table, simulate
     from opensearch_mm.ratelimit import AdaptiveRateLimiter, RateLimiter
 
-    class Direct(CoordinatorLink[Reply]):
+    class Direct(CoordinatorLink[Any]):
+        """In-process calls; a watch (an int: the generation it waits past) is ready at
+        the next rate cut."""
+
         def __init__(self, coordinator: RateCoordinator) -> None:
             self.coordinator = coordinator
 
@@ -206,11 +210,17 @@ def simulated(quick: bool) -> None:
         def observe(self, client: str, observations: list[Any]) -> Reply:
             return self.coordinator.observe(client, observations)
 
-        def ready(self, handles: list[Reply]) -> list[Reply]:
-            return handles
+        def watch(self, client: str, generation: int) -> Any:
+            return [generation]  # a fresh object per call: handles are told apart by identity
 
-        def result(self, handle: Reply, timeout: float) -> Reply:
-            return handle
+        def ready(self, handles: list[Any]) -> list[Any]:
+            now = self.coordinator.generation
+            return [h for h in handles if not isinstance(h, list) or now > h[0]]
+
+        def result(self, handle: Any, timeout: float) -> Reply:
+            if isinstance(handle, list):
+                return self.coordinator.watch("", handle[0], timeout=0.0)
+            return handle  # type: ignore[no-any-return]
 
     def coordinated() -> Any:
         made: list[RateCoordinator] = []

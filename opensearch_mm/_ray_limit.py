@@ -40,6 +40,23 @@ __all__ = [
     "rebuild_error",
 ]
 
+# Why each default has its value (the remote call is ~1 ms on a cluster; a request is
+# 20-200 ms; the client's adaptive limiter books at most 0.25 s or 4 slots ahead).
+_HORIZON = 0.25  # a block covers 0.25 s of an actor's share: 5 requests per call at 40/s
+# over 2 actors; no more, since the adaptive limiter books no further ahead
+_MIN_BLOCK = 4  # at low rates a block still holds 4 slots (calls stay 4x rarer than sends)
+_MAX_BLOCK = 64  # a block never holds more than 64 slots (what a dead actor can waste)
+_PREFETCH_WITHIN = 0.1  # lease the next block once the held slots end within 0.1 s: a
+# remote call's round trip many times over, and late enough that the limiter has room
+_LEASE_INTERVAL = 0.25  # one lease per actor per 0.25 s at most: the adaptive limiter books
+# 0.25 s ahead, so each lease finds that much room; longer, and actors run dry (measured)
+_DEMAND_SECONDS = 1.0  # an actor's demand is the slots it used in the last second ...
+_DEMAND_GAIN = 2.0  # ... and it asks for twice that per horizon: room to grow, little waste
+_WATCH_TIMEOUT = 2.0  # an open watch call is renewed every 2 s: a lost one costs no more
+_FLUSH_INTERVAL = 0.5  # successes wait <= 0.5 s for a lease to carry them (two leases' time)
+_FLUSH_SIZE = 64  # ... or until 64 are queued (one Ray message stays small)
+_MAX_LATE = 0.25  # a slot over 0.25 s late is handed back: it would bunch up with others'
+
 ErrorInfo = tuple[str, str, int | None, str | None, float | None]
 """An error reduced to what a limiter may look at: class name, message, HTTP status,
 service code, ``Retry-After`` seconds. Exceptions of this package do not all survive
@@ -138,9 +155,9 @@ class RateCoordinator:
         self,
         qps: float | str | None = "adaptive",
         *,
-        horizon: float = 0.03,
-        min_block: int = 2,
-        max_block: int = 64,
+        horizon: float = _HORIZON,
+        min_block: int = _MIN_BLOCK,
+        max_block: int = _MAX_BLOCK,
         forget_after: float = 120.0,
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
@@ -164,7 +181,9 @@ class RateCoordinator:
         self._leased: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a rate cut, for watch()
         self.calls = 0
+        self.watches = 0
         self.booked = 0
         self.sent = 0
         self.unused = 0
@@ -177,6 +196,12 @@ class RateCoordinator:
         return cuts if isinstance(cuts, int) else 0
 
     def _apply(self, observations: list[Observation]) -> None:
+        before = self.generation
+        self._apply_each(observations)
+        if self.generation != before:
+            self._changed.notify_all()
+
+    def _apply_each(self, observations: list[Observation]) -> None:
         for obs in observations:
             if obs.incarnation != self.incarnation:
                 continue  # leased by a coordinator before a restart: its tickets are gone
@@ -249,12 +274,22 @@ class RateCoordinator:
             self._apply(observations)
             return self._reply([])
 
+    def watch(self, client: str, generation: int, timeout: float = _WATCH_TIMEOUT) -> Reply:
+        """Answer once the rate is cut past ``generation`` (or after ``timeout`` seconds):
+        each process keeps one such call open, so a cut voids its held slots within a
+        round trip, not at its next lease."""
+        with self._changed:
+            self.watches += 1
+            self._changed.wait_for(lambda: self.generation > generation, timeout)
+            return self._reply([])
+
     def status(self) -> dict[str, Any]:
         """Counters for monitoring and tests."""
         with self._lock:
             return {
                 "rate": self.limiter.rate,
                 "calls": self.calls,
+                "watches": self.watches,
                 "booked": self.booked,
                 "sent": self.sent,
                 "unused": self.unused,
@@ -279,6 +314,10 @@ class CoordinatorLink(ABC, Generic[H]):
     @abstractmethod
     def observe(self, client: str, observations: list[Observation]) -> H:
         """Start a :meth:`RateCoordinator.observe` call."""
+
+    @abstractmethod
+    def watch(self, client: str, generation: int) -> H:
+        """Start a :meth:`RateCoordinator.watch` call."""
 
     @abstractmethod
     def ready(self, handles: list[H]) -> list[H]:
@@ -310,6 +349,10 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             late slot would bunch up with the slots of other processes).
         prefetch_within: Lease the next block in the background once the held slots end
             within this many seconds.
+        lease_interval: Lease at most this often (unless the coordinator asked to come
+            back sooner): the fewer the calls, the larger each block.
+        horizon: Ask for about this many seconds of this process's recent sending per
+            lease (twice its demand: room to grow), at least ``min_block`` slots.
         retry_for: Keep retrying an unreachable coordinator this long (it restarts),
             then raise :class:`~opensearch_mm.errors.OpenSearchMMError`.
         clock: Wall clock, as the coordinator's.
@@ -319,10 +362,12 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self,
         link: CoordinatorLink[H],
         *,
-        flush_interval: float = 0.25,
-        flush_size: int = 32,
-        max_late: float = 0.25,
-        prefetch_within: float = 0.03,
+        flush_interval: float = _FLUSH_INTERVAL,
+        flush_size: int = _FLUSH_SIZE,
+        max_late: float = _MAX_LATE,
+        prefetch_within: float = _PREFETCH_WITHIN,
+        horizon: float = _HORIZON,
+        lease_interval: float = _LEASE_INTERVAL,
         retry_for: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -340,12 +385,17 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._generation = 0
         self._retry_in = 0.0
         self._not_before = 0.0
-        self._used = 0
+        self._horizon = horizon
+        self._lease_interval = lease_interval
+        self._last_lease = -math.inf
+        self._used: deque[float] = deque()  # when each recent slot was handed out
+        self._timer: threading.Timer | None = None
         self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
         self._ticket_ids = itertools.count()
         self._queue: list[Observation] = []
         self._last_flush = clock()
         self._prefetch: H | None = None
+        self._watch: H | None = None
         self._pending: list[H] = []
         self._rate: float | None = None
 
@@ -364,11 +414,15 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._poll()
             now = self._clock()
             self._drop_unusable(now)
-            if not self._slots and now < self._not_before:
-                # The coordinator asked to come back later: no call before then.
-                return Ticket(self._not_before - now, _NOT_A_SLOT)
-            if self._prefetch is None and (
-                not self._slots or self._slots[-1][1].at - now < self._prefetch_within
+            # No lease before the coordinator said to come back, nor sooner than
+            # ``lease_interval`` after the last one (so the limiter has a block's room).
+            ready_at = max(self._not_before, self._last_lease + self._lease_interval)
+            if not self._slots and self._prefetch is None and now < ready_at:
+                return Ticket(ready_at - now, _NOT_A_SLOT)
+            if (
+                self._prefetch is None
+                and now >= ready_at
+                and (not self._slots or self._slots[-1][1].at - now < self._prefetch_within)
             ):
                 # The held slots run out soon: lease the next block in the background.
                 self._prefetch = self._lease()
@@ -380,10 +434,9 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                 now = self._clock()
                 self._drop_unusable(now)
                 if not self._slots:  # the limiter asked to come back later
-                    self._not_before = now + max(self._retry_in, 0.001)
-                    return Ticket(self._not_before - now, _NOT_A_SLOT)
+                    return Ticket(max(self._not_before - now, 0.001), _NOT_A_SLOT)
             incarnation, slot = self._slots.popleft()
-            self._used += 1
+            self._used.append(now)
             ticket_id = next(self._ticket_ids)
             self._tickets[ticket_id] = (incarnation, slot)
             return Ticket(max(0.0, slot.at - now), ticket_id)
@@ -417,18 +470,39 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._poll()
 
     def flush(self) -> None:
-        """Forward the queued answers now (call when a unit of work ends)."""
+        """Forward the queued answers now."""
         with self._lock:
+            self._send_queue()
+            self._poll()
+
+    def flush_soon(self) -> None:
+        """Forward the queued answers within ``flush_interval`` seconds, unless a lease
+        carries them first (call when a unit of work ends: the process may go idle, and
+        the coordinator must hear of every slot it holds)."""
+        with self._lock:
+            if self._timer is not None and self._timer.is_alive():
+                return
+            self._timer = threading.Timer(self._flush_interval, self._flush_idle)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush_idle(self) -> None:
+        with self._lock:
+            self._drop_unusable(self._clock())
             self._send_queue()
             self._poll()
 
     # -- internals (lock held) ----------------------------------------------------------
 
     def _lease(self) -> H:
-        # Ask for twice what was used since the last lease: enough to grow, not so much
-        # that a process held back by its own work books slots it would hand back.
-        want = max(2, 2 * self._used)
-        self._used = 0
+        # Ask for twice what this process used per horizon lately: enough to grow, not so
+        # much that a process held back by its own work books slots it would hand back.
+        now = self._clock()
+        self._last_lease = now
+        while self._used and self._used[0] < now - _DEMAND_SECONDS:
+            self._used.popleft()
+        demand = len(self._used) / _DEMAND_SECONDS * self._horizon
+        want = max(_MIN_BLOCK, math.ceil(_DEMAND_GAIN * demand))
         return self._link.lease(self._id, self._take_queue(), want)
 
     def _send_queue(self) -> None:
@@ -454,25 +528,36 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._slots = kept
 
     def _absorb(self, reply: Reply) -> None:
+        if not reply.slots and reply.retry_in > 0:
+            # The limiter asked to come back later: then, and no sooner.
+            self._not_before = self._clock() + max(reply.retry_in, 0.001)
+            self._last_lease = -math.inf
         if reply.incarnation != self._incarnation:
             self._incarnation = reply.incarnation
             self._generation = reply.generation
-        else:
-            self._generation = max(self._generation, reply.generation)
+        elif reply.generation > self._generation:
+            # A rate cut: the held slots are void, so the next block may come at once.
+            self._generation = reply.generation
+            self._last_lease = -math.inf
         self._rate = reply.rate
         self._retry_in = reply.retry_in
         if reply.slots:
             self._slots.extend((reply.incarnation, slot) for slot in reply.slots)
 
     def _poll(self) -> None:
+        if self._watch is None and self._incarnation is not None:
+            # One call kept open that answers at the next rate cut (see RateCoordinator.watch).
+            self._watch = self._link.watch(self._id, self._generation)
         handles = list(self._pending)
         if self._prefetch is not None:
             handles.append(self._prefetch)
-        if not handles:
-            return
+        if self._watch is not None:
+            handles.append(self._watch)
         for handle in self._link.ready(handles):
-            if self._prefetch is not None and handle == self._prefetch:
+            if self._prefetch is not None and handle is self._prefetch:
                 self._prefetch = None
+            elif self._watch is not None and handle is self._watch:
+                self._watch = None  # renewed at the next poll, with the new generation
             else:
                 self._pending.remove(handle)
             # A lost flush loses its observations; the limit itself still holds.

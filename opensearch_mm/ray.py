@@ -76,13 +76,20 @@ class _Secret:
 # -- the shared limit -------------------------------------------------------------------
 
 _ACTOR_CLASS: Any = None
+_WATCH_GROUP = "watch"  # the coordinator's threads for open watch calls (one per actor) ...
+_WATCHERS = 256  # ... as many as actors that learn a rate cut at once (more wait their turn)
 
 
 def _coordinator_actor() -> Any:
     global _ACTOR_CLASS
     if _ACTOR_CLASS is None:
         ray = _require_ray()
-        _ACTOR_CLASS = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(RateCoordinator)
+        _ACTOR_CLASS = ray.remote(
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=-1,
+            concurrency_groups={_WATCH_GROUP: _WATCHERS},
+        )(RateCoordinator)
     return _ACTOR_CLASS
 
 
@@ -98,6 +105,10 @@ class _RayLink(CoordinatorLink[Any]):
 
     def observe(self, client: str, observations: list[Observation]) -> Any:
         return self._actor.observe.remote(client, observations)
+
+    def watch(self, client: str, generation: int) -> Any:
+        # Its own concurrency group: open watches never hold up leases.
+        return self._actor.watch.options(concurrency_group=_WATCH_GROUP).remote(client, generation)
 
     def ready(self, handles: list[Any]) -> list[Any]:
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0)
@@ -128,7 +139,7 @@ class AccountRateLimit:
     """
 
     def __init__(
-        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.03
+        self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.25
     ) -> None:
         if qps is None:
             raise ConfigurationError("AccountRateLimit needs a limit: 'adaptive' or a number")
@@ -177,7 +188,8 @@ class AccountRateLimit:
         return SharedRateLimiter(_RayLink(self._actor))
 
     def status(self) -> dict[str, Any]:
-        """The coordinator's counters: current ``rate``, remote ``calls`` it served,
+        """The coordinator's counters: current ``rate``, remote ``calls`` it served
+        (leases and flushes; ``watches``: open calls that wait for a rate cut),
         slots ``booked``, requests ``sent`` in them (answered), slots handed back
         ``unused``, ``throttles``."""
         ray = _require_ray()
@@ -419,7 +431,9 @@ class Embedder:
                         vectors[j] = alone[0]
                         errors[j] = why.get(0)
         finally:
-            flush = getattr(self.client.rate_limiter, "flush", None)
+            # The answers reach the coordinator with the next lease, or within half a
+            # second if this actor goes idle: not one remote call per batch.
+            flush = getattr(self.client.rate_limiter, "flush_soon", None)
             if callable(flush):
                 flush()
         for j, vector in enumerate(vectors):
