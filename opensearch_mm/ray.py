@@ -107,8 +107,10 @@ class _RayLink(CoordinatorLink[Any]):
         return self._actor.observe.remote(client, observations)
 
     def watch(self, client: str, generation: int) -> Any:
-        # Its own concurrency group: open watches never hold up leases.
-        return self._actor.watch.options(concurrency_group=_WATCH_GROUP).remote(client, generation)
+        # Its own concurrency group: open watches never hold up leases. Not retried: a
+        # failed watch (the coordinator restarted) is simply opened again.
+        method = self._actor.watch.options(concurrency_group=_WATCH_GROUP, max_task_retries=0)
+        return method.remote(client, generation)
 
     def ready(self, handles: list[Any]) -> list[Any]:
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0)
