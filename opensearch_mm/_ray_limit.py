@@ -390,6 +390,8 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._last_lease = -math.inf
         self._used: deque[float] = deque()  # when each recent slot was handed out
         self._timer: threading.Timer | None = None
+        self._acquires = 0  # acquire() calls so far ...
+        self._idle_from = -1  # ... when the last unit of work ended (flush_soon)
         self._tickets: dict[int, tuple[str, Slot]] = {}  # local ticket -> leased slot
         self._ticket_ids = itertools.count()
         self._queue: list[Observation] = []
@@ -411,6 +413,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
 
     def acquire(self) -> Ticket:
         with self._lock:
+            self._acquires += 1
             self._poll()
             now = self._clock()
             self._drop_unusable(now)
@@ -480,6 +483,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         carries them first (call when a unit of work ends: the process may go idle, and
         the coordinator must hear of every slot it holds)."""
         with self._lock:
+            self._idle_from = self._acquires
             if self._timer is not None and self._timer.is_alive():
                 return
             self._timer = threading.Timer(self._flush_interval, self._flush_idle)
@@ -488,6 +492,12 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
 
     def _flush_idle(self) -> None:
         with self._lock:
+            if self._acquires == self._idle_from:
+                # No request since the work ended: the held slots go back too.
+                for incarnation, slot in self._slots:
+                    if incarnation == self._incarnation:
+                        self._queue.append(Observation(incarnation, slot.slot, False))
+                self._slots.clear()
             self._drop_unusable(self._clock())
             self._send_queue()
             self._poll()

@@ -220,9 +220,13 @@ def test_an_idle_side_hands_its_answers_back_by_itself() -> None:
     side.flush_soon()  # the unit of work ended; no lease will carry the answer
     assert coordinator.status()["sent"] == 0
     deadline = time.monotonic() + 5.0
-    while coordinator.status()["sent"] == 0 and time.monotonic() < deadline:
+    while coordinator.status()["outstanding"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert coordinator.status()["sent"] == 1
+    # the answer, and the rest of the block it held, went back by themselves
+    status = coordinator.status()
+    assert status["sent"] == 1
+    assert status["unused"] == status["booked"] - 1
+    assert status["outstanding"] == 0
 
 
 def test_successes_are_forwarded_in_batches() -> None:
