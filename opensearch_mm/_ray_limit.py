@@ -5,6 +5,8 @@ so every adaptive rule lives once, in :mod:`opensearch_mm.ratelimit`. Each proce
 :class:`SharedRateLimiter`: it books send slots from a block leased from the coordinator
 (one remote call per block, not per request) and forwards what the service answered
 (successes in batches, throttles at once) for the coordinator's limiter to learn from.
+Each process also keeps one call open that answers at the next rate cut, so the slots it
+holds from before the cut are dropped within a round trip.
 
 Nothing here imports Ray: the coordinator is a plain class (``opensearch_mm.ray`` runs it
 as an actor) and the local side talks to it through a :class:`CoordinatorLink`.
@@ -335,10 +337,12 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
     """The local side of a coordinated limit: a :class:`RateLimiter` for one client.
 
     ``acquire`` hands out the next slot of the leased block (leasing the next block in
-    the background when this one runs low); ``confirm`` refuses a slot booked before a
-    rate cut the coordinator has told of since; ``observe`` queues the answer and sends
-    the queue to the coordinator every ``flush_interval`` seconds, every ``flush_size``
-    answers, or at once for a throttle. Slots not used (dropped as too late or cut) go
+    the background when this one runs low, at most every ``lease_interval`` seconds);
+    ``confirm`` refuses a slot booked before a rate cut the coordinator has told of since
+    (a lease's reply, or the :meth:`RateCoordinator.watch` call each side keeps open);
+    ``observe`` queues the answer and sends the queue to the coordinator with the next
+    lease, every ``flush_interval`` seconds, every ``flush_size`` answers, or at once for
+    a throttle. Slots not used (dropped as too late or cut) go
     back the same way, so the coordinator's limiter hears of every slot once.
 
     Args:
@@ -563,6 +567,8 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             handles.append(self._prefetch)
         if self._watch is not None:
             handles.append(self._watch)
+        if not handles:
+            return
         for handle in self._link.ready(handles):
             if self._prefetch is not None and handle is self._prefetch:
                 self._prefetch = None
