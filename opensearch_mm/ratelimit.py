@@ -396,6 +396,12 @@ class AdaptiveRateLimiter(RateLimiter):
                 # takes a moment to come, and an overshoot of more costs a burst of them.
                 # (Under a concurrency cap the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
+        if self._window.active and self._latency > 0:
+            # Under a concurrency cap the cap holds the sends back: pacing must not. The
+            # ceiling a cut read while the cap was being learned was the cap's doing, and
+            # answers come back bunched: pace so fast that slots freed together are filled
+            # within a poll's time (2 % of an answer each), not a pacing interval apart.
+            rate = max(rate, self._window.limit / (_POLL_SHARE * self._latency))
         self._rate = min(self._max, max(self._min, rate))
 
     def _goodput(self, now: float) -> float:
