@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import QuotaExceededError, RateLimitError
+from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
 __all__ = [
     "DEFAULT_QPS",
@@ -364,7 +364,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 if ticket is None or ticket.epoch == self._epoch:
                     self._ok_since_cut += 1
                 self._window.ok(n)
-            elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+            elif _refused(error):
                 self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
 
@@ -474,6 +474,14 @@ class AdaptiveRateLimiter(RateLimiter):
         stale = now - max(_STALE_SECONDS, 20.0 * self._latency)
         for token in [t for t, (at, _) in self._in_flight.items() if at < stale]:
             del self._in_flight[token]
+
+
+def _refused(error: BaseException) -> bool:
+    """A refusal to slow down for: a 429 ``Throttling`` (not a used-up quota), or a 503
+    (the service says it is overloaded: an answer, but not an accepted request)."""
+    if isinstance(error, RateLimitError):
+        return not isinstance(error, QuotaExceededError)
+    return isinstance(error, APIStatusError) and error.status_code == 503
 
 
 class SharedState:
