@@ -96,8 +96,12 @@ _b64encode_str: Any = getattr(pybase64, "b64encode_as_string", None)
 
 
 def _short(text: str) -> str:
-    """``text`` cut to about 80 characters for messages."""
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+    """``text`` cut to about 80 characters for messages, keeping both ends (a path's
+    file name and a URL's last segment are what tell inputs apart)."""
+    if len(text) <= _MAX_SHOWN:
+        return text
+    tail = (_MAX_SHOWN - 3) // 2
+    return text[: _MAX_SHOWN - 3 - tail] + "..." + text[-tail:]
 
 
 def _fail(message: str, index: int) -> InputError:

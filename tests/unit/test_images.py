@@ -192,6 +192,12 @@ def test_long_path_is_shortened(tmp_path: pathlib.Path) -> None:
     assert "..." in str(err)
 
 
+def test_a_shortened_path_keeps_its_file_name(tmp_path: pathlib.Path) -> None:
+    err = input_error(str(tmp_path / ("d" * 120) / "the-missing-one.png"))
+    assert "the-missing-one.png" in str(err) and "..." in str(err)
+    assert len(str(err)) < 140
+
+
 # --------------------------------------------------------------------------- truncation
 
 
