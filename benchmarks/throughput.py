@@ -611,7 +611,14 @@ def main(argv: list[str] | None = None) -> int:
         contenders = None
         if args.quick:
             contenders = {k: CONTENDERS[k] for k in ("sync", "async", "SDK loop")}
-        throughput_table(emu, rows, seconds, contenders, sharing=not args.quick, warmup=args.warmup)
+        throughput_table(
+            emu,
+            rows,
+            seconds,
+            contenders,
+            sharing=not (args.quick or args.only),
+            warmup=args.warmup,
+        )
     return 0
 
 
