@@ -10,14 +10,21 @@ clients are never told; and 3 processes sharing one account (each its own limite
 shared limiter state). Columns: this client sync and async, its LangChain and LlamaIndex
 adapters (sync and async batch methods), the official SDK (alibabacloud-searchplat20240529)
 in a plain loop that sleeps 1 s after any error, and the SDK in an 8-thread pool retrying
-after 0.1 s. Each cell: the requests/s achieved over the run as a ratio to the ceiling, and
-the share of requests the emulator refused with 429.
+after 0.1 s. Each cell: the requests/s achieved over the whole run as a ratio to the ceiling
+(start-up included) with the share of requests the emulator refused with 429, then the same
+two numbers in the steady state: requests the emulator answered and refused between
+``--warmup`` seconds after the start and ``--seconds`` (or the end of the work, if sooner).
+
+The ceiling of a rate-cap row is its cap. The ceiling of a concurrency-cap row is measured in
+the same run: this client with no limiter (``qps=None``) and exactly K requests in flight,
+in lockstep, its steady requests/s (every answer also carries the emulator's HTTP handling,
+so K over the nominal latency is out of reach for anyone).
 
 The emulator runs in a child process (``benchmarks/_emuproc.py``; its CPU is not the
 client's), with 40 ms of service latency (lognormal, sigma 0.2) for rate caps and 200 ms for
 concurrency caps (2 or 6 in flight: 10 or 30 requests/s). Every cell gets a fresh throttle
 (a full bucket, empty windows) and the same all-text workload of about ``--seconds`` worth of
-requests of 32 texts at the cap.
+requests of 32 texts at the cap (a slower contender takes longer over it).
 """
 
 from __future__ import annotations
@@ -290,8 +297,8 @@ class Row:
             return f"concurrency {self.max_in_flight} in flight x {self.latency_ms:g} ms"
         return f"{self.throttle} {self.cap:g}/s"
 
-    def ceiling(self) -> float:
-        """Requests/s the account allows at best."""
+    def nominal(self) -> float:
+        """Requests/s the account allows at best, on paper (the answer time alone)."""
         if self.throttle == "concurrency":
             # K always in flight, each for the mean of a lognormal answer time.
             mean = self.latency_ms / 1000.0 * math.exp(self.jitter**2 / 2.0)
@@ -317,29 +324,97 @@ ROWS = [
 
 @dataclass
 class Cell:
-    ratio: float
-    throttled: float  # share of requests refused
+    ratio: float  # whole run: requests/s over the ceiling
+    throttled: float  # whole run: share of requests refused
     fairness: float | None = None  # slowest process's time over the fastest's
+    steady: float | None = None  # steady state: answered requests/s over the ceiling
+    steady_throttled: float | None = None  # steady state: share of requests refused
+    rate: float = 0.0  # steady requests/s answered (whole run's if no steady state)
 
     def __str__(self) -> str:
         text = f"{self.ratio:.2f} ({100 * self.throttled:.0f}%)"
+        if self.steady is not None and self.steady_throttled is not None:
+            text += f" {self.steady:.2f} ({100 * self.steady_throttled:.1f}%)"
         if self.fairness is not None:
             text += f" {self.fairness:.2f}x"
         return text
 
 
-def cell(emu: EmulatorProcess, row: Row, runner: Runner, work: Workload) -> Cell:
-    """Run one contender against a fresh throttle; its ratio to the ceiling."""
+class _Steady:
+    """Counts the emulator's answers between ``warmup`` and ``until`` seconds from now
+    (or until :meth:`stop`, if sooner), from a thread polling its counters."""
+
+    def __init__(self, emu: EmulatorProcess, warmup: float, until: float) -> None:
+        self._emu, self._warmup, self._until = emu, warmup, until
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.first: tuple[float, dict[str, Any]] | None = None
+        self.last: tuple[float, dict[str, Any]] | None = None
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _snapshot(self) -> tuple[float, dict[str, Any]]:
+        with self._lock:  # one command at a time on the emulator's pipe
+            return time.perf_counter(), self._emu.stats()
+
+    def _run(self) -> None:
+        if self._done.wait(self._warmup):
+            return  # the work ended within the warm-up: no steady state
+        self.first = self._snapshot()
+        self._done.wait(max(0.0, self._t0 + self._until - time.perf_counter()))
+        self.last = self._snapshot()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def result(self) -> tuple[float, float] | None:
+        """(answered requests/s, share refused) in the window; ``None`` without one."""
+        if self.first is None or self.last is None:
+            return None
+        (t1, a), (t2, b) = self.first, self.last
+        sent = b["requests"] - a["requests"]
+        refused = b["throttled"] - a["throttled"]
+        if t2 - t1 < 1.0 or sent <= 0:
+            return None
+        return (sent - refused) / (t2 - t1), refused / sent
+
+
+def cell(
+    emu: EmulatorProcess,
+    row: Row,
+    runner: Runner,
+    work: Workload,
+    ceiling: float,
+    *,
+    warmup: float,
+    until: float,
+) -> Cell:
+    """Run one contender against a fresh throttle; its ratios to ``ceiling``."""
     row.configure(emu)
     t0 = time.perf_counter()
-    done, _ = runner(emu, work)
+    steady = _Steady(emu, warmup, until)
+    try:
+        done, _ = runner(emu, work)
+    finally:
+        steady.stop()
     seconds = time.perf_counter() - t0
     stats = emu.stats()
     if done != len(work):
         raise RuntimeError(f"{runner.__name__}: {done} vectors for {len(work)} inputs")
     rate = work.requests() / seconds
     refused = stats["throttled"] / stats["requests"] if stats["requests"] else 0.0
-    return Cell(rate / row.ceiling(), refused)
+    window = steady.result()
+    if window is None:
+        return Cell(rate / ceiling, refused, rate=rate)
+    return Cell(rate / ceiling, refused, None, window[0] / ceiling, window[1], window[0])
+
+
+def baseline(row: Row) -> Runner:
+    """The ceiling of a concurrency cap: exactly K in flight, in lockstep, no limiter."""
+    k = row.max_in_flight or 1
+    return lambda emu, work: ours_sync(emu, work, qps=None, max_concurrency=k)
 
 
 def sharing_cell(
@@ -374,7 +449,7 @@ def sharing_cell(
     wall = max(e for _, e in spans) - min(s for s, _ in spans)
     times = [e - s for s, e in spans]
     refused = stats["throttled"] / stats["requests"] if stats["requests"] else 0.0
-    return Cell(requests / wall / row.ceiling(), refused, max(times) / min(times))
+    return Cell(requests / wall / row.nominal(), refused, max(times) / min(times))
 
 
 def worker(url: str, n: int, seed: int, share: str) -> int:
@@ -399,32 +474,46 @@ def throughput_table(
     contenders: dict[str, Runner] | None = None,
     *,
     sharing: bool = True,
+    warmup: float = 3.0,
 ) -> dict[tuple[str, str], Cell]:
-    """Print the table; return its cells by (row, column)."""
+    """Print the table; return its cells by (row, column). A concurrency row's cells are
+    ratios to the ``"ceiling"`` column, measured first (see :func:`baseline`)."""
     contenders = contenders or CONTENDERS
     width = 34
-    header = " ".join(f"{c:>16}" for c in contenders)
+    cw = 24
+    header = " ".join(f"{c:>{cw}}" for c in ["ceiling/s", *contenders])
     print(f"{'throttle (cap unknown to clients)':{width}} {header}")
     cells: dict[tuple[str, str], Cell] = {}
     for row in rows:
-        n = max(INPUTS_PER_REQUEST, int(row.ceiling() * seconds) * INPUTS_PER_REQUEST)
+        n = max(INPUTS_PER_REQUEST, int(row.nominal() * seconds) * INPUTS_PER_REQUEST)
         work = Workload(n, images=False)
-        line = f"{row.name:{width}}"
+        ceiling = row.nominal()
+        label = f"{ceiling:.1f}"
+        if row.throttle == "concurrency":
+            base = cell(emu, row, baseline(row), work, ceiling, warmup=warmup, until=seconds)
+            ceiling = base.rate
+            cells[(row.name, "ceiling")] = base
+            label = f"{ceiling:.1f} ({ceiling / row.nominal():.2f} nominal)"
+        line = f"{row.name:{width}} {label:>{cw}}"
         for name, runner in contenders.items():
-            cells[(row.name, name)] = c = cell(emu, row, runner, work)
-            line += f" {c!s:>16}"
+            c = cell(emu, row, runner, work, ceiling, warmup=warmup, until=seconds)
+            cells[(row.name, name)] = c
+            line += f" {c!s:>{cw}}"
         print(line, flush=True)
     if sharing:
         row = Row("sliding", 10.0)
-        each = int(row.ceiling() * seconds * 3 / 3) * INPUTS_PER_REQUEST
+        each = int(row.nominal() * seconds) * INPUTS_PER_REQUEST
         for shared in (False, True):
             label = f"3 processes, {row.name}, " + ("shared state" if shared else "each alone")
             c = sharing_cell(emu, row, each, shared=shared)
             cells[(label, "sync")] = c
-            print(f"{label:{width}} {c!s:>16}" + " " * 17 * (len(contenders) - 1), flush=True)
+            print(f"{label:{width}} {'':>{cw}} {c!s:>{cw}}", flush=True)
     print(
-        "cells: requests/s over the ceiling (429s as a share of requests); sharing rows: "
-        "all processes together, and the slowest process's time over the fastest's"
+        "cells: whole run: requests/s over the ceiling (429s as a share of requests), then "
+        f"steady state from {warmup:g} s to {seconds:g} s: answered requests/s over the "
+        "ceiling (429s as a share of requests); concurrency ceilings: measured, K in "
+        "flight in lockstep with no limiter; sharing rows (whole run only): all processes "
+        "together, and the slowest process's time over the fastest's"
     )
     return cells
 
@@ -492,13 +581,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: two rows, short runs")
     p.add_argument(
-        "--seconds", type=float, default=None, help="work per cell, in seconds at the cap"
+        "--seconds",
+        type=float,
+        default=None,
+        help="work per cell, in seconds at the cap; the steady state ends there (10; quick 6)",
+    )
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before the steady state (3)")
+    p.add_argument(
+        "--only", default=None, help="only the rows whose name contains this (e.g. concurrency)"
     )
     p.add_argument("--cpu-requests", type=int, default=None)
     p.add_argument("--cpu-repeats", type=int, default=None)
     p.add_argument("--cpu-only", action="store_true", help="only the client CPU table")
     args = p.parse_args(argv)
-    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    seconds = args.seconds or (6.0 if args.quick else 10.0)
     print(
         f"opensearch-mm throughput benchmark (python {sys.version.split()[0]}): "
         f"{' '.join(sys.argv[1:]) or 'defaults'}"
@@ -508,8 +604,21 @@ def main(argv: list[str] | None = None) -> int:
             requests = args.cpu_requests or 300
             cpu_table(emu, Workload(requests * INPUTS_PER_REQUEST, seed=3), args.cpu_repeats or 3)
             return 0
-        rows = [r for r in ROWS if r.cap == 10.0][:2] if args.quick else ROWS
-        throughput_table(emu, rows, seconds)
+        quick_rows = {("bucket", 10.0), ("concurrency", 10.0)}
+        rows = [r for r in ROWS if (r.throttle, r.cap) in quick_rows] if args.quick else ROWS
+        if args.only:
+            rows = [r for r in rows if args.only in r.name]
+        contenders = None
+        if args.quick:
+            contenders = {k: CONTENDERS[k] for k in ("sync", "async", "SDK loop")}
+        throughput_table(
+            emu,
+            rows,
+            seconds,
+            contenders,
+            sharing=not (args.quick or args.only),
+            warmup=args.warmup,
+        )
     return 0
 
 

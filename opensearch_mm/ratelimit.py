@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import QuotaExceededError, RateLimitError
+from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
 __all__ = [
     "DEFAULT_QPS",
@@ -334,7 +334,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 # Slow start grows per booked slot while sends queue: per answer would lag by
                 # the whole queue of slots booked ahead.
                 self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
-            self._next = slot + 1.0 / self._rate
+            self._next = slot + self._interval()
             return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
 
     def confirm(self, ticket: Ticket) -> bool:
@@ -364,7 +364,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 if ticket is None or ticket.epoch == self._epoch:
                     self._ok_since_cut += 1
                 self._window.ok(n)
-            elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+            elif _refused(error):
                 self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
 
@@ -396,7 +396,21 @@ class AdaptiveRateLimiter(RateLimiter):
                 # takes a moment to come, and an overshoot of more costs a burst of them.
                 # (Under a concurrency cap the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
+        if self._window.active and self._latency > 0:
+            # Under a concurrency cap the cap holds the sends back, not the rate: a ceiling
+            # a cut read while the cap was being learned was the cap's doing. The rate stays
+            # twice what the cap lets through (so were the cap to go, a 429 would read the
+            # limit from what was accepted, as for any overshoot).
+            rate = max(rate, _MAX_LEAD * self._window.limit / self._latency)
         self._rate = min(self._max, max(self._min, rate))
+
+    def _interval(self) -> float:
+        """Seconds between booked slots: one over the rate, but under a learned concurrency
+        cap answers come back bunched, and slots freed together are filled within a poll's
+        time each (2 % of an answer), not a pacing interval apart."""
+        if self._window.active and self._latency > 0:
+            return min(1.0 / self._rate, _POLL_SHARE * self._latency / self._window.limit)
+        return 1.0 / self._rate
 
     def _goodput(self, now: float) -> float:
         """Requests/s the account accepted of those sent lately: see :meth:`_measure`."""
@@ -468,6 +482,14 @@ class AdaptiveRateLimiter(RateLimiter):
         stale = now - max(_STALE_SECONDS, 20.0 * self._latency)
         for token in [t for t, (at, _) in self._in_flight.items() if at < stale]:
             del self._in_flight[token]
+
+
+def _refused(error: BaseException) -> bool:
+    """A refusal to slow down for: a 429 ``Throttling`` (not a used-up quota), or a 503
+    (the service says it is overloaded: an answer, but not an accepted request)."""
+    if isinstance(error, RateLimitError):
+        return not isinstance(error, QuotaExceededError)
+    return isinstance(error, APIStatusError) and error.status_code == 503
 
 
 class SharedState:
@@ -634,9 +656,10 @@ class _Window:
             if n > self.limit:
                 return True  # a send that raced a freed slot
             if n > self._held:
-                # A slot just probed was refused: the cap is below n.
-                self.limit, self._step, self._since = n - 1, 1, 0
-                self._held = self.limit
+                # A slot just probed was refused: the cap is below n. (Until the new limit
+                # holds, 429s from the same probe, at any count above the last limit that
+                # held, lower it further: they come back in any order.)
+                self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
                 return True
             # Refused at a count that was answered before: the cap moved down, or it was
             # never a concurrency cap (with a steady answer time, a rate cap also refuses

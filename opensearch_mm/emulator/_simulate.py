@@ -59,6 +59,12 @@ class Scenario:
     """Median service time in seconds."""
     sigma: float = 0.3
     """Latency jitter: lognormal sigma (0.3: a tenth of requests take 1.5x the median)."""
+    handling: float = 0.0
+    """Mean seconds of HTTP handling per answer on the service's side, after the service
+    time and still holding its slot (building and writing the answer): exponential."""
+    client_time: float = 0.0
+    """Mean seconds the client spends on an answer before it is observed (reading and
+    parsing it, the driver's turn): exponential. Over sockets both are milliseconds."""
     clients: int = 1
     """Clients sharing the account, each with its own limiter unless ``shared``."""
     seconds: float = 60.0
@@ -100,6 +106,8 @@ class Scenario:
         if self.change_at is not None:
             new = self.new_max_in_flight if self.throttle == "concurrency" else self.new_qps
             text += f" ->{new:g}@{self.change_at:g}s"
+        if self.handling or self.client_time:
+            text += f" +{self.handling * 1000:g}/{self.client_time * 1000:g}ms"
         if self.naive:
             text += " (naive loop)"
         return text
@@ -210,8 +218,9 @@ class _Sim:
         if self.s.throttle != "concurrency" and qps is not None:
             rates.append(qps)
         if max_in_flight is not None:
-            # K requests in flight at all times, each taking the mean service time.
-            rates.append(max_in_flight / self.latency.mean)
+            # K requests in flight at all times, each holding its slot for the mean service
+            # and handling time.
+            rates.append(max_in_flight / (self.latency.mean + self.s.handling))
         return min(rates)
 
     def at(self, t: float, worker: Worker) -> None:
@@ -309,13 +318,19 @@ class _Sim:
         throttle = self.throttle
         if throttle.admit(self.now):
             done = self.now + self.latency.sample(self.rng)
+            if self.s.handling > 0:
+                done += self.rng.expovariate(1.0 / self.s.handling)
             self._seq += 1
             done_event = _Answer(None, None, throttle)  # the service is done: frees a slot
             heapq.heappush(self._events, (done, self._seq, done_event))
-            # The client has the answer one network hop after the service is done.
+            # The client has the answer one network hop after the service is done, and
+            # observes it after its own share of the handling.
+            back_at = done + _NET
+            if self.s.client_time > 0:
+                back_at += self.rng.expovariate(1.0 / self.s.client_time)
             self._seq += 1
             back = _Answer(arrival.worker, None, None)
-            heapq.heappush(self._events, (done + _NET, self._seq, back))
+            heapq.heappush(self._events, (back_at, self._seq, back))
             return
         hint = throttle.retry_after(self.now) if self.s.retry_after else None
         error = RateLimitError(

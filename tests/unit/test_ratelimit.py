@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from opensearch_mm.emulator._simulate import Scenario, simulate
-from opensearch_mm.errors import QuotaExceededError, RateLimitError
+from opensearch_mm.errors import InternalServerError, QuotaExceededError, RateLimitError
 from opensearch_mm.ratelimit import (
     AdaptiveRateLimiter,
     FixedRateLimiter,
@@ -157,6 +157,26 @@ def test_a_429_just_above_what_is_accepted_sets_the_ceiling_there() -> None:
     limiter.observe(THROTTLED, sent(limiter))
     assert limiter.ceiling == pytest.approx(12.0, rel=0.05)
     assert limiter.rate == pytest.approx(0.95 * limiter.ceiling)  # a small cut, not a halving
+
+
+def test_a_503_overloaded_is_refused_not_accepted() -> None:
+    # A 503 is the service saying it is overloaded: it must neither count as an accepted
+    # send (which would raise the measured ceiling) nor be ignored; other 5xx are neither.
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter.slow_start = False
+    limiter._ceiling = limiter._floor = limiter._rate = 12.0
+    for _ in range(36):
+        ticket = sent(limiter)
+        clock.now += 1 / 12
+        limiter.observe(None, ticket)
+    other = InternalServerError("boom", status_code=500, code="InternalError")
+    limiter.observe(other, sent(limiter))
+    assert limiter.cuts == 0
+    overloaded = InternalServerError("busy", status_code=503, code="ServiceUnavailable")
+    limiter.observe(overloaded, sent(limiter))
+    assert limiter.cuts == 1
+    assert limiter.rate < 12.0
 
 
 def test_quota_exhaustion_is_not_a_rate_signal() -> None:
