@@ -34,17 +34,15 @@ from opensearch_mm import (
     ENV_API_KEY,
     ENV_ENDPOINT,
     ENV_WORKSPACE,
-    AdaptiveRateLimiter,
     ConfigurationError,
     Content,
     EmbeddingResult,
-    FixedRateLimiter,
     MultiModalEmbeddingClient,
     OpenSearchMMError,
     RateLimiter,
     RetryPolicy,
-    UnlimitedRateLimiter,
     Usage,
+    mirror_policy_fields,
     require_many,
 )
 
@@ -97,59 +95,6 @@ def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
         if isinstance(original, OpenSearchMMError):
             return original
     return None
-
-
-def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
-    """The ``qps`` value that describes a rate limiter."""
-    if isinstance(limiter, AdaptiveRateLimiter):
-        return "adaptive"
-    if isinstance(limiter, FixedRateLimiter):
-        return limiter.rate
-    if isinstance(limiter, UnlimitedRateLimiter):
-        return None
-    return None  # a custom limiter: the client's own
-
-
-def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
-    """The adapter fields that describe an injected core client."""
-    return {
-        "model": client.model,
-        "api_key": None,
-        "endpoint": client.base_url,
-        "workspace": client.workspace,
-        "max_retries": client.retry_policy.max_retries,
-        "retry_policy": client.retry_policy,
-        "timeout": client.timeout,
-        "max_concurrency": client.max_concurrency,
-        "qps": _qps_of(client.rate_limiter),
-        "rate_limiter": client.rate_limiter,
-        "image_max_side": client.encode_options.image_max_side,
-        "downscale_oversized": client.encode_options.downscale_oversized,
-    }
-
-
-def _mirror_policies(data: dict[str, Any]) -> None:
-    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
-
-    The core lets the policy and the limiter win; the adapter's fields must say what is
-    used, so a value that disagrees is refused rather than silently ignored.
-    """
-    policy = data.get("retry_policy")
-    if isinstance(policy, Mapping):  # from a JSON dump
-        policy = data["retry_policy"] = RetryPolicy(**policy)
-    if isinstance(policy, RetryPolicy):
-        if data.get("max_retries", policy.max_retries) != policy.max_retries:
-            raise ConfigurationError(
-                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
-                f"{policy.max_retries!r}; pass one of them"
-            )
-        data["max_retries"] = policy.max_retries
-    limiter = data.get("rate_limiter")
-    if isinstance(limiter, RateLimiter):
-        described = _qps_of(limiter)
-        if data.get("qps", described) != described:
-            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
-        data["qps"] = described
 
 
 class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
@@ -310,7 +255,7 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
                 raise ConfigurationError(
                     f"client= carries its own configuration; do not also pass {', '.join(given)}"
                 )
-            data.update(_settings_of(client))
+            data.update({**client.settings(), "api_key": None})
         try:
             with _injecting(client):
                 super().__init__(**data)
@@ -326,7 +271,7 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        _mirror_policies(data)
+        mirror_policy_fields(data)
         if "model_name" in data:
             name = data.pop("model_name")
             if "model" in data and data["model"] != name:

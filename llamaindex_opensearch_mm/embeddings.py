@@ -36,17 +36,15 @@ from opensearch_mm import (
     ENV_API_KEY,
     ENV_ENDPOINT,
     ENV_WORKSPACE,
-    AdaptiveRateLimiter,
     ConfigurationError,
     Content,
     EmbeddingResult,
-    FixedRateLimiter,
     ImageInput,
     MultiModalEmbeddingClient,
     RateLimiter,
     RetryPolicy,
-    UnlimitedRateLimiter,
     Usage,
+    mirror_policy_fields,
     require_many,
 )
 
@@ -93,56 +91,11 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
     return image
 
 
-def _qps_of(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
-    """The ``qps`` value that describes a rate limiter."""
-    if isinstance(limiter, AdaptiveRateLimiter):
-        return "adaptive"
-    if isinstance(limiter, FixedRateLimiter):
-        return limiter.rate
-    if isinstance(limiter, UnlimitedRateLimiter):
-        return None
-    return None  # a custom limiter: the client's own
-
-
-def _settings_of(client: MultiModalEmbeddingClient) -> dict[str, Any]:
+def _settings_as_fields(client: MultiModalEmbeddingClient) -> dict[str, Any]:
     """The adapter fields that describe an injected core client."""
-    return {
-        "model_name": client.model,
-        "endpoint": client.base_url,
-        "workspace": client.workspace,
-        "max_retries": client.retry_policy.max_retries,
-        "retry_policy": client.retry_policy,
-        "timeout": client.timeout,
-        "max_concurrency": client.max_concurrency,
-        "qps": _qps_of(client.rate_limiter),
-        "rate_limiter": client.rate_limiter,
-        "image_max_side": client.encode_options.image_max_side,
-        "downscale_oversized": client.encode_options.downscale_oversized,
-    }
-
-
-def _mirror_policies(data: dict[str, Any]) -> None:
-    """Make ``max_retries``/``qps`` describe a given ``retry_policy``/``rate_limiter``.
-
-    The core lets the policy and the limiter win; the adapter's fields must say what is
-    used, so a value that disagrees is refused rather than silently ignored.
-    """
-    policy = data.get("retry_policy")
-    if isinstance(policy, Mapping):  # from a JSON dump
-        policy = data["retry_policy"] = RetryPolicy(**policy)
-    if isinstance(policy, RetryPolicy):
-        if data.get("max_retries", policy.max_retries) != policy.max_retries:
-            raise ConfigurationError(
-                f"max_retries={data['max_retries']!r} disagrees with retry_policy.max_retries="
-                f"{policy.max_retries!r}; pass one of them"
-            )
-        data["max_retries"] = policy.max_retries
-    limiter = data.get("rate_limiter")
-    if isinstance(limiter, RateLimiter):
-        described = _qps_of(limiter)
-        if data.get("qps", described) != described:
-            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
-        data["qps"] = described
+    settings = client.settings()
+    settings["model_name"] = settings.pop("model")
+    return settings
 
 
 class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
@@ -287,7 +240,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
                 raise ConfigurationError(
                     f"client= carries its own configuration; do not also pass {', '.join(given)}"
                 )
-            kwargs.update(_settings_of(client))
+            kwargs.update(_settings_as_fields(client))
         else:
             key = kwargs.get("api_key")
             if key is None:
@@ -298,7 +251,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
                 if not isinstance(key, str):
                     raise ConfigurationError("api_key must be a str")
                 kwargs["api_key"] = SecretStr(key)
-        _mirror_policies(kwargs)
+        mirror_policy_fields(kwargs)
         shared = kwargs.get("rate_limiter")
         if isinstance(shared, RateLimiter):
             del kwargs["rate_limiter"]
@@ -379,7 +332,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         elif name == "qps" and self._shared_limiter is not None:
             changes["rate_limiter"] = None  # a new qps replaces a given limiter
         elif name in ("retry_policy", "rate_limiter"):
-            _mirror_policies(changes)
+            mirror_policy_fields(changes)
         old_values = {key: self._setting(key) for key in changes}
         try:
             for key, new in changes.items():

@@ -16,6 +16,7 @@ from ._config import (
     ClientConfig,
     InsecureTransportWarning,
     SupportsSecretValue,
+    mirror_policy_fields,
 )
 from ._version import __version__
 from .client import MultiModalEmbeddingClient
@@ -83,6 +84,7 @@ __all__ = [
     "UnlimitedRateLimiter",
     "Usage",
     "__version__",
+    "mirror_policy_fields",
     "model_info",
     "require_many",
 ]

@@ -14,8 +14,9 @@ import math
 import os
 import ssl
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
@@ -26,7 +27,7 @@ from .images import require_pillow
 from .inputs import EncodeOptions
 from .models import DEFAULT_MODEL, ModelInfo, model_info
 from .protocol import build_url, normalize_endpoint, request_headers
-from .ratelimit import RateLimiter, make_rate_limiter
+from .ratelimit import RateLimiter, describe_qps, make_rate_limiter
 from .retry import RetryPolicy
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ClientConfig",
     "InsecureTransportWarning",
     "SupportsSecretValue",
+    "mirror_policy_fields",
 ]
 
 logger = logging.getLogger("opensearch_mm")
@@ -349,3 +351,31 @@ class ClientConfig:
             )
             warnings.warn(message, InsecureTransportWarning, stacklevel=stacklevel + 1)
             logger.warning(message)
+
+
+def mirror_policy_fields(fields: dict[str, Any]) -> None:
+    """Make ``max_retries``/``qps`` in ``fields`` describe a given ``retry_policy`` /
+    ``rate_limiter`` (for framework adapters, whose fields must say what is used).
+
+    The client lets a policy or a limiter win over ``max_retries``/``qps``; a field that
+    disagrees with it is refused rather than silently ignored.
+
+    Raises:
+        ConfigurationError: ``max_retries`` or ``qps`` disagrees with the object given.
+    """
+    policy = fields.get("retry_policy")
+    if isinstance(policy, Mapping):  # from a JSON dump
+        policy = fields["retry_policy"] = RetryPolicy(**policy)
+    if isinstance(policy, RetryPolicy):
+        if fields.get("max_retries", policy.max_retries) != policy.max_retries:
+            raise ConfigurationError(
+                f"max_retries={fields['max_retries']!r} disagrees with "
+                f"retry_policy.max_retries={policy.max_retries!r}; pass one of them"
+            )
+        fields["max_retries"] = policy.max_retries
+    limiter = fields.get("rate_limiter")
+    if isinstance(limiter, RateLimiter):
+        described = describe_qps(limiter)
+        if fields.get("qps", described) != described:
+            raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
+        fields["qps"] = described

@@ -35,7 +35,7 @@ from .inputs import (
     require_many,
 )
 from .models import DEFAULT_MODEL
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, describe_qps
 from .results import EmbeddingResult, StreamStats
 from .retry import RetryPolicy
 
@@ -160,6 +160,22 @@ class MultiModalEmbeddingClient:
     def dimensions(self) -> int | None:
         """Vector length of the model (learned from the first answer for unknown ids)."""
         return self.model_info.dimensions or self._learned_dimensions
+
+    def settings(self) -> dict[str, Any]:
+        """The options this client resolved, as keyword arguments (never the key)."""
+        return {
+            "model": self.model,
+            "endpoint": self.base_url,
+            "workspace": self.workspace,
+            "max_retries": self.retry_policy.max_retries,
+            "retry_policy": self.retry_policy,
+            "timeout": self.timeout,
+            "max_concurrency": self.max_concurrency,
+            "qps": describe_qps(self.rate_limiter),
+            "rate_limiter": self.rate_limiter,
+            "image_max_side": self.encode_options.image_max_side,
+            "downscale_oversized": self.encode_options.downscale_oversized,
+        }
 
     def __repr__(self) -> str:
         config: ClientConfig | None = getattr(self, "config", None)  # None while resolving

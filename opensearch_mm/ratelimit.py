@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
@@ -34,6 +34,7 @@ __all__ = [
     "SharedState",
     "Ticket",
     "UnlimitedRateLimiter",
+    "describe_qps",
     "make_rate_limiter",
 ]
 
@@ -680,6 +681,15 @@ class _Window:
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True
         return False
+
+
+def describe_qps(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
+    """The ``qps`` value that describes ``limiter`` (``None`` for a custom one)."""
+    if isinstance(limiter, AdaptiveRateLimiter):
+        return "adaptive"
+    if isinstance(limiter, FixedRateLimiter):
+        return limiter.rate
+    return None
 
 
 def make_rate_limiter(qps: float | str | None) -> RateLimiter:

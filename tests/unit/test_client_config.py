@@ -401,3 +401,32 @@ def test_what_the_adapters_need_is_exported() -> None:
     import opensearch_mm.client as client_module
 
     assert "DEFAULT_WORKSPACE" in client_module.__all__
+
+
+def test_settings_rebuild_an_equal_client_and_never_hold_the_key() -> None:
+    policy = RetryPolicy(max_retries=2)
+    with make(api_key=KEY, endpoint=HOST, qps=7, retry_policy=policy, image_max_side=512) as client:
+        settings = client.settings()
+        assert KEY not in repr(settings)
+        assert settings["qps"] == 7.0 and settings["max_retries"] == 2
+        assert settings["image_max_side"] == 512
+        settings.pop("rate_limiter")
+        with make(api_key=KEY, **settings) as twin:
+            assert {k: v for k, v in twin.settings().items() if k != "rate_limiter"} == settings
+
+
+def test_policy_fields_must_describe_the_objects_given() -> None:
+    fields: dict[str, object] = {"retry_policy": RetryPolicy(max_retries=3)}
+    opensearch_mm.mirror_policy_fields(fields)
+    assert fields["max_retries"] == 3
+    with pytest.raises(ConfigurationError, match="max_retries=1 disagrees"):
+        opensearch_mm.mirror_policy_fields(
+            {"retry_policy": RetryPolicy(max_retries=3), "max_retries": 1}
+        )
+    with pytest.raises(ConfigurationError, match="not both"):
+        opensearch_mm.mirror_policy_fields(
+            {"rate_limiter": opensearch_mm.AdaptiveRateLimiter(), "qps": 5}
+        )
+    limited = {"rate_limiter": opensearch_mm.FixedRateLimiter(4)}
+    opensearch_mm.mirror_policy_fields(limited)  # type: ignore[arg-type]
+    assert limited["qps"] == 4.0
