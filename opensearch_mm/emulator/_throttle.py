@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ __all__ = [
 THROTTLE_KINDS: tuple[str, ...] = ("bucket", "fixed", "sliding", "concurrency")
 
 
-class Throttle:
+class Throttle(ABC):
     """One account's limit. Thread-safe: the emulator calls it from many handler threads."""
 
     def __init__(self) -> None:
@@ -58,8 +59,9 @@ class Throttle:
         with self._lock:
             return max(0.0, self._retry_after(now))
 
+    @abstractmethod
     def _admit(self, now: float) -> bool:
-        raise NotImplementedError
+        """Whether a request arriving at ``now`` passes (lock held)."""
 
     def _release(self, now: float) -> None:
         pass
