@@ -455,4 +455,5 @@ def mirror_policy_fields(fields: dict[str, Any]) -> None:
         given = fields.get("share_rate_limit")
         if given is not None and bool(given) != shares:
             raise ConfigurationError("pass share_rate_limit=... or rate_limiter=..., not both")
-        fields["share_rate_limit"] = shares
+        if given is None:
+            fields["share_rate_limit"] = shares
