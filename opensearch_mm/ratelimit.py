@@ -67,6 +67,11 @@ _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
+_PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
+_MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
+# refilling by one second's worth per second, after a few)
+_CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
+_CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
@@ -205,6 +210,12 @@ _SHARED_FIELDS = (
     "_last_book",
     "_cut_busy",
     "_ok_since_cut",
+    "_cut_epoch",
+    "_cut_sent",
+    "_shut_sent",
+    "_open_sent",
+    "_settled",
+    "_pause",
     "_return_requests",
     "_started",
 )
@@ -274,6 +285,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._last_book = -1.0  # when the last slot was booked (-1: never)
         self._cut_busy = 0.0
         self._ok_since_cut = 0
+        self._cut_epoch = 0  # the epoch the last cut started (holds start more, not cuts)
+        self._pause = 0.0  # the last hold of every send (0: none since an accepted one)
+        self._cut_sent = 0.0  # when the request refused at the last cut was sent
+        self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
+        self._open_sent = 0.0  # when the first request accepted after a cut was sent
+        self._settled = False  # a rate has held for a while since the start
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
         # Per process: how long answers and 429s take, what is in flight.
@@ -398,8 +415,13 @@ class AdaptiveRateLimiter(RateLimiter):
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             if error is None:
-                if ticket is None or ticket.epoch == self._epoch:
+                if ticket is None or ticket.epoch >= self._cut_epoch:
+                    if not self._ok_since_cut and ticket is not None and not self.slow_start:
+                        self._reopened(ticket.sent)
                     self._ok_since_cut += 1
+                    if self._ok_since_cut >= _FAST_RETURN_REQUESTS:
+                        self._settled = True
+                    self._pause = 0.0
                 self._window.ok(n)
             elif _refused(error):
                 self._count(ticket, now, 1)
@@ -411,6 +433,34 @@ class AdaptiveRateLimiter(RateLimiter):
         if self._started < 0:
             self._started = sent
         self._bins.add(int(sent / _BIN), kind)
+
+    def _reopened(self, sent: float) -> None:
+        """The first request sent since the cut has been accepted (it was sent at ``sent``).
+
+        The throttle refused everything sent for ``closed`` seconds before it: a window
+        at least that long was full. What the account accepted over that time plus as
+        long again before it (at least a second) is what it lets through in a cycle of
+        filling and waiting, whatever the window's length: the ceiling is no higher.
+        """
+        last_open, self._open_sent = self._open_sent, sent
+        # (Known shut from the cut's refused send to the last refused send: the pause
+        # after that one is the sender's idling, not the throttle's.)
+        closed = self._shut_sent - self._cut_sent
+        shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
+        if self._cut_sent <= 0 or closed <= shortest:
+            return  # refused for a send interval or two: a bucket's token gap, no window
+        before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed)
+        start = self._cut_sent - before
+        if start < max(self._started, last_open):
+            return  # not a cycle of steady sending: too little history, or another hold
+        first, last = int(start / _BIN), int(self._shut_sent / _BIN) + 1
+        if last <= first:
+            return
+        total, refused = self._bins.sums(first, last)
+        accepted = max(0, total - refused) / ((last - first) * _BIN)
+        if 0 < accepted < self._ceiling:
+            self._ceiling = max(self._min, accepted)
+            self._floor = max(self._min, _BETA * self._ceiling)
 
     def _update_rate(self, now: float) -> None:
         if self.slow_start:
@@ -481,8 +531,20 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # sent before the last cut: that burst was already counted
         if not self._ok_since_cut and not self.slow_start:
             # Nothing sent since the cut has passed yet: the throttle that refused the
-            # last burst (a window still full, however long; a bucket still empty) is
-            # still refusing. Cutting again would only count the same burst twice.
+            # last burst (a window still full, however long; a bucket still empty or in
+            # debt) is still refusing. Cutting again would count the same burst twice;
+            # sending on would feed it. Hold every send for a pause that grows with each
+            # such refusal, starting at one send interval (a bucket refills a token in
+            # it), so the next send tests whether it has recovered.
+            if not self._settled:
+                # (Not while the first rate is being found: a start-up burst's refusals
+                # say little about how long the throttle stays shut.)
+                return
+            if ticket is not None and ticket.sent:
+                self._shut_sent = max(self._shut_sent, ticket.sent)
+            self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
+            self._next = max(self._next, now + self._pause)
+            self._epoch += 1  # slots booked before the pause book again after it
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
         good, refused = self._measure(now)
@@ -509,6 +571,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self._floor = max(self._min, _BETA * self._ceiling)
         self._rate = self._floor
         self._epoch += 1
+        self._cut_epoch = self._epoch
+        self._cut_sent = self._shut_sent = (
+            ticket.sent if ticket is not None and ticket.sent else now
+        )
         self.cuts += 1
         self._cut_busy = self._busy
         self._ok_since_cut = 0

@@ -243,7 +243,9 @@ def test_emulator_command_line_takes_the_throttle_flags() -> None:
 
     flags = "--throttle sliding --qps 5 --window 60 --max-in-flight 3 --latency-ms 40"
     flags += " --latency-jitter 0.3 --retry-after-header x-acs-retry-after --burst 2"
+    flags += " --charge-refusals"
     args = build_parser().parse_args(flags.split(" "))
+    assert args.charge_refusals and not build_parser().parse_args([]).charge_refusals
     assert (args.throttle, args.qps, args.window, args.max_in_flight) == ("sliding", 5, 60, 3)
     assert (args.latency_jitter, args.retry_after_header, args.burst) == (
         0.3,
