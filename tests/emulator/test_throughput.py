@@ -158,6 +158,8 @@ def test_throughput_benchmark_functions_run() -> None:
         assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
         shared = sharing_cell(emu, Row("sliding", 50.0, latency_ms=1.0), 64, shared=True)
         assert shared.ratio > 0 and shared.fairness is not None and shared.fairness >= 1
+        alone = sharing_cell(emu, Row("sliding", 50.0, latency_ms=1.0), 64, shared=False)
+        assert alone.ratio > 0 and alone.fairness is not None
         per_k = cpu_table(emu, Workload(64, seed=3), repeats=1)
         assert all(v > 0 for v in per_k.values())
 
