@@ -653,17 +653,23 @@ class SharedState:
     IDLE_SECONDS = 300.0  # untouched 5 min: the quota may have changed; re-learn it (~5 s)
     CLEANUP_SECONDS = 86_400.0  # files untouched for a day go when a new file is made
     TOUCH_SECONDS = 60.0  # a file in use has its mtime refreshed this often (cleanup reads it)
+    LOCK_PATIENCE = 5.0  # a lock held this long: a process stopped mid-call; pace alone
     _MAGIC = 0x4F534D4D52415432  # "OSMMRAT2"
 
     def __init__(self, key: str, directory: str | os.PathLike[str] | None = None) -> None:
         import fcntl  # noqa: F401  (POSIX only: fail here, where the caller falls back)
 
         self._uid = os.getuid()
-        # magic, layout size, last write (limiter clock), last write (wall clock), state
-        self._head = struct.Struct(f"<QQdd{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        # magic, layout size, writes so far, last write (limiter clock, wall clock), state
+        self._top = struct.Struct("<QQQdd")
+        self._head = struct.Struct(f"<QQQdd{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        self._saved = -1  # the write count after this limiter's last write (-1: reload)
         self._bin = struct.Struct("<qii")
         self._proc = struct.Struct("<qqd")  # limiter id, requests in flight, when written
+        self._procs = struct.Struct("<" + "qqd" * _MAX_PROCESSES)
         self._table = self._head.size + _MAX_BINS * self._bin.size
+        self._kinds_of: object = None
+        self._kinds: list[type] = []
         self.size = self._table + _MAX_PROCESSES * self._proc.size
         name = "\0".join([key, str(self._uid), str(self.FORMAT), str(self.size)])
         digest = hashlib.blake2b(name.encode(), digest_size=16, person=b"osmm-rate-file")
@@ -679,7 +685,7 @@ class SharedState:
         for _ in range(5):
             fd = os.open(self.path, flags, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._take_lock(fd)
                 status = os.fstat(fd)
                 if not _same_file(self.path, status):
                     os.close(fd)  # removed by a cleanup after the open: open the new one
@@ -688,7 +694,7 @@ class SharedState:
                 self._map = mmap.mmap(fd, self.size)
                 magic, size = struct.unpack_from("<QQ", self._map, 0)
                 if created or (magic, size) == (0, 0):
-                    struct.pack_into("<QQd", self._map, 0, self._MAGIC, self.size, math.nan)
+                    struct.pack_into("<QQQd", self._map, 0, self._MAGIC, self.size, 0, math.nan)
                 elif (magic, size) != (self._MAGIC, self.size):
                     self._map.close()
                     raise _Unshareable(f"{self.path} is not a state file of this version")
@@ -702,6 +708,7 @@ class SharedState:
         self._fd = fd
         self._owner = os.getpid()
         self._pid = int.from_bytes(os.urandom(7), "big") | 1  # this limiter, among all sharing
+        self._mine: int | None = None  # where its entry is in the table of processes
         self._touched = time.time()
         self._closer = weakref.finalize(self, _close, self._map, fd)
         if created:
@@ -759,14 +766,37 @@ class SharedState:
         Raises:
             OSError: The lock cannot be taken (the caller stops sharing).
         """
-        import fcntl
 
         if not self._closer.alive:
             raise _Unshareable("the shared state was closed")
         if os.getpid() != self._owner:
             self._closer()  # the parent's handle: its lock would be the parent's too
             self._open()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._take_lock(self._fd)
+
+    def _take_lock(self, fd: int) -> None:
+        """``flock`` ``fd``. Another limiter holds it for microseconds, normally: poll for
+        it, but give up after :attr:`LOCK_PATIENCE` (a process stopped while holding it)."""
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + self.LOCK_PATIENCE
+        pause = 0.0001
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise _Unshareable(
+                        f"the state file stayed locked for {self.LOCK_PATIENCE:g} s"
+                    ) from None
+                pause = min(2 * pause, 0.01)
 
     def unlock(self) -> None:
         import fcntl
@@ -792,48 +822,59 @@ class SharedState:
         in the other processes. State nobody wrote for :attr:`IDLE_SECONDS` (or from
         before a reboot) is not trusted: the slots are set to ``fresh`` (when given) and
         the counts cleared."""
-        _, _, touched, wall, *values = self._head.unpack_from(self._map, 0)
+        _, _, writes, touched, wall, *values = self._head.unpack_from(self._map, 0)
+        saved, self._saved = self._saved, -1
         idle = self.IDLE_SECONDS
         if not (
             now - idle <= touched <= now + 1.0
             and abs(time.time() - wall) <= idle
-            and values[1] <= now + _STALE_SECONDS
+            and values[1] <= now + _STALE_SECONDS  # the next send slot
         ):
             if fresh is not None:
                 for (owner, name), value in zip(slots, fresh, strict=True):
                     setattr(owner, name, value)
             self._map[self._head.size : self.size] = bytes(self.size - self._head.size)
             return 0
-        for (owner, name), value in zip(slots, values, strict=True):
-            setattr(owner, name, type(getattr(owner, name))(value))
-        others = 0
-        for i in range(_MAX_PROCESSES):
-            offset = self._table + i * self._proc.size
-            pid, count, stamp = self._proc.unpack_from(self._map, offset)
-            if pid and pid != self._pid and count > 0 and stamp > now - _STALE_SECONDS:
+        if writes != saved:  # another limiter wrote since this one did: read its state
+            if slots is not self._kinds_of:  # (the types of the attributes, read once)
+                self._kinds_of, self._kinds = slots, [type(getattr(o, n)) for o, n in slots]
+            for (owner, name), kind, value in zip(slots, self._kinds, values, strict=True):
+                setattr(owner, name, value if kind is float else kind(value))
+        table = self._procs.unpack_from(self._map, self._table)
+        others, stale = 0, now - _STALE_SECONDS
+        for pid, count, stamp in zip(table[0::3], table[1::3], table[2::3], strict=True):
+            if pid and pid != self._pid and count > 0 and stamp > stale:
                 others += count  # (a process gone for minutes no longer counts)
         return others
 
     def save(self, slots: Sequence[tuple[object, str]], in_flight: int, now: float) -> None:
         """Write each ``(object, attribute)`` and this process's requests in flight."""
-        values = [float(getattr(owner, name)) for owner, name in slots]
+        values = [getattr(owner, name) for owner, name in slots]
         wall = time.time()
-        self._head.pack_into(self._map, 0, self._MAGIC, self.size, now, wall, *values)
+        writes = (self._top.unpack_from(self._map, 0)[2] + 1) & 0xFFFFFFFFFFFFFFFF
+        self._head.pack_into(self._map, 0, self._MAGIC, self.size, writes, now, wall, *values)
+        self._saved = writes
         if wall - self._touched > self.TOUCH_SECONDS:
             self._touched = wall
             with contextlib.suppress(OSError):
                 os.utime(self._fd)
+        mine = self._mine
+        if mine is not None and self._proc.unpack_from(self._map, mine)[0] == self._pid:
+            self._proc.pack_into(self._map, mine, self._pid, in_flight, now)
+            return
+        self._mine = None
         free = None
         for i in range(_MAX_PROCESSES):
             offset = self._table + i * self._proc.size
             pid, count, stamp = self._proc.unpack_from(self._map, offset)
             if pid == self._pid:
-                self._proc.pack_into(self._map, offset, self._pid, in_flight, now)
-                return
+                free = offset
+                break
             if free is None and (not pid or count <= 0 or stamp <= now - _STALE_SECONDS):
                 free = offset
         if free is not None and in_flight:
             self._proc.pack_into(self._map, free, self._pid, in_flight, now)
+            self._mine = free
 
     def add(self, key: int, kind: int) -> None:
         offset = self._head.size + (key % _MAX_BINS) * self._bin.size

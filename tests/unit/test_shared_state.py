@@ -480,3 +480,17 @@ def test_a_ticket_api_is_unchanged() -> None:
     ticket = limiter.acquire()
     assert isinstance(ticket, Ticket) and limiter.confirm(ticket)
     limiter.observe(None, ticket)
+
+
+def test_a_lock_held_for_long_makes_it_pace_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    limiter = AdaptiveRateLimiter(share="team-n")
+    assert limiter._shared is not None
+    monkeypatch.setattr(SharedState, "LOCK_PATIENCE", 0.05)
+    with open(limiter._shared.path, "rb") as stuck:  # a process stopped while holding it
+        fcntl.flock(stuck, fcntl.LOCK_EX)
+        go_through_one_request(limiter, None)  # not stuck: it goes on alone
+        assert not limiter.shared
+        with client(share_rate_limit="team-n") as c:  # a new client does not hang either
+            assert not c.rate_limiter.shared  # type: ignore[attr-defined]
