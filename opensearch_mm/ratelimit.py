@@ -856,8 +856,8 @@ class SharedState:
         self._saved = writes
         if wall - self._touched > self.TOUCH_SECONDS:
             self._touched = wall
-            with contextlib.suppress(OSError):
-                os.utime(self._fd)
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(self._fd if os.utime in os.supports_fd else self.path)
         mine = self._mine
         if mine is not None and self._proc.unpack_from(self._map, mine)[0] == self._pid:
             self._proc.pack_into(self._map, mine, self._pid, in_flight, now)
