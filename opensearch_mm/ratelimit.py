@@ -290,7 +290,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
-        self._settled = False  # a rate has held for a while since the start
+        self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
         # Per process: how long answers and 429s take, what is in flight.
@@ -537,8 +537,9 @@ class AdaptiveRateLimiter(RateLimiter):
             # such refusal, starting at one send interval (a bucket refills a token in
             # it), so the next send tests whether it has recovered.
             if not self._settled:
-                # (Not while the first rate is being found: a start-up burst's refusals
-                # say little about how long the throttle stays shut.)
+                # (Not before the account has once accepted ten in a row: until then the
+                # refusals are the start-up ramp's, and holding would stall finding the
+                # first rate; at 1 QPS, for minutes.)
                 return
             if ticket is not None and ticket.sent:
                 self._shut_sent = max(self._shut_sent, ticket.sent)
