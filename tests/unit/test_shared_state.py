@@ -379,7 +379,7 @@ def test_state_idle_for_long_starts_afresh() -> None:
     assert learned(b) == (False, 1) and b.ceiling == a.ceiling  # a pause: still trusted
     clock.now += SharedState.IDLE_SECONDS + 1
     a.acquire()  # a comes back after a long idle spell: what it knew may be wrong now
-    assert learned(a) == (True, 0) and a.ceiling is None and a.rate == a._fresh[0]
+    assert learned(a) == (True, 0) and a.ceiling is None and a.rate == a._initial
     b.acquire()
     assert learned(b) == (True, 0)
 
