@@ -157,16 +157,16 @@ _ON = frozenset({"", "1", "true", "yes", "on"})
 
 
 def _check_share(value: object) -> bool | str:
-    """``share_rate_limit`` (``None``: from ``OPENSEARCH_MM_SHARE_RATE_LIMIT``, else on)."""
-    if value is None:
-        raw = os.environ.get(ENV_SHARE_RATE_LIMIT, "").strip()
+    """``share_rate_limit`` (``None``: from ``OPENSEARCH_MM_SHARE_RATE_LIMIT``, else on).
+    A str reads as the variable does: ``0``/``false``/``no``/``off`` and
+    ``1``/``true``/``yes``/``on`` are switches, anything else a group name."""
+    if isinstance(value, bool):
+        return value
+    if value is None or (isinstance(value, str) and value.strip()):
+        raw = (os.environ.get(ENV_SHARE_RATE_LIMIT, "") if value is None else value).strip()
         if raw.lower() in _OFF:
             return False
         return True if raw.lower() in _ON else raw
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip():
-        return value.strip()
     raise ConfigurationError(
         f"share_rate_limit must be True, False or a group name (a non-empty str), "
         f"got {_show(value)}"
@@ -296,8 +296,10 @@ class ClientConfig:
             raise ConfigurationError("rate_limiter must be a RateLimiter")
         checked_qps = _check_qps(qps)
         share = _check_share(share_rate_limit)
-        if isinstance(share_rate_limit, str) and (
-            rate_limiter is not None or checked_qps != "adaptive"
+        if (
+            share_rate_limit is not None
+            and isinstance(share, str)
+            and (rate_limiter is not None or checked_qps != "adaptive")
         ):
             raise ConfigurationError(
                 "share_rate_limit=<group> paces qps='adaptive' limiters together; it cannot "

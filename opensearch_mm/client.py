@@ -116,10 +116,11 @@ class MultiModalEmbeddingClient:
                 ``True`` every client of this account (endpoint, workspace and key) on
                 this machine, in any process of this user, so they share the account's
                 limit fairly; ``False`` no one (this client alone); a str, every client
-                passing that group name. Defaults to ``OPENSEARCH_MM_SHARE_RATE_LIMIT``
-                (``0``/``false``/``off``, ``1``/``true``/``on``, or a group name), else
-                ``True``. Where sharing cannot work (no ``fcntl``, no private temp
-                folder) the client paces alone.
+                passing that group name (``"0"``/``"false"``/``"off"`` and
+                ``"1"``/``"true"``/``"on"`` read as switches). Defaults to
+                ``OPENSEARCH_MM_SHARE_RATE_LIMIT`` (read the same way), else ``True``.
+                Where sharing cannot work (no ``fcntl``, no private temp folder) the
+                client paces alone.
             image_max_side: Downscale local images whose longer side exceeds this many
                 pixels (>= 16; needs Pillow).
             downscale_oversized: Re-encode an image that cannot fit in one request

@@ -175,6 +175,12 @@ def test_the_environment_variable(
             assert c.config.share_key() == "team-b"
 
 
+@pytest.mark.parametrize(("value", "shared"), [("off", False), (" False ", False), ("on", True)])
+def test_a_switch_word_as_the_argument_reads_as_the_variable(value: str, shared: bool) -> None:
+    with client(share_rate_limit=value, qps=5 if not shared else "adaptive") as c:
+        assert c.config.share_rate_limit is shared
+
+
 def test_the_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "0")
     with client(share_rate_limit=True) as c:
