@@ -219,6 +219,7 @@ _SHARED_FIELDS = (
     "_return_requests",
     "_started",
 )
+_RATE_SLOT = _SHARED_FIELDS.index("_rate")  # where the rate is in the shared values
 
 
 class AdaptiveRateLimiter(RateLimiter):
@@ -637,7 +638,8 @@ class SharedState:
     named from a hash of ``key``, the user id and the file layout (``key`` itself appears
     nowhere). The file is checked before use (this user's, of this layout) and written
     in full when created (no sparse pages to fault on a full disk). State nobody touched
-    for :attr:`IDLE_SECONDS` is not trusted: the first limiter to come back starts afresh.
+    for :attr:`IDLE_SECONDS` (and :attr:`IDLE_INTERVALS` send intervals) is not trusted:
+    the first limiter to come back starts afresh.
     A process that forks gets its own handle on its first call. POSIX only (``fcntl``).
 
     Args:
@@ -651,7 +653,11 @@ class SharedState:
     """
 
     FORMAT = 2  # the layout's version: part of the file name, so two layouts never meet
-    IDLE_SECONDS = 300.0  # untouched 5 min: the quota may have changed; re-learn it (~5 s)
+    # Untouched for 3 s and 5 send intervals at its rate: the run that wrote it has ended (a
+    # working process writes it with each request), and the next may meet another quota (a
+    # test account reconfigured, a quota raised): slow start finds it again in seconds.
+    IDLE_SECONDS = 3.0
+    IDLE_INTERVALS = 5.0
     CLEANUP_SECONDS = 86_400.0  # files untouched for a day go when a new file is made
     TOUCH_SECONDS = 60.0  # a file in use has its mtime refreshed this often (cleanup reads it)
     LOCK_PATIENCE = 5.0  # a lock held this long: a process stopped mid-call; pace alone
@@ -825,7 +831,8 @@ class SharedState:
         the counts cleared."""
         _, _, writes, touched, wall, *values = self._head.unpack_from(self._map, 0)
         saved, self._saved = self._saved, -1
-        idle = self.IDLE_SECONDS
+        rate = values[_RATE_SLOT]
+        idle = max(self.IDLE_SECONDS, self.IDLE_INTERVALS / rate if rate > 0 else 0.0)
         if not (
             now - idle <= touched <= now + 1.0
             and abs(time.time() - wall) <= idle

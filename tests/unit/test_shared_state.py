@@ -379,11 +379,11 @@ def test_state_idle_for_long_starts_afresh() -> None:
         clock.now += 0.1
     go_through_one_request(a, THROTTLED)
     assert learned(a) == (False, 1)
-    clock.now += SharedState.IDLE_SECONDS - 10
+    clock.now += SharedState.IDLE_SECONDS / 2
     b = AdaptiveRateLimiter(clock=clock, share="team-f")
     b.acquire()
     assert learned(b) == (False, 1) and b.ceiling == a.ceiling  # a pause: still trusted
-    clock.now += SharedState.IDLE_SECONDS + 1
+    clock.now += SharedState.IDLE_SECONDS + SharedState.IDLE_INTERVALS / a.rate + 1
     a.acquire()  # a comes back after a long idle spell: what it knew may be wrong now
     assert learned(a) == (True, 0) and a.ceiling is None and a.rate == a._initial
     b.acquire()
