@@ -348,17 +348,20 @@ class ClientConfig:
         return request_headers(self.secrets[0])
 
     def share_key(self) -> str | None:
-        """Who an adaptive limiter paces with: the group name given, else this account
-        on this machine (a salted hash of the endpoint's host and port, the workspace and
-        the key: never the key itself), or ``None`` when not sharing."""
+        """Who an adaptive limiter paces with: the group name given, else every client of
+        this endpoint on this machine (a salted hash of its host and port), or ``None``
+        when not sharing. The limit is the account's, shared by all its RAM users' keys
+        and all its workspaces, and a key does not say which account it belongs to: so
+        neither the key nor the workspace splits the group (two accounts on one machine
+        pass group names to pace apart)."""
         if self.share_rate_limit is False:
             return None
         if isinstance(self.share_rate_limit, str):
             return self.share_rate_limit
         url = httpx.URL(self.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
-        account = "\0".join([url.host.lower(), str(port), self.workspace, self.secrets[0]])
-        digest = hashlib.blake2b(account.encode(), digest_size=20, person=b"osmm-account")
+        endpoint = "\0".join([url.host.lower(), str(port)])
+        digest = hashlib.blake2b(endpoint.encode(), digest_size=20, person=b"osmm-account")
         return f"account:{digest.hexdigest()}"
 
     def make_rate_limiter(self) -> RateLimiter:

@@ -101,17 +101,26 @@ def test_default_clients_of_one_account_share_one_file(private_temp: Path) -> No
 @pytest.mark.parametrize(
     "other",
     [
-        {"api_key": KEY + "x"},
-        {"workspace": "another"},
         {"endpoint": "http://127.0.0.1:8124"},
         {"endpoint": "http://localhost:8123"},
         {"share_rate_limit": "a-group"},
     ],
-    ids=["key", "workspace", "port", "host", "group"],
+    ids=["port", "host", "group"],
 )
-def test_another_account_or_group_gets_another_file(other: dict[str, Any]) -> None:
+def test_another_endpoint_or_group_gets_another_file(other: dict[str, Any]) -> None:
     with client() as one, client(**other) as two:
         assert state_path(one) != state_path(two)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"api_key": KEY + "x"}, {"workspace": "another"}, {"model": "ops-m2-encoder-large"}],
+    ids=["key", "workspace", "model"],
+)
+def test_keys_and_workspaces_of_one_endpoint_pace_together(other: dict[str, Any]) -> None:
+    """The limit is per account, for all its RAM users' keys and workspaces alike."""
+    with client() as one, client(**other) as two:
+        assert state_path(one) == state_path(two)
 
 
 def test_the_key_is_in_no_file_name_repr_setting_or_file() -> None:
