@@ -437,16 +437,22 @@ def _limiter_note(limiter: object) -> str:
 
 
 def run_sync(
-    endpoint: str, seconds: float, key: str = API_KEY, share: str | None = None
+    endpoint: str,
+    seconds: float,
+    key: str = API_KEY,
+    share: str | None = None,
+    *,
+    fresh: bool = True,
 ) -> tuple[int, str]:
     """The client's ``embed_iter`` over a text stream for ``seconds``: (errors raised, the
-    limiter's end state)."""
+    limiter's end state). ``fresh``: start as a new account (the processes of a shared
+    account leave that to their parent: each would remove the others' state)."""
     from benchmarks.common import forget_shared_limit
     from opensearch_mm import MultiModalEmbeddingClient, OpenSearchMMError
     from opensearch_mm.ratelimit import AdaptiveRateLimiter
 
     limiter = AdaptiveRateLimiter(share=share) if share else None
-    if limiter is None:
+    if limiter is None and fresh:
         forget_shared_limit(endpoint, key)  # a fresh account: not what the last row learned
     errors = 0
     deadline = time.monotonic() + seconds
@@ -600,6 +606,9 @@ def shared_account(
     here = Path(__file__).resolve()
     env = dict(os.environ, PYTHONPATH=str(here.parent.parent))
     shared_key = f"holdout-{uuid.uuid4().hex}"  # a fresh limiter state for this run
+    from benchmarks.common import forget_shared_limit
+
+    forget_shared_limit(stand_in.endpoint)  # default clients: a fresh account, once
     procs = []
     for i in range(3):
         argv = [sys.executable, str(here), "--child", stand_in.endpoint, f"{API_KEY}-{i}"]
@@ -623,7 +632,7 @@ def shared_account(
     ratio = ok / (end - start) / cap
     spread = max(per) / max(1, min(per)) if len(per) == 3 else math.inf
     share_refused = refused / max(1, ok + refused)
-    label = "3 procs" + (", shared state" if share else "")
+    label = "3 procs, " + ("one group name" if share else "default clients")
     row = Row(
         variant, f"{cap:g}", label, ratio, share_refused, errors, f"fastest/slowest {spread:.2f}"
     )
@@ -706,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
 def child(argv: list[str]) -> None:
     endpoint, key, seconds = argv[0], argv[1], float(argv[2])
     share = argv[3] if len(argv) > 3 else None
-    errors, note = run_sync(endpoint, seconds, key=key, share=share)
+    errors, note = run_sync(endpoint, seconds, key=key, share=share, fresh=False)
     print(note, file=sys.stderr)
     print(errors, flush=True)
 
