@@ -193,45 +193,9 @@ def shared_limit(quick: bool, cap: float, throttle: str) -> None:
 def simulated(quick: bool) -> None:
     from dataclasses import replace
 
-    from opensearch_mm._ray_limit import CoordinatorLink, RateCoordinator, Reply, SharedRateLimiter
     from opensearch_mm.emulator._simulate import Scenario, format_table, simulate
-    from opensearch_mm.ratelimit import AdaptiveRateLimiter, RateLimiter
-
-    class Direct(CoordinatorLink[Any]):
-        """In-process calls; a watch (an int: the generation it waits past) is ready at
-        the next rate cut."""
-
-        def __init__(self, coordinator: RateCoordinator) -> None:
-            self.coordinator = coordinator
-
-        def lease(self, client: str, observations: list[Any], want: int) -> Reply:
-            return self.coordinator.lease(client, observations, want)
-
-        def observe(self, client: str, observations: list[Any]) -> Reply:
-            return self.coordinator.observe(client, observations)
-
-        def watch(self, client: str, generation: int) -> Any:
-            return [generation]  # a fresh object per call: handles are told apart by identity
-
-        def ready(self, handles: list[Any]) -> list[Any]:
-            now = self.coordinator.generation
-            return [h for h in handles if not isinstance(h, list) or now > h[0]]
-
-        def result(self, handle: Any, timeout: float) -> Reply:
-            if isinstance(handle, list):
-                return self.coordinator.watch("", handle[0], timeout=0.0)
-            return handle  # type: ignore[no-any-return]
-
-    def coordinated() -> Any:
-        made: list[RateCoordinator] = []
-
-        def factory(clock: Any) -> RateLimiter:
-            if not made:
-                limiter = AdaptiveRateLimiter(clock=clock)
-                made.append(RateCoordinator(limiter=limiter, clock=clock))
-            return SharedRateLimiter(Direct(made[0]), clock=clock)
-
-        return factory
+    from opensearch_mm.ratelimit import AdaptiveRateLimiter
+    from tests.ray._direct import coordinated
 
     seconds = 30 if quick else 60
     scenarios = [

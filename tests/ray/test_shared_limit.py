@@ -5,13 +5,11 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
 from opensearch_mm._ray_limit import (
-    CoordinatorLink,
     Observation,
     RateCoordinator,
     Reply,
@@ -28,6 +26,8 @@ from opensearch_mm.errors import (
 )
 from opensearch_mm.ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, Ticket
 
+from ._direct import Direct, Watch, coordinated
+
 
 class Clock:
     def __init__(self) -> None:
@@ -35,47 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Watch:
-    """An open watch call: ready once the coordinator's generation passes ``generation``."""
-
-    def __init__(self, coordinator: RateCoordinator, generation: int) -> None:
-        self.coordinator = coordinator
-        self.generation = generation
-
-    def done(self) -> bool:
-        return self.coordinator.generation > self.generation
-
-
-class Direct(CoordinatorLink["Reply | Watch"]):
-    """Calls the coordinator in-process; a reply is ready at once, a watch at the next cut."""
-
-    def __init__(self, coordinator: RateCoordinator) -> None:
-        self.coordinator = coordinator
-        self.leases = 0
-        self.watches = 0
-        self.flushes: list[list[Observation]] = []
-
-    def lease(self, client: str, observations: list[Observation], want: int) -> Reply:
-        self.leases += 1
-        return self.coordinator.lease(client, observations, want)
-
-    def observe(self, client: str, observations: list[Observation]) -> Reply:
-        self.flushes.append(observations)
-        return self.coordinator.observe(client, observations)
-
-    def watch(self, client: str, generation: int) -> Watch:
-        self.watches += 1
-        return Watch(self.coordinator, generation)
-
-    def ready(self, handles: list[Reply | Watch]) -> list[Reply | Watch]:
-        return [h for h in handles if not isinstance(h, Watch) or h.done()]
-
-    def result(self, handle: Reply | Watch, timeout: float) -> Reply:
-        if isinstance(handle, Watch):
-            return handle.coordinator.watch("", handle.generation, timeout=0.0)
-        return handle
 
 
 class Recording(RateLimiter):
@@ -314,21 +273,6 @@ SIMULATED = [  # (scenario, not the ones the block horizon was tuned on)
     Scenario("sliding", qps=25, clients=2, seconds=40, seed=11, latency=0.15),
     Scenario("fixed", qps=400, clients=6, seconds=40, seed=11),
 ]
-
-
-def coordinated(
-    made: list[RateCoordinator] | None = None,
-) -> Callable[[Callable[[], float]], RateLimiter]:
-    """A limiter factory for the simulation: one coordinator (running the client's own
-    adaptive limiter, appended to ``made``), and a local side per simulated client."""
-    made = [] if made is None else made
-
-    def factory(clock: Callable[[], float]) -> RateLimiter:
-        if not made:
-            made.append(RateCoordinator(limiter=AdaptiveRateLimiter(clock=clock), clock=clock))
-        return SharedRateLimiter(Direct(made[0]), clock=clock)
-
-    return factory
 
 
 @pytest.mark.parametrize(
