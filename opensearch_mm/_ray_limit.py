@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import itertools
 import math
 import threading
@@ -71,9 +72,15 @@ _FLUSH_SIZE = 64  # ... or until 64 are queued (one Ray message stays small)
 _MAX_LATE = 0.25  # a slot over 0.25 s late is handed back: it would bunch up with others'
 _LOAD_SECONDS = 2.0  # a process's reported load counts for 2 s: a busy one calls every
 # 0.5 s at least (its answers' flushes), so one silent for longer has stopped or died
+_WANT_SECONDS = 1.0  # a process's demand is the most it wanted in flight in the last second
 _FORGET_CLIENT = 10.0  # the slots of a process silent for 10 s are freed (it died)
+_ACTIVE_LEASES = 4  # under a learned cap in flight, a lease covers 4 horizons (1 s)
 _SETTLE = 0.75  # an answer is read against the others' this long after its send (plus
 # three answer times): by then every process has reported what it had in flight then
+_RELEASE_SHARE = 0.25  # a server frees a slot within a quarter of an answer's time ...
+_MIN_RELEASE = 0.02  # ... or 20 ms of its having answered (see _in_flight_at)
+_MISSES = 3  # 429s within a learned cap before it is learned again: one or two are noise
+_MISS_SECONDS = 2.0  # ... if they come within 2 s (a cap that moved down refuses at once)
 _MAX_SETTLE = 5.0  # ... but no longer (a process that went silent is not waited for)
 _POLL_SHARE = 0.02  # with every permit in use, look for a free one every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
@@ -231,6 +238,7 @@ class RateCoordinator:
         self._seen: dict[str, float] = {}  # process id -> last lease time
         self._heard: dict[str, float] = {}  # process id -> last call of any kind
         self._loads: dict[str, tuple[float, Load]] = {}  # process id -> (when, its load)
+        self._peaks: dict[str, tuple[float, int]] = {}  # process id -> (when, most wanted)
         # slot -> (its ticket on the limiter, None if leased past it; lease time; holder)
         self._leased: dict[int, tuple[Ticket | None, float, str]] = {}
         self._holders: dict[str, set[int]] = {}  # process id -> the slots it holds
@@ -244,6 +252,7 @@ class RateCoordinator:
         self._counted_from = -math.inf  # the counts hold for sends from then on
         self._settled = 0  # the cap that last held (above it: a probe)
         self._limit_since = -math.inf  # when the cap last changed
+        self._misses: deque[float] = deque()  # 429s within the cap lately (see _check)
         self._verify: list[tuple[float, ErrorInfo]] = []  # 429s at the cap, to be read
         self._latency = 0.0
         self._permits: dict[str, int] = {}
@@ -273,12 +282,19 @@ class RateCoordinator:
     def _hear(self, client: str, load: Load | None, now: float) -> None:
         self._heard[client] = now
         if load is not None:
-            self._loads[client] = (now, load)
+            # What a process wants is its peak over the last second: between two units of
+            # work it wants less for a moment, and a permit taken from it then would be
+            # in use twice (its requests still in flight) once another process has it.
+            peak = self._peaks.get(client)
+            if peak is None or load.wanted >= peak[1] or peak[0] < now - _WANT_SECONDS:
+                self._peaks[client] = peak = (now, load.wanted)
+            self._loads[client] = (now, Load(load.in_flight, peak[1]))
         if len(self._heard) > 1 and min(self._heard.values()) < now - self._forget_client:
             for key in [k for k, t in self._heard.items() if t < now - self._forget_client]:
                 # Silent for long: the process died. Its slots and load count no more.
                 del self._heard[key]
                 self._loads.pop(key, None)
+                self._peaks.pop(key, None)
                 self._seen.pop(key, None)
                 for slot in self._holders.pop(key, set()):
                     self._free(slot)
@@ -373,15 +389,19 @@ class RateCoordinator:
         took = obs.answered_at - obs.sent_at
         self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
 
-    def _in_flight_at(self, t: float) -> int:
-        """Accepted requests in flight at ``t`` (as far as reported)."""
-        return bisect.bisect_right(self._sends, t) - bisect.bisect_right(self._answers, t)
+    def _in_flight_at(self, t: float, slack: float = 0.0) -> int:
+        """Accepted requests in flight at ``t`` (as far as reported), each counted until
+        ``slack`` seconds after its answer."""
+        ended = bisect.bisect_right(self._answers, t - slack)
+        return bisect.bisect_right(self._sends, t) - ended
 
     def _check(self, until: float) -> None:
         """Read the 429s that came at a cap that held, sent up to ``until``, against the
         exact number in flight: more than the cap, a race; one more than the cap, the cap
-        is lower (it goes down); fewer, the cap moved down or the limit is on the rate:
-        learn again, and the limiter hears of the 429 (see ``_Window.throttled``)."""
+        is lower (it goes down); fewer, the cap moved down or the limit is on the rate
+        (see ``_Window.throttled``). One such 429 may be noise (a server slow to free a
+        slot, a client slow to read an answer); ``_MISSES`` within ``_MISS_SECONDS`` are
+        not: the cap is learned again, and the limiter hears of the 429."""
         due = [item for item in self._verify if item[0] <= until]
         if not due:
             return
@@ -389,10 +409,22 @@ class RateCoordinator:
         for sent_at, info in sorted(due):
             if not self._window.active or sent_at < self._counted_from:
                 continue
+            # (An answer counts a little past its arrival here: a server frees the slot
+            # once it has written the answer, and the client may send the next request
+            # in the meantime; the 429 itself is the one more.)
+            slack = max(_MIN_RELEASE, _RELEASE_SHARE * self._latency)
+            n = self._in_flight_at(sent_at, slack) + 1
+            trial = copy.copy(self._window)
+            if not trial.throttled(n):
+                self._misses.append(sent_at)
+                while self._misses[0] < sent_at - _MISS_SECONDS:
+                    self._misses.popleft()
+                if len(self._misses) >= _MISSES:
+                    self._relearn(sent_at, info)
+                    break
+                continue
             limit = self._window.limit
-            if not self._window.throttled(self._in_flight_at(sent_at) + 1):
-                self._relearn(sent_at, info)
-                break
+            self._window = trial
             if self._window.limit != limit:
                 self._settled, self._limit_since = self._window.limit, until
 
@@ -400,6 +432,8 @@ class RateCoordinator:
         """A 429 the cap does not explain: it is learned again, and the limiter hears of
         the 429 (late: it was held back as explained)."""
         self.explained -= 1
+        self._window = _Window()
+        self._misses.clear()
         self._learning.append((sent_at, True))
         self._verify.clear()
         self.limiter.observe(rebuild_error(info))
@@ -442,21 +476,26 @@ class RateCoordinator:
         """Share the learned cap between the processes by what each wanted in flight
         (water-filling: none gets more than it wants while another wants more)."""
         self._permits_at = now
-        self._permits = {}
         cap = self.max_in_flight
         if cap is None:
+            self._permits = {}
             return
         wanted = {
             client: max(1, load.wanted, load.in_flight)
             for client, (t, load) in self._loads.items()
             if t > now - _LOAD_SECONDS
         }
-        # Equal claims go round in turn (by the second), so a cap smaller than the number
-        # of processes is not always given to the same ones.
-        order = list(wanted)
-        turn = int(now) % max(1, len(order))
-        order = order[turn:] + order[:turn]
+        # Equal claims keep the permits they held: a permit that moves between processes
+        # is in use twice for a moment (the old holder's request is still in flight).
+        # With fewer permits than processes, they go round in turn (by the second).
+        before, order = self._permits, list(wanted)
+        if cap < len(order):
+            turn = int(now) % len(order)
+            order = order[turn:] + order[:turn]
+        else:
+            order.sort(key=lambda c: before.get(c, 0))
         order.sort(key=lambda c: wanted[c])
+        self._permits = {}
         left = cap
         for i, client in enumerate(order):
             share = min(wanted[client], left // (len(order) - i))
@@ -520,14 +559,16 @@ class RateCoordinator:
             if self._window.active:
                 # The cap on requests in flight holds the sends back, and the permits
                 # enforce it: the rate must not (it was read while the cap was learned).
-                # Slots go past the limiter, as many as the process asks for, spread over
-                # the horizon (so none is too late before the next lease).
-                size = self._max_block if want is None else max(1, min(want, self._max_block))
+                # Slots go past the limiter, at the pace the process asks for, for up to
+                # four horizons (fewer calls: no rate cut can void them), spread out so
+                # none is too late before the next lease.
+                pace = self._max_block if want is None else max(1, want)
+                size = min(self._max_block, _ACTIVE_LEASES * pace)
                 for i in range(size):
                     slot = next(self._ids)
                     self._leased[slot] = (None, now, client)
                     held.add(slot)
-                    slots.append(Slot(slot, now + i * self._horizon / size, self.generation))
+                    slots.append(Slot(slot, now + i * self._horizon / pace, self.generation))
                 self.booked += len(slots)
                 return self._reply(client, slots)
             for _ in range(size):
