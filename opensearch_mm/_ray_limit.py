@@ -74,7 +74,6 @@ _LOAD_SECONDS = 2.0  # a process's reported load counts for 2 s: a busy one call
 # 0.5 s at least (its answers' flushes), so one silent for longer has stopped or died
 _WANT_SECONDS = 1.0  # a process's demand is the most it wanted in flight in the last second
 _FORGET_CLIENT = 10.0  # the slots of a process silent for 10 s are freed (it died)
-_ACTIVE_LEASES = 4  # under a learned cap in flight, a lease covers 4 horizons (1 s)
 _SETTLE = 0.75  # an answer is read against the others' this long after its send (plus
 # three answer times): by then every process has reported what it had in flight then
 _RELEASE_SHARE = 0.25  # a server frees a slot within a quarter of an answer's time ...
@@ -251,8 +250,10 @@ class RateCoordinator:
         self._learning: list[tuple[float, bool]] = []  # (sent at, refused)
         self._counted_from = -math.inf  # the counts hold for sends from then on
         self._settled = 0  # the cap that last held (above it: a probe)
-        self._limit_since = -math.inf  # when the cap last changed
+        self._limit_since = -math.inf  # when the cap last changed ...
+        self._lowered_at = -math.inf  # ... and went down
         self._misses: deque[float] = deque()  # 429s within the cap lately (see _check)
+        self._overs: deque[float] = deque()  # ... and beyond it
         self._verify: list[tuple[float, ErrorInfo]] = []  # 429s at the cap, to be read
         self._latency = 0.0
         self._permits: dict[str, int] = {}
@@ -401,7 +402,8 @@ class RateCoordinator:
         is lower (it goes down); fewer, the cap moved down or the limit is on the rate
         (see ``_Window.throttled``). One such 429 may be noise (a server slow to free a
         slot, a client slow to read an answer); ``_MISSES`` within ``_MISS_SECONDS`` are
-        not: the cap is learned again, and the limiter hears of the 429."""
+        not: the cap is learned again, and the limiter hears of the 429. As many races
+        in that time mean the cap is one too high (the permits add up to more than it)."""
         due = [item for item in self._verify if item[0] <= until]
         if not due:
             return
@@ -425,8 +427,24 @@ class RateCoordinator:
                 continue
             limit = self._window.limit
             self._window = trial
+            if trial.limit < 1:
+                self._relearn(sent_at, info)  # (no request may go: a cap is not that)
+                break
+            if sent_at > self._lowered_at + 2.0 * (self._horizon + self._latency):
+                self._overs.append(sent_at)  # (sent once every process knew the cap)
+            while self._overs and self._overs[0] < sent_at - _MISS_SECONDS:
+                self._overs.popleft()
+            if len(self._overs) >= _MISSES and trial.limit == limit > 1:
+                # 429s keep coming at a cap taken to hold: it is one too high (a probe
+                # passed without meeting it), or a rate limit refuses too (the limiter
+                # hears of it: it paces the sends again if so).
+                trial.limit -= 1
+                self._overs.clear()
+                self.explained -= 1
+                self.limiter.observe(rebuild_error(info))
             if self._window.limit != limit:
                 self._settled, self._limit_since = self._window.limit, until
+                self._lowered_at = until
 
     def _relearn(self, sent_at: float, info: ErrorInfo) -> None:
         """A 429 the cap does not explain: it is learned again, and the limiter hears of
@@ -434,6 +452,7 @@ class RateCoordinator:
         self.explained -= 1
         self._window = _Window()
         self._misses.clear()
+        self._overs.clear()
         self._learning.append((sent_at, True))
         self._verify.clear()
         self.limiter.observe(rebuild_error(info))
@@ -556,21 +575,6 @@ class RateCoordinator:
             if want is not None:
                 size = max(1, min(size, want))
             held = self._holders.setdefault(client, set())
-            if self._window.active:
-                # The cap on requests in flight holds the sends back, and the permits
-                # enforce it: the rate must not (it was read while the cap was learned).
-                # Slots go past the limiter, at the pace the process asks for, for up to
-                # four horizons (fewer calls: no rate cut can void them), spread out so
-                # none is too late before the next lease.
-                pace = self._max_block if want is None else max(1, want)
-                size = min(self._max_block, _ACTIVE_LEASES * pace)
-                for i in range(size):
-                    slot = next(self._ids)
-                    self._leased[slot] = (None, now, client)
-                    held.add(slot)
-                    slots.append(Slot(slot, now + i * self._horizon / pace, self.generation))
-                self.booked += len(slots)
-                return self._reply(client, slots)
             for _ in range(size):
                 ticket = self.limiter.acquire()
                 if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
@@ -757,6 +761,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._waiting: set[int] = set()  # threads told to wait for a permit ...
         self._wanted = 0  # ... and the most in flight wanted since the last report
         self._latency = 0.0  # seconds from send to answer (moving average)
+        self._last_report = -math.inf  # when the coordinator last heard this process's load
 
     # -- RateLimiter -------------------------------------------------------------------
 
@@ -778,6 +783,11 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                 # out (a freed permit then idles for little of a request's life).
                 self._waiting.add(threading.get_ident())
                 self._want()
+                if now - self._last_report >= self._lease_interval:
+                    # Report what this process waits for now and then, unasked: the
+                    # coordinator moves permits to where they are wanted, and this
+                    # process hears of any it is given.
+                    self._send_queue(always=True)
                 poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * (self._latency or 0.25)))
                 return Ticket(poll, _NOT_A_SLOT)
             self._waiting.discard(threading.get_ident())
@@ -890,6 +900,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
 
     def _load(self) -> Load:
         """This process's load for the coordinator; the peak of what it wanted starts over."""
+        self._last_report = self._clock()
         load = Load(len(self._in_flight), max(self._wanted, len(self._in_flight)))
         self._wanted = len(self._in_flight)
         self._waiting.clear()  # (the callers still waiting add themselves at their next look)
@@ -906,8 +917,8 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         want = max(_MIN_BLOCK, math.ceil(_DEMAND_GAIN * demand))
         return self._link.lease(self._id, self._take_queue(), want, self._load())
 
-    def _send_queue(self) -> None:
-        if self._queue:
+    def _send_queue(self, always: bool = False) -> None:
+        if self._queue or always:
             self._pending.append(self._link.observe(self._id, self._take_queue(), self._load()))
 
     def _usable(self, incarnation: str, slot: Slot) -> bool:
