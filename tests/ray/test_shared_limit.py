@@ -355,7 +355,7 @@ CONCURRENCY = [  # (none of them the scenario the permits were tuned on)
         warmup=25,
     ),
     Scenario(
-        "concurrency", max_in_flight=24, clients=3, seconds=60, seed=5, latency=0.06, warmup=25
+        "concurrency", max_in_flight=24, clients=3, seconds=45, seed=5, latency=0.06, warmup=20
     ),
 ]
 
@@ -376,9 +376,9 @@ def test_a_cap_in_flight_that_moves_is_followed(new: int) -> None:
         "concurrency",
         max_in_flight=old,
         clients=2,
-        seconds=60,
+        seconds=50,
         seed=4,
-        change_at=30,
+        change_at=25,
         new_max_in_flight=new,
     )
     made: list[RateCoordinator] = []
