@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from opensearch_mm import Content
+from opensearch_mm import ClientConfig, Content
+from opensearch_mm.ratelimit import SharedState
 
 API_KEY = "bench-key"
 MODEL = "ops-m2-encoder"
@@ -199,3 +200,16 @@ def data_uri(data: bytes) -> str:
 
 def wire_input(x: str | bytes) -> dict[str, str]:
     return {"text": x} if isinstance(x, str) else {"image": data_uri(x)}
+
+
+def forget_shared_limit(endpoint: str, api_key: str = API_KEY) -> None:
+    """Remove the rate limiter state that default clients of this account on this machine
+    share, so the next run starts as a new account's would (slow start), not from what the
+    last run learned about another throttle."""
+    key = ClientConfig.resolve(api_key=api_key, endpoint=endpoint).share_key()
+    if key is None:
+        return
+    with contextlib.suppress(ImportError, OSError):
+        state = SharedState(key)
+        state.close()
+        state.path.unlink()

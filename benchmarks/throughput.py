@@ -3,17 +3,19 @@
     python benchmarks/throughput.py             # the table (a few minutes)
     python benchmarks/throughput.py --quick     # a smoke run (about a minute)
     python benchmarks/throughput.py --cpu-only  # only the client CPU table
+    python benchmarks/throughput.py --only processes  # only the 3-process sharing rows
 
 One table. Rows: the throttle model the emulator enforces (token bucket, fixed window on the
 clock, sliding window, a cap on requests in flight) at a cap of 10 and of 30 QPS, which the
-clients are never told; and 3 processes sharing one account (each its own limiter, then one
-shared limiter state). Columns: this client sync and async, its LangChain and LlamaIndex
-adapters (sync and async batch methods), the official SDK (alibabacloud-searchplat20240529)
-in a plain loop that sleeps 1 s after any error, and the SDK in an 8-thread pool retrying
-after 0.1 s. Each cell: the requests/s achieved over the whole run as a ratio to the ceiling
-(start-up included) with the share of requests the emulator refused with 429, then the same
-two numbers in the steady state: requests the emulator answered and refused between
-``--warmup`` seconds after the start and ``--seconds`` (or the end of the work, if sooner).
+clients are never told; and 3 processes sharing one account (each pacing alone with
+``share_rate_limit=False``, then default clients, which pace as one). Columns: this client
+sync and async, its LangChain and LlamaIndex adapters (sync and async batch methods), the
+official SDK (alibabacloud-searchplat20240529) in a plain loop that sleeps 1 s after any
+error, and the SDK in an 8-thread pool retrying after 0.1 s. Each cell: the requests/s
+achieved over the whole run as a ratio to the ceiling (start-up included) with the share of
+requests the emulator refused with 429, then the same two numbers in the steady state:
+requests the emulator answered and refused between ``--warmup`` seconds after the start and
+``--seconds`` (or the end of the work, if sooner).
 
 The ceiling of a rate-cap row is its cap. The ceiling of a concurrency-cap row is measured in
 the same run: this client with no limiter (``qps=None``) and exactly K requests in flight,
@@ -23,15 +25,16 @@ so K over the nominal latency is out of reach for anyone).
 The emulator runs in a child process (``benchmarks/_emuproc.py``; its CPU is not the
 client's), with 40 ms of service latency (lognormal, sigma 0.2) for rate caps and 200 ms for
 concurrency caps (2 or 6 in flight: 10 or 30 requests/s). Every cell gets a fresh throttle
-(a full bucket, empty windows) and the same all-text workload of about ``--seconds`` worth of
-requests of 32 texts at the cap (a slower contender takes longer over it).
+(a full bucket, empty windows), a fresh account (the limiter state that default clients
+share on this machine is removed: nothing learned in the last cell carries over) and the
+same all-text workload of about ``--seconds`` worth of requests of 32 texts at the cap (a
+slower contender takes longer over it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import statistics
@@ -39,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,10 +61,10 @@ from benchmarks.common import (
     WORKSPACE,
     EmulatorProcess,
     Workload,
+    forget_shared_limit,
     wire_input,
 )
 from opensearch_mm import MultiModalEmbeddingClient
-from opensearch_mm.ratelimit import SharedState
 
 __all__ = [
     "CONTENDERS",
@@ -393,6 +395,7 @@ def cell(
 ) -> Cell:
     """Run one contender against a fresh throttle; its ratios to ``ceiling``."""
     row.configure(emu)
+    forget_shared_limit(emu.url)  # and a fresh account: nothing learned in the last cell
     t0 = time.perf_counter()
     steady = _Steady(emu, warmup, until)
     try:
@@ -421,13 +424,16 @@ def sharing_cell(
     emu: EmulatorProcess, row: Row, work_each: int, *, shared: bool, processes: int = 3
 ) -> Cell:
     """``processes`` processes, each embedding ``work_each`` texts with this client's sync
-    API at defaults (``shared``: with one limiter state for all)."""
+    API: default clients (``shared``: they pace as one, the default), or each pacing alone
+    (``share_rate_limit=False``)."""
     row.configure(emu)
-    key = f"benchmark-{uuid.uuid4().hex}" if shared else ""
+    forget_shared_limit(emu.url)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("OPENSEARCH_MM_SHARE_RATE_LIMIT", None)
+    alone = "" if shared else "alone"
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", emu.url, str(work_each), str(k), key],
+            [sys.executable, __file__, "--worker", emu.url, str(work_each), str(k), alone],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -441,9 +447,6 @@ def sharing_cell(
             raise RuntimeError("a sharing worker failed")
         start, end = (float(x) for x in out.split())
         spans.append((start, end))
-    if shared:
-        with contextlib.suppress(OSError):
-            SharedState(key).path.unlink()
     stats = emu.stats()
     requests = processes * -(-work_each // INPUTS_PER_REQUEST)
     wall = max(e for _, e in spans) - min(s for s, _ in spans)
@@ -452,14 +455,11 @@ def sharing_cell(
     return Cell(requests / wall / row.nominal(), refused, max(times) / min(times))
 
 
-def worker(url: str, n: int, seed: int, share: str) -> int:
-    """One sharing process: embed ``n`` texts; print when it started and ended."""
-    from opensearch_mm import AdaptiveRateLimiter
-
+def worker(url: str, n: int, seed: int, alone: str) -> int:
+    """One sharing process: embed ``n`` texts with a default client (``alone``: with
+    ``share_rate_limit=False``); print when it started and ended."""
     work = Workload(n, seed=10 + seed, images=False)
-    options: dict[str, Any] = {}
-    if share:
-        options["rate_limiter"] = AdaptiveRateLimiter(share=share)
+    options: dict[str, Any] = {"share_rate_limit": False} if alone else {}
     start = time.time()
     with MultiModalEmbeddingClient(api_key=API_KEY, endpoint=url, **options) as client:
         client.embed_texts(work.texts())
@@ -504,7 +504,8 @@ def throughput_table(
         row = Row("sliding", 10.0)
         each = int(row.nominal() * seconds) * INPUTS_PER_REQUEST
         for shared in (False, True):
-            label = f"3 processes, {row.name}, " + ("shared state" if shared else "each alone")
+            how = "default clients (shared)" if shared else "share_rate_limit=False"
+            label = f"3 processes, {row.name}, {how}"
             c = sharing_cell(emu, row, each, shared=shared)
             cells[(label, "sync")] = c
             print(f"{label:{width}} {'':>{cw}} {c!s:>{cw}}", flush=True)
@@ -529,6 +530,7 @@ def measure(
 ) -> Run:
     """One run of one contender against a fresh token bucket (or none), with CPU time."""
     emu.configure(qps=qps, latency_ms=latency_ms)
+    forget_shared_limit(emu.url)
     cpu0, t0 = time.process_time(), time.perf_counter()
     done, errors = runner(emu, work)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -546,6 +548,9 @@ def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, f
         "opensearch-mm sync (defaults)": ours_sync,
         "opensearch-mm async (defaults)": ours_async,
         "opensearch-mm sync, max_concurrency=1": lambda e, w: ours_sync(e, w, max_concurrency=1),
+        "opensearch-mm sync, share_rate_limit=False": lambda e, w: ours_sync(
+            e, w, share_rate_limit=False
+        ),
         "official SDK, plain loop": sdk_loop,
     }
     samples: dict[str, list[float]] = {name: [] for name in contenders}
@@ -563,11 +568,11 @@ def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, f
         f"requests, median of {repeats}"
     )
     print(
-        f"{'contender':40} {'CPU s / 1,000 req':>17} {'vs floor':>9} {'vs async':>9} {'wall s':>7}"
+        f"{'contender':44} {'CPU s / 1,000 req':>17} {'vs floor':>9} {'vs async':>9} {'wall s':>7}"
     )
     for name, value in per_k.items():
         print(
-            f"{name:40} {value:17.3f} {value / floor:8.2f}x {value / async_floor:8.2f}x "
+            f"{name:44} {value:17.3f} {value / floor:8.2f}x {value / async_floor:8.2f}x "
             f"{statistics.median(walls[name]):7.2f}"
         )
     return per_k
@@ -576,8 +581,8 @@ def cpu_table(emu: EmulatorProcess, work: Workload, repeats: int) -> dict[str, f
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if given[:1] == ["--worker"]:  # one process of a sharing row (see sharing_cell)
-        url, n, seed, share = [*given[1:], ""][:4]
-        return worker(url, int(n), int(seed), share)
+        url, n, seed, alone = [*given[1:], ""][:4]
+        return worker(url, int(n), int(seed), alone)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: two rows, short runs")
     p.add_argument(
@@ -616,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             rows,
             seconds,
             contenders,
-            sharing=not (args.quick or args.only),
+            sharing=not args.quick and (not args.only or args.only in "3 processes"),
             warmup=args.warmup,
         )
     return 0

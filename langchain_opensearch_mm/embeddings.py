@@ -67,6 +67,7 @@ _CLIENT_FIELDS = (
     "max_concurrency",
     "qps",
     "rate_limiter",
+    "share_rate_limit",
     "image_max_side",
     "downscale_oversized",
     "http_client",
@@ -139,6 +140,9 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             Requests in flight per call.
         qps: float | "adaptive" | None
             Client-side rate limit.
+        share_rate_limit: bool | str | None
+            Pace with every client of this account on this machine (default), alone
+            (``False``) or with a named group; ``None``: ``OPENSEARCH_MM_SHARE_RATE_LIMIT``.
         http_client / http_async_client: httpx.Client / httpx.AsyncClient | None
             Your own connection pools (left open).
         client: MultiModalEmbeddingClient | None
@@ -205,6 +209,10 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     rate_limiter: RateLimiter | None = Field(default=None, exclude=True)
     """A :class:`~opensearch_mm.RateLimiter` to share (copies share it too); ``qps`` then
     describes it."""
+    share_rate_limit: bool | str | None = None
+    """With ``qps="adaptive"``: ``True`` paces with every client of this account on this
+    machine (all processes of this user), ``False`` alone, a str with every client passing
+    that group name; ``None``: ``OPENSEARCH_MM_SHARE_RATE_LIMIT``, else ``True``."""
     image_max_side: int | None = None
     """Downscale local images whose longer side exceeds this many pixels (needs Pillow)."""
     downscale_oversized: bool = False
@@ -310,6 +318,7 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
             max_concurrency=self.max_concurrency,
             qps=self.qps,
             rate_limiter=self.rate_limiter,
+            share_rate_limit=self.share_rate_limit,
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,

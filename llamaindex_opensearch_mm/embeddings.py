@@ -69,6 +69,7 @@ _CLIENT_FIELDS = (
     "max_concurrency",
     "qps",
     "rate_limiter",
+    "share_rate_limit",
     "image_max_side",
     "downscale_oversized",
     "api_key",
@@ -165,6 +166,14 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         default="adaptive",
         description="Client-side rate limit: 'adaptive', a fixed number, or None (off).",
     )
+    share_rate_limit: bool | str | None = Field(
+        default=None,
+        description=(
+            "With qps='adaptive': True paces with every client of this account on this "
+            "machine (all processes of this user), False alone, a str with every client "
+            "passing that group name; None: $OPENSEARCH_MM_SHARE_RATE_LIMIT, else True."
+        ),
+    )
     image_max_side: int | None = Field(
         default=None,
         description="Downscale local images whose longer side exceeds this (needs Pillow).",
@@ -216,7 +225,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
             callback_manager: LlamaIndex callback manager.
             **kwargs: The other fields (``api_key``, ``endpoint``, ``workspace``,
                 ``max_retries``, ``timeout``, ``max_concurrency``, ``qps``,
-                ``image_max_side``, ``downscale_oversized``, ``http_client``,
+                ``share_rate_limit``, ``image_max_side``, ``downscale_oversized``, ``http_client``,
                 ``http_async_client``, ``embed_batch_size``, ``num_workers``, ...).
 
         Raises:
@@ -290,6 +299,7 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
             max_concurrency=self.max_concurrency,
             qps=self.qps,
             rate_limiter=self._shared_limiter,
+            share_rate_limit=self.share_rate_limit,
             image_max_side=self.image_max_side,
             downscale_oversized=self.downscale_oversized,
             http_client=self.http_client,
@@ -329,8 +339,8 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         changes = {name: value}
         if name == "max_retries" and self.retry_policy is not None:
             changes["retry_policy"] = dataclasses.replace(self.retry_policy, max_retries=value)
-        elif name == "qps" and self._shared_limiter is not None:
-            changes["rate_limiter"] = None  # a new qps replaces a given limiter
+        elif name in ("qps", "share_rate_limit") and self._shared_limiter is not None:
+            changes["rate_limiter"] = None  # a new qps (or sharing) replaces a given limiter
         elif name in ("retry_policy", "rate_limiter"):
             mirror_policy_fields(changes)
         old_values = {key: self._setting(key) for key in changes}

@@ -8,6 +8,7 @@ argument or its environment variable, defaulted and checked. Every check raises
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import math
@@ -27,7 +28,13 @@ from .images import require_pillow
 from .inputs import EncodeOptions
 from .models import DEFAULT_MODEL, ModelInfo, model_info
 from .protocol import build_url, normalize_endpoint, request_headers
-from .ratelimit import RateLimiter, describe_qps, make_rate_limiter
+from .ratelimit import (
+    AdaptiveRateLimiter,
+    RateLimiter,
+    describe_qps,
+    describe_share,
+    make_rate_limiter,
+)
 from .retry import RetryPolicy
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "DEFAULT_WORKSPACE",
     "ENV_API_KEY",
     "ENV_ENDPOINT",
+    "ENV_SHARE_RATE_LIMIT",
     "ENV_WORKSPACE",
     "ClientConfig",
     "InsecureTransportWarning",
@@ -50,6 +58,7 @@ logger = logging.getLogger("opensearch_mm")
 ENV_API_KEY = "OPENSEARCH_MM_API_KEY"
 ENV_ENDPOINT = "OPENSEARCH_MM_ENDPOINT"
 ENV_WORKSPACE = "OPENSEARCH_MM_WORKSPACE"
+ENV_SHARE_RATE_LIMIT = "OPENSEARCH_MM_SHARE_RATE_LIMIT"
 DEFAULT_WORKSPACE = "default"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 6
@@ -143,6 +152,27 @@ def _check_qps(qps: object) -> float | Literal["adaptive"] | None:
     return rate
 
 
+_OFF = frozenset({"0", "false", "no", "off"})
+_ON = frozenset({"", "1", "true", "yes", "on"})
+
+
+def _check_share(value: object) -> bool | str:
+    """``share_rate_limit`` (``None``: from ``OPENSEARCH_MM_SHARE_RATE_LIMIT``, else on).
+    A str reads as the variable does: ``0``/``false``/``no``/``off`` and
+    ``1``/``true``/``yes``/``on`` are switches, anything else a group name."""
+    if isinstance(value, bool):
+        return value
+    if value is None or (isinstance(value, str) and value.strip()):
+        raw = (os.environ.get(ENV_SHARE_RATE_LIMIT, "") if value is None else value).strip()
+        if raw.lower() in _OFF:
+            return False
+        return True if raw.lower() in _ON else raw
+    raise ConfigurationError(
+        f"share_rate_limit must be True, False or a group name (a non-empty str), "
+        f"got {_show(value)}"
+    )
+
+
 def _show(value: object) -> str:
     """A short, safe rendering of a bad option value for an error message."""
     text = repr(value)
@@ -169,6 +199,7 @@ class ClientConfig:
     rate_limiter: RateLimiter | None
     image_max_side: int | None
     downscale_oversized: bool
+    share_rate_limit: bool | str
     secrets: Secrets = field(compare=True)
 
     @classmethod
@@ -187,6 +218,7 @@ class ClientConfig:
         rate_limiter: RateLimiter | None = None,
         image_max_side: int | None = None,
         downscale_oversized: bool = False,
+        share_rate_limit: bool | str | None = None,
     ) -> ClientConfig:
         """Read each option from its argument, else its environment variable, else the
         default, and check it.
@@ -206,6 +238,11 @@ class ClientConfig:
             rate_limiter: A ready limiter; wins over ``qps``.
             image_max_side: Downscale images whose longer side exceeds this (>= 16).
             downscale_oversized: Re-encode an image too big for one request.
+            share_rate_limit: With ``qps="adaptive"``: ``True`` paces with every client of
+                this account on this machine, ``False`` alone, a str with every client
+                passing that group name; else ``OPENSEARCH_MM_SHARE_RATE_LIMIT``
+                (``0``/``false``/``off``, ``1``/``true``/``on`` or a group name), else
+                ``True``.
 
         Returns:
             The checked configuration.
@@ -257,6 +294,17 @@ class ClientConfig:
             raise ConfigurationError("retry_policy must be a RetryPolicy")
         if rate_limiter is not None and not callable(getattr(rate_limiter, "acquire", None)):
             raise ConfigurationError("rate_limiter must be a RateLimiter")
+        checked_qps = _check_qps(qps)
+        share = _check_share(share_rate_limit)
+        if (
+            share_rate_limit is not None
+            and isinstance(share, str)
+            and (rate_limiter is not None or checked_qps != "adaptive")
+        ):
+            raise ConfigurationError(
+                "share_rate_limit=<group> paces qps='adaptive' limiters together; it cannot "
+                "apply with " + ("rate_limiter=..." if rate_limiter is not None else "this qps")
+            )
         return cls(
             base_url=base_url,
             workspace=workspace,
@@ -266,10 +314,11 @@ class ClientConfig:
             timeout=_check_timeout(timeout),
             max_concurrency=max_concurrency,
             retry_policy=retry_policy,
-            qps=_check_qps(qps),
+            qps=checked_qps,
             rate_limiter=rate_limiter,
             image_max_side=image_max_side,
             downscale_oversized=downscale_oversized,
+            share_rate_limit=share,
             secrets=secrets,
         )
 
@@ -298,9 +347,32 @@ class ClientConfig:
         """The headers of every request (they hold the key: never log them)."""
         return request_headers(self.secrets[0])
 
+    def share_key(self) -> str | None:
+        """Who an adaptive limiter paces with: the group name given, else this account
+        on this machine (a salted hash of the endpoint's host and port, the workspace and
+        the key: never the key itself), or ``None`` when not sharing."""
+        if self.share_rate_limit is False:
+            return None
+        if isinstance(self.share_rate_limit, str):
+            return self.share_rate_limit
+        url = httpx.URL(self.base_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        account = "\0".join([url.host.lower(), str(port), self.workspace, self.secrets[0]])
+        digest = hashlib.blake2b(account.encode(), digest_size=20, person=b"osmm-account")
+        return f"account:{digest.hexdigest()}"
+
     def make_rate_limiter(self) -> RateLimiter:
-        """The injected limiter, or a new one for ``qps``."""
-        return self.rate_limiter or make_rate_limiter(self.qps)
+        """The injected limiter, or a new one for ``qps`` (shared per :meth:`share_key`)."""
+        if self.rate_limiter is not None:
+            return self.rate_limiter
+        return make_rate_limiter(self.qps, share=self.share_key())
+
+    def describe_share(self, limiter: RateLimiter) -> bool | str:
+        """The ``share_rate_limit`` value that describes ``limiter`` (the client's): what
+        was resolved for an adaptive limiter made here, else whether it shares."""
+        if self.rate_limiter is None and isinstance(limiter, AdaptiveRateLimiter):
+            return self.share_rate_limit
+        return describe_share(limiter)
 
     def encode_options(self) -> EncodeOptions:
         """How inputs are checked and encoded for this model."""
@@ -354,14 +426,16 @@ class ClientConfig:
 
 
 def mirror_policy_fields(fields: dict[str, Any]) -> None:
-    """Make ``max_retries``/``qps`` in ``fields`` describe a given ``retry_policy`` /
-    ``rate_limiter`` (for framework adapters, whose fields must say what is used).
+    """Make ``max_retries``/``qps``/``share_rate_limit`` in ``fields`` describe a given
+    ``retry_policy`` / ``rate_limiter`` (for framework adapters, whose fields must say what
+    is used).
 
     The client lets a policy or a limiter win over ``max_retries``/``qps``; a field that
     disagrees with it is refused rather than silently ignored.
 
     Raises:
-        ConfigurationError: ``max_retries`` or ``qps`` disagrees with the object given.
+        ConfigurationError: ``max_retries``, ``qps`` or ``share_rate_limit`` disagrees
+            with the object given.
     """
     policy = fields.get("retry_policy")
     if isinstance(policy, Mapping):  # from a JSON dump
@@ -379,3 +453,9 @@ def mirror_policy_fields(fields: dict[str, Any]) -> None:
         if fields.get("qps", described) != described:
             raise ConfigurationError("pass qps=... or rate_limiter=..., not both")
         fields["qps"] = described
+        shares = describe_share(limiter)
+        given = fields.get("share_rate_limit")
+        if given is not None and bool(given) != shares:
+            raise ConfigurationError("pass share_rate_limit=... or rate_limiter=..., not both")
+        if given is None:
+            fields["share_rate_limit"] = shares

@@ -17,6 +17,7 @@ from ._config import (
     DEFAULT_WORKSPACE,
     ENV_API_KEY,
     ENV_ENDPOINT,
+    ENV_SHARE_RATE_LIMIT,
     ENV_WORKSPACE,
     ClientConfig,
     InsecureTransportWarning,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_WORKSPACE",
     "ENV_API_KEY",
     "ENV_ENDPOINT",
+    "ENV_SHARE_RATE_LIMIT",
     "ENV_WORKSPACE",
     "InsecureTransportWarning",
     "MultiModalEmbeddingClient",
@@ -65,7 +67,9 @@ class MultiModalEmbeddingClient:
     Any number of inputs in, one vector per input out, in input order. Inputs are
     validated and encoded before anything is sent, packed into requests of at most 32
     inputs and 8 MB, sent concurrently (``max_concurrency``) under a rate limiter shared
-    by every call of this client, and retried with jittered backoff where that can help.
+    by every call of this client (and, by default, paced with every client of the same
+    account on this machine: ``share_rate_limit``), and retried with jittered backoff
+    where that can help.
     Use it as a context manager, or call :meth:`close` / :meth:`aclose` when done.
     """
 
@@ -82,6 +86,7 @@ class MultiModalEmbeddingClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         qps: float | Literal["adaptive"] | None = DEFAULT_QPS_MODE,
         rate_limiter: RateLimiter | None = None,
+        share_rate_limit: bool | str | None = None,
         image_max_side: int | None = None,
         downscale_oversized: bool = False,
         http_client: httpx.Client | None = None,
@@ -107,6 +112,15 @@ class MultiModalEmbeddingClient:
                 429s), a pinned number of requests per second, or ``None`` (off).
             rate_limiter: A ready :class:`RateLimiter`, e.g. one shared by several
                 clients; wins over ``qps``.
+            share_rate_limit: With ``qps="adaptive"``, whom the limiter paces with:
+                ``True`` every client of this account (endpoint, workspace and key) on
+                this machine, in any process of this user, so they share the account's
+                limit fairly; ``False`` no one (this client alone); a str, every client
+                passing that group name (``"0"``/``"false"``/``"off"`` and
+                ``"1"``/``"true"``/``"on"`` read as switches). Defaults to
+                ``OPENSEARCH_MM_SHARE_RATE_LIMIT`` (read the same way), else ``True``.
+                Where sharing cannot work (no ``fcntl``, no private temp folder) the
+                client paces alone.
             image_max_side: Downscale local images whose longer side exceeds this many
                 pixels (>= 16; needs Pillow).
             downscale_oversized: Re-encode an image that cannot fit in one request
@@ -135,6 +149,7 @@ class MultiModalEmbeddingClient:
             rate_limiter=rate_limiter,
             image_max_side=image_max_side,
             downscale_oversized=downscale_oversized,
+            share_rate_limit=share_rate_limit,
         )
         config.warn_if_insecure(stacklevel=2)
         self.base_url, self.workspace, self.url = config.base_url, config.workspace, config.url
@@ -173,6 +188,7 @@ class MultiModalEmbeddingClient:
             "max_concurrency": self.max_concurrency,
             "qps": describe_qps(self.rate_limiter),
             "rate_limiter": self.rate_limiter,
+            "share_rate_limit": self.config.describe_share(self.rate_limiter),
             "image_max_side": self.encode_options.image_max_side,
             "downscale_oversized": self.encode_options.downscale_oversized,
         }

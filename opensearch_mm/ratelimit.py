@@ -13,16 +13,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
+import math
 import mmap
 import os
+import stat
 import struct
 import tempfile
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
@@ -35,6 +39,7 @@ __all__ = [
     "Ticket",
     "UnlimitedRateLimiter",
     "describe_qps",
+    "describe_share",
     "make_rate_limiter",
 ]
 
@@ -62,6 +67,11 @@ _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
+_PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
+_MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
+# refilling by one second's worth per second, after a few)
+_CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
+_CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
@@ -200,9 +210,16 @@ _SHARED_FIELDS = (
     "_last_book",
     "_cut_busy",
     "_ok_since_cut",
+    "_cut_epoch",
+    "_cut_sent",
+    "_shut_sent",
+    "_open_sent",
+    "_settled",
+    "_pause",
     "_return_requests",
     "_started",
 )
+_RATE_SLOT = _SHARED_FIELDS.index("_rate")  # where the rate is in the shared values
 
 
 class AdaptiveRateLimiter(RateLimiter):
@@ -233,9 +250,12 @@ class AdaptiveRateLimiter(RateLimiter):
         initial_qps: The rate to start from (the documented account default).
         min_qps: Never slower than this.
         max_qps: Never faster than this.
-        share: Coordinate with every other process on this machine that passes the same
-            value (an account name, say): they pace as one client, through a small file
-            (see :class:`SharedState`). ``None``: this limiter alone.
+        share: Coordinate with every other limiter on this machine (in any process of
+            this user) that passes the same value (an account name, say): they pace as
+            one client, through a small file (see :class:`SharedState`). Where that
+            cannot work the limiter paces alone (logged at DEBUG; :attr:`shared` says
+            which). ``None``: this limiter alone. A client makes one from its account by
+            default (``share_rate_limit``).
         clock: Seconds, monotonic (with ``share``, the same clock in every process).
     """
 
@@ -266,6 +286,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._last_book = -1.0  # when the last slot was booked (-1: never)
         self._cut_busy = 0.0
         self._ok_since_cut = 0
+        self._cut_epoch = 0  # the epoch the last cut started (holds start more, not cuts)
+        self._pause = 0.0  # the last hold of every send (0: none since an accepted one)
+        self._cut_sent = 0.0  # when the request refused at the last cut was sent
+        self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
+        self._open_sent = 0.0  # when the first request accepted after a cut was sent
+        self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
         # Per process: how long answers and 429s take, what is in flight.
@@ -275,10 +301,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = _Window()
         self._others = 0  # requests in flight in the other processes sharing the state
-        self._shared = SharedState(share) if share is not None else None
+        self._initial, self._share = float(initial_qps), share
+        self._shared = _open_shared(share) if share is not None else None
         self._bins: _Bins | SharedState = self._shared or _Bins()
         self._slots: list[tuple[object, str]] = [(self, name) for name in _SHARED_FIELDS]
         self._slots += [(self._window, name) for name in _Window.FIELDS]
+        self._fresh = [getattr(owner, name) for owner, name in self._slots]  # a new start
 
     # -- what callers see ---------------------------------------------------------------
     @property
@@ -295,19 +323,45 @@ class AdaptiveRateLimiter(RateLimiter):
         """The concurrency cap learned from 429s (``None``: throttling is not by concurrency)."""
         return self._window.limit if self._window.active else None
 
+    @property
+    def shared(self) -> bool:
+        """Whether this limiter paces with other processes through a shared state (it
+        paces alone where sharing cannot work: see :class:`SharedState`)."""
+        return self._shared is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A shared limiter's state is in its file: a copy (or an unpickled one, in
+        # another process) opens the file anew and paces with it. An unshared one's state
+        # is this object's alone.
+        if self._share is None:
+            raise TypeError(
+                "an AdaptiveRateLimiter without share= paces this process only and cannot be "
+                "copied or pickled; pass share=... to pace several processes as one"
+            )
+        options = {"min_qps": self._min, "max_qps": self._max, "share": self._share}
+        return (_rebuild_limiter, (self._initial, options, self._clock))
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[float]:
         """Hold the lock (and the shared file's, with its state loaded); yield the time."""
         with self._lock:
             shared = self._shared
+            if shared is not None:
+                try:
+                    shared.lock()
+                except (OSError, ValueError) as exc:
+                    logger.debug("rate limit no longer shared, pacing alone: %s", exc)
+                    self._shared, self._bins, shared = None, _Bins(), None
             if shared is None:
                 yield self._clock()
                 return
-            with shared.locked():
+            try:
                 now = self._clock()
-                self._others = shared.load(self._slots, now)
+                self._others = shared.load(self._slots, now, self._fresh)
                 yield now
                 shared.save(self._slots, len(self._in_flight), now)
+            finally:
+                shared.unlock()
 
     def reserve(self) -> float:
         return self.acquire().wait
@@ -362,8 +416,13 @@ class AdaptiveRateLimiter(RateLimiter):
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             if error is None:
-                if ticket is None or ticket.epoch == self._epoch:
+                if ticket is None or ticket.epoch >= self._cut_epoch:
+                    if not self._ok_since_cut and ticket is not None and not self.slow_start:
+                        self._reopened(ticket.sent)
                     self._ok_since_cut += 1
+                    if self._ok_since_cut >= _FAST_RETURN_REQUESTS:
+                        self._settled = True
+                    self._pause = 0.0
                 self._window.ok(n)
             elif _refused(error):
                 self._count(ticket, now, 1)
@@ -375,6 +434,34 @@ class AdaptiveRateLimiter(RateLimiter):
         if self._started < 0:
             self._started = sent
         self._bins.add(int(sent / _BIN), kind)
+
+    def _reopened(self, sent: float) -> None:
+        """The first request sent since the cut has been accepted (it was sent at ``sent``).
+
+        The throttle refused everything sent for ``closed`` seconds before it: a window
+        at least that long was full. What the account accepted over that time plus as
+        long again before it (at least a second) is what it lets through in a cycle of
+        filling and waiting, whatever the window's length: the ceiling is no higher.
+        """
+        last_open, self._open_sent = self._open_sent, sent
+        # (Known shut from the cut's refused send to the last refused send: the pause
+        # after that one is the sender's idling, not the throttle's.)
+        closed = self._shut_sent - self._cut_sent
+        shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
+        if self._cut_sent <= 0 or closed <= shortest:
+            return  # refused for a send interval or two: a bucket's token gap, no window
+        before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed)
+        start = self._cut_sent - before
+        if start < max(self._started, last_open):
+            return  # not a cycle of steady sending: too little history, or another hold
+        first, last = int(start / _BIN), int(self._shut_sent / _BIN) + 1
+        if last <= first:
+            return
+        total, refused = self._bins.sums(first, last)
+        accepted = max(0, total - refused) / ((last - first) * _BIN)
+        if 0 < accepted < self._ceiling:
+            self._ceiling = max(self._min, accepted)
+            self._floor = max(self._min, _BETA * self._ceiling)
 
     def _update_rate(self, now: float) -> None:
         if self.slow_start:
@@ -445,8 +532,21 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # sent before the last cut: that burst was already counted
         if not self._ok_since_cut and not self.slow_start:
             # Nothing sent since the cut has passed yet: the throttle that refused the
-            # last burst (a window still full, however long; a bucket still empty) is
-            # still refusing. Cutting again would only count the same burst twice.
+            # last burst (a window still full, however long; a bucket still empty or in
+            # debt) is still refusing. Cutting again would count the same burst twice;
+            # sending on would feed it. Hold every send for a pause that grows with each
+            # such refusal, starting at one send interval (a bucket refills a token in
+            # it), so the next send tests whether it has recovered.
+            if not self._settled:
+                # (Not before the account has once accepted ten in a row: until then the
+                # refusals are the start-up ramp's, and holding would stall finding the
+                # first rate; at 1 QPS, for minutes.)
+                return
+            if ticket is not None and ticket.sent:
+                self._shut_sent = max(self._shut_sent, ticket.sent)
+            self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
+            self._next = max(self._next, now + self._pause)
+            self._epoch += 1  # slots booked before the pause book again after it
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
         good, refused = self._measure(now)
@@ -473,6 +573,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self._floor = max(self._min, _BETA * self._ceiling)
         self._rate = self._floor
         self._epoch += 1
+        self._cut_epoch = self._epoch
+        self._cut_sent = self._shut_sent = (
+            ticket.sent if ticket is not None and ticket.sent else now
+        )
         self.cuts += 1
         self._cut_busy = self._busy
         self._ok_since_cut = 0
@@ -485,6 +589,12 @@ class AdaptiveRateLimiter(RateLimiter):
             del self._in_flight[token]
 
 
+def _rebuild_limiter(
+    initial_qps: float, options: dict[str, Any], clock: Callable[[], float]
+) -> AdaptiveRateLimiter:
+    return AdaptiveRateLimiter(initial_qps, clock=clock, **options)
+
+
 def _refused(error: BaseException) -> bool:
     """A refusal to slow down for: a 429 ``Throttling`` (not a used-up quota), or a 503
     (the service says it is overloaded: an answer, but not an accepted request)."""
@@ -493,80 +603,286 @@ def _refused(error: BaseException) -> bool:
     return isinstance(error, APIStatusError) and error.status_code == 503
 
 
+logger = logging.getLogger("opensearch_mm")
+
+
+class _Unshareable(OSError):
+    """Why a limiter cannot share its state here (it then paces this process alone)."""
+
+
+def _private_folder(directory: str | os.PathLike[str] | None, uid: int) -> Path:
+    """The folder for state files: this user's, writable by no one else (created 0700)."""
+    if directory is not None:
+        folder = Path(directory)
+    else:
+        folder = Path(tempfile.gettempdir()) / f"opensearch-mm-{uid}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    status = os.lstat(folder)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != uid:
+        raise _Unshareable(f"{folder} is not a directory of this user")
+    if status.st_mode & 0o022:
+        raise _Unshareable(f"{folder} is writable by other users")
+    return folder
+
+
 class SharedState:
     """A limiter's state in a small file that processes on one machine map and lock.
 
-    The file (in the temp directory, named from a hash of ``key``) holds the rate, the
-    next send slot and the last minutes of send/429 counts. Each limiter call locks it
-    (``fcntl.flock``), reads the state, updates it and writes it back: the processes pace
-    as one client, so the account sees one evenly paced stream and each process gets
-    slots in turn. POSIX only (``fcntl``).
+    The file holds the rate, the next send slot, the last minutes of send/429 counts and
+    each process's requests in flight. Each limiter call locks it (``fcntl.flock``), reads
+    the state, updates it and writes it back: the processes pace as one client, so the
+    account sees one evenly paced stream and each process gets slots in turn.
+
+    Where it lives: ``<temp dir>/opensearch-mm-<uid>/`` (mode 0700, this user's only),
+    named from a hash of ``key``, the user id and the file layout (``key`` itself appears
+    nowhere). The file is checked before use (this user's, of this layout) and written
+    in full when created (no sparse pages to fault on a full disk). State nobody touched
+    for :attr:`IDLE_SECONDS` (and :attr:`IDLE_INTERVALS` send intervals) is not trusted:
+    the first limiter to come back starts afresh.
+    A process that forks gets its own handle on its first call. POSIX only (``fcntl``).
+
+    Args:
+        key: Who shares: every limiter passing the same key uses one state.
+        directory: Where the file goes instead of the temp directory's folder (tests).
+
+    Raises:
+        ImportError: No ``fcntl`` (Windows).
+        OSError: The folder or file cannot be used (another user's, another layout, not
+            writable).
     """
 
-    _MAGIC = 0x4F534D4D52415431  # "OSMMRAT1"
+    FORMAT = 2  # the layout's version: part of the file name, so two layouts never meet
+    # Untouched for 3 s and 5 send intervals at its rate: the run that wrote it has ended (a
+    # working process writes it with each request), and the next may meet another quota (a
+    # test account reconfigured, a quota raised): slow start finds it again in seconds.
+    IDLE_SECONDS = 3.0
+    IDLE_INTERVALS = 5.0
+    CLEANUP_SECONDS = 86_400.0  # files untouched for a day go when a new file is made
+    TOUCH_SECONDS = 60.0  # a file in use has its mtime refreshed this often (cleanup reads it)
+    LOCK_PATIENCE = 5.0  # a lock held this long: a process stopped mid-call; pace alone
+    _MAGIC = 0x4F534D4D52415432  # "OSMMRAT2"
 
     def __init__(self, key: str, directory: str | os.PathLike[str] | None = None) -> None:
-        import fcntl  # noqa: F401  (POSIX only: fail here, clearly, elsewhere)
+        import fcntl  # noqa: F401  (POSIX only: fail here, where the caller falls back)
 
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-        folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
-        self.path = folder / f"opensearch-mm-rate-{digest}"
-        self._head = struct.Struct(f"<Q{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        self._uid = os.getuid()
+        # magic, layout size, writes so far, last write (limiter clock, wall clock), state
+        self._top = struct.Struct("<QQQdd")
+        self._head = struct.Struct(f"<QQQdd{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
+        self._saved = -1  # the write count after this limiter's last write (-1: reload)
         self._bin = struct.Struct("<qii")
         self._proc = struct.Struct("<qqd")  # limiter id, requests in flight, when written
+        self._procs = struct.Struct("<" + "qqd" * _MAX_PROCESSES)
         self._table = self._head.size + _MAX_BINS * self._bin.size
+        self._kinds_of: object = None
+        self._kinds: list[type] = []
+        self.size = self._table + _MAX_PROCESSES * self._proc.size
+        name = "\0".join([key, str(self._uid), str(self.FORMAT), str(self.size)])
+        digest = hashlib.blake2b(name.encode(), digest_size=16, person=b"osmm-rate-file")
+        self.folder = _private_folder(directory, self._uid)
+        self.path = self.folder / f"rate-{digest.hexdigest()}"
+        self._open()
+
+    # -- the file ---------------------------------------------------------------------
+    def _open(self) -> None:
+        import fcntl
+
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(5):
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                self._take_lock(fd)
+                status = os.fstat(fd)
+                if not _same_file(self.path, status):
+                    os.close(fd)  # removed by a cleanup after the open: open the new one
+                    continue
+                created = self._prepare(fd, status)
+                self._map = mmap.mmap(fd, self.size)
+                magic, size = struct.unpack_from("<QQ", self._map, 0)
+                if created or (magic, size) == (0, 0):
+                    struct.pack_into("<QQQd", self._map, 0, self._MAGIC, self.size, 0, math.nan)
+                elif (magic, size) != (self._MAGIC, self.size):
+                    self._map.close()
+                    raise _Unshareable(f"{self.path} is not a state file of this version")
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                os.close(fd)
+                raise
+            break
+        else:
+            raise _Unshareable(f"{self.path} keeps being replaced")
+        self._fd = fd
+        self._owner = os.getpid()
         self._pid = int.from_bytes(os.urandom(7), "big") | 1  # this limiter, among all sharing
-        size = self._table + _MAX_PROCESSES * self._proc.size
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._mine: int | None = None  # where its entry is in the table of processes
+        self._touched = time.time()
+        self._closer = weakref.finalize(self, _close, self._map, fd)
+        if created:
+            self._cleanup()
+
+    def _prepare(self, fd: int, status: os.stat_result) -> bool:
+        """Check the opened file (lock held); write a new, empty one in full. Returns
+        whether it was new."""
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != self._uid:
+            raise _Unshareable(f"{self.path} is not a file of this user")
+        if status.st_size == self.size:
+            return False
+        if status.st_size:
+            raise _Unshareable(f"{self.path} has {status.st_size} bytes, not {self.size}")
         try:
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self._lock_fd = os.open(self.path, os.O_RDWR)
+            zeros = memoryview(bytes(self.size))
+            while zeros:
+                zeros = zeros[os.write(fd, zeros) :]
+        except OSError:
+            os.ftruncate(fd, 0)  # a full disk: leave it empty for a later try
+            raise
+        return True
+
+    def _cleanup(self) -> None:
+        """Remove this user's state files that nobody touched for a day (a test suite
+        makes one per emulator port)."""
+        import fcntl
+
+        old = time.time() - self.CLEANUP_SECONDS
+        with contextlib.suppress(OSError), os.scandir(self.folder) as entries:
+            for entry in entries:
+                if not entry.name.startswith("rate-") or entry.name == self.path.name:
+                    continue
+                with contextlib.suppress(OSError):
+                    status = entry.stat(follow_symlinks=False)
+                    if status.st_mtime > old or status.st_uid != self._uid:
+                        continue
+                    fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: keep it
+                        again = os.fstat(fd)
+                        if again.st_mtime <= old and _same_file(Path(entry.path), again):
+                            os.unlink(entry.path)
+                    finally:
+                        os.close(fd)
+
+    def close(self) -> None:
+        """Unmap and close the file (the state stays for the others)."""
+        self._closer()
+
+    # -- one limiter call ---------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the file's lock (in a forked child, on a handle of its own first).
+
+        Raises:
+            OSError: The lock cannot be taken (the caller stops sharing).
+        """
+
+        if not self._closer.alive:
+            raise _Unshareable("the shared state was closed")
+        if os.getpid() != self._owner:
+            self._closer()  # the parent's handle: its lock would be the parent's too
+            self._open()
+        self._take_lock(self._fd)
+
+    def _take_lock(self, fd: int) -> None:
+        """``flock`` ``fd``. Another limiter holds it for microseconds, normally: poll for
+        it, but give up after :attr:`LOCK_PATIENCE` (a process stopped while holding it)."""
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + self.LOCK_PATIENCE
+        pause = 0.0001
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise _Unshareable(
+                        f"the state file stayed locked for {self.LOCK_PATIENCE:g} s"
+                    ) from None
+                pause = min(2 * pause, 0.01)
+
+    def unlock(self) -> None:
+        import fcntl
+
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        import fcntl
-
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        """Hold the file's lock."""
+        self.lock()
         try:
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self.unlock()
 
-    def load(self, slots: Sequence[tuple[object, str]], now: float) -> int:
+    def load(
+        self,
+        slots: Sequence[tuple[object, str]],
+        now: float,
+        fresh: Sequence[float] | None = None,
+    ) -> int:
         """Set each ``(object, attribute)`` from the file; return the requests in flight
-        in the other processes."""
-        magic, *values = self._head.unpack_from(self._map, 0)
-        if magic != self._MAGIC or values[1] > now + _STALE_SECONDS:
-            return 0  # a new file (or one from before a reboot): this limiter's state is it
-        for (owner, name), value in zip(slots, values, strict=True):
-            setattr(owner, name, type(getattr(owner, name))(value))
-        others = 0
-        for i in range(_MAX_PROCESSES):
-            offset = self._table + i * self._proc.size
-            pid, count, stamp = self._proc.unpack_from(self._map, offset)
-            if pid and pid != self._pid and count > 0 and stamp > now - _STALE_SECONDS:
+        in the other processes. State nobody wrote for :attr:`IDLE_SECONDS` (or from
+        before a reboot) is not trusted: the slots are set to ``fresh`` (when given) and
+        the counts cleared."""
+        _, _, writes, touched, wall, *values = self._head.unpack_from(self._map, 0)
+        saved, self._saved = self._saved, -1
+        rate = values[_RATE_SLOT]
+        idle = max(self.IDLE_SECONDS, self.IDLE_INTERVALS / rate if rate > 0 else 0.0)
+        if not (
+            now - idle <= touched <= now + 1.0
+            and abs(time.time() - wall) <= idle
+            and values[1] <= now + _STALE_SECONDS  # the next send slot
+        ):
+            if fresh is not None:
+                for (owner, name), value in zip(slots, fresh, strict=True):
+                    setattr(owner, name, value)
+            self._map[self._head.size : self.size] = bytes(self.size - self._head.size)
+            return 0
+        if writes != saved:  # another limiter wrote since this one did: read its state
+            if slots is not self._kinds_of:  # (the types of the attributes, read once)
+                self._kinds_of, self._kinds = slots, [type(getattr(o, n)) for o, n in slots]
+            for (owner, name), kind, value in zip(slots, self._kinds, values, strict=True):
+                setattr(owner, name, value if kind is float else kind(value))
+        table = self._procs.unpack_from(self._map, self._table)
+        others, stale = 0, now - _STALE_SECONDS
+        for pid, count, stamp in zip(table[0::3], table[1::3], table[2::3], strict=True):
+            if pid and pid != self._pid and count > 0 and stamp > stale:
                 others += count  # (a process gone for minutes no longer counts)
         return others
 
     def save(self, slots: Sequence[tuple[object, str]], in_flight: int, now: float) -> None:
         """Write each ``(object, attribute)`` and this process's requests in flight."""
-        values = [float(getattr(owner, name)) for owner, name in slots]
-        self._head.pack_into(self._map, 0, self._MAGIC, *values)
+        values = [getattr(owner, name) for owner, name in slots]
+        wall = time.time()
+        writes = (self._top.unpack_from(self._map, 0)[2] + 1) & 0xFFFFFFFFFFFFFFFF
+        self._head.pack_into(self._map, 0, self._MAGIC, self.size, writes, now, wall, *values)
+        self._saved = writes
+        if wall - self._touched > self.TOUCH_SECONDS:
+            self._touched = wall
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(self._fd if os.utime in os.supports_fd else self.path)
+        mine = self._mine
+        if mine is not None and self._proc.unpack_from(self._map, mine)[0] == self._pid:
+            self._proc.pack_into(self._map, mine, self._pid, in_flight, now)
+            return
+        self._mine = None
         free = None
         for i in range(_MAX_PROCESSES):
             offset = self._table + i * self._proc.size
             pid, count, stamp = self._proc.unpack_from(self._map, offset)
             if pid == self._pid:
-                self._proc.pack_into(self._map, offset, self._pid, in_flight, now)
-                return
+                free = offset
+                break
             if free is None and (not pid or count <= 0 or stamp <= now - _STALE_SECONDS):
                 free = offset
         if free is not None and in_flight:
             self._proc.pack_into(self._map, free, self._pid, in_flight, now)
+            self._mine = free
 
     def add(self, key: int, kind: int) -> None:
         offset = self._head.size + (key % _MAX_BINS) * self._bin.size
@@ -589,9 +905,32 @@ class SharedState:
                 refused += r
         return sent, refused
 
-    def close(self) -> None:
-        self._map.close()
-        os.close(self._lock_fd)
+
+def _same_file(path: Path, status: os.stat_result) -> bool:
+    """Whether ``path`` still names the file ``status`` describes."""
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (current.st_ino, current.st_dev) == (status.st_ino, status.st_dev)
+
+
+def _close(mapped: mmap.mmap, fd: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        mapped.close()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _open_shared(share: str) -> SharedState | None:
+    """The shared state for ``share``, or ``None`` (logged at DEBUG) where sharing cannot
+    work: no ``fcntl`` (Windows), a temp directory that is not writable, a file of another
+    user or layout. The limiter then paces this process alone."""
+    try:
+        return SharedState(share)
+    except (ImportError, OSError, ValueError) as exc:
+        logger.debug("rate limit not shared with other processes, pacing alone: %s", exc)
+        return None
 
 
 class _Window:
@@ -692,12 +1031,18 @@ def describe_qps(limiter: RateLimiter) -> float | Literal["adaptive"] | None:
     return None
 
 
-def make_rate_limiter(qps: float | str | None) -> RateLimiter:
-    """``"adaptive"`` -> :class:`AdaptiveRateLimiter`, a number -> fixed, ``None`` -> off."""
+def describe_share(limiter: RateLimiter) -> bool:
+    """Whether ``limiter`` was made to pace with other processes (``share=``)."""
+    return isinstance(limiter, AdaptiveRateLimiter) and limiter._share is not None
+
+
+def make_rate_limiter(qps: float | str | None, *, share: str | None = None) -> RateLimiter:
+    """``"adaptive"`` -> :class:`AdaptiveRateLimiter` (shared with every limiter passing
+    the same ``share``, if given), a number -> fixed, ``None`` -> off."""
     if qps is None:
         return UnlimitedRateLimiter()
     if isinstance(qps, str):
         if qps != "adaptive":
             raise ValueError(f"qps must be 'adaptive', a number or None, got {qps!r}")
-        return AdaptiveRateLimiter()
+        return AdaptiveRateLimiter(share=share)
     return FixedRateLimiter(float(qps))

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         "sliding window, or a cap on requests in flight (--max-in-flight)",
     )
     p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
+    p.add_argument(
+        "--charge-refusals",
+        action="store_true",
+        help="a bucket's 429s take a token too (a gateway that charges every arrival)",
+    )
     p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
     p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         throttle=args.throttle,
         burst=args.burst,
+        charge_refusals=args.charge_refusals,
         window=args.window,
         max_in_flight=args.max_in_flight,
         latency_jitter=args.latency_jitter,

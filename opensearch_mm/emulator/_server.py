@@ -523,6 +523,7 @@ class Emulator:
 
         Emulator(qps=10)                                 # token bucket, burst 10
         Emulator(qps=10, burst=2)                        # a bucket that saves little
+        Emulator(qps=10, charge_refusals=True)           # a 429 costs a token too
         Emulator(qps=10, throttle="fixed")               # <= 10 per clock second
         Emulator(qps=10, throttle="sliding", window=60)  # <= 600 in any minute
         Emulator(throttle="concurrency", max_in_flight=4, latency_ms=200)
@@ -540,6 +541,8 @@ class Emulator:
         log_size: Requests kept in :attr:`requests_log`.
         throttle: The throttle model: see :meth:`set_throttle`.
         burst: A token bucket's capacity (default ``qps``).
+        charge_refusals: A bucket's 429s take a token too (down to a debt of a full
+            bucket), as a gateway that charges every arrival does.
         window: A fixed or sliding window's length in seconds.
         max_in_flight: A concurrency cap (alone, or on top of the rate cap).
         latency_jitter: Lognormal sigma of the service time around ``latency_ms``.
@@ -560,6 +563,7 @@ class Emulator:
         log_size: int = 1000,
         throttle: str = "bucket",
         burst: float | None = None,
+        charge_refusals: bool = False,
         window: float = 1.0,
         max_in_flight: int | None = None,
         latency_jitter: float = 0.0,
@@ -579,7 +583,15 @@ class Emulator:
         self._burst: float | None = None
         self._window = 1.0
         self._cap_in_flight: int | None = None
-        self.set_throttle(throttle, qps, burst=burst, window=window, max_in_flight=max_in_flight)
+        self._charge_refusals = False
+        self.set_throttle(
+            throttle,
+            qps,
+            burst=burst,
+            window=window,
+            max_in_flight=max_in_flight,
+            charge_refusals=charge_refusals,
+        )
         if not latency_jitter >= 0:
             raise ValueError("latency_jitter must be >= 0")
         self.latency_jitter = latency_jitter
@@ -688,6 +700,7 @@ class Emulator:
             burst=self._burst,
             window=self._window,
             max_in_flight=self._cap_in_flight,
+            charge_refusals=self._charge_refusals,
         )
 
     @property
@@ -703,6 +716,7 @@ class Emulator:
         burst: float | None = None,
         window: float = 1.0,
         max_in_flight: int | None = None,
+        charge_refusals: bool = False,
     ) -> None:
         """Replace the throttle with a fresh one (a full bucket, empty windows).
 
@@ -716,6 +730,7 @@ class Emulator:
             burst: A bucket's capacity.
             window: A window's length in seconds.
             max_in_flight: A concurrency cap, alone or on top of a rate model.
+            charge_refusals: A bucket's 429s take a token too.
 
         Raises:
             ValueError: An unknown kind or a value out of range.
@@ -728,6 +743,7 @@ class Emulator:
             burst=burst,
             window=window,
             max_in_flight=max_in_flight,
+            penalty=charge_refusals,
             now=time.monotonic(),
         )
         with self._lock:
@@ -736,6 +752,7 @@ class Emulator:
             self._burst = burst
             self._window = window
             self._cap_in_flight = max_in_flight
+            self._charge_refusals = charge_refusals
             self._throttle = throttle
 
     def inject(

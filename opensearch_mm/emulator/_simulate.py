@@ -19,11 +19,12 @@ import heapq
 import math
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Union
 
-from ..errors import RateLimitError
+from ..errors import APIStatusError, InternalServerError, RateLimitError
 from ..ratelimit import AdaptiveRateLimiter, RateLimiter, UnlimitedRateLimiter
 from ..retry import RetryPolicy
 from ._throttle import Latency, Throttle, make_throttle
@@ -72,6 +73,11 @@ class Scenario:
     """A bucket's capacity (default: one second's worth)."""
     window: float = 1.0
     """A fixed or sliding window's length in seconds."""
+    penalty: bool = False
+    """A bucket's refusals take a token too (see ``TokenBucket``)."""
+    overload: float | None = None
+    """The service answers 503 to every arrival while more than ``overload x qps`` arrived
+    in the last second (an overloaded front end, before the throttle)."""
     max_in_flight: int | None = None
     """A concurrency cap (alone for ``concurrency``, else on top of the rate cap)."""
     change_at: float | None = None
@@ -171,6 +177,7 @@ class _Sim:
         self.ok_times: list[list[float]] = [[] for _ in range(scenario.clients)]
         self.stats = [ClientResult() for _ in range(scenario.clients)]
         self.measure_from = 0.0
+        self.arrivals: deque[float] = deque()  # arrival times in the last second (overload)
         self.share_key: str | None = None
         self.limiters: list[RateLimiter]
         if scenario.naive:
@@ -208,6 +215,7 @@ class _Sim:
             window=s.window,
             max_in_flight=max_in_flight,
             phase=self.rng.random() * s.window,
+            penalty=s.penalty,
             now=self.now,
         )
         assert throttle is not None
@@ -266,7 +274,7 @@ class _Sim:
                         stats.ok += 1
                     self.ok_times[client].append(self.now)
                     break
-                assert isinstance(answer, RateLimitError)
+                assert isinstance(answer, APIStatusError)
                 if measured:
                     stats.throttled += 1
                 limiter.observe(answer, ticket)
@@ -316,6 +324,19 @@ class _Sim:
 
     def _arrive(self, arrival: _Arrival) -> None:
         throttle = self.throttle
+        if self.s.overload is not None:
+            arrivals = self.arrivals
+            arrivals.append(self.now)
+            while arrivals[0] <= self.now - 1.0:
+                arrivals.popleft()
+            if len(arrivals) > self.s.overload * self.s.qps:
+                busy = InternalServerError(
+                    "Service is overloaded", status_code=503, code="ServiceUnavailable"
+                )
+                self._seq += 1
+                back = _Answer(arrival.worker, busy, None)
+                heapq.heappush(self._events, (self.now + _REFUSE_TIME + _NET, self._seq, back))
+                return
         if throttle.admit(self.now):
             done = self.now + self.latency.sample(self.rng)
             if self.s.handling > 0:
@@ -371,7 +392,7 @@ class _Answer:
     def __init__(
         self,
         worker: Worker | None,
-        answer: RateLimitError | None,
+        answer: APIStatusError | None,
         release: Throttle | None,
     ) -> None:
         self.worker = worker
@@ -513,13 +534,24 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 
 
 def held_out() -> list[Scenario]:
-    """Variants the limiter was not tuned on: other bucket sizes, longer windows, a rate
+    """Variants the limiter was not tuned on: other bucket sizes, longer windows, a bucket
+    that charges refusals, an overloaded front end answering 503, a rate
     and a concurrency cap at once, heavy latency jitter, retry hints, a concurrency cap
     that is raised, more clients."""
     return [
         Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
         Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
         Scenario("fixed", qps=10, window=2.0, seconds=60, label="fixed 20 per 2 s"),
+        Scenario("sliding", qps=10, window=2.0, seconds=60, label="sliding 20 per 2 s"),
+        Scenario("sliding", qps=30, window=2.0, seconds=60, label="sliding 60 per 2 s"),
+        Scenario(
+            "bucket", qps=10, penalty=True, seconds=60, label="bucket 10/s, 429 costs a token"
+        ),
+        Scenario(
+            "bucket", qps=30, penalty=True, seconds=60, label="bucket 30/s, 429 costs a token"
+        ),
+        Scenario("bucket", qps=10, overload=1.5, seconds=60, label="bucket 10/s, 503 over 15/s"),
+        Scenario("bucket", qps=30, overload=1.5, seconds=60, label="bucket 30/s, 503 over 45/s"),
         Scenario("sliding", qps=20, window=5.0, seconds=90, label="sliding 100 per 5 s"),
         Scenario(
             "sliding",

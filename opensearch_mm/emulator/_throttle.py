@@ -11,7 +11,9 @@ any monotonic origin), so one implementation serves both.
 * :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
 * :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
 
-A refused request takes nothing: no token, no place in a window, no slot.
+A refused request takes nothing (no token, no place in a window, no slot), except in a
+bucket with ``penalty``: there a refusal takes a token too, down to a debt of a full bucket,
+as some gateways charge every arrival.
 """
 
 from __future__ import annotations
@@ -77,14 +79,23 @@ class Throttle(ABC):
 
 
 class TokenBucket(Throttle):
-    """``rate`` tokens per second, at most ``capacity`` (default: one second's worth)."""
+    """``rate`` tokens per second, at most ``capacity`` (default: one second's worth);
+    ``penalty``: a refused request takes a token too (the bucket goes down to ``-capacity``)."""
 
-    def __init__(self, rate: float, capacity: float | None = None, *, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        penalty: bool = False,
+        now: float = 0.0,
+    ) -> None:
         super().__init__()
         if not rate > 0:
             raise ValueError("qps must be > 0")
         self.rate = float(rate)
         self.capacity = max(1.0, float(rate) if capacity is None else float(capacity))
+        self.penalty = penalty
         self._tokens = self.capacity
         self._stamp = now
 
@@ -98,6 +109,8 @@ class TokenBucket(Throttle):
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
+        if self.penalty:
+            self._tokens = max(-self.capacity, self._tokens - 1.0)
         return False
 
     def _retry_after(self, now: float) -> float:
@@ -238,6 +251,7 @@ def make_throttle(
     window: float = 1.0,
     max_in_flight: int | None = None,
     phase: float | None = None,
+    penalty: bool = False,
     now: float = 0.0,
 ) -> Throttle | None:
     """The throttle named ``kind`` (see :data:`THROTTLE_KINDS`) at ``qps``.
@@ -245,8 +259,9 @@ def make_throttle(
     ``burst``: a bucket's capacity (default ``qps``). ``window``: the length of a fixed or
     sliding window in seconds (the limit is ``qps * window`` per window). ``phase``: where
     fixed windows start (default: a random offset, as an unknown server clock would be).
-    ``max_in_flight``: a concurrency cap, alone (``kind="concurrency"``) or on top of a
-    rate cap. Returns ``None`` when nothing limits.
+    ``penalty``: a bucket's refusals take a token too. ``max_in_flight``: a concurrency
+    cap, alone (``kind="concurrency"``) or on top of a rate cap. Returns ``None`` when
+    nothing limits.
     """
     if kind not in THROTTLE_KINDS:
         raise ValueError(f"unknown throttle {kind!r}; expected one of {THROTTLE_KINDS}")
@@ -258,7 +273,7 @@ def make_throttle(
             raise ValueError("a concurrency throttle needs max_in_flight")
     elif qps is not None:
         if kind == "bucket":
-            parts.append(TokenBucket(qps, burst, now=now))
+            parts.append(TokenBucket(qps, burst, penalty=penalty, now=now))
         elif kind == "fixed":
             start = random.random() * window if phase is None else phase
             parts.append(FixedWindow(qps * window, window, phase=start))

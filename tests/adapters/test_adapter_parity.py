@@ -415,3 +415,94 @@ def test_assigning_retries_or_qps_keeps_policy_and_limiter_in_step(fresh: Emulat
     assert adapter.rate_limiter is None and adapter.client.rate_limiter.rate is None
     adapter.retry_policy = RetryPolicy(max_retries=4)
     assert adapter.max_retries == adapter.client.retry_policy.max_retries == 4
+
+
+# -- 6. sharing the account's rate limit between processes --------------------------------
+
+
+@pytest.fixture
+def private_temp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("OPENSEARCH_MM_SHARE_RATE_LIMIT", raising=False)
+    return tmp_path
+
+
+def _state_file(adapter: Any) -> Any:
+    shared = getattr(adapter.client.rate_limiter, "_shared", None)
+    return None if shared is None else shared.path
+
+
+def test_default_adapters_share_the_account_limit_with_default_clients(
+    kind: Kind, fresh: Emulator, private_temp: Any
+) -> None:
+    adapter = build(kind, fresh, qps="adaptive")
+    assert adapter.share_rate_limit is None  # the default: the environment's, else on
+    assert adapter.client.settings()["share_rate_limit"] is True
+    with MultiModalEmbeddingClient(api_key=KEY, endpoint=fresh.url) as core:
+        assert _state_file(adapter) is not None
+        assert _state_file(adapter) == core.rate_limiter._shared.path  # type: ignore[attr-defined]
+    for twin in (copy.copy(adapter), pickle.loads(pickle.dumps(adapter))):
+        assert _state_file(twin) == _state_file(adapter)
+    kind.texts(adapter, ["paced with the others"])
+
+
+@pytest.mark.parametrize("value", [False, "team-parity"])
+def test_share_rate_limit_is_honoured_by_both(
+    kind: Kind, fresh: Emulator, private_temp: Any, value: bool | str
+) -> None:
+    adapter = build(kind, fresh, qps="adaptive", share_rate_limit=value)
+    assert adapter.share_rate_limit == value
+    assert adapter.client.settings()["share_rate_limit"] == value
+    assert adapter.client.rate_limiter.shared is bool(value)
+    twin = pickle.loads(pickle.dumps(adapter))
+    assert twin.share_rate_limit == value and _state_file(twin) == _state_file(adapter)
+    assert kind.texts(twin, ["x"]) == kind.texts(adapter, ["x"])
+    with pytest.raises(ConfigurationError, match="share_rate_limit"):
+        build(kind, fresh, qps=5.0, share_rate_limit="team-parity")
+
+
+def test_the_environment_variable_reaches_both(
+    kind: Kind, fresh: Emulator, private_temp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSEARCH_MM_SHARE_RATE_LIMIT", "off")
+    assert not build(kind, fresh, qps="adaptive").client.rate_limiter.shared
+
+
+def test_a_shared_limiter_given_pickles_and_reopens_its_file(
+    kind: Kind, fresh: Emulator, private_temp: Any
+) -> None:
+    from opensearch_mm import AdaptiveRateLimiter
+
+    limiter = AdaptiveRateLimiter(share="team-pickled")
+    adapter = build(kind, fresh, rate_limiter=limiter, qps="adaptive")
+    assert adapter.share_rate_limit is True  # the field describes the limiter
+    twin = pickle.loads(pickle.dumps(adapter))
+    assert twin.client.rate_limiter is not limiter
+    assert twin.client.rate_limiter.shared and _state_file(twin) == _state_file(adapter)
+    texts = ["alpha", "beta"]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        vectors = pool.starmap(_embed_in_worker, [(adapter, t) for t in texts])
+    assert vectors == kind.texts(adapter, texts)
+    with pytest.raises(ConfigurationError, match="share_rate_limit"):
+        build(kind, fresh, rate_limiter=limiter, qps="adaptive", share_rate_limit=False)
+
+
+def test_an_injected_client_describes_its_sharing(kind: Kind, fresh: Emulator) -> None:
+    with MultiModalEmbeddingClient(
+        api_key=KEY, endpoint=fresh.url, share_rate_limit="team-injected"
+    ) as client:
+        assert kind.cls(client=client).share_rate_limit == "team-injected"
+        with pytest.raises(ConfigurationError, match="client="):
+            kind.cls(client=client, share_rate_limit=False)
+
+
+def test_assigning_share_rate_limit_rebuilds_the_llamaindex_client(
+    fresh: Emulator, private_temp: Any
+) -> None:
+    adapter = build(LLAMAINDEX, fresh, qps="adaptive")
+    assert adapter.client.rate_limiter.shared
+    adapter.share_rate_limit = False
+    assert not adapter.client.rate_limiter.shared
+    adapter.get_text_embedding("alone now")

@@ -351,6 +351,19 @@ def test_qps_burst_then_429(emu: Emulator, client: httpx.Client) -> None:
     assert embed(client, [{"text": "x"}]).status_code == 200
 
 
+def test_a_bucket_that_charges_refusals_stays_shut_while_fed(
+    emu: Emulator, client: httpx.Client
+) -> None:
+    emu.set_throttle("bucket", 2, charge_refusals=True)
+    assert [embed(client, [{"text": "x"}]).status_code for _ in range(2)] == [200, 200]
+    for _ in range(20):  # each refusal costs a token: a debt of a full bucket
+        assert embed(client, [{"text": "x"}]).status_code == 429
+    time.sleep(0.6)  # the plain bucket would have a token again; this one is still in debt
+    assert embed(client, [{"text": "x"}]).status_code == 429
+    emu.set_throttle("bucket", 2)  # a fresh plain bucket
+    assert embed(client, [{"text": "x"}]).status_code == 200
+
+
 def test_throttled_requests_take_no_token(emu: Emulator, client: httpx.Client) -> None:
     emu.qps = 2
     assert [embed(client, [{"text": "x"}]).status_code for _ in range(2)] == [200, 200]

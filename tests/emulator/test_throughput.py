@@ -158,6 +158,8 @@ def test_throughput_benchmark_functions_run() -> None:
         assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
         shared = sharing_cell(emu, Row("sliding", 50.0, latency_ms=1.0), 64, shared=True)
         assert shared.ratio > 0 and shared.fairness is not None and shared.fairness >= 1
+        alone = sharing_cell(emu, Row("sliding", 50.0, latency_ms=1.0), 64, shared=False)
+        assert alone.ratio > 0 and alone.fairness is not None
         per_k = cpu_table(emu, Workload(64, seed=3), repeats=1)
         assert all(v > 0 for v in per_k.values())
 
@@ -243,7 +245,9 @@ def test_emulator_command_line_takes_the_throttle_flags() -> None:
 
     flags = "--throttle sliding --qps 5 --window 60 --max-in-flight 3 --latency-ms 40"
     flags += " --latency-jitter 0.3 --retry-after-header x-acs-retry-after --burst 2"
+    flags += " --charge-refusals"
     args = build_parser().parse_args(flags.split(" "))
+    assert args.charge_refusals and not build_parser().parse_args([]).charge_refusals
     assert (args.throttle, args.qps, args.window, args.max_in_flight) == ("sliding", 5, 60, 3)
     assert (args.latency_jitter, args.retry_after_header, args.burst) == (
         0.3,

@@ -66,6 +66,24 @@ def test_clients_sharing_an_account(results: list[Result]) -> None:
 
 @pytest.mark.parametrize(
     "scenario",
+    [
+        Scenario("bucket", qps=30, penalty=True, seconds=60),
+        Scenario("sliding", qps=10, window=2.0, seconds=60),
+        Scenario("sliding", qps=30, window=2.0, seconds=60),
+    ],
+    ids=lambda s: f"{s.name} window {s.window:g}s penalty {s.penalty}",
+)
+def test_a_throttle_that_stays_shut_is_not_fed(scenario: Scenario) -> None:
+    """A bucket that charges refusals, or a window longer than a second, stays shut after
+    a burst: sends must wait for it (the old limiter sent on and held 0.2-0.8 of these)."""
+    r = simulate(scenario)
+    assert r.ratio >= 0.94, r.scenario.name
+    assert r.throttled_share <= 0.05, r.scenario.name
+    assert r.gave_up == 0
+
+
+@pytest.mark.parametrize(
+    "scenario",
     [s for s in held_out() if s.label.startswith(("bucket 10/s burst", "fixed 50/s jitter"))]
     + [Scenario("bucket", qps=3, latency=2.0, seconds=90)],
     ids=lambda s: s.name,

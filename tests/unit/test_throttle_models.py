@@ -28,6 +28,17 @@ def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
     assert admitted(small, [0.0, 0.0, 0.0]) == [True, True, False]
 
 
+def test_a_penalty_bucket_charges_refusals_down_to_a_full_debt() -> None:
+    bucket = TokenBucket(10, penalty=True, now=0.0)
+    assert all(bucket.admit(0.0) for _ in range(10))
+    assert not any(bucket.admit(0.0) for _ in range(30))  # debt stops at -capacity
+    assert not bucket.admit(1.0)  # a second refills 10: still at -1, and this costs one
+    assert bucket.admit(1.25)  # -2 + 2.5 tokens
+    plain = TokenBucket(10, now=0.0)
+    assert all(plain.admit(0.0) for _ in range(10)) and not plain.admit(0.0)
+    assert plain.admit(0.1)  # a plain bucket charged nothing for the refusal
+
+
 def test_fixed_window_counts_per_clock_window() -> None:
     window = FixedWindow(3, 1.0, phase=0.5)  # windows [0.5, 1.5), [1.5, 2.5), ...
     assert admitted(window, [0.6, 0.7, 0.8, 0.9]) == [True, True, True, False]
