@@ -473,6 +473,11 @@ class RateCoordinator:
                 self._window.throttled(n + 1)  # (an accepted request is among the sends)
             else:
                 self._window.ok(n)
+        if self._window.active and self._window._over_ok > self._window._over_bad:
+            # Exact counts make a cap in flight plain: above it, a send is refused, not
+            # answered, nearly always. More answered than refused above it is a rate
+            # limit met in bursts (a hold and its release): not a cap. Look afresh.
+            self._window = _Window()
         if self._window.active:
             self._learning.clear()  # learned: each answer is now read as it comes
         # Forget the requests answered before any send still to be read (each is in both
