@@ -200,7 +200,9 @@ class AccountRateLimit:
         """The coordinator's counters: current ``rate``, remote ``calls`` it served
         (leases and flushes; ``watches``: open calls that wait for a rate cut),
         slots ``booked``, requests ``sent`` in them (answered), slots handed back
-        ``unused``, ``throttles``."""
+        ``unused``, ``throttles`` (of which ``explained`` by a cap on requests in
+        flight), the cap learned (``max_in_flight``, ``None`` if none) and the
+        ``permits`` each process holds under it."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
         return status
