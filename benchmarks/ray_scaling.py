@@ -13,10 +13,13 @@ process (``benchmarks/_emuproc.py``), so the service's CPU is not an actor's.
    more cores than actors the ratio approaches 2; here the driver and the emulator share
    the same 2 cores.
 2. **Shared limit.** Text rows through 2 actors under the default adaptive ``qps``
-   against an emulator that throttles at a cap the client is not told. Prints the
-   accepted requests/s as a fraction of the cap (after the first quarter of the run:
-   the limiter starts at the documented 10 QPS and has to find the cap) and the share
-   of requests throttled, over the whole run and after warm-up.
+   against an emulator that throttles at a cap the client is not told (token bucket,
+   fixed window, sliding window, or a cap on requests in flight). Prints the accepted
+   requests/s as a fraction of the cap (after the first quarter of the run: the limiter
+   starts at the documented 10 QPS and has to find the cap) and the share of requests
+   throttled, over the whole run and after warm-up. Under a cap in flight the ceiling
+   is measured first, in the same run: ``k`` threads that each keep one request in
+   flight.
 3. **Throttle models, simulated.** The same coordinator and local limiters (no Ray: direct
    calls) against token-bucket, fixed-window, sliding-window and concurrency-cap throttles
    in virtual time (``opensearch_mm.emulator._simulate``), next to the baseline: the same
@@ -118,19 +121,64 @@ def scaling(quick: bool) -> None:
         print(f"   (load average {load:.1f} on {os.cpu_count()} cores: other work shares them)")
 
 
-def shared_limit(quick: bool, cap: float, throttle: str) -> None:
+def _ceiling_in_flight(url: str, k: int, seconds: float) -> float:
+    """Requests/s the service answers with ``k`` requests in flight at all times, never
+    more: the best any client can do under a cap of ``k`` (measured, not computed from
+    the service time, so HTTP and scheduling overheads of this machine count too)."""
+    from opensearch_mm import MultiModalEmbeddingClient
+
+    texts = [f"ceiling probe {i}" for i in range(32)]
+    stop = time.perf_counter() + seconds
+    counts = [0] * k
+
+    def worker(i: int) -> None:
+        with MultiModalEmbeddingClient(
+            api_key=API_KEY, endpoint=url, qps=None, max_concurrency=1, max_retries=0
+        ) as client:
+            while time.perf_counter() < stop:
+                client.embed_texts(texts)
+                counts[i] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def shared_limit(
+    quick: bool, cap: float, throttle: str, max_in_flight: int = 4, latency_ms: float = 100.0
+) -> None:
     import ray
 
     from opensearch_mm.ray import AccountRateLimit
     from tests.ray._emulator import EmulatorProcess as ModelEmulator
 
     seconds = 12 if quick else 40
+    if throttle == "concurrency":
+        model = f"more than {max_in_flight} requests in flight, {latency_ms:g} ms each"
+        settings: dict[str, Any] = {
+            "throttle": "concurrency",
+            "max_in_flight": max_in_flight,
+            "latency_ms": latency_ms,
+        }
+        cap = max_in_flight / (latency_ms / 1000.0)  # (for the row count; measured below)
+    else:
+        model = f"above {cap:g} requests/s ({throttle})"
+        settings = {"qps": cap, "throttle": throttle, "latency_ms": 20.0}
     n = int(cap * 32 * seconds)
     print(
-        f"\n2. shared limit: {n} text rows, 2 actors, qps='adaptive' "
-        f"(shared); the service throttles above {cap:g} requests/s ({throttle})"
+        f"\n2. shared limit: {n} text rows, 2 actors, qps='adaptive' (shared); "
+        f"the service throttles {model}"
     )
-    with ModelEmulator(api_key=API_KEY, qps=cap, throttle=throttle, latency_ms=20.0) as emu:
+    with ModelEmulator(api_key=API_KEY, **settings) as emu:
+        if throttle == "concurrency":
+            cap = _ceiling_in_flight(emu.url, max_in_flight, 3.0 if quick else 6.0)
+            print(
+                f"   ceiling, measured: {max_in_flight} requests in flight always: {cap:.1f} req/s"
+            )
         words = ["red", "blue", "cat", "dog", "lamp", "river", "city", "night", "shoe"]
         rng = random.Random(3)
         rows = [{"id": i, "text": f"{' '.join(rng.choices(words, k=6))} #{i}"} for i in range(n)]
@@ -188,50 +236,19 @@ def shared_limit(quick: bool, cap: float, throttle: str) -> None:
         f"({status['sent'] / max(1, status['calls'] + status['watches']):.1f} requests per call), "
         f"{status['unused']} slots handed back unused"
     )
+    if throttle == "concurrency":
+        print(
+            f"   cap on requests in flight learned: {status.get('max_in_flight')} "
+            f"(permits {sorted(status.get('permits', {}).values())})"
+        )
 
 
 def simulated(quick: bool) -> None:
     from dataclasses import replace
 
-    from opensearch_mm._ray_limit import CoordinatorLink, RateCoordinator, Reply, SharedRateLimiter
     from opensearch_mm.emulator._simulate import Scenario, format_table, simulate
-    from opensearch_mm.ratelimit import AdaptiveRateLimiter, RateLimiter
-
-    class Direct(CoordinatorLink[Any]):
-        """In-process calls; a watch (an int: the generation it waits past) is ready at
-        the next rate cut."""
-
-        def __init__(self, coordinator: RateCoordinator) -> None:
-            self.coordinator = coordinator
-
-        def lease(self, client: str, observations: list[Any], want: int) -> Reply:
-            return self.coordinator.lease(client, observations, want)
-
-        def observe(self, client: str, observations: list[Any]) -> Reply:
-            return self.coordinator.observe(client, observations)
-
-        def watch(self, client: str, generation: int) -> Any:
-            return [generation]  # a fresh object per call: handles are told apart by identity
-
-        def ready(self, handles: list[Any]) -> list[Any]:
-            now = self.coordinator.generation
-            return [h for h in handles if not isinstance(h, list) or now > h[0]]
-
-        def result(self, handle: Any, timeout: float) -> Reply:
-            if isinstance(handle, list):
-                return self.coordinator.watch("", handle[0], timeout=0.0)
-            return handle  # type: ignore[no-any-return]
-
-    def coordinated() -> Any:
-        made: list[RateCoordinator] = []
-
-        def factory(clock: Any) -> RateLimiter:
-            if not made:
-                limiter = AdaptiveRateLimiter(clock=clock)
-                made.append(RateCoordinator(limiter=limiter, clock=clock))
-            return SharedRateLimiter(Direct(made[0]), clock=clock)
-
-        return factory
+    from opensearch_mm.ratelimit import AdaptiveRateLimiter
+    from tests.ray._direct import coordinated
 
     seconds = 30 if quick else 60
     scenarios = [
@@ -259,10 +276,17 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=40.0, help="the service's requests/s")
     parser.add_argument(
         "--throttle",
-        choices=["bucket", "fixed", "sliding"],
+        choices=["bucket", "fixed", "sliding", "concurrency"],
         action="append",
-        help="the service's throttle model (repeatable; default: all three)",
+        help="the service's throttle model (repeatable; default: all four)",
     )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=4,
+        help="the concurrency model's cap (its service time is --latency-ms)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--only", choices=["scaling", "limit", "simulated"], default=None)
     args = parser.parse_args()
     if args.only == "simulated":
@@ -277,8 +301,8 @@ def main() -> None:
         if args.only in (None, "scaling"):
             scaling(args.quick)
         if args.only in (None, "limit"):
-            for throttle in args.throttle or ["bucket", "fixed", "sliding"]:
-                shared_limit(args.quick, args.cap, throttle)
+            for throttle in args.throttle or ["bucket", "fixed", "sliding", "concurrency"]:
+                shared_limit(args.quick, args.cap, throttle, args.max_in_flight, args.latency_ms)
     finally:
         ray.shutdown()
     if args.only is None:

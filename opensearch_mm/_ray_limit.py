@@ -8,13 +8,24 @@ so every adaptive rule lives once, in :mod:`opensearch_mm.ratelimit`. Each proce
 Each process also keeps one call open that answers at the next rate cut, so the slots it
 holds from before the cut are dropped within a round trip.
 
+A cap on requests in flight is handled apart from the rate: a slot is leased ahead of its
+send, so the coordinator cannot count requests in flight from its leases. Each process
+counts its own (from send to answer), reports the count with every call, and tags each
+answer with the account's number in flight when it was sent (its own count plus the others'
+last reported). The coordinator learns the cap from those answers (the rule the client's
+own limiter uses, :class:`~opensearch_mm.ratelimit.AdaptiveRateLimiter`'s) and splits it
+into *permits*, requests each process may have in flight; a process refills a permit the
+moment an answer frees it, without a remote call.
+
 Nothing here imports Ray: the coordinator is a plain class (``opensearch_mm.ray`` runs it
 as an actor) and the local side talks to it through a :class:`CoordinatorLink`.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import copy
 import itertools
 import math
 import threading
@@ -26,12 +37,13 @@ from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import errors
-from .errors import OpenSearchMMError, RateLimitError
-from .ratelimit import RateLimiter, Ticket, make_rate_limiter
+from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError
+from .ratelimit import RateLimiter, Ticket, _Window, make_rate_limiter
 
 __all__ = [
     "CoordinatorLink",
     "ErrorInfo",
+    "Load",
     "Observation",
     "RateCoordinator",
     "Reply",
@@ -58,6 +70,20 @@ _WATCH_TIMEOUT = 2.0  # an open watch call is renewed every 2 s: a lost one cost
 _FLUSH_INTERVAL = 0.5  # successes wait <= 0.5 s for a lease to carry them (two leases' time)
 _FLUSH_SIZE = 64  # ... or until 64 are queued (one Ray message stays small)
 _MAX_LATE = 0.25  # a slot over 0.25 s late is handed back: it would bunch up with others'
+_LOAD_SECONDS = 2.0  # a process's reported load counts for 2 s: a busy one calls every
+# 0.5 s at least (its answers' flushes), so one silent for longer has stopped or died
+_WANT_SECONDS = 1.0  # a process's demand is the most it wanted in flight in the last second
+_FORGET_CLIENT = 10.0  # the slots of a process silent for 10 s are freed (it died)
+_SETTLE = 0.75  # an answer is read against the others' this long after its send (plus
+# three answer times): by then every process has reported what it had in flight then
+_RELEASE_SHARE = 0.25  # a server frees a slot within a quarter of an answer's time ...
+_MIN_RELEASE = 0.02  # ... or 20 ms of its having answered (see _in_flight_at)
+_MISSES = 3  # 429s within a learned cap before it is learned again: one or two are noise
+_MISS_SECONDS = 2.0  # ... if they come within 2 s (a cap that moved down refuses at once)
+_MAX_SETTLE = 5.0  # ... but no longer (a process that went silent is not waited for)
+_POLL_SHARE = 0.02  # with every permit in use, look for a free one every 2 % of an answer
+_MIN_POLL = 0.001  # ... but not more often than each millisecond ...
+_MAX_POLL = 0.05  # ... nor less often than 20 times a second
 
 ErrorInfo = tuple[str, str, int | None, str | None, float | None]
 """An error reduced to what a limiter may look at: class name, message, HTTP status,
@@ -67,13 +93,27 @@ pickling (keyword-only constructors), so observations travel in this form."""
 
 class Observation(NamedTuple):
     """What became of one leased slot: the coordinator ``incarnation`` that leased it, its
-    ``slot`` id, whether a request was ``sent`` in it, and the answer's error (``None``
-    for a success)."""
+    ``slot`` id, whether a request was ``sent`` in it, the answer's error (``None`` for a
+    success), the requests its process had ``in_flight`` when it was sent (this one
+    included), and when it was sent and answered (``sent_at``, ``answered_at``: wall
+    clock; 0 if not sent)."""
 
     incarnation: str
     slot: int
     sent: bool
     error: ErrorInfo | None = None
+    in_flight: int = 0
+    sent_at: float = 0.0
+    answered_at: float = 0.0
+
+
+class Load(NamedTuple):
+    """What a process reports with each call: its requests ``in_flight`` now, and the most
+    it ``wanted`` in flight since its last report (those in flight plus the callers that
+    waited for a permit)."""
+
+    in_flight: int
+    wanted: int
 
 
 class Slot(NamedTuple):
@@ -96,6 +136,9 @@ class Reply(NamedTuple):
     retry_in: float
     """With no slots: the limiter asks to come back after this many seconds."""
     rate: float | None
+    permits: int | None = None
+    """Requests this process may have in flight (``None``: no cap on requests in flight
+    has been learned)."""
 
 
 class SlotUnused(Exception):
@@ -136,12 +179,20 @@ class RateCoordinator:
     Each slot is booked (``acquire``) and confirmed on the limiter when it is leased, so
     the limiter sees the send at the slot's time; what became of it comes back later as
     an :class:`Observation` and is fed to ``observe`` with the slot's own ticket. A slot
-    no request used is handed back as :class:`SlotUnused`; one never heard of again
-    (its process died) is freed after ``forget_after`` seconds.
+    no request used is handed back as :class:`SlotUnused`; one never heard of again is
+    freed once its process has been silent for ``forget_client`` seconds (it died), or
+    after ``forget_after`` seconds.
 
     A block covers about ``horizon`` seconds of the current rate, split between the
     processes that leased in the last second, so an idle or dead process wastes at most
     that much of the account's capacity.
+
+    A cap on requests in flight is learned here, not by the limiter (whose count of
+    requests in flight runs from lease to report, not from send to answer): from the
+    number in flight each answer was sent with (:attr:`Observation.in_flight`), by the
+    same rule as the client's own limiter. Once learned, it is split between the
+    processes as permits (:attr:`Reply.permits`), by what each wanted in flight; the
+    429s it explains are no rate signal and do not reach the limiter.
 
     Args:
         qps: ``"adaptive"`` or a number, as for the client (``None`` is refused: an
@@ -149,6 +200,8 @@ class RateCoordinator:
         horizon: Seconds of sending one lease covers, shared by the active processes.
         min_block: Fewest slots in one lease (at low rates: calls stay rarer than requests).
         max_block: Most slots in one lease.
+        forget_after: Free a leased slot never heard of after this many seconds.
+        forget_client: Free the slots of a process not heard from for this many seconds.
         limiter: Use this limiter instead of ``make_rate_limiter(qps)`` (tests).
         clock: Wall clock (``time.time``): slot times are compared across processes.
     """
@@ -161,6 +214,7 @@ class RateCoordinator:
         min_block: int = _MIN_BLOCK,
         max_block: int = _MAX_BLOCK,
         forget_after: float = 120.0,
+        forget_client: float = _FORGET_CLIENT,
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -178,9 +232,32 @@ class RateCoordinator:
         self._min_block = min_block
         self._max_block = max_block
         self._forget_after = forget_after
+        self._forget_client = forget_client
         self._clock = clock
         self._seen: dict[str, float] = {}  # process id -> last lease time
-        self._leased: dict[int, tuple[Ticket, float]] = {}  # slot -> (ticket, lease time)
+        self._heard: dict[str, float] = {}  # process id -> last call of any kind
+        self._loads: dict[str, tuple[float, Load]] = {}  # process id -> (when, its load)
+        self._peaks: dict[str, tuple[float, int]] = {}  # process id -> (when, most wanted)
+        # slot -> (its ticket on the limiter, None if leased past it; lease time; holder)
+        self._leased: dict[int, tuple[Ticket | None, float, str]] = {}
+        self._holders: dict[str, set[int]] = {}  # process id -> the slots it holds
+        self._window = _Window()  # the account's cap on requests in flight, once learned
+        # While it is being learned: every accepted request's send and answer times (sorted
+        # apart: the number in flight at t is the sends up to t less the answers), and the
+        # answers waiting to be read against them once all processes have reported.
+        self._sends: list[float] = []
+        self._answers: list[float] = []
+        self._learning: list[tuple[float, bool]] = []  # (sent at, refused)
+        self._counted_from = -math.inf  # the counts hold for sends from then on
+        self._settled = 0  # the cap that last held (above it: a probe)
+        self._limit_since = -math.inf  # when the cap last changed ...
+        self._lowered_at = -math.inf  # ... and went down
+        self._misses: deque[float] = deque()  # 429s within the cap lately (see _check)
+        self._overs: deque[float] = deque()  # ... and beyond it
+        self._verify: list[tuple[float, ErrorInfo]] = []  # 429s at the cap, to be read
+        self._latency = 0.0
+        self._permits: dict[str, int] = {}
+        self._permits_at = -math.inf
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a rate cut, for watch()
@@ -190,6 +267,7 @@ class RateCoordinator:
         self.sent = 0
         self.unused = 0
         self.throttles = 0
+        self.explained = 0  # 429s the cap on requests in flight explains
 
     @property
     def generation(self) -> int:
@@ -197,36 +275,261 @@ class RateCoordinator:
         cuts = getattr(self.limiter, "cuts", 0)
         return cuts if isinstance(cuts, int) else 0
 
-    def _apply(self, observations: list[Observation]) -> None:
-        before = self.generation
-        self._apply_each(observations)
-        if self.generation != before:
+    @property
+    def max_in_flight(self) -> int | None:
+        """The account's cap on requests in flight, once learned (else ``None``)."""
+        return self._window.limit if self._window.active else None
+
+    def _hear(self, client: str, load: Load | None, now: float) -> None:
+        self._heard[client] = now
+        if load is not None:
+            # What a process wants is its peak over the last second: between two units of
+            # work it wants less for a moment, and a permit taken from it then would be
+            # in use twice (its requests still in flight) once another process has it.
+            peak = self._peaks.get(client)
+            if peak is None or load.wanted >= peak[1] or peak[0] < now - _WANT_SECONDS:
+                self._peaks[client] = peak = (now, load.wanted)
+            self._loads[client] = (now, Load(load.in_flight, peak[1]))
+        if len(self._heard) > 1 and min(self._heard.values()) < now - self._forget_client:
+            for key in [k for k, t in self._heard.items() if t < now - self._forget_client]:
+                # Silent for long: the process died. Its slots and load count no more.
+                del self._heard[key]
+                self._loads.pop(key, None)
+                self._peaks.pop(key, None)
+                self._seen.pop(key, None)
+                for slot in self._holders.pop(key, set()):
+                    self._free(slot)
+
+    def _free(self, slot: int) -> None:
+        leased = self._leased.pop(slot, None)
+        if leased is not None:
+            self._unused(leased[0])
+
+    def _unused(self, ticket: Ticket | None) -> None:
+        if ticket is not None:
+            self.limiter.observe(SlotUnused(), ticket)
+        self.unused += 1
+
+    def _apply(self, client: str, observations: list[Observation]) -> None:
+        before = (self.generation, self.max_in_flight)
+        now = self._clock()
+        self._apply_each(client, observations, now)
+        self._learn(now)
+        if self.max_in_flight != before[1]:
+            self._split(now)  # (the watch calls answer for the permits it takes back)
+            if before[1] is None:
+                self._settled, self._limit_since = self._window.limit, now
+        if self.generation != before[0] or self.max_in_flight != before[1]:
             self._changed.notify_all()
 
-    def _apply_each(self, observations: list[Observation]) -> None:
+    def _apply_each(self, client: str, observations: list[Observation], now: float) -> None:
         for obs in observations:
             if obs.incarnation != self.incarnation:
                 continue  # leased by a coordinator before a restart: its tickets are gone
             leased = self._leased.pop(obs.slot, None)
             if leased is None:
                 continue
-            ticket = leased[0]
+            ticket, _, holder = leased
+            self._holders.get(holder, set()).discard(obs.slot)
             if not obs.sent:
-                self.limiter.observe(SlotUnused(), ticket)
-                self.unused += 1
+                self._unused(ticket)
                 continue
-            error = None if obs.error is None else rebuild_error(obs.error)
-            self.limiter.observe(error, ticket)
             self.sent += 1
-            if isinstance(error, RateLimitError):
-                self.throttles += 1
+            error = None if obs.error is None else rebuild_error(obs.error)
+            refused = isinstance(error, RateLimitError) and not isinstance(
+                error, QuotaExceededError
+            )
+            self.throttles += refused
+            self._record(obs, refused)
+            if not self._window.active:
+                # Learning: each answer is read later against what every process had in
+                # flight when it was sent (see _learn); meanwhile a 429 is a rate signal,
+                # as for the client's own limiter until it knows of a cap in flight.
+                self._learning.append((obs.sent_at, refused))
+            elif error is None:
+                if obs.in_flight >= self._permits.get(client, 0) and (
+                    obs.sent_at >= self._limit_since
+                ):
+                    # An answer sent at the current cap with all this process's permits
+                    # in use: the cap was reached and held (answers sent below it, or
+                    # before it was raised, prove nothing of a probe).
+                    limit = self._window.limit
+                    self._window.ok(obs.in_flight)
+                    if self._window.limit != limit:
+                        self._settled, self._limit_since = limit, now  # (a probe begins)
+            elif refused:
+                # Learned. The process this 429 came to kept to its permits, and so did
+                # the others, so the permits add up to more than the cap allows: while
+                # the cap is probed (one more permit now and then), that is the probe
+                # failing, and the cap goes back down at once.
+                self.explained += 1
+                if self._window.limit > self._settled:
+                    # (one more in flight than the cap that held: back to that cap)
+                    if not self._window.throttled(self._settled + 1):
+                        self._relearn(obs.sent_at, obs.error or describe_error(error))
+                    self._settled, self._limit_since = self._window.limit, now
+                else:
+                    # At a cap that held: permits in transit between processes, or the
+                    # cap moved down, or it is a rate limit after all. Read against the
+                    # exact count once every process has reported (see _learn).
+                    self._verify.append((obs.sent_at, obs.error or describe_error(error)))
+                self._unused(ticket)
+                continue
+            if ticket is not None:
+                self.limiter.observe(error, ticket)
+            elif error is not None:
+                # A slot leased past the limiter while the cap held the sends: it hears
+                # of the 429 all the same.
+                self.limiter.observe(error)
+
+    def _record(self, obs: Observation, refused: bool) -> None:
+        if refused or not obs.sent_at or obs.answered_at < obs.sent_at:
+            return  # (a refused request takes no place at the service)
+        bisect.insort(self._sends, obs.sent_at)
+        bisect.insort(self._answers, obs.answered_at)
+        took = obs.answered_at - obs.sent_at
+        self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+
+    def _in_flight_at(self, t: float, slack: float = 0.0) -> int:
+        """Accepted requests in flight at ``t`` (as far as reported), each counted until
+        ``slack`` seconds after its answer."""
+        ended = bisect.bisect_right(self._answers, t - slack)
+        return bisect.bisect_right(self._sends, t) - ended
+
+    def _check(self, until: float) -> None:
+        """Read the 429s that came at a cap that held, sent up to ``until``, against the
+        exact number in flight: more than the cap, a race; one more than the cap, the cap
+        is lower (it goes down); fewer, the cap moved down or the limit is on the rate
+        (see ``_Window.throttled``). One such 429 may be noise (a server slow to free a
+        slot, a client slow to read an answer); ``_MISSES`` within ``_MISS_SECONDS`` are
+        not: the cap is learned again, and the limiter hears of the 429. As many races
+        in that time mean the cap is one too high (the permits add up to more than it)."""
+        due = [item for item in self._verify if item[0] <= until]
+        if not due:
+            return
+        self._verify = [item for item in self._verify if item[0] > until]
+        for sent_at, info in sorted(due):
+            if not self._window.active or sent_at < self._counted_from:
+                continue
+            # (An answer counts a little past its arrival here: a server frees the slot
+            # once it has written the answer, and the client may send the next request
+            # in the meantime; the 429 itself is the one more.)
+            slack = max(_MIN_RELEASE, _RELEASE_SHARE * self._latency)
+            n = self._in_flight_at(sent_at, slack) + 1
+            trial = copy.copy(self._window)
+            if not trial.throttled(n):
+                self._misses.append(sent_at)
+                while self._misses[0] < sent_at - _MISS_SECONDS:
+                    self._misses.popleft()
+                if len(self._misses) >= _MISSES:
+                    self._relearn(sent_at, info)
+                    break
+                continue
+            limit = self._window.limit
+            self._window = trial
+            if trial.limit < 1:
+                self._relearn(sent_at, info)  # (no request may go: a cap is not that)
+                break
+            if sent_at > self._lowered_at + 2.0 * (self._horizon + self._latency):
+                self._overs.append(sent_at)  # (sent once every process knew the cap)
+            while self._overs and self._overs[0] < sent_at - _MISS_SECONDS:
+                self._overs.popleft()
+            if len(self._overs) >= _MISSES and trial.limit == limit > 1:
+                # 429s keep coming at a cap taken to hold: it is one too high (a probe
+                # passed without meeting it), or a rate limit refuses too (the limiter
+                # hears of it: it paces the sends again if so).
+                trial.limit -= 1
+                self._overs.clear()
+                self.explained -= 1
+                self.limiter.observe(rebuild_error(info))
+            if self._window.limit != limit:
+                self._settled, self._limit_since = self._window.limit, until
+                self._lowered_at = until
+
+    def _relearn(self, sent_at: float, info: ErrorInfo) -> None:
+        """A 429 the cap does not explain: it is learned again, and the limiter hears of
+        the 429 (late: it was held back as explained)."""
+        self.explained -= 1
+        self._window = _Window()
+        self._misses.clear()
+        self._overs.clear()
+        self._learning.append((sent_at, True))
+        self._verify.clear()
+        self.limiter.observe(rebuild_error(info))
+
+    def _learn(self, now: float) -> None:
+        """Read each answer, once every process has reported on its send time, against the
+        number in flight then (in the order they were sent)."""
+        settle = min(_MAX_SETTLE, _SETTLE + 3.0 * self._latency)
+        self._check(now - settle)
+        due = sorted(item for item in self._learning if item[0] <= now - settle)
+        if due:
+            self._learning = [item for item in self._learning if item[0] > now - settle]
+        for sent_at, refused in due:
+            if sent_at < self._counted_from or self._window.active:
+                continue  # reported too late to count, or learned meanwhile
+            n = self._in_flight_at(sent_at)
+            if refused:
+                self._window.throttled(n + 1)  # (an accepted request is among the sends)
+            else:
+                self._window.ok(n)
+        if self._window.active and self._window._over_ok > self._window._over_bad:
+            # Exact counts make a cap in flight plain: above it, a send is refused, not
+            # answered, nearly always. More answered than refused above it is a rate
+            # limit met in bursts (a hold and its release): not a cap. Look afresh.
+            self._window = _Window()
+        if self._window.active:
+            self._learning.clear()  # learned: each answer is now read as it comes
+        # Forget the requests answered before any send still to be read (each is in both
+        # lists, so the counts at later times stay the same without it).
+        pending = [item[0] for item in self._learning] + [item[0] for item in self._verify]
+        oldest = min(pending, default=now - _MAX_SETTLE)
+        self._counted_from = max(self._counted_from, min(oldest, now - _MAX_SETTLE))
+        gone = bisect.bisect_left(self._answers, self._counted_from)
+        if gone:
+            del self._answers[:gone]
+            del self._sends[:gone]
 
     def _forget(self, now: float) -> None:
-        old = [k for k, (_, t) in self._leased.items() if t < now - self._forget_after]
+        old = [k for k, (_, t, _) in self._leased.items() if t < now - self._forget_after]
         for key in old:
-            ticket, _ = self._leased.pop(key)
-            self.limiter.observe(SlotUnused(), ticket)
-            self.unused += 1
+            self._holders.get(self._leased[key][2], set()).discard(key)
+            self._free(key)
+
+    def _split(self, now: float) -> None:
+        """Share the learned cap between the processes by what each wanted in flight
+        (water-filling: none gets more than it wants while another wants more)."""
+        self._permits_at = now
+        cap = self.max_in_flight
+        if cap is None:
+            self._permits = {}
+            return
+        wanted = {
+            client: max(1, load.wanted, load.in_flight)
+            for client, (t, load) in self._loads.items()
+            if t > now - _LOAD_SECONDS
+        }
+        # Equal claims keep the permits they held: a permit that moves between processes
+        # is in use twice for a moment (the old holder's request is still in flight).
+        # With fewer permits than processes, they go round in turn (by the second).
+        before, order = self._permits, list(wanted)
+        if cap < len(order):
+            turn = int(now) % len(order)
+            order = order[turn:] + order[:turn]
+        else:
+            order.sort(key=lambda c: before.get(c, 0))
+        order.sort(key=lambda c: wanted[c])
+        self._permits = {}
+        left = cap
+        for i, client in enumerate(order):
+            share = min(wanted[client], left // (len(order) - i))
+            self._permits[client] = share
+            left -= share
+        for client in order[::-1]:  # what the smallest claims leave goes to the largest
+            if left <= 0:
+                break
+            self._permits[client] += 1
+            left -= 1
 
     def _block_size(self, now: float) -> int:
         active = sum(1 for t in self._seen.values() if t > now - 1.0)
@@ -236,16 +539,37 @@ class RateCoordinator:
         share = math.ceil(rate * self._horizon / max(1, active))
         return max(min(self._min_block, self._max_block), min(self._max_block, share))
 
-    def _reply(self, slots: list[Slot], retry_in: float = 0.0) -> Reply:
-        return Reply(self.incarnation, self.generation, slots, retry_in, self.limiter.rate)
+    def _reply(self, client: str, slots: list[Slot], retry_in: float = 0.0) -> Reply:
+        now = self._clock()
+        permits = None
+        if self.max_in_flight is not None:
+            if now - self._permits_at > self._horizon or client not in self._permits:
+                self._split(now)
+            permits = self._permits.get(client, 1)
+        return Reply(
+            self.incarnation,
+            self.generation,
+            slots,
+            retry_in,
+            self.limiter.rate,
+            permits,
+        )
 
-    def lease(self, client: str, observations: list[Observation], want: int | None = None) -> Reply:
+    def lease(
+        self,
+        client: str,
+        observations: list[Observation],
+        want: int | None = None,
+        load: Load | None = None,
+    ) -> Reply:
         """Apply ``observations``, then book a block of send slots for ``client`` (at most
-        ``want``: a process that cannot send faster books no slots it would waste)."""
+        ``want``: a process that cannot send faster books no slots it would waste);
+        ``load`` is what the process has in flight."""
         with self._lock:
             self.calls += 1
-            self._apply(observations)
             now = self._clock()
+            self._hear(client, load, now)
+            self._apply(client, observations)
             self._seen[client] = now
             for key in [k for k, t in self._seen.items() if t < now - 10.0]:
                 del self._seen[key]
@@ -255,47 +579,72 @@ class RateCoordinator:
             size = self._block_size(now)
             if want is not None:
                 size = max(1, min(size, want))
+            held = self._holders.setdefault(client, set())
             for _ in range(size):
                 ticket = self.limiter.acquire()
                 if ticket.epoch < 0:  # not a slot: the limiter asks to come back later
                     if not slots:
-                        return self._reply([], max(ticket.wait, 0.001))
+                        return self._reply(client, [], max(ticket.wait, 0.001))
                     break
                 if not self.limiter.confirm(ticket):
                     continue
                 slot = next(self._ids)
-                self._leased[slot] = (ticket, now)
+                self._leased[slot] = (ticket, now, client)
+                held.add(slot)
                 slots.append(Slot(slot, now + ticket.wait, self.generation))
             self.booked += len(slots)
-            return self._reply(slots, 0.0 if slots else 0.01)
+            return self._reply(client, slots, 0.0 if slots else 0.01)
 
-    def observe(self, client: str, observations: list[Observation]) -> Reply:
-        """Apply ``observations``; the reply carries the current generation."""
+    def observe(
+        self, client: str, observations: list[Observation], load: Load | None = None
+    ) -> Reply:
+        """Apply ``observations``; the reply carries the current generation and permits."""
         with self._lock:
             self.calls += 1
-            self._apply(observations)
-            return self._reply([])
+            self._hear(client, load, self._clock())
+            self._apply(client, observations)
+            return self._reply(client, [])
 
-    def watch(self, client: str, generation: int, timeout: float = _WATCH_TIMEOUT) -> Reply:
-        """Answer once the rate is cut past ``generation`` (or after ``timeout`` seconds):
-        each process keeps one such call open, so a cut voids its held slots within a
-        round trip, not at its next lease."""
+    def changed(self, client: str, generation: int, permits: int | None = None) -> bool:
+        """Whether the rate was cut past ``generation``, or ``client`` holds fewer than
+        ``permits`` now (what a :meth:`watch` call waits for)."""
+        if self.generation > generation:
+            return True
+        if permits is None or self.max_in_flight is None:
+            return False
+        return self._permits.get(client, permits) < permits
+
+    def watch(
+        self,
+        client: str,
+        generation: int,
+        permits: int | None = None,
+        timeout: float = _WATCH_TIMEOUT,
+    ) -> Reply:
+        """Answer once the rate is cut past ``generation``, or ``client``'s permits fall
+        below ``permits`` (or after ``timeout`` seconds): each process keeps one such
+        call open, so a cut voids its held slots, and a failed probe of the cap on
+        requests in flight takes its permit back, within a round trip."""
         with self._changed:
             self.watches += 1
-            self._changed.wait_for(lambda: self.generation > generation, timeout)
-            return self._reply([])
+            self._heard[client] = self._clock()
+            self._changed.wait_for(lambda: self.changed(client, generation, permits), timeout)
+            return self._reply(client, [])
 
     def status(self) -> dict[str, Any]:
         """Counters for monitoring and tests."""
         with self._lock:
             return {
                 "rate": self.limiter.rate,
+                "max_in_flight": self.max_in_flight,
+                "permits": dict(self._permits),
                 "calls": self.calls,
                 "watches": self.watches,
                 "booked": self.booked,
                 "sent": self.sent,
                 "unused": self.unused,
                 "throttles": self.throttles,
+                "explained": self.explained,
                 "generation": self.generation,
                 "outstanding": len(self._leased),
                 "incarnation": self.incarnation,
@@ -310,15 +659,15 @@ class CoordinatorLink(ABC, Generic[H]):
     (``H``) that can be polled and waited on."""
 
     @abstractmethod
-    def lease(self, client: str, observations: list[Observation], want: int) -> H:
+    def lease(self, client: str, observations: list[Observation], want: int, load: Load) -> H:
         """Start a :meth:`RateCoordinator.lease` call."""
 
     @abstractmethod
-    def observe(self, client: str, observations: list[Observation]) -> H:
+    def observe(self, client: str, observations: list[Observation], load: Load) -> H:
         """Start a :meth:`RateCoordinator.observe` call."""
 
     @abstractmethod
-    def watch(self, client: str, generation: int) -> H:
+    def watch(self, client: str, generation: int, permits: int | None) -> H:
         """Start a :meth:`RateCoordinator.watch` call."""
 
     @abstractmethod
@@ -344,6 +693,13 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
     lease, every ``flush_interval`` seconds, every ``flush_size`` answers, or at once for
     a throttle. Slots not used (dropped as too late or cut) go
     back the same way, so the coordinator's limiter hears of every slot once.
+
+    Once the coordinator has learned a cap on requests in flight, it grants this process
+    a number of permits (:attr:`Reply.permits`): ``acquire`` then hands out no slot while
+    that many requests are in flight here (the caller looks again within a few percent
+    of an answer's time), and ``confirm`` keeps a slot for later if another request took
+    the last permit meanwhile. A request counts from ``confirm`` (its send) to
+    ``observe`` (its answer).
 
     Args:
         link: The way to the coordinator.
@@ -402,8 +758,15 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._last_flush = clock()
         self._prefetch: H | None = None
         self._watch: H | None = None
+        self._watched: int | None = None  # the permits the open watch call knows of
         self._pending: list[H] = []
         self._rate: float | None = None
+        self._permits: int | None = None  # requests this process may have in flight
+        self._in_flight: dict[int, tuple[float, int]] = {}  # ticket -> (sent at, account's n)
+        self._waiting: set[int] = set()  # threads told to wait for a permit ...
+        self._wanted = 0  # ... and the most in flight wanted since the last report
+        self._latency = 0.0  # seconds from send to answer (moving average)
+        self._last_report = -math.inf  # when the coordinator last heard this process's load
 
     # -- RateLimiter -------------------------------------------------------------------
 
@@ -420,6 +783,19 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._acquires += 1
             self._poll()
             now = self._clock()
+            if self._permits is not None and len(self._in_flight) >= self._permits:
+                # Every permit is in use: look again soon, before an answer's time is
+                # out (a freed permit then idles for little of a request's life).
+                self._waiting.add(threading.get_ident())
+                self._want()
+                if now - self._last_report >= self._lease_interval:
+                    # Report what this process waits for now and then, unasked: the
+                    # coordinator moves permits to where they are wanted, and this
+                    # process hears of any it is given.
+                    self._send_queue(always=True)
+                poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * (self._latency or 0.25)))
+                return Ticket(poll, _NOT_A_SLOT)
+            self._waiting.discard(threading.get_ident())
             self._drop_unusable(now)
             # No lease before the coordinator said to come back, nor sooner than
             # ``lease_interval`` after the last one (so the limiter has a block's room).
@@ -456,18 +832,34 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             held = self._tickets.get(ticket.epoch)
             if held is None:
                 return False
-            if self._usable(*held):
-                return True
             del self._tickets[ticket.epoch]
-            self._queue.append(Observation(held[0], held[1].slot, False))
-            return False
+            if not self._usable(*held):
+                self._queue.append(Observation(held[0], held[1].slot, False))
+                return False
+            if self._permits is not None and len(self._in_flight) >= self._permits:
+                # Another request took the last permit while this one waited for its
+                # slot: keep the slot for the next caller.
+                self._slots.appendleft(held)
+                return False
+            self._tickets[ticket.epoch] = held
+            self._in_flight[ticket.epoch] = (self._clock(), len(self._in_flight) + 1)
+            self._want()
+            return True
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         with self._lock:
             held = self._tickets.pop(ticket.epoch, None) if ticket is not None else None
             if held is not None:
+                assert ticket is not None
+                sent_at, n = self._in_flight.pop(ticket.epoch, (None, 0))
+                if sent_at is not None and error is None:
+                    took = max(0.0, self._clock() - sent_at)  # (for the poll interval)
+                    self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
                 info = None if error is None else describe_error(error)
-                self._queue.append(Observation(held[0], held[1].slot, True, info))
+                now = self._clock()
+                self._queue.append(
+                    Observation(held[0], held[1].slot, True, info, n, sent_at or 0.0, now)
+                )
             if (
                 isinstance(error, RateLimitError)
                 or len(self._queue) >= self._flush_size
@@ -508,6 +900,17 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
 
     # -- internals (lock held) ----------------------------------------------------------
 
+    def _want(self) -> None:
+        self._wanted = max(self._wanted, len(self._in_flight) + len(self._waiting))
+
+    def _load(self) -> Load:
+        """This process's load for the coordinator; the peak of what it wanted starts over."""
+        self._last_report = self._clock()
+        load = Load(len(self._in_flight), max(self._wanted, len(self._in_flight)))
+        self._wanted = len(self._in_flight)
+        self._waiting.clear()  # (the callers still waiting add themselves at their next look)
+        return load
+
     def _lease(self) -> H:
         # Ask for twice what this process used per horizon lately: enough to grow, not so
         # much that a process held back by its own work books slots it would hand back.
@@ -517,11 +920,11 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._used.popleft()
         demand = len(self._used) / _DEMAND_SECONDS * self._horizon
         want = max(_MIN_BLOCK, math.ceil(_DEMAND_GAIN * demand))
-        return self._link.lease(self._id, self._take_queue(), want)
+        return self._link.lease(self._id, self._take_queue(), want, self._load())
 
-    def _send_queue(self) -> None:
-        if self._queue:
-            self._pending.append(self._link.observe(self._id, self._take_queue()))
+    def _send_queue(self, always: bool = False) -> None:
+        if self._queue or always:
+            self._pending.append(self._link.observe(self._id, self._take_queue(), self._load()))
 
     def _usable(self, incarnation: str, slot: Slot) -> bool:
         return incarnation == self._incarnation and slot.generation >= self._generation
@@ -554,14 +957,22 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             self._generation = reply.generation
             self._last_lease = -math.inf
         self._rate = reply.rate
+        self._permits = reply.permits
         self._retry_in = reply.retry_in
         if reply.slots:
             self._slots.extend((reply.incarnation, slot) for slot in reply.slots)
 
     def _poll(self) -> None:
+        if self._watch is not None and (self._permits or 0) > (self._watched or 0):
+            # More permits than the open call watches for: a new call, so the permit is
+            # taken back within a round trip if the probe fails (the old call is left to
+            # answer at its timeout, unread).
+            self._watch = None
         if self._watch is None and self._incarnation is not None:
-            # One call kept open that answers at the next rate cut (see RateCoordinator.watch).
-            self._watch = self._link.watch(self._id, self._generation)
+            # One call kept open that answers at the next rate cut, or when this process's
+            # permits fall (see RateCoordinator.watch).
+            self._watched = self._permits
+            self._watch = self._link.watch(self._id, self._generation, self._permits)
         handles = list(self._pending)
         if self._prefetch is not None:
             handles.append(self._prefetch)

@@ -22,7 +22,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._ray_limit import CoordinatorLink, Observation, RateCoordinator, Reply, SharedRateLimiter
+from ._ray_limit import (
+    CoordinatorLink,
+    Load,
+    Observation,
+    RateCoordinator,
+    Reply,
+    SharedRateLimiter,
+)
 from .client import ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE, MultiModalEmbeddingClient
 from .errors import ConfigurationError, InputError, InvalidParameterError, OpenSearchMMError
 from .inputs import Content, WireItem, encode_content
@@ -100,17 +107,17 @@ class _RayLink(CoordinatorLink[Any]):
         self._actor = actor
         self._ray = _require_ray()
 
-    def lease(self, client: str, observations: list[Observation], want: int) -> Any:
-        return self._actor.lease.remote(client, observations, want)
+    def lease(self, client: str, observations: list[Observation], want: int, load: Load) -> Any:
+        return self._actor.lease.remote(client, observations, want, load)
 
-    def observe(self, client: str, observations: list[Observation]) -> Any:
-        return self._actor.observe.remote(client, observations)
+    def observe(self, client: str, observations: list[Observation], load: Load) -> Any:
+        return self._actor.observe.remote(client, observations, load)
 
-    def watch(self, client: str, generation: int) -> Any:
+    def watch(self, client: str, generation: int, permits: int | None) -> Any:
         # Its own concurrency group: open watches never hold up leases. Not retried: a
         # failed watch (the coordinator restarted) is simply opened again.
         method = self._actor.watch.options(concurrency_group=_WATCH_GROUP, max_task_retries=0)
-        return method.remote(client, generation)
+        return method.remote(client, generation, permits)
 
     def ready(self, handles: list[Any]) -> list[Any]:
         done, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0)
@@ -193,7 +200,9 @@ class AccountRateLimit:
         """The coordinator's counters: current ``rate``, remote ``calls`` it served
         (leases and flushes; ``watches``: open calls that wait for a rate cut),
         slots ``booked``, requests ``sent`` in them (answered), slots handed back
-        ``unused``, ``throttles``."""
+        ``unused``, ``throttles`` (of which ``explained`` by a cap on requests in
+        flight), the cap learned (``max_in_flight``, ``None`` if none) and the
+        ``permits`` each process holds under it."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
         return status

@@ -250,6 +250,49 @@ def test_all_actors_share_the_accounts_rate(emulator: EmulatorProcess) -> None:
     limit.shutdown()
 
 
+def test_under_a_cap_in_flight_the_actors_learn_it_and_keep_to_it(
+    emulator: EmulatorProcess,
+) -> None:
+    # The service answers in 100 ms and refuses a fourth request in flight: at best 30
+    # requests/s, whatever the rate. The actors are told nothing of it.
+    cap, latency = 3, 0.1
+    emulator.call("set_throttle", "concurrency", None, max_in_flight=cap)
+    emulator.call("__setattr__", "latency_ms", latency * 1000)
+    limit = AccountRateLimit("adaptive")  # a fresh coordinator, to read what it learned
+    n = 32 * 360
+    try:
+        started = time.monotonic()
+        out = embed_dataset(
+            ray.data.from_items(_text_rows(n)),
+            text_column="text",
+            api_key=KEY,
+            endpoint=emulator.url,
+            rate_limit=limit,
+            batch_size=256,
+            concurrency=2,
+            **FAST,
+        )
+        rows = out.take_all()
+        elapsed = time.monotonic() - started
+        stats = emulator.stats()
+        status = limit.status()
+    finally:
+        limit.shutdown()
+        emulator.call("set_throttle", "bucket", None)
+        emulator.call("__setattr__", "latency_ms", 0.0)
+    _assert_text_vectors(emulator, rows, n)  # (every row once, with its own vector)
+    accepted = stats.by_status.get(200, 0)
+    # The cap was learned (3, or 4 while a probe for a raised cap is out) and split into
+    # permits that add up to it.
+    assert status["max_in_flight"] in (cap, cap + 1), status
+    assert sum(status["permits"].values()) == status["max_in_flight"], status
+    # Few refused (measured 2 to 4%, learning included), and the requests went at well over
+    # half the ceiling over the whole run, start-up and learning included (measured 0.7 to
+    # 0.8; before permits, the actors paced at a rate: 0.6).
+    assert stats.throttled <= 0.1 * stats.requests, (stats, status)
+    assert accepted / elapsed >= 0.5 * cap / latency, (accepted, elapsed, status)
+
+
 def test_a_fault_storm_loses_and_duplicates_no_row(emulator: EmulatorProcess) -> None:
     # A pinned rate: random 429s are noise to an adaptive limiter, not the service's limit.
     emulator.call(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
 from opensearch_mm._ray_limit import (
-    CoordinatorLink,
+    Load,
     Observation,
     RateCoordinator,
     Reply,
@@ -28,6 +27,8 @@ from opensearch_mm.errors import (
 )
 from opensearch_mm.ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, Ticket
 
+from ._direct import Direct, Watch, coordinated
+
 
 class Clock:
     def __init__(self) -> None:
@@ -35,47 +36,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Watch:
-    """An open watch call: ready once the coordinator's generation passes ``generation``."""
-
-    def __init__(self, coordinator: RateCoordinator, generation: int) -> None:
-        self.coordinator = coordinator
-        self.generation = generation
-
-    def done(self) -> bool:
-        return self.coordinator.generation > self.generation
-
-
-class Direct(CoordinatorLink["Reply | Watch"]):
-    """Calls the coordinator in-process; a reply is ready at once, a watch at the next cut."""
-
-    def __init__(self, coordinator: RateCoordinator) -> None:
-        self.coordinator = coordinator
-        self.leases = 0
-        self.watches = 0
-        self.flushes: list[list[Observation]] = []
-
-    def lease(self, client: str, observations: list[Observation], want: int) -> Reply:
-        self.leases += 1
-        return self.coordinator.lease(client, observations, want)
-
-    def observe(self, client: str, observations: list[Observation]) -> Reply:
-        self.flushes.append(observations)
-        return self.coordinator.observe(client, observations)
-
-    def watch(self, client: str, generation: int) -> Watch:
-        self.watches += 1
-        return Watch(self.coordinator, generation)
-
-    def ready(self, handles: list[Reply | Watch]) -> list[Reply | Watch]:
-        return [h for h in handles if not isinstance(h, Watch) or h.done()]
-
-    def result(self, handle: Reply | Watch, timeout: float) -> Reply:
-        if isinstance(handle, Watch):
-            return handle.coordinator.watch("", handle.generation, timeout=0.0)
-        return handle
 
 
 class Recording(RateLimiter):
@@ -316,21 +276,6 @@ SIMULATED = [  # (scenario, not the ones the block horizon was tuned on)
 ]
 
 
-def coordinated(
-    made: list[RateCoordinator] | None = None,
-) -> Callable[[Callable[[], float]], RateLimiter]:
-    """A limiter factory for the simulation: one coordinator (running the client's own
-    adaptive limiter, appended to ``made``), and a local side per simulated client."""
-    made = [] if made is None else made
-
-    def factory(clock: Callable[[], float]) -> RateLimiter:
-        if not made:
-            made.append(RateCoordinator(limiter=AdaptiveRateLimiter(clock=clock), clock=clock))
-        return SharedRateLimiter(Direct(made[0]), clock=clock)
-
-    return factory
-
-
 @pytest.mark.parametrize(
     ("scenario", "per_call"),
     [
@@ -359,23 +304,169 @@ def test_the_actors_together_hold_the_ceiling(scenario: Scenario) -> None:
 
 
 @functools.cache
-def _concurrency_runs() -> tuple[Result, Result]:
+def _concurrency_runs() -> tuple[Result, Result, dict[str, object]]:
     scenario = Scenario("concurrency", max_in_flight=6, clients=2, seconds=40, seed=11)
     alone = simulate(replace(scenario, shared=True), lambda clock: AdaptiveRateLimiter(clock=clock))
-    return alone, simulate(scenario, coordinated())
+    made: list[RateCoordinator] = []
+    together = simulate(scenario, coordinated(made))
+    return alone, together, made[0].status()
 
 
-def test_under_a_concurrency_cap_nothing_is_lost_and_few_are_throttled() -> None:
-    # A cap on requests in flight rather than on the rate. A leased slot counts as in
-    # flight from its lease, not its send, so the coordinated limit sees more requests in
-    # flight than there are and settles lower than the same limiter shared inside one
-    # process (measured 0.66 against 0.92 of the ceiling; the one-process limiter no
-    # longer paces below a learned cap, the leases still hold slots early): it must still
-    # lose nothing, be throttled little, and keep at least 0.6 of the ceiling and of the
-    # one-process throughput.
-    alone, together = _concurrency_runs()
+def test_under_a_concurrency_cap_the_actors_do_as_well_as_one_process() -> None:
+    # A cap on requests in flight rather than on the rate. A leased slot is not in flight
+    # until it is sent, so the coordinator learns the cap from the send and answer times
+    # the processes report, and splits it into permits each process refills locally.
+    # Measured 0.91 of the ceiling (one process: 0.92), 1.2% throttled; 0.66 when the
+    # coordinator counted leased slots as in flight. (The run includes the ~13 s the
+    # limiter takes to learn the cap, from the documented 10 QPS.)
+    alone, together, status = _concurrency_runs()
     table = format_table([alone, together])
     assert together.gave_up == 0, table
     assert together.throttled_share <= 0.05, table
-    assert together.ratio >= 0.6, table
-    assert together.ratio >= 0.6 * alone.ratio, table
+    assert together.ratio >= 0.85, table
+    assert together.ratio >= 0.93 * alone.ratio, table
+    # the cap was learned (6, or 7 while a probe for a raised cap is out), and the permits
+    # add up to it
+    assert status["max_in_flight"] in (6, 7), status
+    permits = status["permits"]
+    assert isinstance(permits, dict) and sum(permits.values()) == status["max_in_flight"]
+
+
+CONCURRENCY = [  # (none of them the scenario the permits were tuned on)
+    Scenario(
+        "concurrency",
+        max_in_flight=12,
+        clients=3,
+        seconds=60,
+        seed=4,
+        latency=0.08,
+        handling=0.005,
+        client_time=0.003,
+        warmup=25,
+    ),
+    Scenario(
+        "concurrency",
+        max_in_flight=5,
+        clients=4,
+        seconds=60,
+        seed=9,
+        latency=0.15,
+        sigma=0.6,
+        warmup=25,
+    ),
+    # (At 24 in flight and 380/s, network time blurs the counts: the cap is not told from
+    # a rate limit, by the coordinator as by one process, and both pace at 0.8 of it.)
+]
+
+
+@pytest.mark.parametrize("scenario", CONCURRENCY, ids=lambda s: s.name)
+def test_once_the_cap_in_flight_is_learned_the_actors_hold_the_ceiling(scenario: Scenario) -> None:
+    # measured 0.91 and 0.95 of the ceiling after learning, 1.6 and 2.8% throttled
+    result = simulate(scenario, coordinated())
+    assert result.ratio >= 0.88, format_table([result])
+    assert result.throttled_share <= 0.05, format_table([result])
+    assert result.gave_up == 0
+
+
+@pytest.mark.parametrize("new", [4, 10], ids=["cap cut 8->4", "cap raised 4->8"])
+def test_a_cap_in_flight_that_moves_is_followed(new: int) -> None:
+    old = 8 if new == 4 else 4
+    scenario = Scenario(
+        "concurrency",
+        max_in_flight=old,
+        clients=2,
+        seconds=50,
+        seed=4,
+        change_at=25,
+        new_max_in_flight=new,
+    )
+    made: list[RateCoordinator] = []
+    result = simulate(scenario, coordinated(made))
+    # measured 0.91 of the new ceiling, back at 0.9 of it within 5 s
+    assert result.ratio >= 0.85, format_table([result])
+    assert result.recovery is not None and result.recovery <= 15.0, format_table([result])
+    assert result.throttled_share <= 0.05, format_table([result])
+    assert made[0].status()["max_in_flight"] in (new, new + 1)
+
+
+def test_a_429_the_cap_explains_is_no_rate_signal() -> None:
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(50, clock=clock)
+    coordinator = RateCoordinator(limiter=limiter, clock=clock)
+    refused = describe_error(RateLimitError("busy", status_code=429, code="Throttling"))
+    load = Load(3, 4)
+    # Three requests in flight at a time are answered; a fourth, sent beside them, is
+    # refused: the reports of the sends and answers show a cap of 3 in flight.
+    for _ in range(100):
+        if coordinator.max_in_flight is not None:
+            break  # learned (from the answers sent a settling time ago)
+        slots = coordinator.lease("a", [], 4, load).slots
+        t = clock.now
+        answers = [
+            Observation(coordinator.incarnation, slot.slot, True, None, k + 1, t, t + 0.04)
+            for k, slot in enumerate(slots[:3])
+        ]
+        if len(slots) == 4:
+            answers.append(
+                Observation(
+                    coordinator.incarnation, slots[3].slot, True, refused, 4, t + 0.01, t + 0.012
+                )
+            )
+        clock.now += 0.1
+        coordinator.observe("a", answers, load)
+    reply = coordinator.observe("a", [], load)
+    assert coordinator.max_in_flight == 3
+    assert reply.permits == 3  # the only process holds every permit
+    cuts = limiter.cuts
+    # another 429 at the learned cap: a race, not the rate's doing
+    slot = coordinator.lease("a", [], 1, load).slots[0]
+    t = clock.now
+    coordinator.observe(
+        "a", [Observation(coordinator.incarnation, slot.slot, True, refused, 3, t, t + 0.002)], load
+    )
+    clock.now += 5.0
+    coordinator.observe("a", [], load)
+    assert limiter.cuts == cuts
+    assert coordinator.status()["explained"] >= 1
+
+
+def test_a_process_at_its_permits_waits_for_an_answer() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(1000, clock=clock), clock=clock)
+    side = SharedRateLimiter(Direct(coordinator), clock=clock)
+    # (as if a cap of 2 in flight had been learned: the replies carry 2 permits)
+    coordinator._window.limit, coordinator._window.active = 2, True
+    first, second = book(side, clock), book(side, clock)
+    assert side._permits == 2
+    waiting = side.acquire()
+    assert waiting.epoch < 0 and 0 < waiting.wait <= 0.05  # look again soon
+    assert not side.confirm(waiting)
+    early = side.acquire()
+    side.observe(None, first)  # an answer frees a permit, with no remote call
+    late = side.acquire()
+    assert late.epoch >= 0 and side.confirm(late)
+    assert early.epoch < 0
+    # a slot handed out while a permit was free keeps for the next caller if the permit
+    # was taken meanwhile
+    side.observe(None, second)
+    spare = side.acquire()
+    third = book(side, clock)
+    assert not side.confirm(spare)
+    side.observe(None, third)
+    assert side.confirm(side.acquire())
+
+
+def test_the_slots_of_a_process_gone_silent_are_freed() -> None:
+    clock = Clock()
+    limiter = Recording()
+    coordinator = RateCoordinator(limiter=limiter, clock=clock, forget_client=10.0)
+    gone = coordinator.lease("gone", [], 8)
+    assert len(gone.slots) == 8
+    clock.now += 5.0
+    coordinator.lease("alive", [], 4)
+    assert coordinator.status()["outstanding"] == 12
+    clock.now += 6.0  # "gone" has been silent for 11 s: killed, its answers lost with it
+    coordinator.lease("alive", [], 4)
+    status = coordinator.status()
+    assert status["outstanding"] == 8  # only "alive"'s slots are still out
+    assert [name for _, name in limiter.observed].count("SlotUnused") == 8
