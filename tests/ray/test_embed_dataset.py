@@ -282,9 +282,11 @@ def test_under_a_cap_in_flight_the_actors_learn_it_and_keep_to_it(
         emulator.call("__setattr__", "latency_ms", 0.0)
     _assert_text_vectors(emulator, rows, n)  # (every row once, with its own vector)
     accepted = stats.by_status.get(200, 0)
-    # The cap was learned (3, or 4 while a probe for a raised cap is out) and split into
-    # permits that add up to it.
-    assert status["max_in_flight"] in (cap, cap + 1), status
+    # The cap was learned (3, or 4 while a probe for a raised cap is out; or 2 just after a
+    # refusal at 3: the emulator frees a slot only after writing its answer, so a send at
+    # once after an answer can still meet the slot taken, and the limit steps one below
+    # until its next probe) and split into permits that add up to it. Never above a probe.
+    assert status["max_in_flight"] in (cap - 1, cap, cap + 1), status
     assert sum(status["permits"].values()) == status["max_in_flight"], status
     # Few refused (measured 2 to 4%, learning included), and the requests went at well over
     # half the ceiling over the whole run, start-up and learning included (measured 0.7 to
