@@ -562,16 +562,16 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         bar = self._progress(len(values), show_progress, desc)
         ids = self._start_events(chunks, instrument)
         try:
-            vectors = embed(values) if values else []
-        except BaseException as exc:
-            self._end_events(chunks, ids, None, exc, instrument, None)
+            try:
+                vectors = embed(values) if values else []
+            except BaseException as exc:
+                self._end_events(chunks, ids, None, exc, instrument, None)
+                raise
+            self._end_events(chunks, ids, vectors, None, instrument, bar)
+            return vectors
+        finally:
             if bar is not None:
                 bar.close()
-            raise
-        self._end_events(chunks, ids, vectors, None, instrument, bar)
-        if bar is not None:
-            bar.close()
-        return vectors
 
     async def _awhole_batch(
         self,
@@ -586,16 +586,16 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         bar = self._progress(len(values), show_progress, desc)
         ids = self._start_events(chunks, instrument)
         try:
-            vectors = await embed(values) if values else []
-        except BaseException as exc:
-            self._end_events(chunks, ids, None, exc, instrument, None)
+            try:
+                vectors = await embed(values) if values else []
+            except BaseException as exc:
+                self._end_events(chunks, ids, None, exc, instrument, None)
+                raise
+            self._end_events(chunks, ids, vectors, None, instrument, bar)
+            return vectors
+        finally:
             if bar is not None:
                 bar.close()
-            raise
-        self._end_events(chunks, ids, vectors, None, instrument, bar)
-        if bar is not None:
-            bar.close()
-        return vectors
 
     def _uses_framework_batching(self) -> bool:
         # LlamaIndex's embeddings cache and rate limiter work per chunk: keep its loop then.
