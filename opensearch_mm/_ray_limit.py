@@ -76,8 +76,19 @@ _WANT_SECONDS = 1.0  # a process's demand is the most it wanted in flight in the
 _FORGET_CLIENT = 10.0  # the slots of a process silent for 10 s are freed (it died)
 _SETTLE = 0.75  # an answer is read against the others' this long after its send (plus
 # three answer times): by then every process has reported what it had in flight then
-_RELEASE_SHARE = 0.25  # a server frees a slot within a quarter of an answer's time ...
-_MIN_RELEASE = 0.02  # ... or 20 ms of its having answered (see _in_flight_at)
+_LEAD_SHARE = 0.5  # an answer seen within half a 429's round trip after a send had freed
+# its slot before the send arrived: a 429's round trip is the two network hops and the
+# gateway's turn, so half of it is at most the two hops unless the gateway takes longer
+_REFUSAL_SAMPLES = 32  # ... the shortest of the last 32 round trips: the network's, unqueued
+_EXPLAIN_ANSWERS = 50  # a cap that holds explains one 429 per 50 answers: what its probes
+# cost (one more in flight is tried after 50 answers, as in the client's own limiter) ...
+_EXPLAIN_BURST = 20  # ... saved up to 20: the races of a cap one too high, until it is
+# lowered, spend them; a rate limit refusing a few percent of the sends runs them out in
+# seconds (then the cap is learned again, and the limiter hears of the 429)
+_LEASE_PERMITS = 1.5  # under a learned cap, a lease holds at most 1.5 times what the
+# process's permits send in the lease's horizon at the mean answer time: some more, for
+# answers faster than the mean; not twice, as slots handed back unused count as accepted
+# sends for the limiter, which would then raise its rate with nothing to stop it
 _MISSES = 3  # 429s within a learned cap before it is learned again: one or two are noise
 _MISS_SECONDS = 2.0  # ... if they come within 2 s (a cap that moved down refuses at once)
 _MAX_SETTLE = 5.0  # ... but no longer (a process that went silent is not waited for)
@@ -256,6 +267,8 @@ class RateCoordinator:
         self._overs: deque[float] = deque()  # ... and beyond it
         self._verify: list[tuple[float, ErrorInfo]] = []  # 429s at the cap, to be read
         self._latency = 0.0
+        self._refusal_times: deque[float] = deque(maxlen=_REFUSAL_SAMPLES)
+        self._explainable = 0.0  # 429s the held cap may still explain (see _EXPLAIN_*)
         self._permits: dict[str, int] = {}
         self._permits_at = -math.inf
         self._ids = itertools.count()
@@ -319,6 +332,7 @@ class RateCoordinator:
             self._split(now)  # (the watch calls answer for the permits it takes back)
             if before[1] is None:
                 self._settled, self._limit_since = self._window.limit, now
+                self._explainable = _EXPLAIN_BURST
         if self.generation != before[0] or self.max_in_flight != before[1]:
             self._changed.notify_all()
 
@@ -347,6 +361,7 @@ class RateCoordinator:
                 # as for the client's own limiter until it knows of a cap in flight.
                 self._learning.append((obs.sent_at, refused))
             elif error is None:
+                self._explainable = min(_EXPLAIN_BURST, self._explainable + 1.0 / _EXPLAIN_ANSWERS)
                 if obs.in_flight >= self._permits.get(client, 0) and (
                     obs.sent_at >= self._limit_since
                 ):
@@ -363,16 +378,26 @@ class RateCoordinator:
                 # the cap is probed (one more permit now and then), that is the probe
                 # failing, and the cap goes back down at once.
                 self.explained += 1
+                info = obs.error or describe_error(error)
+                if self._window.limit <= self._settled:
+                    if self._explainable < 1.0:
+                        # At a cap that held, more 429s than its probes and races cost:
+                        # the limit is on the rate too. Learn the cap again (the limiter
+                        # hears of this 429).
+                        self._unused(ticket)
+                        self._relearn(obs.sent_at, info)
+                        continue
+                    self._explainable -= 1.0
                 if self._window.limit > self._settled:
                     # (one more in flight than the cap that held: back to that cap)
                     if not self._window.throttled(self._settled + 1):
-                        self._relearn(obs.sent_at, obs.error or describe_error(error))
+                        self._relearn(obs.sent_at, info)
                     self._settled, self._limit_since = self._window.limit, now
                 else:
                     # At a cap that held: permits in transit between processes, or the
                     # cap moved down, or it is a rate limit after all. Read against the
                     # exact count once every process has reported (see _learn).
-                    self._verify.append((obs.sent_at, obs.error or describe_error(error)))
+                    self._verify.append((obs.sent_at, info))
                 self._unused(ticket)
                 continue
             if ticket is not None:
@@ -383,17 +408,23 @@ class RateCoordinator:
                 self.limiter.observe(error)
 
     def _record(self, obs: Observation, refused: bool) -> None:
-        if refused or not obs.sent_at or obs.answered_at < obs.sent_at:
+        if not obs.sent_at or obs.answered_at < obs.sent_at:
+            return
+        if refused:
+            self._refusal_times.append(obs.answered_at - obs.sent_at)
             return  # (a refused request takes no place at the service)
         bisect.insort(self._sends, obs.sent_at)
         bisect.insort(self._answers, obs.answered_at)
         took = obs.answered_at - obs.sent_at
         self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
 
-    def _in_flight_at(self, t: float, slack: float = 0.0) -> int:
-        """Accepted requests in flight at ``t`` (as far as reported), each counted until
-        ``slack`` seconds after its answer."""
-        ended = bisect.bisect_right(self._answers, t - slack)
+    def _in_flight_at(self, t: float) -> int:
+        """Accepted requests in flight at the service when a request sent at ``t`` reached
+        it (as far as reported): those sent up to ``t``, less those answered by then. An
+        answer seen a little after ``t`` was on its way back when the request arrived:
+        the service had freed its slot (up to half the shortest 429 round trip later)."""
+        lead = _LEAD_SHARE * min(self._refusal_times, default=0.0)
+        ended = bisect.bisect_right(self._answers, t + lead)
         return bisect.bisect_right(self._sends, t) - ended
 
     def _check(self, until: float) -> None:
@@ -411,11 +442,7 @@ class RateCoordinator:
         for sent_at, info in sorted(due):
             if not self._window.active or sent_at < self._counted_from:
                 continue
-            # (An answer counts a little past its arrival here: a server frees the slot
-            # once it has written the answer, and the client may send the next request
-            # in the meantime; the 429 itself is the one more.)
-            slack = max(_MIN_RELEASE, _RELEASE_SHARE * self._latency)
-            n = self._in_flight_at(sent_at, slack) + 1
+            n = self._in_flight_at(sent_at) + 1  # (the 429 itself is the one more)
             trial = copy.copy(self._window)
             if not trial.throttled(n):
                 self._misses.append(sent_at)
@@ -448,7 +475,7 @@ class RateCoordinator:
 
     def _relearn(self, sent_at: float, info: ErrorInfo) -> None:
         """A 429 the cap does not explain: it is learned again, and the limiter hears of
-        the 429 (late: it was held back as explained)."""
+        the 429 (late, if it was held back as explained)."""
         self.explained -= 1
         self._window = _Window()
         self._misses.clear()
@@ -579,6 +606,11 @@ class RateCoordinator:
             size = self._block_size(now)
             if want is not None:
                 size = max(1, min(size, want))
+            if self.max_in_flight is not None and self._latency > 0:
+                # (what the process's permits let it send in the horizon: see _LEASE_PERMITS)
+                permits = self._permits.get(client, 1)
+                use = math.ceil(_LEASE_PERMITS * permits * self._horizon / self._latency)
+                size = max(1, min(size, use))
             held = self._holders.setdefault(client, set())
             for _ in range(size):
                 ticket = self.limiter.acquire()
