@@ -354,18 +354,60 @@ CONCURRENCY = [  # (none of them the scenario the permits were tuned on)
         sigma=0.6,
         warmup=25,
     ),
-    # (At 24 in flight and 380/s, network time blurs the counts: the cap is not told from
-    # a rate limit, by the coordinator as by one process, and both pace at 0.8 of it.)
+    # At 380 requests/s the client's count of requests in flight runs ahead of the
+    # service's by the answers on their way back (an answer every 2.6 ms, the network
+    # 2 ms each way). Counted as the service saw them, the cap is told from a rate limit.
+    # Measured 0.94 (before: 0.81, the cap not learned; one process: 0.94).
+    Scenario(
+        "concurrency",
+        max_in_flight=28,
+        clients=2,
+        seconds=40,
+        seed=16,
+        latency=0.07,
+        client_time=0.001,
+        warmup=20,
+    ),
 ]
 
 
 @pytest.mark.parametrize("scenario", CONCURRENCY, ids=lambda s: s.name)
 def test_once_the_cap_in_flight_is_learned_the_actors_hold_the_ceiling(scenario: Scenario) -> None:
-    # measured 0.91 and 0.95 of the ceiling after learning, 1.6 and 2.8% throttled
-    result = simulate(scenario, coordinated())
+    # measured 0.91 to 0.94 of the ceiling after learning, 0.9 to 2.4% throttled
+    made: list[RateCoordinator] = []
+    result = simulate(scenario, coordinated(made))
     assert result.ratio >= 0.88, format_table([result])
     assert result.throttled_share <= 0.05, format_table([result])
     assert result.gave_up == 0
+    cap = scenario.max_in_flight
+    assert cap is not None and made[0].max_in_flight in (cap, cap + 1), made[0].status()
+
+
+RATE_AND_CAP = [  # (a rate limit and, above what it needs, a cap in flight: not the
+    # scenario this was tuned on, 40/s with 3 in flight at 40 ms)
+    # measured 4.5% throttled, 1.01 of the rate (before: 11.4%, the limiter's rate at
+    # 105/s while the cap explained the rate's 429s; one process: 1.2%)
+    Scenario("bucket", qps=60, clients=2, seconds=45, max_in_flight=5, latency=0.05, seed=21),
+    # measured 4.5%, 0.94 (before: 6.7%; one process: 2.8%, 0.94)
+    Scenario(
+        "bucket", qps=40, clients=2, seconds=45, max_in_flight=3, latency=0.04, sigma=0.5, seed=24
+    ),
+]
+
+
+@pytest.mark.parametrize("scenario", RATE_AND_CAP, ids=lambda s: s.name)
+def test_a_rate_limit_with_a_cap_in_flight_above_it_is_held_with_few_429s(
+    scenario: Scenario,
+) -> None:
+    # The cap in flight is met now and then (answers that take long) and may be learned;
+    # the rate limit's 429s must still reach the limiter, or its rate climbs unchecked.
+    made: list[RateCoordinator] = []
+    result = simulate(scenario, coordinated(made))
+    assert result.ratio >= 0.9, format_table([result])
+    assert result.throttled_share <= 0.05, format_table([result])
+    assert result.gave_up == 0
+    rate = made[0].status()["rate"]
+    assert isinstance(rate, float) and rate <= 1.2 * scenario.qps, made[0].status()
 
 
 @pytest.mark.parametrize("new", [4, 10], ids=["cap cut 8->4", "cap raised 4->8"])
@@ -428,6 +470,86 @@ def test_a_429_the_cap_explains_is_no_rate_signal() -> None:
     coordinator.observe("a", [], load)
     assert limiter.cuts == cuts
     assert coordinator.status()["explained"] >= 1
+
+
+def _learn_cap_of_three(
+    coordinator: RateCoordinator, clock: Clock, took: float = 0.04, refused_took: float = 0.002
+) -> None:
+    """Three requests in flight at a time are answered (each in ``took`` seconds); a
+    fourth, sent beside them, is refused: until the coordinator has learned a cap of 3."""
+    load = Load(3, 4)
+    refused = describe_error(RateLimitError("busy", status_code=429, code="Throttling"))
+    for _ in range(100):
+        if coordinator.max_in_flight is not None:
+            return
+        slots = coordinator.lease("a", [], 4, load).slots
+        t = clock.now
+        answers = [
+            Observation(coordinator.incarnation, slot.slot, True, None, k + 1, t, t + took)
+            for k, slot in enumerate(slots[:3])
+        ]
+        if len(slots) == 4:
+            answers.append(
+                Observation(
+                    coordinator.incarnation,
+                    slots[3].slot,
+                    True,
+                    refused,
+                    4,
+                    t + 0.01,
+                    t + 0.01 + refused_took,
+                )
+            )
+        clock.now += max(0.1, 2.5 * took)
+        coordinator.observe("a", answers, load)
+    raise AssertionError(f"no cap learned: {coordinator.status()}")
+
+
+def test_a_held_cap_explains_few_429s_and_more_are_the_rates() -> None:
+    clock = Clock()
+    limiter = AdaptiveRateLimiter(50, clock=clock)
+    coordinator = RateCoordinator(limiter=limiter, clock=clock)
+    _learn_cap_of_three(coordinator, clock)
+    assert coordinator.max_in_flight == 3
+    cuts = limiter.cuts
+    load = Load(3, 3)
+    refused = describe_error(RateLimitError("busy", status_code=429, code="Throttling"))
+    # Three requests always in flight (the cap holds), and beside them, every 50 ms, a
+    # fourth refused: as many 429s as answers, far more than the cap's probes cost (one
+    # per 50 answers). Counted with the answers in flight, each looks like a race.
+    explained = []
+    for _ in range(200):
+        if coordinator.max_in_flight is None:
+            break
+        slots = coordinator.lease("a", [], 4, load).slots
+        t = clock.now
+        obs = [
+            Observation(coordinator.incarnation, slot.slot, True, None, 3, t - 0.01, t + 0.04)
+            for slot in slots[:1]
+        ]
+        obs += [
+            Observation(coordinator.incarnation, slot.slot, True, refused, 3, t, t + 0.002)
+            for slot in slots[1:2]
+        ]
+        clock.now += 0.05
+        coordinator.observe("a", obs, load)
+        explained.append(coordinator.status()["explained"])
+    # learned again (the limiter heard of it), after a few were taken for races
+    assert coordinator.max_in_flight is None, coordinator.status()
+    assert limiter.cuts > cuts
+    assert 10 <= len(explained) <= 100, explained
+
+
+def test_under_a_learned_cap_a_lease_holds_what_the_permits_can_send() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(1000, clock=clock), clock=clock)
+    _learn_cap_of_three(coordinator, clock, took=0.2)
+    assert coordinator.max_in_flight == 3
+    reply = coordinator.lease("a", [], None, Load(3, 3))
+    assert reply.permits == 3
+    # 3 permits, answers in 0.2 s: 15 requests/s, so about 4 in a lease's 0.25 s (with
+    # some room for quicker answers), not the 64 that 1000/s would give
+    assert 4 <= len(reply.slots) <= 8, reply
 
 
 def test_a_process_at_its_permits_waits_for_an_answer() -> None:
