@@ -603,6 +603,11 @@ def embed_dataset(
     extra: dict[str, Any] = {}
     if "udf_modifying_row_count" in inspect.signature(ds.map_batches).parameters:
         extra["udf_modifying_row_count"] = False  # one row out per row in
+    if "enable_true_multi_threading" in inspect.signature(ray.data.ActorPoolStrategy).parameters:
+        # Two batches at once in each actor (Ray >= 2.47): the requests of the next batch
+        # go out while the last ones of a batch are in flight, where one batch at a time
+        # would leave its share of the account's permits and slots idle at each batch's end.
+        size.update(max_concurrent_calls_per_actor=2, enable_true_multi_threading=True)
     # Ray Data restarts a dead actor and redoes its batch (max_restarts and
     # max_task_retries default to -1 for actor pools): no row is lost or doubled.
     return ds.map_batches(
