@@ -22,8 +22,9 @@ process (``benchmarks/_emuproc.py``), so the service's CPU is not an actor's.
    flight.
 3. **Throttle models, simulated.** The same coordinator and local limiters (no Ray: direct
    calls) against token-bucket, fixed-window, sliding-window and concurrency-cap throttles
-   in virtual time (``opensearch_mm.emulator._simulate``), next to the baseline: the same
-   adaptive limiter shared by the clients inside one process.
+   (and a rate limit with a cap in flight on top) in virtual time
+   (``opensearch_mm.emulator._simulate``), next to the baseline: the same adaptive limiter
+   shared by the clients inside one process.
 """
 
 from __future__ import annotations
@@ -259,6 +260,18 @@ def simulated(quick: bool) -> None:
         Scenario("fixed", qps=300, clients=8, seconds=seconds),
         Scenario("sliding", qps=300, clients=8, seconds=seconds),
         Scenario("concurrency", max_in_flight=8, clients=2, seconds=seconds),
+        # (at 380 requests/s: the actors' counts run ahead of the service's by the answers
+        # on their way back)
+        Scenario("concurrency", max_in_flight=24, clients=3, latency=0.06, seconds=seconds),
+        # (a rate limit, and a cap in flight met only when answers are slow)
+        Scenario(
+            "bucket",
+            qps=40,
+            max_in_flight=3,
+            clients=2,
+            seconds=seconds,
+            label="bucket 40/s + 3 in flight 40ms x2",
+        ),
     ]
     print("\n3. throttle models, simulated (ratio to the ceiling after warm-up)")
     print("   coordinated (one coordinator, a local limiter per actor):")
