@@ -553,7 +553,13 @@ class AdaptiveRateLimiter(RateLimiter):
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
-            ceiling = sent_at  # refused just above what it accepts: the limit is about here
+            # Refused just above what it accepts: the limit is about here. When the last
+            # second held ten sends or more, what it let through is the limit itself (a
+            # window's count, a bucket's refill and burst); at lower rates the measure
+            # spans several seconds of the cycle, below the limit, and the sent rate is read.
+            ceiling = sent_at
+            if _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
+                ceiling = min(sent_at, good)
         elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
             # A probe went well past the ceiling before the 429 came (a window refuses only
             # once it is full): the limit is between the two. A fixed window straddled by
