@@ -72,6 +72,7 @@ _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket
 # refilling by one second's worth per second, after a few)
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
+_SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
@@ -214,6 +215,7 @@ _SHARED_FIELDS = (
     "_cut_sent",
     "_shut_sent",
     "_open_sent",
+    "_open_cuts",
     "_settled",
     "_pause",
     "_return_requests",
@@ -291,6 +293,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
+        self._open_cuts = 0  # cuts counted then
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
@@ -441,20 +444,37 @@ class AdaptiveRateLimiter(RateLimiter):
         The throttle refused everything sent for ``closed`` seconds before it: a window
         at least that long was full. What the account accepted over that time plus as
         long again before it (at least a second) is what it lets through in a cycle of
-        filling and waiting, whatever the window's length: the ceiling is no higher.
+        filling and waiting, whatever the window's length: the ceiling is no higher. So is
+        what it accepted since it last opened, when it was shut for half that time.
         """
         last_open, self._open_sent = self._open_sent, sent
+        one_cycle, self._open_cuts = self.cuts - self._open_cuts == 1, self.cuts
         # (Known shut from the cut's refused send to the last refused send: the pause
         # after that one is the sender's idling, not the throttle's.)
         closed = self._shut_sent - self._cut_sent
         shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
         if self._cut_sent <= 0 or closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
+        cycle = sent - last_open
+        if (
+            one_cycle
+            and last_open > 0
+            and cycle >= max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+            and closed >= _SHUT_SHARE * cycle
+        ):
+            # Shut for half the time or more since it last opened, one cut between: a
+            # long window lets the sender through in bursts, and what passed over the
+            # whole cycle of filling and waiting is its rate.
+            self._lower_ceiling(last_open, sent)
         before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed)
         start = self._cut_sent - before
         if start < max(self._started, last_open):
             return  # not a cycle of steady sending: too little history, or another hold
-        first, last = int(start / _BIN), int(self._shut_sent / _BIN) + 1
+        self._lower_ceiling(start, self._shut_sent + _BIN)
+
+    def _lower_ceiling(self, start: float, end: float) -> None:
+        """Lower the ceiling to what the account accepted of the sends in [start, end)."""
+        first, last = int(start / _BIN), int(end / _BIN)
         if last <= first:
             return
         total, refused = self._bins.sums(first, last)
