@@ -302,7 +302,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._latency = 0.0
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
-        self._window = _Window()
+        self._window = _Window(quick_steps=True)
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
@@ -967,9 +967,10 @@ class _Window:
     or below it were answered (a rate throttle refuses requests whatever the number in
     flight, so answers above the limit keep it off). While active, after enough answers
     without a 429 it allows one more, then two, four... more (a raised cap is found
-    quickly); a 429 at ``n`` in flight within the limit puts it at ``n - 1`` (the probe
-    failed, or the cap moved down); one with nothing else in flight means it was never a
-    concurrency cap.
+    quickly: after a step that held, the next comes once the slots it added have carried
+    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
+    (the probe failed, or the cap moved down); one with nothing else in flight means it
+    was never a concurrency cap.
     """
 
     FIELDS = (
@@ -983,7 +984,10 @@ class _Window:
         "_held",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, quick_steps: bool = False) -> None:
+        # quick_steps: step up again soon after a step that held. Off where answers are
+        # reported in batches, late (a coordinator's): a step would look held too early.
+        self.quick_steps = quick_steps
         self.limit = 0
         self.active = False
         self._over_ok = 0
@@ -1010,7 +1014,13 @@ class _Window:
                 self._under_ok += 1
             return
         self._since += 1
-        if self._since >= _WINDOW_PROBE_ANSWERS:
+        # After a probe that held, the next needs only the answers that show the slots it
+        # added carry requests (a failed probe costs the 429s, not one that held): a
+        # raised cap is found in a few answer times, not 50 answers per step.
+        wait = _WINDOW_PROBE_ANSWERS
+        if self.quick_steps and self._step > 1:
+            wait = _WINDOW_ANSWERS * (self._step // 2)
+        if self._since >= wait:
             self._held = self.limit
             self.limit += self._step
             self._step *= 2
