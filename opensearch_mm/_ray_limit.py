@@ -570,10 +570,6 @@ class RateCoordinator:
             now = self._clock()
             self._hear(client, load, now)
             self._apply(client, observations)
-            hold = getattr(self.limiter, "hold_in_flight", None)
-            if hold is not None:
-                # (a learned cap holds the sends: the limiter must not pace below it)
-                hold(self.max_in_flight, self._latency)
             self._seen[client] = now
             for key in [k for k, t in self._seen.items() if t < now - 10.0]:
                 del self._seen[key]

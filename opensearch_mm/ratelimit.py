@@ -304,7 +304,6 @@ class AdaptiveRateLimiter(RateLimiter):
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = _Window(quick_steps=True)
         self._others = 0  # requests in flight in the other processes sharing the state
-        self._held_cap = 0.0  # requests/s a cap in flight learned elsewhere lets through
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
         self._bins: _Bins | SharedState = self._shared or _Bins()
@@ -326,17 +325,6 @@ class AdaptiveRateLimiter(RateLimiter):
     def max_in_flight(self) -> int | None:
         """The concurrency cap learned from 429s (``None``: throttling is not by concurrency)."""
         return self._window.limit if self._window.active else None
-
-    def hold_in_flight(self, limit: int | None, answer_time: float) -> None:
-        """A cap of ``limit`` requests in flight, learned elsewhere (a coordinator's),
-        holds the sends back: pace at least twice what it lets through (``limit`` over
-        ``answer_time`` seconds), as under a cap this limiter learned itself. ``None``:
-        no such cap."""
-        with self._lock:
-            if limit is None or not answer_time > 0:
-                self._held_cap = 0.0
-            else:
-                self._held_cap = limit / answer_time
 
     @property
     def shared(self) -> bool:
@@ -511,7 +499,7 @@ class AdaptiveRateLimiter(RateLimiter):
             )
             rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
             good = self._goodput(now)
-            if good > 0 and not self._window.active and not self._held_cap:
+            if good > 0 and not self._window.active:
                 # Never send more than twice what the account has been accepting: a 429
                 # takes a moment to come, and an overshoot of more costs a burst of them.
                 # (Under a concurrency cap the cap holds the sends; pacing must not.)
@@ -522,8 +510,6 @@ class AdaptiveRateLimiter(RateLimiter):
             # twice what the cap lets through (so were the cap to go, a 429 would read the
             # limit from what was accepted, as for any overshoot).
             rate = max(rate, _MAX_LEAD * self._window.limit / self._latency)
-        if self._held_cap:
-            rate = max(rate, _MAX_LEAD * self._held_cap)  # (the same, for a cap learned elsewhere)
         self._rate = min(self._max, max(self._min, rate))
 
     def _interval(self) -> float:

@@ -249,23 +249,6 @@ def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     assert limiter.confirm(limiter.acquire())
 
 
-def test_a_cap_in_flight_learned_elsewhere_keeps_the_pace_above_it() -> None:
-    # A coordinator learns a cap of 12 in flight at 80 ms answers (150/s); the 429s it saw
-    # while learning made its limiter read a ceiling of 100/s. The cap holds the sends
-    # back now, not the pace.
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    limiter.slow_start = False
-    limiter._ceiling = limiter._floor = limiter._rate = 100.0
-    limiter.hold_in_flight(12, 0.08)
-    sent(limiter)
-    assert limiter.rate >= 2 * 150.0
-    limiter.hold_in_flight(None, 0.08)  # the cap is gone: the ceiling paces again
-    clock.now += 1.0
-    sent(limiter)
-    assert limiter.rate <= 100.0
-
-
 def test_a_rate_throttle_is_not_taken_for_a_concurrency_cap() -> None:
     """Refusals at every number in flight: no concurrency cap is learned."""
     clock = FakeClock()
