@@ -72,6 +72,7 @@ _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket
 # refilling by one second's worth per second, after a few)
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
+_SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
 _WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
@@ -214,6 +215,7 @@ _SHARED_FIELDS = (
     "_cut_sent",
     "_shut_sent",
     "_open_sent",
+    "_open_cuts",
     "_settled",
     "_pause",
     "_return_requests",
@@ -291,6 +293,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
+        self._open_cuts = 0  # cuts counted then
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
@@ -299,7 +302,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._latency = 0.0
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
-        self._window = _Window()
+        self._window = _Window(quick_steps=True)
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
@@ -441,20 +444,37 @@ class AdaptiveRateLimiter(RateLimiter):
         The throttle refused everything sent for ``closed`` seconds before it: a window
         at least that long was full. What the account accepted over that time plus as
         long again before it (at least a second) is what it lets through in a cycle of
-        filling and waiting, whatever the window's length: the ceiling is no higher.
+        filling and waiting, whatever the window's length: the ceiling is no higher. So is
+        what it accepted since it last opened, when it was shut for half that time.
         """
         last_open, self._open_sent = self._open_sent, sent
+        one_cycle, self._open_cuts = self.cuts - self._open_cuts == 1, self.cuts
         # (Known shut from the cut's refused send to the last refused send: the pause
         # after that one is the sender's idling, not the throttle's.)
         closed = self._shut_sent - self._cut_sent
         shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
         if self._cut_sent <= 0 or closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
+        cycle = sent - last_open
+        if (
+            one_cycle
+            and last_open > 0
+            and cycle >= max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+            and closed >= _SHUT_SHARE * cycle
+        ):
+            # Shut for half the time or more since it last opened, one cut between: a
+            # long window lets the sender through in bursts, and what passed over the
+            # whole cycle of filling and waiting is its rate.
+            self._lower_ceiling(last_open, sent)
         before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed)
         start = self._cut_sent - before
         if start < max(self._started, last_open):
             return  # not a cycle of steady sending: too little history, or another hold
-        first, last = int(start / _BIN), int(self._shut_sent / _BIN) + 1
+        self._lower_ceiling(start, self._shut_sent + _BIN)
+
+    def _lower_ceiling(self, start: float, end: float) -> None:
+        """Lower the ceiling to what the account accepted of the sends in [start, end)."""
+        first, last = int(start / _BIN), int(end / _BIN)
         if last <= first:
             return
         total, refused = self._bins.sums(first, last)
@@ -553,7 +573,13 @@ class AdaptiveRateLimiter(RateLimiter):
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
-            ceiling = sent_at  # refused just above what it accepts: the limit is about here
+            # Refused just above what it accepts: the limit is about here. When the last
+            # second held ten sends or more, what it let through is the limit itself (a
+            # window's count, a bucket's refill and burst); at lower rates the measure
+            # spans several seconds of the cycle, below the limit, and the sent rate is read.
+            ceiling = sent_at
+            if _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
+                ceiling = min(sent_at, good)
         elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
             # A probe went well past the ceiling before the 429 came (a window refuses only
             # once it is full): the limit is between the two. A fixed window straddled by
@@ -941,9 +967,10 @@ class _Window:
     or below it were answered (a rate throttle refuses requests whatever the number in
     flight, so answers above the limit keep it off). While active, after enough answers
     without a 429 it allows one more, then two, four... more (a raised cap is found
-    quickly); a 429 at ``n`` in flight within the limit puts it at ``n - 1`` (the probe
-    failed, or the cap moved down); one with nothing else in flight means it was never a
-    concurrency cap.
+    quickly: after a step that held, the next comes once the slots it added have carried
+    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
+    (the probe failed, or the cap moved down); one with nothing else in flight means it
+    was never a concurrency cap.
     """
 
     FIELDS = (
@@ -957,7 +984,10 @@ class _Window:
         "_held",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, quick_steps: bool = False) -> None:
+        # quick_steps: step up again soon after a step that held. Off where answers are
+        # reported in batches, late (a coordinator's): a step would look held too early.
+        self.quick_steps = quick_steps
         self.limit = 0
         self.active = False
         self._over_ok = 0
@@ -984,7 +1014,13 @@ class _Window:
                 self._under_ok += 1
             return
         self._since += 1
-        if self._since >= _WINDOW_PROBE_ANSWERS:
+        # After a probe that held, the next needs only the answers that show the slots it
+        # added carry requests (a failed probe costs the 429s, not one that held): a
+        # raised cap is found in a few answer times, not 50 answers per step.
+        wait = _WINDOW_PROBE_ANSWERS
+        if self.quick_steps and self._step > 1:
+            wait = _WINDOW_ANSWERS * (self._step // 2)
+        if self._since >= wait:
             self._held = self.limit
             self.limit += self._step
             self._step *= 2

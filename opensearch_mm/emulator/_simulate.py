@@ -53,7 +53,7 @@ class Scenario:
     """One run: a throttle model, its cap, the service latency and the clients."""
 
     throttle: str
-    """``bucket``, ``fixed``, ``sliding`` or ``concurrency`` (see ``make_throttle``)."""
+    """``bucket``, ``fixed``, ``sliding``, ``sliced`` or ``concurrency`` (see ``make_throttle``)."""
     qps: float = 10.0
     """The rate cap (requests/s for the whole account); unused by ``concurrency``."""
     latency: float = 0.04
@@ -553,6 +553,10 @@ def held_out() -> list[Scenario]:
         Scenario("bucket", qps=10, overload=1.5, seconds=60, label="bucket 10/s, 503 over 15/s"),
         Scenario("bucket", qps=30, overload=1.5, seconds=60, label="bucket 30/s, 503 over 45/s"),
         Scenario("sliding", qps=20, window=5.0, seconds=90, label="sliding 100 per 5 s"),
+        Scenario("sliced", qps=1, seconds=90, label="sliced 1/s (two 500 ms slices)"),
+        Scenario("sliced", qps=10, seconds=60, label="sliced 10/s (two 500 ms slices)"),
+        Scenario("sliced", qps=30, seconds=60, label="sliced 30/s (two 500 ms slices)"),
+        Scenario("sliced", qps=10, window=2.0, seconds=60, label="sliced 20 per 2 s"),
         Scenario(
             "sliding",
             qps=20,
@@ -579,4 +583,21 @@ def held_out() -> list[Scenario]:
         Scenario("fixed", qps=5, clients=2, seconds=60),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5, shared=True),
+        Scenario(
+            "bucket",
+            qps=30,
+            clients=3,
+            seconds=60,
+            stagger=3.0,
+            label="bucket 30/s x3 joining 3 s apart",
+        ),
+        Scenario(
+            "bucket",
+            qps=30,
+            clients=3,
+            seconds=60,
+            stagger=3.0,
+            shared=True,
+            label="bucket 30/s x3 joining 3 s apart, shared",
+        ),
     ]

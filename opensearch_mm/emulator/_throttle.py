@@ -8,6 +8,8 @@ any monotonic origin), so one implementation serves both.
 * :class:`TokenBucket` -- ``rate`` tokens per second, at most ``capacity`` saved up;
 * :class:`FixedWindow` -- at most ``limit`` requests per window aligned on the clock;
 * :class:`SlidingWindow` -- at most ``limit`` requests in any ``window`` seconds;
+* :class:`SlicedWindow` -- a sliding window counted in clock-aligned slices (the way
+  counters such as Alibaba's Sentinel keep a second: two slices of 500 ms);
 * :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
 * :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
 
@@ -31,13 +33,14 @@ __all__ = [
     "ConcurrencyCap",
     "FixedWindow",
     "Latency",
+    "SlicedWindow",
     "SlidingWindow",
     "Throttle",
     "TokenBucket",
     "make_throttle",
 ]
 
-THROTTLE_KINDS: tuple[str, ...] = ("bucket", "fixed", "sliding", "concurrency")
+THROTTLE_KINDS: tuple[str, ...] = ("bucket", "fixed", "sliding", "sliced", "concurrency")
 
 
 class Throttle(ABC):
@@ -189,6 +192,53 @@ class SlidingWindow(Throttle):
         return self.limit / self.window
 
 
+class SlicedWindow(Throttle):
+    """At most ``limit`` requests in the current ``window``, counted in ``slices`` clock-aligned
+    slices: the slice ``now`` is in and the ones before it that started less than ``window``
+    ago (so the count covers between ``window - window/slices`` and ``window`` seconds)."""
+
+    def __init__(
+        self, limit: float, window: float = 1.0, *, slices: int = 2, phase: float = 0.0
+    ) -> None:
+        super().__init__()
+        if not limit > 0 or not window > 0 or slices < 1:
+            raise ValueError("limit and window must be > 0, slices >= 1")
+        self.limit = max(1, round(limit))
+        self.window = float(window)
+        self.slice = self.window / slices
+        self.phase = float(phase)
+        self._counts: deque[tuple[int, int]] = deque()  # (slice index, requests let through)
+
+    def _index(self, now: float) -> int:
+        return math.floor((now - self.phase) / self.slice)
+
+    def _expire(self, index: int) -> int:
+        counts = self._counts
+        oldest = index - round(self.window / self.slice) + 1
+        while counts and counts[0][0] < oldest:
+            counts.popleft()
+        return sum(n for _, n in counts)
+
+    def _admit(self, now: float) -> bool:
+        index = self._index(now)
+        if self._expire(index) >= self.limit:
+            return False
+        counts = self._counts
+        if counts and counts[-1][0] == index:
+            counts[-1] = (index, counts[-1][1] + 1)
+        else:
+            counts.append((index, 1))
+        return True
+
+    def _retry_after(self, now: float) -> float:
+        # The oldest slice leaves the count when the slice after the current one starts.
+        return self.phase + (self._index(now) + 1) * self.slice - now
+
+    @property
+    def ceiling(self) -> float:
+        return self.limit / self.window
+
+
 class ConcurrencyCap(Throttle):
     """At most ``limit`` requests in flight; one more gets a 429 whatever the rate."""
 
@@ -274,9 +324,12 @@ def make_throttle(
     elif qps is not None:
         if kind == "bucket":
             parts.append(TokenBucket(qps, burst, penalty=penalty, now=now))
-        elif kind == "fixed":
+        elif kind in ("fixed", "sliced"):
             start = random.random() * window if phase is None else phase
-            parts.append(FixedWindow(qps * window, window, phase=start))
+            if kind == "fixed":
+                parts.append(FixedWindow(qps * window, window, phase=start))
+            else:
+                parts.append(SlicedWindow(qps * window, window, phase=start))
         else:
             parts.append(SlidingWindow(qps * window, window))
     if not parts:

@@ -168,8 +168,9 @@ def test_throughput_benchmark_functions_run() -> None:
 
 
 def test_emulator_window_models_refuse_past_the_limit() -> None:
-    # 5 requests per 50 s (sliding) and per 100 s (fixed, on the clock): the 6th is refused.
-    for kind, window in (("sliding", 50.0), ("fixed", 100.0)):
+    # 5 requests per 50 s (sliding) and per 100 s (fixed, on the clock; sliced, in two
+    # halves of 50 s that both count): the 6th is refused.
+    for kind, window in (("sliding", 50.0), ("fixed", 100.0), ("sliced", 100.0)):
         with (
             Emulator(KEY, qps=5 / window, throttle=kind, window=window) as emu,
             client_for(emu, qps=None, max_retries=0) as client,

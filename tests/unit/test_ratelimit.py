@@ -159,6 +159,25 @@ def test_a_429_just_above_what_is_accepted_sets_the_ceiling_there() -> None:
     assert limiter.rate == pytest.approx(0.95 * limiter.ceiling)  # a small cut, not a halving
 
 
+def test_a_429_after_a_second_of_sends_reads_the_limit_from_what_was_let_through() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter.slow_start = False
+    limiter._ceiling = limiter._floor = limiter._rate = 24.0
+    for _ in range(48):  # 24 QPS accepted for two seconds ...
+        ticket = sent(limiter)
+        clock.now += 1 / 24
+        limiter.observe(None, ticket)
+    # ... then 22 a second for two seconds (what a window of 22 lets through), then a 429.
+    for _ in range(44):
+        ticket = sent(limiter)
+        limiter.observe(None, ticket)
+        clock.now += 1 / 22
+    limiter.observe(THROTTLED, sent(limiter))
+    # The ceiling is what the last second let through, not the rate that was refused.
+    assert limiter.ceiling is not None and 21.0 <= limiter.ceiling <= 22.5
+
+
 def test_a_503_overloaded_is_refused_not_accepted() -> None:
     # A 503 is the service saying it is overloaded: it must neither count as an accepted
     # send (which would raise the measured ceiling) nor be ignored; other 5xx are neither.

@@ -8,6 +8,7 @@ from opensearch_mm.emulator._throttle import (
     AllOf,
     ConcurrencyCap,
     FixedWindow,
+    SlicedWindow,
     SlidingWindow,
     TokenBucket,
     make_throttle,
@@ -51,6 +52,16 @@ def test_sliding_window_counts_any_span() -> None:
     assert admitted(window, [0.0, 0.4, 0.8, 0.9]) == [True, True, True, False]
     assert window.retry_after(0.9) == pytest.approx(0.1)
     assert admitted(window, [1.0, 1.05, 1.3, 1.41]) == [True, False, False, True]
+
+
+def test_sliced_window_counts_the_current_and_previous_slice() -> None:
+    window = SlicedWindow(4, 1.0, slices=2, phase=0.0)  # slices [0, 0.5), [0.5, 1), ...
+    assert admitted(window, [0.1, 0.2, 0.6, 0.7, 0.9]) == [True, True, True, True, False]
+    assert window.retry_after(0.9) == pytest.approx(0.1)
+    # At 1.0 the slice [0, 0.5) leaves the count: two places free until 1.5.
+    assert admitted(window, [1.0, 1.1, 1.2]) == [True, True, False]
+    # At 1.5 [0.5, 1) leaves: only [1, 1.5) counts, with its two.
+    assert admitted(window, [1.5, 1.5, 1.5]) == [True, True, False]
 
 
 def test_concurrency_cap_ignores_the_rate() -> None:
