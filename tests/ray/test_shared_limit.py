@@ -379,8 +379,10 @@ def test_once_the_cap_in_flight_is_learned_the_actors_hold_the_ceiling(scenario:
     assert result.ratio >= 0.88, format_table([result])
     assert result.throttled_share <= 0.05, format_table([result])
     assert result.gave_up == 0
+    # the cap learned (one above while a probe is out, one below after a race, until the
+    # next probe)
     cap = scenario.max_in_flight
-    assert cap is not None and made[0].max_in_flight in (cap, cap + 1), made[0].status()
+    assert cap is not None and made[0].max_in_flight in (cap - 1, cap, cap + 1), made[0].status()
 
 
 RATE_AND_CAP = [  # (a rate limit and, above what it needs, a cap in flight: not the
