@@ -240,7 +240,8 @@ def shared_limit(
     if throttle == "concurrency":
         print(
             f"   cap on requests in flight learned: {status.get('max_in_flight')} "
-            f"(permits {sorted(status.get('permits', {}).values())})"
+            f"(permits {sorted(status.get('permits', {}).values())}); the limiter's rate "
+            f"{status.get('rate') or 0:.0f}/s"
         )
 
 
