@@ -517,29 +517,30 @@ def test_a_held_cap_explains_few_429s_and_more_are_the_rates() -> None:
     load = Load(3, 3)
     refused = describe_error(RateLimitError("busy", status_code=429, code="Throttling"))
     # Three requests always in flight (the cap holds), and beside them, every 50 ms, a
-    # fourth refused: as many 429s as answers, far more than the cap's probes cost (one
-    # per 50 answers). Counted with the answers in flight, each looks like a race.
-    explained = []
+    # fourth refused: far more 429s than the cap's probes cost (one per 50 answers).
+    # Counted with the three in flight, each looks like a race past the cap.
+    refusals = 0
     for _ in range(200):
         if coordinator.max_in_flight is None:
             break
         slots = coordinator.lease("a", [], 4, load).slots
         t = clock.now
         obs = [
-            Observation(coordinator.incarnation, slot.slot, True, None, 3, t - 0.01, t + 0.04)
-            for slot in slots[:1]
+            Observation(coordinator.incarnation, slot.slot, True, None, k + 1, t - 0.01, t + 0.04)
+            for k, slot in enumerate(slots[:3])
         ]
         obs += [
             Observation(coordinator.incarnation, slot.slot, True, refused, 3, t, t + 0.002)
-            for slot in slots[1:2]
+            for slot in slots[3:4]
         ]
+        refusals += len(slots[3:4])
         clock.now += 0.05
         coordinator.observe("a", obs, load)
-        explained.append(coordinator.status()["explained"])
-    # learned again (the limiter heard of it), after a few were taken for races
+    # learned again (the limiter heard of it), after some were taken for races (when every
+    # such 429 was a race, the cap stepped down to 1 and the limiter's rate ran to 5200/s)
     assert coordinator.max_in_flight is None, coordinator.status()
     assert limiter.cuts > cuts
-    assert 10 <= len(explained) <= 100, explained
+    assert 10 <= refusals <= 60, refusals
 
 
 def test_under_a_learned_cap_a_lease_holds_what_the_permits_can_send() -> None:
