@@ -241,7 +241,8 @@ def shared_limit(
         print(
             f"   cap on requests in flight learned: {status.get('max_in_flight')} "
             f"(permits {sorted(status.get('permits', {}).values())}); the limiter's rate "
-            f"{status.get('rate') or 0:.0f}/s"
+            f"{status.get('rate') or 0:.0f}/s; learned again {status.get('relearned')} times, "
+            f"{status.get('explained')} of {status.get('throttles')} 429s explained by it"
         )
 
 

@@ -281,6 +281,7 @@ class RateCoordinator:
         self.unused = 0
         self.throttles = 0
         self.explained = 0  # 429s the cap on requests in flight explains
+        self.relearned = 0  # times a learned cap in flight was dropped to be learned again
 
     @property
     def generation(self) -> int:
@@ -477,6 +478,7 @@ class RateCoordinator:
         """A 429 the cap does not explain: it is learned again, and the limiter hears of
         the 429 (late, if it was held back as explained)."""
         self.explained -= 1
+        self.relearned += 1
         self._window = _Window()
         self._misses.clear()
         self._overs.clear()
@@ -677,6 +679,7 @@ class RateCoordinator:
                 "unused": self.unused,
                 "throttles": self.throttles,
                 "explained": self.explained,
+                "relearned": self.relearned,
                 "generation": self.generation,
                 "outstanding": len(self._leased),
                 "incarnation": self.incarnation,

@@ -201,7 +201,8 @@ class AccountRateLimit:
         (leases and flushes; ``watches``: open calls that wait for a rate cut),
         slots ``booked``, requests ``sent`` in them (answered), slots handed back
         ``unused``, ``throttles`` (of which ``explained`` by a cap on requests in
-        flight), the cap learned (``max_in_flight``, ``None`` if none) and the
+        flight), the cap learned (``max_in_flight``, ``None`` if none), the times a
+        learned cap was dropped to be learned again (``relearned``) and the
         ``permits`` each process holds under it."""
         ray = _require_ray()
         status: dict[str, Any] = ray.get(self._actor.status.remote())
