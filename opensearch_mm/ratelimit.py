@@ -281,6 +281,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self._epoch = 0
         self.slow_start = True
         self.cuts = 0
+        # Read a ceiling from the count of the last second's sends (see _on_throttle).
+        # Off where the booked slots are leases handed out ahead, some handed back (a
+        # coordinator's): their count is not what the account let through.
+        self.read_counts = True
         # The remembered ceiling, the rate the last cut went to, and the progress since.
         self._ceiling = 0.0
         self._floor = 0.0
@@ -578,7 +582,7 @@ class AdaptiveRateLimiter(RateLimiter):
             # window's count, a bucket's refill and burst); at lower rates the measure
             # spans several seconds of the cycle, below the limit, and the sent rate is read.
             ceiling = sent_at
-            if _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
+            if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
                 ceiling = min(sent_at, good)
         elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
             # A probe went well past the ceiling before the 429 came (a window refuses only
