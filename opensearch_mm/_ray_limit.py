@@ -38,7 +38,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import errors
 from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError
-from .ratelimit import RateLimiter, Ticket, _Window, make_rate_limiter
+from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, _Window, make_rate_limiter
 
 __all__ = [
     "CoordinatorLink",
@@ -233,6 +233,8 @@ class RateCoordinator:
             if qps is None:
                 raise ValueError("an unlimited rate (qps=None) needs no coordinator")
             limiter = make_rate_limiter(qps)
+        if isinstance(limiter, AdaptiveRateLimiter):
+            limiter.read_counts = False  # its slots are leases, not sends
         if not horizon > 0:
             raise ValueError("horizon must be > 0")
         if max_block < 1:

@@ -73,7 +73,8 @@ _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
-_WINDOW_EVIDENCE = 3  # 429s above an in-flight count before it is read as a cap ...
+_WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) before a cap ...
+_LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
@@ -281,6 +282,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self._epoch = 0
         self.slow_start = True
         self.cuts = 0
+        # Read a ceiling from the count of the last second's sends (see _on_throttle).
+        # Off where the booked slots are leases handed out ahead, some handed back (a
+        # coordinator's): their count is not what the account let through.
+        self.read_counts = True
         # The remembered ceiling, the rate the last cut went to, and the progress since.
         self._ceiling = 0.0
         self._floor = 0.0
@@ -302,7 +307,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._latency = 0.0
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
-        self._window = _Window(quick_steps=True)
+        self._window = _Window(prompt=True)
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
@@ -578,7 +583,7 @@ class AdaptiveRateLimiter(RateLimiter):
             # window's count, a bucket's refill and burst); at lower rates the measure
             # spans several seconds of the cycle, below the limit, and the sent rate is read.
             ceiling = sent_at
-            if _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
+            if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
                 ceiling = min(sent_at, good)
         elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
             # A probe went well past the ceiling before the 429 came (a window refuses only
@@ -984,10 +989,12 @@ class _Window:
         "_held",
     )
 
-    def __init__(self, *, quick_steps: bool = False) -> None:
-        # quick_steps: step up again soon after a step that held. Off where answers are
-        # reported in batches, late (a coordinator's): a step would look held too early.
-        self.quick_steps = quick_steps
+    def __init__(self, *, prompt: bool = False) -> None:
+        # prompt: answers are heard as they come (this process's own). Where they are
+        # reported late and in batches (a coordinator's), counts blur and a step would
+        # look held too early: more evidence, and no quick steps up.
+        self.prompt = prompt
+        self._evidence = _WINDOW_EVIDENCE if prompt else _LATE_EVIDENCE
         self.limit = 0
         self.active = False
         self._over_ok = 0
@@ -1018,7 +1025,7 @@ class _Window:
         # added carry requests (a failed probe costs the 429s, not one that held): a
         # raised cap is found in a few answer times, not 50 answers per step.
         wait = _WINDOW_PROBE_ANSWERS
-        if self.quick_steps and self._step > 1:
+        if self.prompt and self._step > 1:
             wait = _WINDOW_ANSWERS * (self._step // 2)
         if self._since >= wait:
             self._held = self.limit
@@ -1049,7 +1056,7 @@ class _Window:
             self._over_bad += 1
         if (
             self.limit >= 2  # one in flight at a time: no different from a rate cap
-            and self._over_bad >= _WINDOW_EVIDENCE
+            and self._over_bad >= self._evidence
             and self._over_ok <= _WINDOW_ODDS * self._over_bad
             and self._under_ok >= _WINDOW_ANSWERS * self.limit
         ):

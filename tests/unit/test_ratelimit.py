@@ -11,6 +11,7 @@ import random
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,22 @@ def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     assert not limiter.confirm(held) and held.wait > 0  # a fourth waits for a free slot
     limiter.observe(None, in_flight[0])
     assert limiter.confirm(limiter.acquire())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_cap_in_flight_is_learned_within_seconds(seed: int) -> None:
+    # 6 in flight at 200 ms: the pace read from the first 429s keeps most sends under the
+    # cap, so 429s above it are rare; two of them (none answered above 6) are enough
+    # (three took 7-10 s).
+    made: list[AdaptiveRateLimiter] = []
+
+    def limiter(clock: Callable[[], float]) -> AdaptiveRateLimiter:
+        made.append(AdaptiveRateLimiter(clock=clock))
+        return made[-1]
+
+    scenario = Scenario("concurrency", max_in_flight=6, latency=0.2, seconds=7, seed=seed)
+    simulate(scenario, limiter)
+    assert made[0].max_in_flight in (6, 7)
 
 
 def test_a_rate_throttle_is_not_taken_for_a_concurrency_cap() -> None:
