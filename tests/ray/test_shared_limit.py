@@ -357,7 +357,7 @@ CONCURRENCY = [  # (none of them the scenario the permits were tuned on)
     # At 380 requests/s the client's count of requests in flight runs ahead of the
     # service's by the answers on their way back (an answer every 2.6 ms, the network
     # 2 ms each way). Counted as the service saw them, the cap is told from a rate limit.
-    # Measured 0.94 (before: 0.81, the cap not learned; one process: 0.94).
+    # Measured 0.94 (before: 0.81, the cap not learned; one process, the same limiter: 0.79).
     Scenario(
         "concurrency",
         max_in_flight=28,
@@ -388,9 +388,9 @@ def test_once_the_cap_in_flight_is_learned_the_actors_hold_the_ceiling(scenario:
 RATE_AND_CAP = [  # (a rate limit and, above what it needs, a cap in flight: not the
     # scenario this was tuned on, 40/s with 3 in flight at 40 ms)
     # measured 4.5% throttled, 1.01 of the rate (before: 11.4%, the limiter's rate at
-    # 105/s while the cap explained the rate's 429s; one process: 1.2%)
+    # 105/s while the cap explained the rate's 429s; one process: 0.9%)
     Scenario("bucket", qps=60, clients=2, seconds=45, max_in_flight=5, latency=0.05, seed=21),
-    # measured 4.5%, 0.94 (before: 6.7%; one process: 2.8%, 0.94)
+    # measured 4.5%, 0.94 (before: 6.7%; one process: 1.5%, 0.82)
     Scenario(
         "bucket", qps=40, clients=2, seconds=45, max_in_flight=3, latency=0.04, sigma=0.5, seed=24
     ),
