@@ -81,7 +81,7 @@ _LEAD_SHARE = 0.5  # an answer seen within half a 429's round trip after a send 
 # gateway's turn, so half of it is at most the two hops unless the gateway takes longer
 _REFUSAL_SAMPLES = 32  # ... the shortest of the last 32 round trips: the network's, unqueued
 _EXPLAIN_ANSWERS = 50  # a cap that holds explains one 429 per 50 answers: what its probes
-# cost (one more in flight is tried after 50 answers, as in the client's own limiter) ...
+# cost (the coordinator's cap tries one more in flight after 50 answers at it) ...
 _EXPLAIN_BURST = 20  # ... saved up to 20: the races of a cap one too high, until it is
 # lowered, spend them; a rate limit refusing a few percent of the sends runs them out in
 # seconds (then the cap is learned again, and the limiter hears of the 429)
