@@ -73,6 +73,8 @@ _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
+_HELD_CUT = 0.25  # after a hold, a second's read below a quarter of the rate is checked ...
+_HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds)
 _WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) before a cap ...
 _LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
@@ -219,6 +221,7 @@ _SHARED_FIELDS = (
     "_open_cuts",
     "_settled",
     "_pause",
+    "_held_at",
     "_return_requests",
     "_started",
 )
@@ -295,6 +298,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._ok_since_cut = 0
         self._cut_epoch = 0  # the epoch the last cut started (holds start more, not cuts)
         self._pause = 0.0  # the last hold of every send (0: none since an accepted one)
+        self._held_at = -math.inf  # when the last hold ended
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
@@ -571,6 +575,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._shut_sent = max(self._shut_sent, ticket.sent)
             self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
             self._next = max(self._next, now + self._pause)
+            self._held_at = self._next
             self._epoch += 1  # slots booked before the pause book again after it
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
@@ -594,7 +599,17 @@ class AdaptiveRateLimiter(RateLimiter):
             self._return_requests = _FAST_RETURN_REQUESTS
             # Far above the limit (the ramp overshot, or the quota was cut): while a sender
             # is refused, what the account accepts is its limit, whatever the throttle's
-            # shape. If none of the measured sends was refused, it is only a floor.
+            # shape. If none of the measured sends was refused, it is only a floor. If the
+            # sender held its sends in the measured span, that span is no measure (a window
+            # of seconds lets the sender through in bursts, and one second of it can hold
+            # almost nothing): a read below a quarter of the refused rate is checked against
+            # what was accepted over several seconds.
+            span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+            end = now - _LAG_REFUSALS * self._refusal_time
+            if refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span:
+                first, last = int(max(end - _HELD_SPAN, self._started) / _BIN), int(end / _BIN)
+                total, no = self._bins.sums(first, last)
+                good = max(good, max(0, total - no) / max(span, (last - first) * _BIN))
             if refused and good > 0:
                 ceiling = min(good, _TRUST_RATE * sent_at)
             else:

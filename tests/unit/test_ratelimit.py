@@ -179,6 +179,34 @@ def test_a_429_after_a_second_of_sends_reads_the_limit_from_what_was_let_through
     assert limiter.ceiling is not None and 21.0 <= limiter.ceiling <= 22.5
 
 
+def test_a_429_right_after_a_hold_does_not_read_the_held_second_as_the_limit() -> None:
+    # A window of 40 per 2 s: two seconds at 20/s pass, then it is full for a second (the
+    # limiter holds its sends), two pass when it opens and the next is refused. The last
+    # second carried two answers because the sender was holding, not because the account
+    # lets two a second through (read so, the rate fell to 2/s and took minutes back).
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    limiter.slow_start = False
+    limiter._ceiling = limiter._floor = limiter._rate = 20.0
+    for _ in range(40):
+        ticket = sent(limiter)
+        clock.now += 0.05
+        limiter.observe(None, ticket)
+    for _ in range(6):
+        ticket = sent(limiter)
+        clock.now += 0.005
+        limiter.observe(THROTTLED, ticket)
+        clock.now += 0.15
+    assert limiter.cuts == 1  # one cut, then holds
+    for _ in range(2):
+        ticket = sent(limiter)
+        clock.now += 0.05
+        limiter.observe(None, ticket)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.cuts == 2
+    assert limiter.ceiling is not None and limiter.ceiling >= 0.4 * 20.0
+
+
 def test_a_503_overloaded_is_refused_not_accepted() -> None:
     # A 503 is the service saying it is overloaded: it must neither count as an accepted
     # send (which would raise the measured ceiling) nor be ignored; other 5xx are neither.
