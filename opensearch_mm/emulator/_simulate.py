@@ -583,21 +583,15 @@ def held_out() -> list[Scenario]:
         Scenario("fixed", qps=5, clients=2, seconds=60),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5, shared=True),
+    ] + [
         Scenario(
             "bucket",
             qps=30,
             clients=3,
             seconds=60,
             stagger=3.0,
-            label="bucket 30/s x3 joining 3 s apart",
-        ),
-        Scenario(
-            "bucket",
-            qps=30,
-            clients=3,
-            seconds=60,
-            stagger=3.0,
-            shared=True,
-            label="bucket 30/s x3 joining 3 s apart, shared",
-        ),
+            shared=shared,
+            label="bucket 30/s x3 joining 3 s apart" + (", shared" if shared else ""),
+        )
+        for shared in (False, True)
     ]

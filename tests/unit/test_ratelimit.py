@@ -120,6 +120,24 @@ def sent(limiter: AdaptiveRateLimiter) -> Ticket:
     raise AssertionError("never confirmed")
 
 
+def holding(rate: float) -> AdaptiveRateLimiter:
+    """An adaptive limiter past its slow start, holding ``rate`` as its ceiling."""
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    limiter.slow_start = False
+    limiter._ceiling = limiter._floor = limiter._rate = rate
+    return limiter
+
+
+def accepted(limiter: AdaptiveRateLimiter, count: int, interval: float) -> None:
+    """``count`` requests sent ``interval`` apart, each answered before the next."""
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    for _ in range(count):
+        ticket = sent(limiter)
+        clock.now += interval
+        limiter.observe(None, ticket)
+
+
 def test_adaptive_cut_rebooks_slots_and_counts_one_signal() -> None:
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(clock=clock)
@@ -146,34 +164,18 @@ def test_adaptive_cut_rebooks_slots_and_counts_one_signal() -> None:
 
 
 def test_a_429_just_above_what_is_accepted_sets_the_ceiling_there() -> None:
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    # 12 QPS accepted for three seconds (the limiter holds the rate: no slow start left).
-    limiter.slow_start = False
-    limiter._ceiling = limiter._floor = limiter._rate = 12.0
-    for _ in range(36):
-        ticket = sent(limiter)
-        clock.now += 1 / 12
-        limiter.observe(None, ticket)
+    limiter = holding(12.0)
+    accepted(limiter, 36, 1 / 12)  # 12 QPS accepted for three seconds
     limiter.observe(THROTTLED, sent(limiter))
     assert limiter.ceiling == pytest.approx(12.0, rel=0.05)
     assert limiter.rate == pytest.approx(0.95 * limiter.ceiling)  # a small cut, not a halving
 
 
 def test_a_429_after_a_second_of_sends_reads_the_limit_from_what_was_let_through() -> None:
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    limiter.slow_start = False
-    limiter._ceiling = limiter._floor = limiter._rate = 24.0
-    for _ in range(48):  # 24 QPS accepted for two seconds ...
-        ticket = sent(limiter)
-        clock.now += 1 / 24
-        limiter.observe(None, ticket)
+    limiter = holding(24.0)
+    accepted(limiter, 48, 1 / 24)  # 24 QPS accepted for two seconds ...
     # ... then 22 a second for two seconds (what a window of 22 lets through), then a 429.
-    for _ in range(44):
-        ticket = sent(limiter)
-        limiter.observe(None, ticket)
-        clock.now += 1 / 22
+    accepted(limiter, 44, 1 / 22)
     limiter.observe(THROTTLED, sent(limiter))
     # The ceiling is what the last second let through, not the rate that was refused.
     assert limiter.ceiling is not None and 21.0 <= limiter.ceiling <= 22.5
@@ -184,24 +186,17 @@ def test_a_429_right_after_a_hold_does_not_read_the_held_second_as_the_limit() -
     # limiter holds its sends), two pass when it opens and the next is refused. The last
     # second carried two answers because the sender was holding, not because the account
     # lets two a second through (read so, the rate fell to 2/s and took minutes back).
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    limiter.slow_start = False
-    limiter._ceiling = limiter._floor = limiter._rate = 20.0
-    for _ in range(40):
-        ticket = sent(limiter)
-        clock.now += 0.05
-        limiter.observe(None, ticket)
+    limiter = holding(20.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    accepted(limiter, 40, 0.05)
     for _ in range(6):
         ticket = sent(limiter)
         clock.now += 0.005
         limiter.observe(THROTTLED, ticket)
         clock.now += 0.15
     assert limiter.cuts == 1  # one cut, then holds
-    for _ in range(2):
-        ticket = sent(limiter)
-        clock.now += 0.05
-        limiter.observe(None, ticket)
+    accepted(limiter, 2, 0.05)
     limiter.observe(THROTTLED, sent(limiter))
     assert limiter.cuts == 2
     assert limiter.ceiling is not None and limiter.ceiling >= 0.4 * 20.0
