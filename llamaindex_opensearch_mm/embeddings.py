@@ -7,12 +7,13 @@ and retries all happen in the core.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
 import pickle
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from io import BytesIO
 from typing import Any, Literal, TypeVar
 
@@ -549,6 +550,27 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
             return None
         return tqdm(total=total, desc=desc)
 
+    @contextlib.contextmanager
+    def _batch_events(
+        self, values: list[Any], *, show_progress: bool, desc: str, instrument: bool
+    ) -> Iterator[list[list[Embedding]]]:
+        """LlamaIndex's events and progress bar around one whole-batch call: the caller
+        appends the vectors to the yielded list; an error ends the events with it."""
+        chunks = self._chunks(values)
+        bar = self._progress(len(values), show_progress, desc)
+        ids = self._start_events(chunks, instrument)
+        out: list[list[Embedding]] = []
+        try:
+            try:
+                yield out
+            except BaseException as exc:
+                self._end_events(chunks, ids, None, exc, instrument, None)
+                raise
+            self._end_events(chunks, ids, out[0], None, instrument, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
     def _whole_batch(
         self,
         values: list[Any],
@@ -558,20 +580,11 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         desc: str,
         instrument: bool,
     ) -> list[Embedding]:
-        chunks = self._chunks(values)
-        bar = self._progress(len(values), show_progress, desc)
-        ids = self._start_events(chunks, instrument)
-        try:
-            try:
-                vectors = embed(values) if values else []
-            except BaseException as exc:
-                self._end_events(chunks, ids, None, exc, instrument, None)
-                raise
-            self._end_events(chunks, ids, vectors, None, instrument, bar)
-            return vectors
-        finally:
-            if bar is not None:
-                bar.close()
+        with self._batch_events(
+            values, show_progress=show_progress, desc=desc, instrument=instrument
+        ) as out:
+            out.append(embed(values) if values else [])
+        return out[0]
 
     async def _awhole_batch(
         self,
@@ -582,20 +595,11 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         desc: str,
         instrument: bool,
     ) -> list[Embedding]:
-        chunks = self._chunks(values)
-        bar = self._progress(len(values), show_progress, desc)
-        ids = self._start_events(chunks, instrument)
-        try:
-            try:
-                vectors = await embed(values) if values else []
-            except BaseException as exc:
-                self._end_events(chunks, ids, None, exc, instrument, None)
-                raise
-            self._end_events(chunks, ids, vectors, None, instrument, bar)
-            return vectors
-        finally:
-            if bar is not None:
-                bar.close()
+        with self._batch_events(
+            values, show_progress=show_progress, desc=desc, instrument=instrument
+        ) as out:
+            out.append(await embed(values) if values else [])
+        return out[0]
 
     def _uses_framework_batching(self) -> bool:
         # LlamaIndex's embeddings cache and rate limiter work per chunk: keep its loop then.
