@@ -37,8 +37,9 @@ from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import errors
+from ._in_flight import InFlightCap
 from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError
-from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, _Window, make_rate_limiter
+from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, make_rate_limiter
 
 __all__ = [
     "CoordinatorLink",
@@ -254,7 +255,7 @@ class RateCoordinator:
         # slot -> (its ticket on the limiter, None if leased past it; lease time; holder)
         self._leased: dict[int, tuple[Ticket | None, float, str]] = {}
         self._holders: dict[str, set[int]] = {}  # process id -> the slots it holds
-        self._window = _Window()  # the account's cap on requests in flight, once learned
+        self._window = InFlightCap()  # the account's cap on requests in flight, once learned
         # While it is being learned: every accepted request's send and answer times (sorted
         # apart: the number in flight at t is the sends up to t less the answers), and the
         # answers waiting to be read against them once all processes have reported.
@@ -434,7 +435,7 @@ class RateCoordinator:
         """Read the 429s that came at a cap that held, sent up to ``until``, against the
         exact number in flight: more than the cap, a race; one more than the cap, the cap
         is lower (it goes down); fewer, the cap moved down or the limit is on the rate
-        (see ``_Window.throttled``). One such 429 may be noise (a server slow to free a
+        (see ``InFlightCap.throttled``). One such 429 may be noise (a server slow to free a
         slot, a client slow to read an answer); ``_MISSES`` within ``_MISS_SECONDS`` are
         not: the cap is learned again, and the limiter hears of the 429. As many races
         in that time mean the cap is one too high (the permits add up to more than it)."""
@@ -481,7 +482,7 @@ class RateCoordinator:
         the 429 (late, if it was held back as explained)."""
         self.explained -= 1
         self.relearned += 1
-        self._window = _Window()
+        self._window = InFlightCap()
         self._misses.clear()
         self._overs.clear()
         self._learning.append((sent_at, True))
@@ -508,7 +509,7 @@ class RateCoordinator:
             # Exact counts make a cap in flight plain: above it, a send is refused, not
             # answered, nearly always. More answered than refused above it is a rate
             # limit met in bursts (a hold and its release): not a cap. Look afresh.
-            self._window = _Window()
+            self._window = InFlightCap()
         if self._window.active:
             self._learning.clear()  # learned: each answer is now read as it comes
         # Forget the requests answered before any send still to be read (each is in both

@@ -11,23 +11,24 @@ the answer it feeds back success or throttling with :meth:`RateLimiter.observe`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import math
-import mmap
-import os
-import stat
-import struct
-import tempfile
 import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
+from ._in_flight import InFlightCap
+from ._shared_state import (
+    _BIN,
+    _MAX_BINS,
+    _SHARED_FIELDS,
+    _STALE_SECONDS,
+    SharedState,
+    _open_shared,
+)
 from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
 
 DEFAULT_QPS = 10.0  # the documented default per account
 
+logger = logging.getLogger("opensearch_mm")
+
 # Why each constant of AdaptiveRateLimiter has its value (docs/performance.md: the design).
 _SLOW_START_GAIN = 2.0  # QPS added per slot booked in a queue: the rate e-folds every 0.5 s
 _BETA = 0.95  # cut to 0.95 of the ceiling: below a limit refused <=5 % above it, avg 0.99 back
@@ -59,8 +62,6 @@ _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per s
 _PROBE_GAIN = 1.25  # accepting <= 1.25x the old ceiling after a probe: not a raised quota
 _GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
 _GOODPUT_REQUESTS = 10.0  # ... or the last 10 answers' time, so a low cap is not read from 1 or 2
-_BIN = 0.05  # sends and 429s are counted per 50 ms of send time (a twentieth of a window)
-_MAX_BINS = 4096  # 200 s of bins: the longest span (10 sends at the slowest rate) fits
 _LAG_REFUSALS = 1.5  # a send without a 429 for 1.5x the usual 429 time was accepted
 _REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's answer)
 _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
@@ -75,17 +76,10 @@ _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
 _HELD_CUT = 0.25  # after a hold, a second's read below a quarter of the rate is checked ...
 _HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds)
-_WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) before a cap ...
-_LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
-_WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
-_WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
-_WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
-_MAX_PROCESSES = 32  # processes one shared state counts requests in flight for
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
-_STALE_SECONDS = 120.0  # an entry this old (and 20 answer times) was cancelled, not slow
 
 
 class Ticket(NamedTuple):
@@ -199,35 +193,6 @@ class _Bins:
         return sent, refused
 
 
-# What clients sharing one state (processes on one machine) share: every field of the
-# rate, the send schedule and the counts (see :class:`SharedState`). Concurrency caps and
-# answer times are learned per process.
-_SHARED_FIELDS = (
-    "_rate",
-    "_next",
-    "_epoch",
-    "slow_start",
-    "cuts",
-    "_ceiling",
-    "_floor",
-    "_busy",
-    "_last_book",
-    "_cut_busy",
-    "_ok_since_cut",
-    "_cut_epoch",
-    "_cut_sent",
-    "_shut_sent",
-    "_open_sent",
-    "_open_cuts",
-    "_settled",
-    "_pause",
-    "_held_at",
-    "_return_requests",
-    "_started",
-)
-_RATE_SLOT = _SHARED_FIELDS.index("_rate")  # where the rate is in the shared values
-
-
 class AdaptiveRateLimiter(RateLimiter):
     """Finds the account's real limit from 429s alone, whatever shape the throttle has.
 
@@ -311,13 +276,13 @@ class AdaptiveRateLimiter(RateLimiter):
         self._latency = 0.0
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
-        self._window = _Window(prompt=True)
+        self._window = InFlightCap(prompt=True)
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
         self._bins: _Bins | SharedState = self._shared or _Bins()
         self._slots: list[tuple[object, str]] = [(self, name) for name in _SHARED_FIELDS]
-        self._slots += [(self._window, name) for name in _Window.FIELDS]
+        self._slots += [(self._window, name) for name in InFlightCap.FIELDS]
         self._fresh = [getattr(owner, name) for owner, name in self._slots]  # a new start
 
     # -- what callers see ---------------------------------------------------------------
@@ -647,437 +612,6 @@ def _refused(error: BaseException) -> bool:
     if isinstance(error, RateLimitError):
         return not isinstance(error, QuotaExceededError)
     return isinstance(error, APIStatusError) and error.status_code == 503
-
-
-logger = logging.getLogger("opensearch_mm")
-
-
-class _Unshareable(OSError):
-    """Why a limiter cannot share its state here (it then paces this process alone)."""
-
-
-def _private_folder(directory: str | os.PathLike[str] | None, uid: int) -> Path:
-    """The folder for state files: this user's, writable by no one else (created 0700)."""
-    if directory is not None:
-        folder = Path(directory)
-    else:
-        folder = Path(tempfile.gettempdir()) / f"opensearch-mm-{uid}"
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    status = os.lstat(folder)
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != uid:
-        raise _Unshareable(f"{folder} is not a directory of this user")
-    if status.st_mode & 0o022:
-        raise _Unshareable(f"{folder} is writable by other users")
-    return folder
-
-
-class SharedState:
-    """A limiter's state in a small file that processes on one machine map and lock.
-
-    The file holds the rate, the next send slot, the last minutes of send/429 counts and
-    each process's requests in flight. Each limiter call locks it (``fcntl.flock``), reads
-    the state, updates it and writes it back: the processes pace as one client, so the
-    account sees one evenly paced stream and each process gets slots in turn.
-
-    Where it lives: ``<temp dir>/opensearch-mm-<uid>/`` (mode 0700, this user's only),
-    named from a hash of ``key``, the user id and the file layout (``key`` itself appears
-    nowhere). The file is checked before use (this user's, of this layout) and written
-    in full when created (no sparse pages to fault on a full disk). State nobody touched
-    for :attr:`IDLE_SECONDS` (and :attr:`IDLE_INTERVALS` send intervals) is not trusted:
-    the first limiter to come back starts afresh.
-    A process that forks gets its own handle on its first call. POSIX only (``fcntl``).
-
-    Args:
-        key: Who shares: every limiter passing the same key uses one state.
-        directory: Where the file goes instead of the temp directory's folder (tests).
-
-    Raises:
-        ImportError: No ``fcntl`` (Windows).
-        OSError: The folder or file cannot be used (another user's, another layout, not
-            writable).
-    """
-
-    FORMAT = 2  # the layout's version: part of the file name, so two layouts never meet
-    # Untouched for 3 s and 5 send intervals at its rate: the run that wrote it has ended (a
-    # working process writes it with each request), and the next may meet another quota (a
-    # test account reconfigured, a quota raised): slow start finds it again in seconds.
-    IDLE_SECONDS = 3.0
-    IDLE_INTERVALS = 5.0
-    CLEANUP_SECONDS = 86_400.0  # files untouched for a day go when a new file is made
-    TOUCH_SECONDS = 60.0  # a file in use has its mtime refreshed this often (cleanup reads it)
-    LOCK_PATIENCE = 5.0  # a lock held this long: a process stopped mid-call; pace alone
-    _MAGIC = 0x4F534D4D52415432  # "OSMMRAT2"
-
-    def __init__(self, key: str, directory: str | os.PathLike[str] | None = None) -> None:
-        import fcntl  # noqa: F401  (POSIX only: fail here, where the caller falls back)
-
-        self._uid = os.getuid()
-        # magic, layout size, writes so far, last write (limiter clock, wall clock), state
-        self._top = struct.Struct("<QQQdd")
-        self._head = struct.Struct(f"<QQQdd{len(_SHARED_FIELDS) + len(_Window.FIELDS)}d")
-        self._saved = -1  # the write count after this limiter's last write (-1: reload)
-        self._bin = struct.Struct("<qii")
-        self._proc = struct.Struct("<qqd")  # limiter id, requests in flight, when written
-        self._procs = struct.Struct("<" + "qqd" * _MAX_PROCESSES)
-        self._table = self._head.size + _MAX_BINS * self._bin.size
-        self._kinds_of: object = None
-        self._kinds: list[type] = []
-        self.size = self._table + _MAX_PROCESSES * self._proc.size
-        name = "\0".join([key, str(self._uid), str(self.FORMAT), str(self.size)])
-        digest = hashlib.blake2b(name.encode(), digest_size=16, person=b"osmm-rate-file")
-        self.folder = _private_folder(directory, self._uid)
-        self.path = self.folder / f"rate-{digest.hexdigest()}"
-        self._open()
-
-    # -- the file ---------------------------------------------------------------------
-    def _open(self) -> None:
-        import fcntl
-
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        for _ in range(5):
-            fd = os.open(self.path, flags, 0o600)
-            try:
-                self._take_lock(fd)
-                status = os.fstat(fd)
-                if not _same_file(self.path, status):
-                    os.close(fd)  # removed by a cleanup after the open: open the new one
-                    continue
-                created = self._prepare(fd, status)
-                self._map = mmap.mmap(fd, self.size)
-                magic, size = struct.unpack_from("<QQ", self._map, 0)
-                if created or (magic, size) == (0, 0):
-                    struct.pack_into("<QQQd", self._map, 0, self._MAGIC, self.size, 0, math.nan)
-                elif (magic, size) != (self._MAGIC, self.size):
-                    self._map.close()
-                    raise _Unshareable(f"{self.path} is not a state file of this version")
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except BaseException:
-                os.close(fd)
-                raise
-            break
-        else:
-            raise _Unshareable(f"{self.path} keeps being replaced")
-        self._fd = fd
-        self._owner = os.getpid()
-        self._pid = int.from_bytes(os.urandom(7), "big") | 1  # this limiter, among all sharing
-        self._mine: int | None = None  # where its entry is in the table of processes
-        self._touched = time.time()
-        self._closer = weakref.finalize(self, _close, self._map, fd)
-        if created:
-            self._cleanup()
-
-    def _prepare(self, fd: int, status: os.stat_result) -> bool:
-        """Check the opened file (lock held); write a new, empty one in full. Returns
-        whether it was new."""
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != self._uid:
-            raise _Unshareable(f"{self.path} is not a file of this user")
-        if status.st_size == self.size:
-            return False
-        if status.st_size:
-            raise _Unshareable(f"{self.path} has {status.st_size} bytes, not {self.size}")
-        try:
-            zeros = memoryview(bytes(self.size))
-            while zeros:
-                zeros = zeros[os.write(fd, zeros) :]
-        except OSError:
-            os.ftruncate(fd, 0)  # a full disk: leave it empty for a later try
-            raise
-        return True
-
-    def _cleanup(self) -> None:
-        """Remove this user's state files that nobody touched for a day (a test suite
-        makes one per emulator port)."""
-        import fcntl
-
-        old = time.time() - self.CLEANUP_SECONDS
-        with contextlib.suppress(OSError), os.scandir(self.folder) as entries:
-            for entry in entries:
-                if not entry.name.startswith("rate-") or entry.name == self.path.name:
-                    continue
-                with contextlib.suppress(OSError):
-                    status = entry.stat(follow_symlinks=False)
-                    if status.st_mtime > old or status.st_uid != self._uid:
-                        continue
-                    fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: keep it
-                        again = os.fstat(fd)
-                        if again.st_mtime <= old and _same_file(Path(entry.path), again):
-                            os.unlink(entry.path)
-                    finally:
-                        os.close(fd)
-
-    def close(self) -> None:
-        """Unmap and close the file (the state stays for the others)."""
-        self._closer()
-
-    # -- one limiter call ---------------------------------------------------------------
-    def lock(self) -> None:
-        """Take the file's lock (in a forked child, on a handle of its own first).
-
-        Raises:
-            OSError: The lock cannot be taken (the caller stops sharing).
-        """
-
-        if not self._closer.alive:
-            raise _Unshareable("the shared state was closed")
-        if os.getpid() != self._owner:
-            self._closer()  # the parent's handle: its lock would be the parent's too
-            self._open()
-        self._take_lock(self._fd)
-
-    def _take_lock(self, fd: int) -> None:
-        """``flock`` ``fd``. Another limiter holds it for microseconds, normally: poll for
-        it, but give up after :attr:`LOCK_PATIENCE` (a process stopped while holding it)."""
-        import fcntl
-
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        deadline = time.monotonic() + self.LOCK_PATIENCE
-        pause = 0.0001
-        while True:
-            time.sleep(pause)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise _Unshareable(
-                        f"the state file stayed locked for {self.LOCK_PATIENCE:g} s"
-                    ) from None
-                pause = min(2 * pause, 0.01)
-
-    def unlock(self) -> None:
-        import fcntl
-
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the file's lock."""
-        self.lock()
-        try:
-            yield
-        finally:
-            self.unlock()
-
-    def load(
-        self,
-        slots: Sequence[tuple[object, str]],
-        now: float,
-        fresh: Sequence[float] | None = None,
-    ) -> int:
-        """Set each ``(object, attribute)`` from the file; return the requests in flight
-        in the other processes. State nobody wrote for :attr:`IDLE_SECONDS` (or from
-        before a reboot) is not trusted: the slots are set to ``fresh`` (when given) and
-        the counts cleared."""
-        _, _, writes, touched, wall, *values = self._head.unpack_from(self._map, 0)
-        saved, self._saved = self._saved, -1
-        rate = values[_RATE_SLOT]
-        idle = max(self.IDLE_SECONDS, self.IDLE_INTERVALS / rate if rate > 0 else 0.0)
-        if not (
-            now - idle <= touched <= now + 1.0
-            and abs(time.time() - wall) <= idle
-            and values[1] <= now + _STALE_SECONDS  # the next send slot
-        ):
-            if fresh is not None:
-                for (owner, name), value in zip(slots, fresh, strict=True):
-                    setattr(owner, name, value)
-            self._map[self._head.size : self.size] = bytes(self.size - self._head.size)
-            return 0
-        if writes != saved:  # another limiter wrote since this one did: read its state
-            if slots is not self._kinds_of:  # (the types of the attributes, read once)
-                self._kinds_of, self._kinds = slots, [type(getattr(o, n)) for o, n in slots]
-            for (owner, name), kind, value in zip(slots, self._kinds, values, strict=True):
-                setattr(owner, name, value if kind is float else kind(value))
-        table = self._procs.unpack_from(self._map, self._table)
-        others, stale = 0, now - _STALE_SECONDS
-        for pid, count, stamp in zip(table[0::3], table[1::3], table[2::3], strict=True):
-            if pid and pid != self._pid and count > 0 and stamp > stale:
-                others += count  # (a process gone for minutes no longer counts)
-        return others
-
-    def save(self, slots: Sequence[tuple[object, str]], in_flight: int, now: float) -> None:
-        """Write each ``(object, attribute)`` and this process's requests in flight."""
-        values = [getattr(owner, name) for owner, name in slots]
-        wall = time.time()
-        writes = (self._top.unpack_from(self._map, 0)[2] + 1) & 0xFFFFFFFFFFFFFFFF
-        self._head.pack_into(self._map, 0, self._MAGIC, self.size, writes, now, wall, *values)
-        self._saved = writes
-        if wall - self._touched > self.TOUCH_SECONDS:
-            self._touched = wall
-            with contextlib.suppress(OSError, NotImplementedError):
-                os.utime(self._fd if os.utime in os.supports_fd else self.path)
-        mine = self._mine
-        if mine is not None and self._proc.unpack_from(self._map, mine)[0] == self._pid:
-            self._proc.pack_into(self._map, mine, self._pid, in_flight, now)
-            return
-        self._mine = None
-        free = None
-        for i in range(_MAX_PROCESSES):
-            offset = self._table + i * self._proc.size
-            pid, count, stamp = self._proc.unpack_from(self._map, offset)
-            if pid == self._pid:
-                free = offset
-                break
-            if free is None and (not pid or count <= 0 or stamp <= now - _STALE_SECONDS):
-                free = offset
-        if free is not None and in_flight:
-            self._proc.pack_into(self._map, free, self._pid, in_flight, now)
-            self._mine = free
-
-    def add(self, key: int, kind: int) -> None:
-        offset = self._head.size + (key % _MAX_BINS) * self._bin.size
-        stamp, sent, refused = self._bin.unpack_from(self._map, offset)
-        if stamp != key:
-            stamp, sent, refused = key, 0, 0
-        if kind:
-            refused += 1
-        else:
-            sent += 1
-        self._bin.pack_into(self._map, offset, stamp, sent, refused)
-
-    def sums(self, first: int, last: int) -> tuple[int, int]:
-        sent = refused = 0
-        for key in range(first, last):
-            offset = self._head.size + (key % _MAX_BINS) * self._bin.size
-            stamp, s, r = self._bin.unpack_from(self._map, offset)
-            if stamp == key:
-                sent += s
-                refused += r
-        return sent, refused
-
-
-def _same_file(path: Path, status: os.stat_result) -> bool:
-    """Whether ``path`` still names the file ``status`` describes."""
-    try:
-        current = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return (current.st_ino, current.st_dev) == (status.st_ino, status.st_dev)
-
-
-def _close(mapped: mmap.mmap, fd: int) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        mapped.close()
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def _open_shared(share: str) -> SharedState | None:
-    """The shared state for ``share``, or ``None`` (logged at DEBUG) where sharing cannot
-    work: no ``fcntl`` (Windows), a temp directory that is not writable, a file of another
-    user or layout. The limiter then paces this process alone."""
-    try:
-        return SharedState(share)
-    except (ImportError, OSError, ValueError) as exc:
-        logger.debug("rate limit not shared with other processes, pacing alone: %s", exc)
-        return None
-
-
-class _Window:
-    """Learns a concurrency cap: 429s that come only above some number in flight.
-
-    ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
-    once requests sent above it were refused far more often than answered, while many at
-    or below it were answered (a rate throttle refuses requests whatever the number in
-    flight, so answers above the limit keep it off). While active, after enough answers
-    without a 429 it allows one more, then two, four... more (a raised cap is found
-    quickly: after a step that held, the next comes once the slots it added have carried
-    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
-    (the probe failed, or the cap moved down); one with nothing else in flight means it
-    was never a concurrency cap.
-    """
-
-    FIELDS = (
-        "limit",
-        "active",
-        "_over_ok",
-        "_over_bad",
-        "_under_ok",
-        "_since",
-        "_step",
-        "_held",
-    )
-
-    def __init__(self, *, prompt: bool = False) -> None:
-        # prompt: answers are heard as they come (this process's own). Where they are
-        # reported late and in batches (a coordinator's), counts blur and a step would
-        # look held too early: more evidence, and no quick steps up.
-        self.prompt = prompt
-        self._evidence = _WINDOW_EVIDENCE if prompt else _LATE_EVIDENCE
-        self.limit = 0
-        self.active = False
-        self._over_ok = 0
-        self._over_bad = 0
-        self._under_ok = 0
-        self._since = 0  # answers since the last change of the limit
-        self._step = 1
-        self._held = 0  # the last limit that held (before the latest probe)
-
-    def full(self, in_flight: int) -> bool:
-        return self.active and in_flight >= self.limit
-
-    def _candidate(self, limit: int) -> None:
-        self.limit, self.active = limit, False
-        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
-
-    def ok(self, n: int) -> None:
-        if not self.limit or not n:
-            return
-        if not self.active:
-            if n > self.limit:
-                self._over_ok += 1
-            else:
-                self._under_ok += 1
-            return
-        self._since += 1
-        # After a probe that held, the next needs only the answers that show the slots it
-        # added carry requests (a failed probe costs the 429s, not one that held): a
-        # raised cap is found in a few answer times, not 50 answers per step.
-        wait = _WINDOW_PROBE_ANSWERS
-        if self.prompt and self._step > 1:
-            wait = _WINDOW_ANSWERS * (self._step // 2)
-        if self._since >= wait:
-            self._held = self.limit
-            self.limit += self._step
-            self._step *= 2
-            self._since = 0
-
-    def throttled(self, n: int) -> bool:
-        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
-        if self.active:
-            if n > self.limit:
-                return True  # a send that raced a freed slot
-            if n > self._held:
-                # A slot just probed was refused: the cap is below n. (Until the new limit
-                # holds, 429s from the same probe, at any count above the last limit that
-                # held, lower it further: they come back in any order.)
-                self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
-                return True
-            # Refused at a count that was answered before: the cap moved down, or it was
-            # never a concurrency cap (with a steady answer time, a rate cap also refuses
-            # at high counts). Learn again.
-            self._candidate(n - 1)
-            return False
-        if not self.limit or n - 1 < self.limit:
-            self._candidate(n - 1)
-            return False
-        if n > self.limit:
-            self._over_bad += 1
-        if (
-            self.limit >= 2  # one in flight at a time: no different from a rate cap
-            and self._over_bad >= self._evidence
-            and self._over_ok <= _WINDOW_ODDS * self._over_bad
-            and self._under_ok >= _WINDOW_ANSWERS * self.limit
-        ):
-            self.active, self._step, self._since, self._held = True, 1, 0, self.limit
-            return True
-        return False
 
 
 def describe_qps(limiter: RateLimiter) -> float | Literal["adaptive"] | None:

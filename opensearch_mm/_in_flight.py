@@ -1,0 +1,112 @@
+"""A cap on requests in flight, learned from the number in flight each 429 was sent with."""
+
+from __future__ import annotations
+
+__all__ = ["InFlightCap"]
+
+_WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) before a cap ...
+_LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
+_WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
+_WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
+_WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
+
+
+class InFlightCap:
+    """Learns a concurrency cap: 429s that come only above some number in flight.
+
+    ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
+    once requests sent above it were refused far more often than answered, while many at
+    or below it were answered (a rate throttle refuses requests whatever the number in
+    flight, so answers above the limit keep it off). While active, after enough answers
+    without a 429 it allows one more, then two, four... more (a raised cap is found
+    quickly: after a step that held, the next comes once the slots it added have carried
+    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
+    (the probe failed, or the cap moved down); one with nothing else in flight means it
+    was never a concurrency cap.
+    """
+
+    FIELDS = (
+        "limit",
+        "active",
+        "_over_ok",
+        "_over_bad",
+        "_under_ok",
+        "_since",
+        "_step",
+        "_held",
+    )
+
+    def __init__(self, *, prompt: bool = False) -> None:
+        # prompt: answers are heard as they come (this process's own). Where they are
+        # reported late and in batches (a coordinator's), counts blur and a step would
+        # look held too early: more evidence, and no quick steps up.
+        self.prompt = prompt
+        self._evidence = _WINDOW_EVIDENCE if prompt else _LATE_EVIDENCE
+        self.limit = 0
+        self.active = False
+        self._over_ok = 0
+        self._over_bad = 0
+        self._under_ok = 0
+        self._since = 0  # answers since the last change of the limit
+        self._step = 1
+        self._held = 0  # the last limit that held (before the latest probe)
+
+    def full(self, in_flight: int) -> bool:
+        return self.active and in_flight >= self.limit
+
+    def _candidate(self, limit: int) -> None:
+        self.limit, self.active = limit, False
+        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
+
+    def ok(self, n: int) -> None:
+        if not self.limit or not n:
+            return
+        if not self.active:
+            if n > self.limit:
+                self._over_ok += 1
+            else:
+                self._under_ok += 1
+            return
+        self._since += 1
+        # After a probe that held, the next needs only the answers that show the slots it
+        # added carry requests (a failed probe costs the 429s, not one that held): a
+        # raised cap is found in a few answer times, not 50 answers per step.
+        wait = _WINDOW_PROBE_ANSWERS
+        if self.prompt and self._step > 1:
+            wait = _WINDOW_ANSWERS * (self._step // 2)
+        if self._since >= wait:
+            self._held = self.limit
+            self.limit += self._step
+            self._step *= 2
+            self._since = 0
+
+    def throttled(self, n: int) -> bool:
+        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
+        if self.active:
+            if n > self.limit:
+                return True  # a send that raced a freed slot
+            if n > self._held:
+                # A slot just probed was refused: the cap is below n. (Until the new limit
+                # holds, 429s from the same probe, at any count above the last limit that
+                # held, lower it further: they come back in any order.)
+                self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
+                return True
+            # Refused at a count that was answered before: the cap moved down, or it was
+            # never a concurrency cap (with a steady answer time, a rate cap also refuses
+            # at high counts). Learn again.
+            self._candidate(n - 1)
+            return False
+        if not self.limit or n - 1 < self.limit:
+            self._candidate(n - 1)
+            return False
+        if n > self.limit:
+            self._over_bad += 1
+        if (
+            self.limit >= 2  # one in flight at a time: no different from a rate cap
+            and self._over_bad >= self._evidence
+            and self._over_ok <= _WINDOW_ODDS * self._over_bad
+            and self._under_ok >= _WINDOW_ANSWERS * self.limit
+        ):
+            self.active, self._step, self._since, self._held = True, 1, 0, self.limit
+            return True
+        return False
