@@ -11,7 +11,7 @@ _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap ref
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 # A first candidate above every count answered, where the sender can tell which sends are
 # still in flight (a process's own limiter): fewer answers at or below it are enough ...
-_FIRST_ANSWERS = 1  # ... one per slot since it was set (a ramp's 429s came before them) ...
+_FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
 _FIRST_ODDS = 1  # ... while at least half the sends above it (answered or not yet) were refused
 _TEST_ANSWERS = 3  # tested for two answer times (at its own rate a count above it comes in one)
 
@@ -24,16 +24,16 @@ class InFlightCap:
     or below it were answered (a rate throttle refuses requests whatever the number in
     flight, so answers above the limit keep it off). A first candidate, set by a 429 above
     every count answered so far, needs less where the caller says which requests are
-    still in flight (``unanswered``): one answer per slot since it was set, and more sends
-    above it refused than answered or still in flight (so a ramp's burst of 429s, at
-    counts that rise only because nothing has come back yet, cannot confirm it). Until
-    then it is ``testing``: worth sending at the rate its slots carry, so a count above it
-    comes soon and either confirms it or shows a rate cap. While active, after enough answers
-    without a 429 it allows one more, then two, four... more (a raised cap is found
-    quickly: after a step that held, the next comes once the slots it added have carried
-    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
-    (the probe failed, or the cap moved down); one with nothing else in flight means it
-    was never a concurrency cap.
+    still in flight (``unanswered``): one answer per slot for requests sent since it was
+    set, and at least as many sends above it refused as answered or still in flight (a
+    ramp's burst of 429s, at counts that rise only because nothing has come back yet, is
+    followed by answers at those counts). Until then it is ``testing``: worth sending at
+    the rate its slots carry, so that a count above it comes soon and either confirms it
+    or shows a rate cap. While active, after enough answers without a 429 it allows one
+    more, then two, four... more (a raised cap is found quickly: after a step that held,
+    the next comes once the slots it added have carried five answers each); a 429 at
+    ``n`` in flight within the limit puts it at ``n - 1`` (the probe failed, or the cap
+    moved down); one with nothing else in flight means it was never a concurrency cap.
     """
 
     FIELDS = (
@@ -47,6 +47,7 @@ class InFlightCap:
         "_held",
         "_top",
         "_first",
+        "_fresh_ok",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -65,6 +66,7 @@ class InFlightCap:
         self._held = 0  # the last limit that held (before the latest probe)
         self._top = 0  # the most in flight any answered request was sent with
         self._first = False  # the limit is a first candidate, above every count answered
+        self._fresh_ok = 0  # answers at or below it for requests sent since it was set
 
     @property
     def testing(self) -> bool:
@@ -77,7 +79,7 @@ class InFlightCap:
             self._first
             and not self.active
             and self.limit >= 2
-            and self.limit <= self._under_ok < _TEST_ANSWERS * self.limit
+            and self.limit <= self._fresh_ok < _TEST_ANSWERS * self.limit
         )
 
     def full(self, in_flight: int) -> bool:
@@ -85,9 +87,11 @@ class InFlightCap:
 
     def _candidate(self, limit: int) -> None:
         self.limit, self.active, self._first = limit, False, False
-        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
+        self._over_ok, self._over_bad, self._under_ok, self._fresh_ok = 0, 1, 0, 0
 
-    def ok(self, n: int) -> None:
+    def ok(self, n: int, fresh: bool = True) -> None:
+        """Record an answer to a request sent with ``n`` in flight (``fresh``: sent since
+        the limit last changed)."""
         self._top = max(self._top, n)
         if not self.limit or not n:
             return
@@ -96,6 +100,7 @@ class InFlightCap:
                 self._over_ok += 1
             else:
                 self._under_ok += 1
+                self._fresh_ok += fresh
             return
         self._since += 1
         # After a probe that held, the next needs only the answers that show the slots it
@@ -137,15 +142,16 @@ class InFlightCap:
             return False
         if n > self.limit:
             self._over_bad += 1
-        over_ok, odds, answers = self._over_ok, _WINDOW_ODDS, _WINDOW_ANSWERS
+        over_ok, odds = self._over_ok, _WINDOW_ODDS
+        under_ok, answers = self._under_ok, _WINDOW_ANSWERS
         if self._first and unanswered is not None:
             over_ok += sum(1 for m in unanswered if m > self.limit)
-            odds, answers = _FIRST_ODDS, _FIRST_ANSWERS
+            odds, under_ok, answers = _FIRST_ODDS, self._fresh_ok, _FIRST_ANSWERS
         if (
             self.limit >= 2  # one in flight at a time: no different from a rate cap
             and self._over_bad >= self._evidence
             and over_ok <= odds * self._over_bad
-            and self._under_ok >= answers * self.limit
+            and under_ok >= answers * self.limit
         ):
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True

@@ -279,6 +279,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
+        self._limit_set = 0.0  # when the window's limit last changed
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
@@ -402,7 +403,7 @@ class AdaptiveRateLimiter(RateLimiter):
                     if self._ok_since_cut >= _FAST_RETURN_REQUESTS:
                         self._settled = True
                     self._pause = 0.0
-                self._window.ok(n)
+                self._window.ok(n, sent is not None and sent[0] >= self._limit_set)
             elif _refused(error):
                 self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
@@ -481,8 +482,8 @@ class AdaptiveRateLimiter(RateLimiter):
                 # (Under a concurrency cap the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
         if self._window.testing and self._latency > 0:
-            # A first 429 above every count answered, and each of its slots answered once
-            # since: send at the rate those slots carry, so that a count above it comes
+            # A first 429 above every count answered, and each of its slots has answered a
+            # request sent since: send at the rate those slots carry, so that a count above it comes
             # within an answer time or two. A concurrency cap refuses it (the cap is
             # learned in about a second, not when probing next brings the count there);
             # a rate cap answers it or refuses at lower counts too (the candidate goes).
@@ -534,7 +535,11 @@ class AdaptiveRateLimiter(RateLimiter):
             # (Other processes' requests in flight are not known here: none are passed.)
             sure = now - _LAG_REFUSALS * self._refusal_time
             unanswered = [m for at, m in self._in_flight.values() if at < sure]
-        if n and self._window.throttled(n, unanswered):
+        limit = self._window.limit
+        explained = bool(n) and self._window.throttled(n, unanswered)
+        if self._window.limit != limit:
+            self._limit_set = now  # (answers to requests sent before it are not fresh)
+        if explained:
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted
