@@ -531,8 +531,9 @@ class AdaptiveRateLimiter(RateLimiter):
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
             self._next = max(self._next, now + float(retry_after))
         unanswered = None
-        if n and self._shared is None and not self._window.active:
-            # (Other processes' requests in flight are not known here: none are passed.)
+        if n and not self._others and not self._window.active:
+            # (Other processes' requests in flight are not known here: with any, none are
+            # passed.)
             sure = now - _LAG_REFUSALS * self._refusal_time
             unanswered = [m for at, m in self._in_flight.values() if at < sure]
         limit = self._window.limit
