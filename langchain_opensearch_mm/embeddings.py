@@ -7,7 +7,6 @@ retries and rate limiting all happen in the core client it owns.
 from __future__ import annotations
 
 import difflib
-import pickle
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,6 @@ from opensearch_mm import (
     ENV_WORKSPACE,
     ConfigurationError,
     Content,
-    EmbeddingResult,
     MultiModalEmbeddingClient,
     OpenSearchMMError,
     RateLimiter,
@@ -45,6 +43,7 @@ from opensearch_mm import (
     mirror_policy_fields,
     require_many,
 )
+from opensearch_mm._adapter import CoreClientAdapter
 
 __all__ = ["MultiModalInput", "OpenSearchMultiModalEmbeddings"]
 
@@ -98,7 +97,7 @@ def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
     return None
 
 
-class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
+class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     """Alibaba Cloud AI Search Open Platform multimodal embeddings for LangChain.
 
     Not Amazon OpenSearch. Texts go through ``embed_documents`` / ``embed_query``; images
@@ -346,71 +345,22 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
         values.update(update)
         return type(self)(**values)
 
-    def __copy__(self) -> Self:
-        return self.model_copy()
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        return self.model_copy()
-
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle the settings (API key included) but not the connection pools.
 
         Injected ``http_client``/``http_async_client`` are left out: the copy makes its own.
         """
-        if self._injected:
-            raise TypeError(
-                f"{type(self).__name__} built around client= cannot be pickled (the core "
-                "client holds connection pools); build it from settings instead"
-            )
-        values = self._init_kwargs()
-        values.pop("http_client", None)
-        values.pop("http_async_client", None)
-        if self.rate_limiter is not None:
-            try:
-                pickle.dumps(self.rate_limiter)
-            except Exception:
-                raise TypeError(
-                    f"{type(self).__name__} with rate_limiter={type(self.rate_limiter).__name__}"
-                    "(...) cannot be pickled (the limiter is shared in this process); give "
-                    "worker processes qps=... or a limiter that pickles"
-                ) from None
-        return {"init_kwargs": values}
+        return self._pickled(self._init_kwargs())
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         self.__init__(**state["init_kwargs"])  # type: ignore[misc]
 
-    # -- the core client, usage and lifecycle -----------------------------------------
-
-    @property
-    def client(self) -> MultiModalEmbeddingClient:
-        """The core client doing the work (for ``embed_iter`` and other core calls)."""
-        return self._client
+    # -- names (the core client, usage counts and lifecycle: CoreClientAdapter) ------
 
     @property
     def model_name(self) -> str:
         """Another name for ``model`` (LlamaIndex's)."""
         return self.model
-
-    @property
-    def dimensions(self) -> int | None:
-        """Vector length of the model; ``None`` for an unknown model before its first call."""
-        return self._client.dimensions
-
-    @property
-    def last_usage(self) -> Usage | None:
-        """What the service counted for the last call (tokens, images); ``None`` before."""
-        return self._last_usage
-
-    @property
-    def total_usage(self) -> Usage:
-        """What the service counted for every call of this adapter so far."""
-        return self._total_usage
-
-    def _count(self, result: EmbeddingResult) -> list[list[float]]:
-        with self._usage_lock:
-            self._last_usage = result.usage
-            self._total_usage = self._total_usage + result.usage
-        return result.embeddings
 
     # -- texts ----------------------------------------------------------------------------
 
@@ -492,27 +442,3 @@ class OpenSearchMultiModalEmbeddings(BaseModel, Embeddings):
     async def aembed_multimodal(self, inputs: Sequence[MultiModalInput]) -> list[list[float]]:
         """Async :meth:`embed_multimodal`."""
         return self._count(await self._client.aembed(inputs))
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connection pools the core client created (not an injected client)."""
-        if not self._injected:
-            self._client.close()
-
-    async def aclose(self) -> None:
-        """Close the async and sync connection pools the core client created."""
-        if not self._injected:
-            await self._client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

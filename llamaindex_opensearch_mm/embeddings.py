@@ -39,7 +39,6 @@ from opensearch_mm import (
     ENV_WORKSPACE,
     ConfigurationError,
     Content,
-    EmbeddingResult,
     ImageInput,
     MultiModalEmbeddingClient,
     RateLimiter,
@@ -48,6 +47,7 @@ from opensearch_mm import (
     mirror_policy_fields,
     require_many,
 )
+from opensearch_mm._adapter import CoreClientAdapter
 
 __all__ = ["MAX_BATCH_SIZE", "OpenSearchMultiModalEmbedding"]
 
@@ -100,7 +100,7 @@ def _settings_as_fields(client: MultiModalEmbeddingClient) -> dict[str, Any]:
     return settings
 
 
-class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
+class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     """Text and image embeddings from Alibaba Cloud AI Search Open Platform for LlamaIndex.
 
     Not Amazon OpenSearch. One core :class:`~opensearch_mm.MultiModalEmbeddingClient` is
@@ -385,97 +385,24 @@ class OpenSearchMultiModalEmbedding(MultiModalEmbedding):
         values.update(update)
         return type(self)(**values)
 
-    def __copy__(self) -> Self:
-        return self.model_copy()
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        return self.model_copy()
-
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the settings (API key included) but not the connection pools.
 
         Injected ``http_client``/``http_async_client`` are left out (the copy makes its
         own pools), as is a callback manager that cannot be pickled.
         """
-        if self._injected:
-            raise TypeError(
-                f"{type(self).__name__} built around client= cannot be pickled (the core "
-                "client holds connection pools); build it from settings instead"
-            )
-        values = self._init_kwargs()
-        values.pop("http_client", None)
-        values.pop("http_async_client", None)
-        limiter = values.get("rate_limiter")
-        if limiter is not None:
-            try:
-                pickle.dumps(limiter)
-            except Exception:
-                raise TypeError(
-                    f"{type(self).__name__} with rate_limiter={type(limiter).__name__}"
-                    "(...) cannot be pickled (the limiter is shared in this process); give "
-                    "worker processes qps=... or a limiter that pickles"
-                ) from None
+        state = self._pickled(self._init_kwargs())
         try:
-            pickle.dumps(values.get("callback_manager"))
+            pickle.dumps(state["init_kwargs"].get("callback_manager"))
         except Exception:
-            values.pop("callback_manager", None)
-        return {"init_kwargs": values}
+            state["init_kwargs"].pop("callback_manager", None)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "init_kwargs" not in state:  # pydantic's own state (e.g. an older pickle)
             super().__setstate__(state)
             return
         self.__init__(**state["init_kwargs"])  # type: ignore[misc]
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    @property
-    def client(self) -> MultiModalEmbeddingClient:
-        """The core client every call goes through."""
-        return self._client
-
-    @property
-    def dimensions(self) -> int | None:
-        """Vector length of the model; ``None`` for an unknown model before its first call."""
-        return self._client.dimensions
-
-    @property
-    def last_usage(self) -> Usage | None:
-        """What the service counted for the last call (tokens, images); ``None`` before."""
-        return self._last_usage
-
-    @property
-    def total_usage(self) -> Usage:
-        """What the service counted for every call of this adapter so far."""
-        return self._total_usage
-
-    def _count(self, result: EmbeddingResult) -> list[list[float]]:
-        with self._usage_lock:
-            self._last_usage = result.usage
-            self._total_usage = self._total_usage + result.usage
-        return result.embeddings
-
-    def close(self) -> None:
-        """Close the core client's connection pools (not those of an injected client)."""
-        if not self._injected:
-            self._client.close()
-
-    async def aclose(self) -> None:
-        """Close the core client's async and sync connection pools."""
-        if not self._injected:
-            await self._client.aclose()
-
-    def __enter__(self) -> OpenSearchMultiModalEmbedding:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> OpenSearchMultiModalEmbedding:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # -- core calls -----------------------------------------------------------------------
 

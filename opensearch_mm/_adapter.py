@@ -1,0 +1,126 @@
+"""What both framework adapters do around their core client, framework-free.
+
+The LangChain and LlamaIndex adapters are pydantic models that hold one
+:class:`~opensearch_mm.MultiModalEmbeddingClient`. :class:`CoreClientAdapter` gives them
+the same lifecycle, usage counts and copy/pickle rules. It declares no fields: each
+adapter declares the private attributes it reads (``_client``, ``_injected``,
+``_usage_lock``, ``_last_usage``, ``_total_usage``) and a ``model_copy`` that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .client import MultiModalEmbeddingClient
+from .results import EmbeddingResult, Usage
+
+__all__ = ["CoreClientAdapter"]
+
+_A = TypeVar("_A", bound="CoreClientAdapter")
+
+
+class CoreClientAdapter:
+    """Lifecycle, usage counts and copies of an adapter around one core client."""
+
+    if TYPE_CHECKING:
+        _client: MultiModalEmbeddingClient
+        _injected: bool  # built around client=: the caller's to close, not ours
+        _usage_lock: threading.Lock
+        _last_usage: Usage | None
+        _total_usage: Usage
+
+        def model_copy(
+            self: _A, *, update: Mapping[str, Any] | None = None, deep: bool = False
+        ) -> _A: ...
+
+    @property
+    def client(self) -> MultiModalEmbeddingClient:
+        """The core client every call goes through (for ``embed_iter`` and other core calls)."""
+        return self._client
+
+    @property
+    def dimensions(self) -> int | None:
+        """Vector length of the model; ``None`` for an unknown model before its first call."""
+        return self._client.dimensions
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """What the service counted for the last call (tokens, images); ``None`` before."""
+        return self._last_usage
+
+    @property
+    def total_usage(self) -> Usage:
+        """What the service counted for every call of this adapter so far."""
+        return self._total_usage
+
+    def _count(self, result: EmbeddingResult) -> list[list[float]]:
+        """Add ``result``'s usage to the counts; its vectors."""
+        with self._usage_lock:
+            self._last_usage = result.usage
+            self._total_usage = self._total_usage + result.usage
+        return result.embeddings
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pools the core client created (not an injected client)."""
+        if not self._injected:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the async and sync connection pools the core client created."""
+        if not self._injected:
+            await self._client.aclose()
+
+    def __enter__(self: _A) -> _A:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: _A) -> _A:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- copies that are independent and match their fields -----------------------------
+
+    def __copy__(self: _A) -> _A:
+        return self.model_copy()
+
+    def __deepcopy__(self: _A, memo: dict[int, Any] | None = None) -> _A:
+        return self.model_copy()
+
+    def _pickled(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The pickled state of an adapter rebuilt from ``values`` (its keyword arguments):
+        the settings, API key included, but not the connection pools (injected
+        ``http_client``/``http_async_client`` are left out: the copy makes its own).
+
+        Raises:
+            TypeError: The adapter was built around ``client=``, or its ``rate_limiter``
+                cannot be pickled.
+        """
+        name = type(self).__name__
+        if self._injected:
+            raise TypeError(
+                f"{name} built around client= cannot be pickled (the core client holds "
+                "connection pools); build it from settings instead"
+            )
+        values = dict(values)
+        values.pop("http_client", None)
+        values.pop("http_async_client", None)
+        limiter = values.get("rate_limiter")
+        if limiter is not None:
+            try:
+                pickle.dumps(limiter)
+            except Exception:
+                raise TypeError(
+                    f"{name} with rate_limiter={type(limiter).__name__}(...) cannot be pickled "
+                    "(the limiter is shared in this process); give worker processes qps=... "
+                    "or a limiter that pickles"
+                ) from None
+        return {"init_kwargs": values}
