@@ -9,6 +9,11 @@ _LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordin
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
+# A first candidate above every count answered, where the sender can tell which sends are
+# still in flight (a process's own limiter): fewer answers at or below it are enough ...
+_FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
+_FIRST_ODDS = 1  # ... while at least half the sends above it (answered or not yet) were refused
+_TEST_ANSWERS = 3  # tested for two answer times (at its own rate a count above it comes in one)
 
 
 class InFlightCap:
@@ -17,12 +22,18 @@ class InFlightCap:
     ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
     once requests sent above it were refused far more often than answered, while many at
     or below it were answered (a rate throttle refuses requests whatever the number in
-    flight, so answers above the limit keep it off). While active, after enough answers
-    without a 429 it allows one more, then two, four... more (a raised cap is found
-    quickly: after a step that held, the next comes once the slots it added have carried
-    five answers each); a 429 at ``n`` in flight within the limit puts it at ``n - 1``
-    (the probe failed, or the cap moved down); one with nothing else in flight means it
-    was never a concurrency cap.
+    flight, so answers above the limit keep it off). A first candidate, set by a 429 above
+    every count answered so far, needs less where the caller says which requests are
+    still in flight (``unanswered``): one answer per slot for requests sent since it was
+    set, and at least as many sends above it refused as answered or still in flight (a
+    ramp's burst of 429s, at counts that rise only because nothing has come back yet, is
+    followed by answers at those counts). Until then it is ``testing``: worth sending at
+    the rate its slots carry, so that a count above it comes soon and either confirms it
+    or shows a rate cap. While active, after enough answers without a 429 it allows one
+    more, then two, four... more (a raised cap is found quickly: after a step that held,
+    the next comes once the slots it added have carried five answers each); a 429 at
+    ``n`` in flight within the limit puts it at ``n - 1`` (the probe failed, or the cap
+    moved down); one with nothing else in flight means it was never a concurrency cap.
     """
 
     FIELDS = (
@@ -34,6 +45,9 @@ class InFlightCap:
         "_since",
         "_step",
         "_held",
+        "_top",
+        "_first",
+        "_fresh_ok",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -50,15 +64,35 @@ class InFlightCap:
         self._since = 0  # answers since the last change of the limit
         self._step = 1
         self._held = 0  # the last limit that held (before the latest probe)
+        self._top = 0  # the most in flight any answered request was sent with
+        self._first = False  # the limit is a first candidate, above every count answered
+        self._fresh_ok = 0  # answers at or below it for requests sent since it was set
+
+    @property
+    def testing(self) -> bool:
+        """A first candidate not yet confirmed, its slots answered once each since it was
+        set: only a count above it tells a concurrency cap (refused) from a rate cap
+        (answered, or refusing at lower counts too). (Not before those answers: a rate
+        cap still shut after the 429 refuses the next sends at lower counts first, and the
+        candidate goes before anything is sent to test it.)"""
+        return (
+            self._first
+            and not self.active
+            and self.limit >= 2
+            and self.limit <= self._fresh_ok < _TEST_ANSWERS * self.limit
+        )
 
     def full(self, in_flight: int) -> bool:
         return self.active and in_flight >= self.limit
 
     def _candidate(self, limit: int) -> None:
-        self.limit, self.active = limit, False
-        self._over_ok, self._over_bad, self._under_ok = 0, 1, 0
+        self.limit, self.active, self._first = limit, False, False
+        self._over_ok, self._over_bad, self._under_ok, self._fresh_ok = 0, 1, 0, 0
 
-    def ok(self, n: int) -> None:
+    def ok(self, n: int, fresh: bool = True) -> None:
+        """Record an answer to a request sent with ``n`` in flight (``fresh``: sent since
+        the limit last changed)."""
+        self._top = max(self._top, n)
         if not self.limit or not n:
             return
         if not self.active:
@@ -66,6 +100,7 @@ class InFlightCap:
                 self._over_ok += 1
             else:
                 self._under_ok += 1
+                self._fresh_ok += fresh
             return
         self._since += 1
         # After a probe that held, the next needs only the answers that show the slots it
@@ -80,8 +115,12 @@ class InFlightCap:
             self._step *= 2
             self._since = 0
 
-    def throttled(self, n: int) -> bool:
-        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it."""
+    def throttled(self, n: int, unanswered: list[int] | None = None) -> bool:
+        """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it.
+
+        ``unanswered``: the counts the requests still in flight were sent with (those sent
+        long enough ago that a 429 would have come), when the caller knows them.
+        """
         if self.active:
             if n > self.limit:
                 return True  # a send that raced a freed slot
@@ -97,15 +136,22 @@ class InFlightCap:
             self._candidate(n - 1)
             return False
         if not self.limit or n - 1 < self.limit:
+            first = not self.limit and n > self._top
             self._candidate(n - 1)
+            self._first = first and unanswered is not None
             return False
         if n > self.limit:
             self._over_bad += 1
+        over_ok, odds = self._over_ok, _WINDOW_ODDS
+        under_ok, answers = self._under_ok, _WINDOW_ANSWERS
+        if self._first and unanswered is not None:
+            over_ok += sum(1 for m in unanswered if m > self.limit)
+            odds, under_ok, answers = _FIRST_ODDS, self._fresh_ok, _FIRST_ANSWERS
         if (
             self.limit >= 2  # one in flight at a time: no different from a rate cap
             and self._over_bad >= self._evidence
-            and self._over_ok <= _WINDOW_ODDS * self._over_bad
-            and self._under_ok >= _WINDOW_ANSWERS * self.limit
+            and over_ok <= odds * self._over_bad
+            and under_ok >= answers * self.limit
         ):
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
             return True

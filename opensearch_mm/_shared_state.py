@@ -55,6 +55,7 @@ _SHARED_FIELDS = (
     "_held_at",
     "_return_requests",
     "_started",
+    "_limit_set",
 )
 _RATE_SLOT = _SHARED_FIELDS.index("_rate")  # where the rate is in the shared values
 

@@ -211,7 +211,9 @@ class AdaptiveRateLimiter(RateLimiter):
       a raised quota is found in seconds, a steady one costs about one 429 per cycle.
     * **Concurrency caps.** Every request carries the number in flight when it was sent.
       When 429s come only above some in-flight count, the limiter caps requests in flight
-      at that count (and tries one more now and then).
+      at that count (and tries one more now and then). A first 429 above every count
+      answered so far is tested at once: sends go at the rate that count carries, so the
+      next 429 either confirms the cap or shows a rate cap.
     * A ``Retry-After``/``x-acs-retry-after`` hint on a 429 holds every send until then.
 
     The rate only climbs while it is what holds the sender back. Thread-safe; one limiter
@@ -277,6 +279,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
+        self._limit_set = 0.0  # when the window's limit last changed
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
         self._shared = _open_shared(share) if share is not None else None
@@ -400,7 +403,7 @@ class AdaptiveRateLimiter(RateLimiter):
                     if self._ok_since_cut >= _FAST_RETURN_REQUESTS:
                         self._settled = True
                     self._pause = 0.0
-                self._window.ok(n)
+                self._window.ok(n, sent is not None and sent[0] >= self._limit_set)
             elif _refused(error):
                 self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
@@ -478,6 +481,13 @@ class AdaptiveRateLimiter(RateLimiter):
                 # takes a moment to come, and an overshoot of more costs a burst of them.
                 # (Under a concurrency cap the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
+        if self._window.testing and self._latency > 0:
+            # A first 429 above every count answered, and each of its slots has answered a
+            # request sent since: send at the rate those slots carry, so that a count above it comes
+            # within an answer time or two. A concurrency cap refuses it (the cap is
+            # learned in about a second, not when probing next brings the count there);
+            # a rate cap answers it or refuses at lower counts too (the candidate goes).
+            rate = max(rate, self._window.limit / self._latency)
         if self._window.active and self._latency > 0:
             # Under a concurrency cap the cap holds the sends back, not the rate: a ceiling
             # a cut read while the cap was being learned was the cap's doing. The rate stays
@@ -520,7 +530,17 @@ class AdaptiveRateLimiter(RateLimiter):
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
             self._next = max(self._next, now + float(retry_after))
-        if n and self._window.throttled(n):
+        unanswered = None
+        if n and not self._others and not self._window.active:
+            # (Other processes' requests in flight are not known here: with any, none are
+            # passed.)
+            sure = now - _LAG_REFUSALS * self._refusal_time
+            unanswered = [m for at, m in self._in_flight.values() if at < sure]
+        limit = self._window.limit
+        explained = bool(n) and self._window.throttled(n, unanswered)
+        if self._window.limit != limit:
+            self._limit_set = now  # (answers to requests sent before it are not fresh)
+        if explained:
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted

@@ -289,6 +289,50 @@ def test_a_cap_in_flight_is_learned_within_seconds(seed: int) -> None:
     assert made[0].max_in_flight in (6, 7)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("cap", [4, 16])
+def test_a_cap_in_flight_is_learned_in_the_first_seconds(cap: int, seed: int) -> None:
+    # At 500 ms answers, the first 429 of the start-up ramp comes above every count
+    # answered: once each slot has answered a request sent since, the cap is tested (sends
+    # at the rate its slots carry) and the next 429 above it confirms it (it took 4-13 s).
+    made: list[AdaptiveRateLimiter] = []
+
+    def limiter(clock: Callable[[], float]) -> AdaptiveRateLimiter:
+        made.append(AdaptiveRateLimiter(clock=clock))
+        return made[-1]
+
+    scenario = Scenario("concurrency", max_in_flight=cap, latency=0.5, seconds=3.5, seed=seed)
+    simulate(scenario, limiter)
+    assert made[0].max_in_flight == cap
+
+
+@pytest.mark.parametrize("latency", [0.25, 2.0])
+def test_a_rate_throttle_at_long_answer_times_is_not_taken_for_a_cap(latency: float) -> None:
+    # The start-up ramp's 429s come at in-flight counts above every answered one (and at
+    # 2 s before any answer), in a burst: a rate cap all the same. (So does a bucket of 3/s
+    # at 2 s, in the held-out variants of test_simulation.)
+    made: list[AdaptiveRateLimiter] = []
+    seen: list[int | None] = []
+
+    def limiter(clock: Callable[[], float]) -> AdaptiveRateLimiter:
+        made.append(AdaptiveRateLimiter(clock=clock))
+        return made[-1]
+
+    scenario = Scenario("sliding", qps=50, latency=latency, seconds=15, warmup=0)
+    original = AdaptiveRateLimiter.observe
+
+    def observe(
+        self: AdaptiveRateLimiter, error: BaseException | None, ticket: Ticket | None = None
+    ) -> None:
+        original(self, error, ticket)
+        seen.append(self.max_in_flight)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AdaptiveRateLimiter, "observe", observe)
+        simulate(scenario, limiter)
+    assert seen and not any(seen)
+
+
 def test_a_rate_throttle_is_not_taken_for_a_concurrency_cap() -> None:
     """Refusals at every number in flight: no concurrency cap is learned."""
     clock = FakeClock()
