@@ -14,6 +14,7 @@ import base64
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -102,10 +103,11 @@ def check_writable(path: Path, option: str) -> None:
             with path.open("r+b"):  # opens for writing without changing a byte
                 pass
         else:
-            # The only sure test (permissions, read-only mounts, quotas on inodes...).
-            with path.open("xb"):
+            # The only sure test (permissions, read-only mounts, quotas on inodes...). A
+            # hidden sibling is created, never the output itself: whoever watches the output
+            # path must not see it appear and vanish before the job starts.
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".probe"):
                 pass
-            path.unlink()
     except OSError as exc:
         raise SinkError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 

@@ -155,3 +155,24 @@ def test_devices_are_written_as_they_are(server: Emulator, tmp_path: Path) -> No
     ran = run_cli("embed", str(_manifest(tmp_path)), "-o", "/dev/null", env=service_env(server))
     assert ran.code == 0, ran.err
     assert "done: 40 vectors in /dev/null" in ran.err
+
+
+def test_the_check_never_creates_the_output_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A watcher polling the output path (a test, a tail -F, a sync agent) must not see it
+    # appear and vanish before the job has started: the check writes a hidden sibling.
+    from opensearch_mm._sinks import check_writable
+
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def spy(self: Path, *args: object, **kwargs: object) -> object:
+        opened.append(self)
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", spy)
+    out = tmp_path / "v.jsonl"
+    check_writable(out, "-o")
+    assert out not in opened
+    assert list(tmp_path.iterdir()) == [], "the check left a file behind"
