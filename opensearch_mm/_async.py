@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import TypeVar
 
 import httpx
 
 from ._call import NOT_SENT, CallControl, Outcome
-from ._driver import DriverBase, DriverConfig
+from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import OpenSearchMMError
@@ -57,10 +56,10 @@ class AsyncDriver(DriverBase):
         batches: Iterable[Batch] | AsyncIterable[Batch],
         control: CallControl,
         *,
-        window: int,
+        limits: ReadAhead,
     ) -> AsyncIterator[tuple[Batch, Outcome]]:
-        """Yield each batch with its outcome, in order, at most ``window`` queued and
-        ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
+        """Yield each batch with its outcome, in order, reading ahead within ``limits``
+        and ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def outcome(batch: Batch) -> Outcome:
@@ -73,24 +72,27 @@ class AsyncDriver(DriverBase):
                     control.note(exc)
                     return exc
 
-        pending: deque[tuple[Batch, asyncio.Task[Outcome]]] = deque()
+        pending: Pending[asyncio.Future[Outcome]] = Pending(limits)
         source = as_async_iter(batches)
         exhausted = False
         try:
             while True:
-                while not exhausted and len(pending) < window:
+                while not exhausted and pending.room():
                     try:
                         batch = await source.__anext__()
                     except StopAsyncIteration:
                         exhausted = True
                         break
-                    pending.append((batch, asyncio.ensure_future(outcome(batch))))
+                    pending.add(batch, asyncio.ensure_future(outcome(batch)))
                 if not pending:
                     return
-                batch, task = pending.popleft()
+                if pending.wait_for_any(not exhausted):
+                    await asyncio.wait(pending.unanswered(), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                batch, task = pending.pop()
                 yield batch, await task
         finally:
-            for _, task in pending:
+            for task in pending.handles():
                 task.cancel()
 
 

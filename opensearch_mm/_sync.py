@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_any
 
 import httpx
 
 from ._call import NOT_SENT, CallControl, Outcome
-from ._driver import DriverBase, DriverConfig
+from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import ClientClosedError, OpenSearchMMError
@@ -72,18 +72,18 @@ class SyncDriver(DriverBase):
             return self._executor
 
     def run(
-        self, batches: Iterable[Batch], control: CallControl, *, window: int
+        self, batches: Iterable[Batch], control: CallControl, *, limits: ReadAhead
     ) -> Iterator[tuple[Batch, Outcome]]:
-        """Yield each batch with its outcome, in order, with at most ``window`` queued.
+        """Yield each batch with its outcome, in order, reading ahead within ``limits``.
 
         Requests run concurrently in the client's pool (``max_concurrency`` threads);
         once ``control.stopped`` no further batch is sent (its outcome is ``NOT_SENT``).
         """
-        pending: deque[tuple[Batch, Future[Outcome]]] = deque()
+        pending: Pending[Future[Outcome]] = Pending(limits)
         source = iter(batches)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < window:
+            while not exhausted and pending.room():
                 batch = next(source, None)
                 if batch is None:
                     exhausted = True
@@ -91,12 +91,15 @@ class SyncDriver(DriverBase):
                 if self.max_concurrency == 1:
                     done: Future[Outcome] = Future()
                     done.set_result(self._outcome(batch, control))
-                    pending.append((batch, done))
+                    pending.add(batch, done)
                 else:
-                    pending.append((batch, self._pool().submit(self._outcome, batch, control)))
+                    pending.add(batch, self._pool().submit(self._outcome, batch, control))
             if not pending:
                 return
-            batch, future = pending.popleft()
+            if pending.wait_for_any(not exhausted):
+                wait_any(pending.unanswered(), return_when=FIRST_COMPLETED)
+                continue
+            batch, future = pending.pop()
             yield batch, future.result()
 
     def close(self) -> None:

@@ -44,6 +44,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.items)
 
+    def body_size(self) -> int:
+        """The size in bytes of :meth:`body`, without building it."""
+        return body_size(self.items)
+
     def body(self) -> bytes:
         """The request body: ``{"input":[...]}`` joined from the pre-encoded items."""
         return _PREFIX + b",".join(item.data for item in self.items) + _SUFFIX

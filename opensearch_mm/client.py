@@ -23,6 +23,7 @@ from ._config import (
     InsecureTransportWarning,
     SupportsSecretValue,
 )
+from ._driver import ReadAhead
 from ._pools import Pools
 from ._stream import StreamRun
 from .batching import Batch, apack, pack
@@ -167,9 +168,7 @@ class MultiModalEmbeddingClient:
             http_async_client=http_async_client,
         )
         self._http, self._sync = self._pools.http, self._pools.sync
-        # embed_iter reads ahead only what can be in flight, plus one batch ready for the
-        # next free slot: every batch read is encoded, and an image batch holds megabytes.
-        self._stream_window = config.max_concurrency + 1
+        self._stream_limits = ReadAhead.stream(config.max_concurrency)
 
     @property
     def dimensions(self) -> int | None:
@@ -245,11 +244,8 @@ class MultiModalEmbeddingClient:
         if self.model_info.dimensions is None and state.dimensions is not None:
             self._learned_dimensions = state.dimensions
 
-    def _window(self, n_batches: int) -> int:
-        # Every batch may be queued at once (idle workers never wait for a slow head of
-        # line), except one at a time: a failure that stops the call is then seen before
-        # the next request goes out.
-        return max(n_batches, 1) if self.max_concurrency > 1 else 1
+    def _whole_call(self, batches: list[Batch]) -> ReadAhead:
+        return ReadAhead.whole_call(len(batches), self.max_concurrency)
 
     def _plan(self, items: list[WireItem]) -> tuple[CallState, list[Batch]]:
         # Identical inputs are sent once; the state copies the vector to the repeats.
@@ -259,16 +255,16 @@ class MultiModalEmbeddingClient:
 
     def _run(self, items: list[WireItem]) -> EmbeddingResult:
         state, batches = self._plan(items)
-        driver = self._pools.sync_driver()
-        for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
+        driver, limits = self._pools.sync_driver(), self._whole_call(batches)
+        for batch, outcome in driver.run(batches, state, limits=limits):
             state.record(batch, outcome)
         self._learn(state)
         return state.finish()
 
     async def _arun(self, items: list[WireItem]) -> EmbeddingResult:
         state, batches = self._plan(items)
-        driver = self._pools.async_driver()
-        async for batch, outcome in driver.run(batches, state, window=self._window(len(batches))):
+        driver, limits = self._pools.async_driver(), self._whole_call(batches)
+        async for batch, outcome in driver.run(batches, state, limits=limits):
             state.record(batch, outcome)
         self._learn(state)
         return state.finish()
@@ -377,7 +373,9 @@ class MultiModalEmbeddingClient:
     ) -> Iterator[Any]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
-        Memory stays bounded: at most ``max_concurrency + 1`` batches are read ahead.
+        Memory stays bounded: at most ``max_concurrency + 1`` batches unanswered, and
+        answered ones waiting behind a slower head of line up to four times that (never
+        more request bodies than ``max_concurrency + 1`` full-size requests).
 
         Args:
             inputs: Any iterable of inputs (read lazily, once).
@@ -401,7 +399,7 @@ class MultiModalEmbeddingClient:
         stream = self._stream(inputs, "embed_iter", progress, as_numpy, stats)
         driver, batches = self._pools.sync_driver(), pack(stream.items(inputs))
         try:
-            for batch, outcome in driver.run(batches, stream.state, window=self._stream_window):
+            for batch, outcome in driver.run(batches, stream.state, limits=self._stream_limits):
                 yield from stream.deliver(batch, outcome)
         finally:
             stream.close()  # also when the consumer stops early: queued batches stay unsent
@@ -422,7 +420,7 @@ class MultiModalEmbeddingClient:
         driver, batches = self._pools.async_driver(), apack(stream.aitems(inputs))
         try:
             async for batch, outcome in driver.run(
-                batches, stream.state, window=self._stream_window
+                batches, stream.state, limits=self._stream_limits
             ):
                 for vector in stream.deliver(batch, outcome):
                     yield vector

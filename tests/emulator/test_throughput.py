@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from opensearch_mm import MultiModalEmbeddingClient
+from opensearch_mm._driver import ReadAhead
 from opensearch_mm.emulator import Emulator
 from opensearch_mm.errors import RateLimitError
 
@@ -111,9 +112,9 @@ def test_embed_iter_keeps_order_and_bounds_what_is_in_flight() -> None:
             yielded += 1
             worst = max(worst, pulled - yielded)
         assert got == expected  # same vectors, same order
-    # Read-ahead follows the in-flight window: at most max_concurrency + 1 batches
-    # queued, plus the one being packed.
-    assert worst <= (limit + 2) * 32
+    # Read-ahead is bounded: at most the stream's queued batches (answers waiting behind
+    # a slower head of line included), plus the one being packed.
+    assert worst <= (ReadAhead.stream(limit).queued + 1) * 32
     assert pulled == 32 * 30
 
 
