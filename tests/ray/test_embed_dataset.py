@@ -286,8 +286,11 @@ def test_under_a_cap_in_flight_the_actors_learn_it_and_keep_to_it(
     # refusal at 3: the emulator frees a slot only after writing its answer, so a send at
     # once after an answer can still meet the slot taken, and the limit steps one below
     # until its next probe) and split into permits that add up to it. Never above a probe.
-    assert status["max_in_flight"] in (cap - 1, cap, cap + 1), status
-    assert sum(status["permits"].values()) == status["max_in_flight"], status
+    # On a loaded machine the actors can run the whole job without ever putting more than
+    # the cap in flight: then nothing was refused above it and there was nothing to learn.
+    if status["max_in_flight"] is not None or stats.throttled > 2:
+        assert status["max_in_flight"] in (cap - 1, cap, cap + 1), (stats, status)
+        assert sum(status["permits"].values()) == status["max_in_flight"], status
     # Few refused (measured 2 to 4%, learning included), and the requests went at well over
     # half the ceiling over the whole run, start-up and learning included (measured 0.7 to
     # 0.8; before permits, the actors paced at a rate: 0.6).
