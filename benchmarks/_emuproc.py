@@ -6,7 +6,8 @@ command per stdin line with one JSON line on stdout:
 ``stats`` -> the counters; ``reset`` -> zero them; ``qps N|none`` -> a fresh (full)
 throttle of the current model at N requests per second; ``latency MS`` -> the service
 latency; ``throttle {json}`` -> a fresh throttle (``Emulator.set_throttle`` arguments);
-``jitter SIGMA`` -> lognormal latency jitter.
+``jitter SIGMA`` -> lognormal latency jitter; ``slow SHARE DELAY SEED`` -> that share of
+answers delayed by DELAY more seconds (0: off).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def main() -> int:
             out = {}
         elif cmd == "jitter":
             emu.latency_jitter = float(arg)
+            out = {}
+        elif cmd == "slow":
+            share, delay, seed = arg.split()
+            emu.set_random_faults(float(share), ["slow"], int(seed), float(delay))
             out = {}
         elif cmd == "quit":
             break

@@ -118,6 +118,11 @@ class EmulatorProcess:
         self._command(f"jitter {jitter}")
         self._command("reset")
 
+    def slow(self, share: float, delay: float, seed: int = 1) -> None:
+        """Delay a random ``share`` of the answers by ``delay`` more seconds (a latency
+        tail); ``share=0`` turns it off."""
+        self._command(f"slow {share} {delay} {seed}")
+
     def stats(self) -> dict[str, Any]:
         return self._command("stats")
 

@@ -165,6 +165,20 @@ def test_throughput_benchmark_functions_run() -> None:
         assert all(v > 0 for v in per_k.values())
 
 
+def test_stream_benchmark_functions_run() -> None:
+    from benchmarks.common import EmulatorProcess
+    from benchmarks.stream import CONTENDERS, stream_table
+    from benchmarks.throughput import Row
+
+    with EmulatorProcess(latency_ms=1) as emu:
+        rows = [(Row("sliding", 50.0, latency_ms=1.0), tail) for tail in (False, True)]
+        cells = stream_table(emu, rows, seconds=0.3, warmup=0.1)
+        assert {column for _, column in cells} == set(CONTENDERS)
+        assert len(cells) == 2 * len(CONTENDERS)
+        assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
+        assert emu.stats()["requests"] > 0
+
+
 # ------------------------------------------------------------- throttle models over HTTP
 
 
