@@ -33,7 +33,6 @@ from benchmarks.common import API_KEY, EmulatorProcess, Workload
 from benchmarks.throughput import Cell, Row, Runner, cell
 from opensearch_mm import MultiModalEmbeddingClient
 from opensearch_mm._driver import ReadAhead
-from opensearch_mm.batching import MAX_BODY_BYTES
 
 __all__ = ["CONTENDERS", "ROWS", "main", "stream_table"]
 
@@ -44,7 +43,7 @@ def _stream(emu: EmulatorProcess, work: Workload, *, old: bool) -> tuple[int, in
     with MultiModalEmbeddingClient(api_key=API_KEY, endpoint=emu.url) as client:
         if old:
             window = client.max_concurrency + 1
-            client._stream_limits = ReadAhead(window, window, window * MAX_BODY_BYTES)
+            client._stream_limits = ReadAhead(window, window)
         done = sum(1 for _ in client.embed_iter(work.contents()))
     return done, 0
 

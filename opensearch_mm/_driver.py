@@ -8,14 +8,13 @@ still starts requests is asked of, and told to, the call's
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._request import Request
-from .batching import MAX_BODY_BYTES, Batch
+from .batching import Batch
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 
@@ -47,7 +46,6 @@ class ReadAhead:
 
     in_flight: int  # batches read and not yet answered (sent, or ready for a free slot)
     queued: int  # ... plus answered ones waiting behind a slower head of line
-    body_bytes: float  # the request bodies of all of them (an image batch holds megabytes)
 
     @classmethod
     def whole_call(cls, n_batches: int, max_concurrency: int) -> ReadAhead:
@@ -55,16 +53,16 @@ class ReadAhead:
         once (idle workers never wait for a slow head of line), except one at a time: a
         failure that stops the call is then seen before the next request goes out."""
         n = max(n_batches, 1) if max_concurrency > 1 else 1
-        return cls(n, n, math.inf)
+        return cls(n, n)
 
     @classmethod
     def stream(cls, max_concurrency: int) -> ReadAhead:
         """A stream: as many unanswered as can be in flight plus one ready for the next free
-        slot, answered ones up to ``_REORDER`` times that, and never more request bodies
-        than that many full-size requests (every batch read is encoded and held)."""
+        slot (each holds its encoded request), and answered ones, which hold only their
+        vectors, up to ``_REORDER`` times that."""
         window = max_concurrency + 1
         queued = _REORDER * window if max_concurrency > 1 else window  # one: answers in order
-        return cls(window, queued, window * MAX_BODY_BYTES)
+        return cls(window, queued)
 
 
 class Handle(Protocol):
@@ -77,49 +75,53 @@ H = TypeVar("H", bound=Handle)
 
 
 class Pending(Generic[H]):
-    """The batches read and not yet yielded, in input order, each with its handle."""
+    """The batches read and not yet yielded, in input order, each with its handle.
+
+    Once answered, a batch keeps only its inputs' positions (:meth:`Batch.answered`): the
+    encoded inputs of an image batch are megabytes, and only the unanswered need them.
+    """
 
     def __init__(self, limits: ReadAhead) -> None:
         self.limits = limits
-        self._queue: deque[tuple[Batch, H, int]] = deque()
-        self._bytes = 0
+        self._queue: deque[list[Any]] = deque()  # [batch, handle, still holds its data]
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def add(self, batch: Batch, handle: H) -> None:
-        size = batch.body_size()
-        self._queue.append((batch, handle, size))
-        self._bytes += size
+        self._queue.append([batch, handle, True])
 
     def pop(self) -> tuple[Batch, H]:
-        batch, handle, size = self._queue.popleft()
-        self._bytes -= size
+        batch, handle, _ = self._queue.popleft()
         return batch, handle
 
     def handles(self) -> list[H]:
-        return [handle for _, handle, _ in self._queue]
+        return [entry[1] for entry in self._queue]
 
     def unanswered(self) -> list[H]:
-        return [handle for _, handle, _ in self._queue if not handle.done()]
-
-    def _held(self) -> bool:
-        """Full by count of batches or bytes (not by what is in flight)."""
-        return len(self._queue) >= self.limits.queued or self._bytes >= self.limits.body_bytes
+        """The handles not answered yet (the answered batches drop their data)."""
+        waiting = []
+        for entry in self._queue:
+            if not entry[1].done():
+                waiting.append(entry[1])
+            elif entry[2]:
+                entry[0], entry[2] = entry[0].answered(), False
+        return waiting
 
     def room(self) -> bool:
         """Whether another batch may be read now."""
-        if self._held():
+        if len(self._queue) >= self.limits.queued:
             return False
-        # (Fewer read than may be in flight: no need to ask each whether it is answered.)
         in_flight = self.limits.in_flight
+        # (Fewer read than may be in flight: no need to ask each whether it is answered.)
         return len(self._queue) < in_flight or len(self.unanswered()) < in_flight
 
     def wait_for_any(self, more: bool) -> bool:
         """Whether to wait for any answer rather than for the head of line: the head is
         unanswered and, were another answered, another batch could be read (``more``: the
         source is not exhausted)."""
-        return more and not self._queue[0][1].done() and not self._held()
+        full = len(self._queue) >= self.limits.queued
+        return more and not full and not self._queue[0][1].done()
 
 
 class DriverBase:

@@ -44,9 +44,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.items)
 
-    def body_size(self) -> int:
-        """The size in bytes of :meth:`body`, without building it."""
-        return body_size(self.items)
+    def answered(self) -> Batch:
+        """This batch once its request is answered: the inputs' positions, not their data
+        (an image batch's encoded images are megabytes no longer needed)."""
+        return Batch(tuple(WireItem(item.index, b"", item.has_image) for item in self.items))
 
     def body(self) -> bytes:
         """The request body: ``{"input":[...]}`` joined from the pre-encoded items."""

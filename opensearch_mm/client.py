@@ -373,9 +373,9 @@ class MultiModalEmbeddingClient:
     ) -> Iterator[Any]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
-        Memory stays bounded: at most ``max_concurrency + 1`` batches unanswered, and
-        answered ones waiting behind a slower head of line up to four times that (never
-        more request bodies than ``max_concurrency + 1`` full-size requests).
+        Memory stays bounded: at most ``max_concurrency + 1`` batches unanswered (holding
+        their encoded inputs), and answered ones waiting behind a slower head of line (only
+        their vectors) up to four times that.
 
         Args:
             inputs: Any iterable of inputs (read lazily, once).

@@ -12,7 +12,7 @@ import httpx
 
 from opensearch_mm import MultiModalEmbeddingClient
 from opensearch_mm._driver import Pending, ReadAhead
-from opensearch_mm.batching import MAX_BODY_BYTES, Batch
+from opensearch_mm.batching import Batch
 from opensearch_mm.inputs import WireItem
 
 KEY = "OS-read-ahead-key-0123456789"
@@ -53,19 +53,25 @@ def test_a_stream_lets_answers_wait_behind_an_unanswered_head() -> None:
     assert pending.pop()[1] is head and pending.room()
 
 
-def test_a_stream_never_holds_more_bodies_than_its_in_flight_bound_of_full_requests() -> None:
-    limits = ReadAhead.stream(4)
-    pending: Pending[_Handle] = Pending(limits)
-    big = MAX_BODY_BYTES // 2
-    while pending.room():
-        pending.add(_batch(big), _Handle(answered=True))
-    assert len(pending) == 10  # five full-size requests' worth
-    assert not pending.wait_for_any(more=True)
+def test_an_answered_batch_waiting_in_line_drops_its_encoded_inputs() -> None:
+    pending: Pending[_Handle] = Pending(ReadAhead.stream(4))
+    head, second = _Handle(), _Handle()
+    pending.add(_batch(), head)
+    pending.add(Batch((WireItem(7, b"x" * 1000, True), WireItem(8, b"y", False))), second)
+    assert pending.unanswered() == [head, second]
+    second.answered = True
+    assert pending.unanswered() == [head]
+    head.answered = True
+    pending.pop()
+    batch, handle = pending.pop()
+    assert handle is second
+    kept = [(i.index, i.data, i.has_image) for i in batch.items]
+    assert kept == [(7, b"", True), (8, b"", False)]
 
 
 def test_one_request_at_a_time_reads_no_further_than_the_next() -> None:
-    assert ReadAhead.stream(1) == ReadAhead(2, 2, 2 * MAX_BODY_BYTES)
-    assert ReadAhead.whole_call(7, 1) == ReadAhead(1, 1, float("inf"))
+    assert ReadAhead.stream(1) == ReadAhead(2, 2)
+    assert ReadAhead.whole_call(7, 1) == ReadAhead(1, 1)
     assert ReadAhead.whole_call(7, 4).queued == 7
 
 
