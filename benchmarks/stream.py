@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import API_KEY, EmulatorProcess, Workload
-from benchmarks.throughput import Cell, Row, Runner, cell
+from benchmarks.throughput import Cell, Row, Runner, cell, ours_sync
 from opensearch_mm import MultiModalEmbeddingClient
 from opensearch_mm._driver import ReadAhead
 
@@ -56,16 +56,10 @@ def stream_in_flight_only(emu: EmulatorProcess, work: Workload) -> tuple[int, in
     return _stream(emu, work, old=True)
 
 
-def whole_list(emu: EmulatorProcess, work: Workload) -> tuple[int, int]:
-    with MultiModalEmbeddingClient(api_key=API_KEY, endpoint=emu.url) as client:
-        result = client.embed(work.contents())
-    return len(result.embeddings), 0
-
-
 CONTENDERS: dict[str, Runner] = {
     "stream": stream,
     "stream, in-flight only": stream_in_flight_only,
-    "whole list": whole_list,
+    "whole list": ours_sync,
 }
 
 TAIL = (0.01, 0.5)  # the share of answers delayed, and by how many seconds
