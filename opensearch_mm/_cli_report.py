@@ -19,9 +19,10 @@ from .errors import (
     APITimeoutError,
     RateLimitError,
 )
+from .ratelimit import InFlightBound
 from .results import Usage
 
-__all__ = ["JobReport", "Progress", "RetryNotices", "count_lines", "say"]
+__all__ = ["JobReport", "Progress", "RetryNotices", "count_lines", "in_flight_note", "say"]
 
 LOGGER = "opensearch_mm"
 
@@ -67,6 +68,15 @@ class JobReport:
             f"{tokens}, {_count(u.image, 'image')}, {_count(self.retries, 'retry', 'retries')} "
             f"({self.throttled:,} throttled), {time.monotonic() - self.started:.1f} s"
         )
+
+
+def in_flight_note(bound: InFlightBound) -> str:
+    """``note: 8 requests in flight held this job to ...``: raise ``--max-concurrency``."""
+    return (
+        f"note: {bound.max_in_flight} requests in flight held this job to about "
+        f"{bound.reachable:.1f} requests/s (answers took {bound.answer_time:.2f} s); the rate "
+        f"limit allows {bound.allowed:.1f}/s: --max-concurrency {bound.needed} would reach it"
+    )
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -34,7 +34,14 @@ from typing import Any
 import orjson
 
 from ._cli_errors import explain, input_reason, missing_credentials
-from ._cli_report import JobReport, Progress, count_lines, retry_notices, say
+from ._cli_report import (
+    JobReport,
+    Progress,
+    count_lines,
+    in_flight_note,
+    retry_notices,
+    say,
+)
 from ._memory import return_large_buffers
 from ._sinks import (
     JsonLinesWriter,
@@ -55,6 +62,7 @@ from ._sinks import (
 from .client import ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE, MultiModalEmbeddingClient
 from .errors import ConfigurationError, InputError, InvalidParameterError, OpenSearchMMError
 from .models import DEFAULT_MODEL
+from .ratelimit import AdaptiveRateLimiter
 from .results import StreamStats
 
 __all__ = ["BulkError", "add_parser", "read_progress", "run"]
@@ -377,6 +385,16 @@ def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
         raise BulkError(text) from None
 
 
+def _summarize(report: JobReport, client: MultiModalEmbeddingClient) -> None:
+    """The summary line, after a note if requests in flight held the job back."""
+    limiter = client.rate_limiter
+    if isinstance(limiter, AdaptiveRateLimiter):
+        bound = limiter.in_flight_bound(client.max_concurrency)
+        if bound is not None:
+            say(in_flight_note(bound))
+    say(report.line())
+
+
 def _failure(
     exc: OpenSearchMMError, client: MultiModalEmbeddingClient, args: argparse.Namespace
 ) -> tuple[str, str, bool]:
@@ -493,7 +511,7 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
         failure = failure or exc
         where = "stdout"
     if isinstance(failure, OSError):
-        say(report.line())
+        _summarize(report, client)
         return EXIT_API
     if failure is not None:
         problem, fix, _ = _failure(failure, client, args)
@@ -511,14 +529,14 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
             )
         else:
             say("no input was embedded")
-        say(report.line())
+        _summarize(report, client)
         return EXIT_API
     if output is not None:
         say(f"done: {sink.count} vectors in {output}")
     if args.npy is not None:
         rows = save_npy([v for v in vectors if v is not None], args.npy)
         say(f"wrote {rows} vectors to {args.npy}")
-    say(report.line())
+    _summarize(report, client)
     return EXIT_OK
 
 
@@ -669,7 +687,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
             then = f"; fix it, then {resume} to continue" if resume else ""
             say(f"error: {exc}")
             say(f"{plan.kept + sink.count} vectors in {where}{then}")
-            say(job.report.line())
+            _summarize(job.report, client)
             return EXIT_INVALID
         except OpenSearchMMError as exc:
             status = EXIT_API
@@ -699,7 +717,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         finally:
             job.close()
     if status != EXIT_OK:
-        say(job.report.line())
+        _summarize(job.report, client)
         return status
     if isinstance(sink, ParquetWriter):
         sink.finish()
@@ -708,10 +726,10 @@ def _run_manifest(args: argparse.Namespace) -> int:
     if isinstance(sink, StdoutWriter) and args.npy is not None:
         rows = save_npy(sink.rows or [], args.npy)
         say(f"wrote {rows} vectors to {args.npy}")
-        say(job.report.line())
+        _summarize(job.report, client)
         return EXIT_OK
     status = _finish_npy(args, output)
-    say(job.report.line())
+    _summarize(job.report, client)
     return status
 
 

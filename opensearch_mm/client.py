@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -37,7 +38,7 @@ from .inputs import (
     require_many,
 )
 from .models import DEFAULT_MODEL
-from .ratelimit import RateLimiter, describe_qps
+from .ratelimit import AdaptiveRateLimiter, RateLimiter, describe_qps
 from .results import EmbeddingResult, StreamStats
 from .retry import RetryPolicy
 
@@ -56,6 +57,8 @@ __all__ = [
     "InsecureTransportWarning",
     "MultiModalEmbeddingClient",
 ]
+
+logger = logging.getLogger("opensearch_mm")
 
 Encoder = Callable[[object, int, EncodeOptions], WireItem]
 _UNSET: Any = object()
@@ -108,7 +111,9 @@ class MultiModalEmbeddingClient:
             max_retries: Retries per request (>= 0; 0 disables). Ignored when
                 ``retry_policy`` is given.
             retry_policy: Backoff settings (delays, caps); wins over ``max_retries``.
-            max_concurrency: Requests in flight per call (>= 1).
+            max_concurrency: Requests in flight per call (>= 1). When answers are so
+                slow that these, not the rate limit, bound the rate, the client logs a
+                WARNING once, naming the value that would reach the limit.
             qps: Client-side rate: ``"adaptive"`` (finds the account's limit from
                 429s), a pinned number of requests per second, or ``None`` (off).
             rate_limiter: A ready :class:`RateLimiter`, e.g. one shared by several
@@ -161,6 +166,7 @@ class MultiModalEmbeddingClient:
         self.encode_options = config.encode_options()
         self._headers = config.headers()
         self._learned_dimensions: int | None = None
+        self._told_in_flight_bound = False
         self._pools = Pools(
             config,
             self.rate_limiter,
@@ -243,6 +249,26 @@ class MultiModalEmbeddingClient:
     def _learn(self, state: CallState | StreamState) -> None:
         if self.model_info.dimensions is None and state.dimensions is not None:
             self._learned_dimensions = state.dimensions
+        self._tell_in_flight_bound()
+
+    def _tell_in_flight_bound(self) -> None:
+        """Log once (WARNING) when ``max_concurrency``, not the rate limit, held the rate."""
+        limiter = self.rate_limiter
+        if self._told_in_flight_bound or not isinstance(limiter, AdaptiveRateLimiter):
+            return
+        bound = limiter.in_flight_bound(self.max_concurrency)
+        if bound is not None:
+            self._told_in_flight_bound = True
+            logger.warning(
+                "max_concurrency=%d held this client to about %.1f requests/s (answers "
+                "take %.2f s); the rate limiter allows %.1f/s: max_concurrency=%d would "
+                "reach it",
+                bound.max_in_flight,
+                bound.reachable,
+                bound.answer_time,
+                bound.allowed,
+                bound.needed,
+            )
 
     def _whole_call(self, batches: list[Batch]) -> ReadAhead:
         return ReadAhead.whole_call(len(batches), self.max_concurrency)

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_QPS",
     "AdaptiveRateLimiter",
     "FixedRateLimiter",
+    "InFlightBound",
     "RateLimiter",
     "SharedState",
     "Ticket",
@@ -80,6 +81,12 @@ _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % 
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
+_BOUND_ANSWERS = 20  # answers before their average time is trusted (the 0.9-weighted
+# average has then mostly forgotten the first, a cold connection's)
+_BOUND_SHARE = 0.8  # in flight carry < 0.8 of the allowed rate: worth telling (above it,
+# latency jitter and pacing gaps can explain the difference)
+_BOUND_MARGIN = 1.25  # in flight to suggest: rate x answer time, plus a quarter for
+# answers slower than the average
 
 
 class Ticket(NamedTuple):
@@ -93,6 +100,18 @@ class Ticket(NamedTuple):
     sent: float = 0.0
     rate: float = 0.0
     token: int = 0
+
+
+class InFlightBound(NamedTuple):
+    """Requests in flight, not the rate limiter, bound a client's rate: ``reachable``
+    requests/s is what ``max_in_flight`` requests carry at ``answer_time`` seconds each,
+    below the ``allowed`` rate; ``needed`` in flight would carry it."""
+
+    max_in_flight: int
+    reachable: float
+    allowed: float
+    answer_time: float
+    needed: int
 
 
 class RateLimiter(ABC):
@@ -276,6 +295,8 @@ class AdaptiveRateLimiter(RateLimiter):
         # Per process: how long answers and 429s take, what is in flight.
         self._refusal_time = _REFUSAL_TIME
         self._latency = 0.0
+        self._answers = 0  # accepted answers timed (for the average answer time)
+        self._in_flight_avg = 0.0  # requests in flight at each send (moving average)
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
@@ -382,6 +403,7 @@ class AdaptiveRateLimiter(RateLimiter):
             if len(self._in_flight) > _PURGE_AT:
                 self._purge(now)
             self._in_flight[ticket.token] = (now, n)
+            self._in_flight_avg = 0.9 * self._in_flight_avg + 0.1 * n if self._in_flight_avg else n
             self._count(ticket, now, 0)
             return True
 
@@ -393,6 +415,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 took, n = now - sent[0], sent[1]
                 if error is None:
                     self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
+                    self._answers += 1
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             if error is None:
@@ -407,6 +430,30 @@ class AdaptiveRateLimiter(RateLimiter):
             elif _refused(error):
                 self._count(ticket, now, 1)
                 self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
+
+    def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
+        """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)
+        hold this process below the rate the limiter allows, at the answer time measured
+        (slow requests: large images, a distant region), sends having found them all
+        busy. ``None`` when they do not, when too few answers were timed, when the
+        service caps requests in flight itself, and while other processes share this
+        limiter's rate."""
+        with self._locked():
+            if self._answers < _BOUND_ANSWERS or self._latency <= 0:
+                return None
+            if self._window.active or self._others:
+                return None
+            if not _BOUND_SHARE * max_in_flight <= self._in_flight_avg <= max_in_flight + 0.5:
+                # Sends found free slots (the caller sent less, e.g. one small call at a
+                # time), or more were in flight than one call's (concurrent async calls).
+                return None
+            # (Before any 429 the rate is a ramp, not a limit: claim only the initial rate.)
+            allowed = min(self._rate, self._initial) if self.slow_start else self._rate
+            reachable = max_in_flight / self._latency
+            if reachable >= _BOUND_SHARE * allowed:
+                return None
+            needed = math.ceil(_BOUND_MARGIN * allowed * self._latency)
+            return InFlightBound(max_in_flight, reachable, allowed, self._latency, needed)
 
     # -- the algorithm (lock held) --------------------------------------------------------
     def _count(self, ticket: Ticket | None, now: float, kind: int) -> None:

@@ -198,3 +198,29 @@ def test_a_refused_connection_is_reported_within_seconds(tmp_path: Path) -> None
     assert ran.code == 1
     assert f"cannot connect to {url}: connection refused" in ran.err
     assert elapsed < 10, f"{elapsed:.1f} s"
+
+
+def test_a_job_held_back_by_requests_in_flight_names_the_option(tmp_path: Path) -> None:
+    lines = [{"text": f"line {i}"} for i in range(32 * 22)]
+    manifest = write_manifest(tmp_path / "m.jsonl", lines)
+    with Emulator(api_key=KEY, qps=None, latency_ms=250) as slow:
+        ran = run_cli(
+            "embed",
+            str(manifest),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--max-concurrency",
+            "2",
+            env=service_env(slow) | {"OPENSEARCH_MM_SHARE_RATE_LIMIT": "0"},
+        )
+    assert ran.code == 0, ran.err
+    notes = [line for line in ran.err_lines if "requests in flight held this job" in line]
+    assert len(notes) == 1, ran.err
+    assert re.search(
+        r"note: 2 requests in flight held this job to about [\d.]+ requests/s \(answers took "
+        r"0\.\d\d s\); the rate limit allows 10\.0/s: --max-concurrency \d+ would reach it",
+        notes[0],
+    ), notes[0]
+    assert "WARNING" not in ran.err and "max_concurrency=" not in ran.err
+    _plain(ran.err)
+    assert len(records(tmp_path / "o.jsonl")) == len(lines)

@@ -397,3 +397,78 @@ def test_the_simulation_is_deterministic() -> None:
     scenario = Scenario("fixed", qps=20, seconds=20, seed=4)
     one, two = simulate(scenario), simulate(scenario)
     assert (one.rate, one.throttled, one.sent) == (two.rate, two.throttled, two.sent)
+
+
+# ----------------------------------------------------------- requests in flight as the bound
+
+
+def answered_after(
+    limiter: AdaptiveRateLimiter, count: int, took: float, in_flight: int = 1
+) -> None:
+    """``count`` requests, each answered ``took`` seconds after it was sent, ``in_flight``
+    at a time (a pool of that many, each slot refilled as it frees)."""
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    out: list[tuple[float, Ticket]] = []
+    for _ in range(count):
+        if len(out) == in_flight:
+            answer_at, ticket = out.pop(0)
+            clock.now = max(clock.now, answer_at)
+            limiter.observe(None, ticket)
+        ticket = sent(limiter)
+        out.append((clock.now + took, ticket))
+    for answer_at, ticket in out:
+        clock.now = max(clock.now, answer_at)
+        limiter.observe(None, ticket)
+
+
+def test_slow_answers_make_requests_in_flight_the_bound() -> None:
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(limiter, 30, 0.5, in_flight=2)
+    bound = limiter.in_flight_bound(2)
+    assert bound is not None
+    assert bound.max_in_flight == 2
+    assert bound.answer_time == pytest.approx(0.5)
+    assert bound.reachable == pytest.approx(4.0)  # 2 in flight, 0.5 s each
+    # Nothing refused yet: only the initial rate (the documented default) is claimed.
+    assert bound.allowed == 10.0
+    assert bound.needed == 7  # 10/s x 0.5 s, plus a quarter
+    assert limiter.in_flight_bound(3) is None  # 6/s would be more than two carried
+
+
+def test_a_learned_ceiling_is_the_rate_to_reach() -> None:
+    limiter = holding(30.0)
+    answered_after(limiter, 40, 0.5, in_flight=8)
+    bound = limiter.in_flight_bound(8)
+    assert bound is not None
+    assert bound.reachable == pytest.approx(16.0)  # 8 in flight, 0.5 s each
+    assert (bound.allowed, bound.needed) == (30.0, 19)  # the ceiling; 30/s x 0.5 s x 1.25
+
+
+def test_no_bound_is_claimed_from_a_few_answers_or_fast_ones() -> None:
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(limiter, 5, 2.0)
+    assert limiter.in_flight_bound(1) is None  # five answers: too few to average
+    fast = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(fast, 30, 0.04)
+    assert fast.in_flight_bound(1) is None  # 25/s from one in flight: above the 10/s
+
+
+def test_no_bound_is_claimed_when_the_caller_left_slots_free() -> None:
+    # One request at a time (small calls one after another): the slots were not the bound.
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(limiter, 30, 0.5)
+    assert limiter.in_flight_bound(8) is None
+    # Concurrent calls kept more in flight than one call may: raising it is not the fix.
+    busy = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(busy, 60, 2.0, in_flight=8)
+    assert busy.in_flight_bound(4) is None
+    assert busy.in_flight_bound(8) is not None
+
+
+def test_no_bound_is_claimed_when_the_service_caps_requests_in_flight() -> None:
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    answered_after(limiter, 30, 0.5, in_flight=2)
+    assert limiter.in_flight_bound(2) is not None
+    limiter._window.active = True  # a cap in flight learned from 429s: raising ours won't help
+    assert limiter.in_flight_bound(2) is None
