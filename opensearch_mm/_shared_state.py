@@ -50,6 +50,8 @@ _SHARED_FIELDS = (
     "_shut_sent",
     "_open_sent",
     "_open_cuts",
+    "_long_shut",
+    "_long_at",
     "_settled",
     "_pause",
     "_held_at",

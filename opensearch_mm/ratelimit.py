@@ -59,6 +59,10 @@ _RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 
 _PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s ...
 _PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
+_SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
+# window of W seconds refuses an overshoot only once full, up to W later
+_SHUT_HALF_LIFE = 300.0  # the longest shut is remembered with a half-life of 5 minutes: a
+# one-off long refusal (an outage) fades, a long window renews it whenever it fills
 _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
 _PROBE_GAIN = 1.25  # accepting <= 1.25x the old ceiling after a probe: not a raised quota
 _GOODPUT_SECONDS = 1.0  # accepted rate: answers in the last second (windows are 1 s) ...
@@ -80,6 +84,7 @@ _HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_KEPT_SECONDS = 0.9 * _MAX_BINS * _BIN  # reads reach back no further than the bins kept
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
 _BOUND_ANSWERS = 20  # answers before their average time is trusted (the 0.9-weighted
 # average has then mostly forgotten the first, a cold connection's)
@@ -289,6 +294,8 @@ class AdaptiveRateLimiter(RateLimiter):
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
         self._open_cuts = 0  # cuts counted then
+        self._long_shut = 0.0  # the longest time refused throughout (a window that long)
+        self._long_at = 0.0  # ... as of when (it fades with time)
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
@@ -471,26 +478,32 @@ class AdaptiveRateLimiter(RateLimiter):
         filling and waiting, whatever the window's length: the ceiling is no higher. So is
         what it accepted since it last opened, when it was shut for half that time.
         """
-        last_open, self._open_sent = self._open_sent, sent
+        # (The first cycle runs from the first send: a window of a minute, filled by the
+        # start-up ramp in seconds, is read from it.)
+        last_open, self._open_sent = self._open_sent or self._started, sent
         one_cycle, self._open_cuts = self.cuts - self._open_cuts == 1, self.cuts
         # (Known shut from the cut's refused send to the last refused send: the pause
         # after that one is the sender's idling, not the throttle's.)
         closed = self._shut_sent - self._cut_sent
+        if self._cut_sent <= 0:
+            return
+        fade = 0.5 ** (max(0.0, sent - self._long_at) / _SHUT_HALF_LIFE)
+        self._long_shut, self._long_at = max(closed, fade * self._long_shut), sent
+        # A window is at least as long as the longest shut: a cycle or a read spanning
+        # less cannot hold a whole window.
+        window = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, self._long_shut)
         shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
-        if self._cut_sent <= 0 or closed <= shortest:
+        if closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
         cycle = sent - last_open
-        if (
-            one_cycle
-            and last_open > 0
-            and cycle >= max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
-            and closed >= _SHUT_SHARE * cycle
-        ):
+        if one_cycle and cycle >= window and closed >= _SHUT_SHARE * cycle:
             # Shut for half the time or more since it last opened, one cut between: a
             # long window lets the sender through in bursts, and what passed over the
             # whole cycle of filling and waiting is its rate.
             self._lower_ceiling(last_open, sent)
-        before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed)
+        # (As far back as the steady sending since the last reopen goes.)
+        steady = self._cut_sent - max(self._started, last_open)
+        before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed, min(window, steady))
         start = self._cut_sent - before
         if start < max(self._started, last_open):
             return  # not a cycle of steady sending: too little history, or another hold
@@ -517,8 +530,9 @@ class AdaptiveRateLimiter(RateLimiter):
         if x < 1.0:
             rate = ceiling - (ceiling - self._floor) * (1.0 - x) ** 3
         else:
+            period = max(_PROBE_SECONDS, _SHUT_PROBE * self._long_shut)
             y = min(
-                (spent - _RETURN_SECONDS) / _PROBE_SECONDS,
+                (spent - _RETURN_SECONDS) / period,
                 (done - self._return_requests) / _PROBE_REQUESTS,
             )
             rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
@@ -572,6 +586,14 @@ class AdaptiveRateLimiter(RateLimiter):
         floor = _GOODPUT_SECONDS if end - self._started > span else 0.0
         return max(0, sent - refused) / max(floor, (last - first) * _BIN), refused
 
+    def _accepted_over(self, end: float, seconds: float, span: float) -> float:
+        """Requests/s accepted of the sends in the ``seconds`` before ``end`` (at most the
+        bins kept; at least ``span`` long)."""
+        seconds = min(seconds, _KEPT_SECONDS)
+        first, last = int(max(end - seconds, self._started) / _BIN), int(end / _BIN)
+        total, refused = self._bins.sums(first, last)
+        return max(0, total - refused) / max(span, (last - first) * _BIN)
+
     def _on_throttle(
         self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
     ) -> None:
@@ -612,6 +634,12 @@ class AdaptiveRateLimiter(RateLimiter):
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
         good, refused = self._measure(now)
+        span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+        end = now - _LAG_REFUSALS * self._refusal_time
+        if self._long_shut > span:
+            # A window as long as the longest shut can let nothing through for a second
+            # and more: what it let through over that long is what it accepts.
+            good = max(good, self._accepted_over(end, self._long_shut, span))
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
@@ -636,12 +664,8 @@ class AdaptiveRateLimiter(RateLimiter):
             # of seconds lets the sender through in bursts, and one second of it can hold
             # almost nothing): a read below a quarter of the refused rate is checked against
             # what was accepted over several seconds.
-            span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
-            end = now - _LAG_REFUSALS * self._refusal_time
             if refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span:
-                first, last = int(max(end - _HELD_SPAN, self._started) / _BIN), int(end / _BIN)
-                total, no = self._bins.sums(first, last)
-                good = max(good, max(0, total - no) / max(span, (last - first) * _BIN))
+                good = max(good, self._accepted_over(end, _HELD_SPAN, span))
             if refused and good > 0:
                 ceiling = min(good, _TRUST_RATE * sent_at)
             else:

@@ -525,6 +525,13 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
         out.append(Scenario("bucket", qps=10, clients=3, seconds=60))
         out.append(Scenario("fixed", qps=10, clients=3, seconds=60, shared=True))
         out.append(Scenario("bucket", qps=10, clients=3, seconds=60, shared=True))
+    if not quick:
+        # Quotas per minute or per ten seconds: a window that, once full, stays shut for most
+        # of its length (the first minute is the start-up ramp's: measured after it).
+        out.append(
+            Scenario("fixed", qps=10, window=60.0, seconds=300, warmup=60, label="fixed 600/min")
+        )
+        out.append(Scenario("sliding", qps=10, window=10.0, seconds=120, label="sliding 100/10s"))
     out.append(Scenario("fixed", qps=10, seconds=60, change_at=30, new_qps=30))
     out.append(Scenario("sliding", qps=30, seconds=60, change_at=30, new_qps=10))
     if not quick:
@@ -553,6 +560,10 @@ def held_out() -> list[Scenario]:
         Scenario("bucket", qps=10, overload=1.5, seconds=60, label="bucket 10/s, 503 over 15/s"),
         Scenario("bucket", qps=30, overload=1.5, seconds=60, label="bucket 30/s, 503 over 45/s"),
         Scenario("sliding", qps=20, window=5.0, seconds=90, label="sliding 100 per 5 s"),
+        Scenario("sliding", qps=30, window=60.0, seconds=300, warmup=60, label="sliding 1800/min"),
+        Scenario("fixed", qps=5, window=60.0, seconds=400, warmup=120, label="fixed 300/min"),
+        Scenario("fixed", qps=100, window=20.0, seconds=120, label="fixed 2000 per 20 s"),
+        Scenario("sliding", qps=20, window=30.0, seconds=240, warmup=60, label="sliding 600/30s"),
         Scenario("sliced", qps=1, seconds=90, label="sliced 1/s (two 500 ms slices)"),
         Scenario("sliced", qps=10, seconds=60, label="sliced 10/s (two 500 ms slices)"),
         Scenario("sliced", qps=30, seconds=60, label="sliced 30/s (two 500 ms slices)"),

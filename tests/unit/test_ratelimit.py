@@ -472,3 +472,26 @@ def test_no_bound_is_claimed_when_the_service_caps_requests_in_flight() -> None:
     assert limiter.in_flight_bound(2) is not None
     limiter._window.active = True  # a cap in flight learned from 429s: raising ours won't help
     assert limiter.in_flight_bound(2) is None
+
+
+# ------------------------------------------------------------------- windows of many seconds
+
+
+def test_a_long_shut_slows_probing_and_fades() -> None:
+    limiter = holding(10.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    limiter.cuts, limiter._cut_sent, limiter._shut_sent = 1, 5.0, 45.0  # refused for 40 s
+    clock.now = 50.0
+    limiter._reopened(50.0)
+    assert limiter._long_shut == 40.0
+    # Probing above the ceiling doubles its step every 20 s, not every 0.6 s: after 10 s
+    # of probing and plenty of answers it is still within 2 % of the ceiling.
+    limiter._cut_busy, limiter._ok_since_cut = 0.0, 200
+    limiter._busy = 2.0 + 10.0  # the return (2 s), then 10 s of probing
+    limiter._update_rate(clock.now)
+    assert 10.0 < limiter.rate <= 10.0 * 1.02
+    # Ten minutes later (two half-lives), a short shut: 40 s is remembered as 10 s.
+    limiter._cut_sent, limiter._shut_sent = 649.0, 649.5
+    limiter._reopened(650.0)
+    assert limiter._long_shut == pytest.approx(10.0)
