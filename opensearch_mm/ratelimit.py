@@ -58,9 +58,9 @@ _RETURN_SECONDS = 2.0  # climbing back takes >= 2 s of queued sends ...
 _RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 % at any cap
 _PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s ...
 _PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
-_PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
 _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
 # window of W seconds refuses an overshoot only once full, up to W later
+_PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
 _SHUT_HALF_LIFE = 300.0  # the longest shut is remembered with a half-life of 5 minutes: a
 # one-off long refusal (an outage) fades, a long window renews it whenever it fills
 _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
@@ -473,10 +473,12 @@ class AdaptiveRateLimiter(RateLimiter):
         """The first request sent since the cut has been accepted (it was sent at ``sent``).
 
         The throttle refused everything sent for ``closed`` seconds before it: a window
-        at least that long was full. What the account accepted over that time plus as
-        long again before it (at least a second) is what it lets through in a cycle of
-        filling and waiting, whatever the window's length: the ceiling is no higher. So is
-        what it accepted since it last opened, when it was shut for half that time.
+        at least that long was full (the longest such time is remembered, fading). What
+        the account accepted over that time plus as long again before it (at least a
+        second, and at least the longest shut remembered) is what it lets through in a
+        cycle of filling and waiting, whatever the window's length: the ceiling is no
+        higher. So is what it accepted since it last opened, when it was shut for half
+        that time.
         """
         # (The first cycle runs from the first send: a window of a minute, filled by the
         # start-up ramp in seconds, is read from it.)
