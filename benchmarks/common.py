@@ -109,10 +109,11 @@ class EmulatorProcess:
         throttle: str = "bucket",
         max_in_flight: int | None = None,
         jitter: float = 0.0,
+        window: float = 1.0,
     ) -> None:
-        """A fresh throttle (a full bucket, empty windows; or none), the latency and its
-        jitter; counters zeroed."""
-        config = {"kind": throttle, "qps": qps, "max_in_flight": max_in_flight}
+        """A fresh throttle (a full bucket, empty windows of ``window`` seconds; or none),
+        the latency and its jitter; counters zeroed."""
+        config = {"kind": throttle, "qps": qps, "max_in_flight": max_in_flight, "window": window}
         self._command(f"throttle {orjson.dumps(config).decode()}")
         self._command(f"latency {latency_ms}")
         self._command(f"jitter {jitter}")

@@ -282,6 +282,7 @@ class Row:
     cap: float
     latency_ms: float = 40.0
     jitter: float = 0.2
+    window: float = 1.0  # a fixed or sliding window's length in seconds
 
     @property
     def max_in_flight(self) -> int | None:
@@ -297,7 +298,8 @@ class Row:
     def name(self) -> str:
         if self.throttle == "concurrency":
             return f"concurrency {self.max_in_flight} in flight x {self.latency_ms:g} ms"
-        return f"{self.throttle} {self.cap:g}/s"
+        per = f" per {self.window:g} s window" if self.window != 1.0 else ""
+        return f"{self.throttle} {self.cap:g}/s{per}"
 
     def nominal(self) -> float:
         """Requests/s the account allows at best, on paper (the answer time alone)."""
@@ -314,6 +316,7 @@ class Row:
             throttle=self.throttle,
             max_in_flight=self.max_in_flight,
             jitter=self.jitter,
+            window=self.window,
         )
 
 
