@@ -61,6 +61,8 @@ _PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 
 _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
 # window of W seconds refuses an overshoot only once full, up to W later
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
+_WINDOW_SHUTS = 2.0  # a window is read over twice the longest shut: a whole one, when a
+# burst filled it (shut for half of it or more)
 _SHUT_HALF_LIFE = 300.0  # the longest shut is remembered with a half-life of 5 minutes: a
 # one-off long refusal (an outage) fades, a long window renews it whenever it fills
 _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
@@ -652,6 +654,11 @@ class AdaptiveRateLimiter(RateLimiter):
             ceiling = sent_at
             if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
                 ceiling = min(sent_at, good)
+            if self._long_shut > span:
+                # Under a window of seconds, a second's count is a burst's: what it let
+                # through over a whole window is its rate (not below the trusted share).
+                whole = self._accepted_over(end, _WINDOW_SHUTS * self._long_shut, span)
+                ceiling = min(ceiling, max(_TRUST_RATE * sent_at, whole))
         elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
             # A probe went well past the ceiling before the 429 came (a window refuses only
             # once it is full): the limit is between the two. A fixed window straddled by

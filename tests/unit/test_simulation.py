@@ -109,6 +109,16 @@ def test_a_long_window_is_read_over_its_whole_cycle() -> None:
     assert r.throttled_share <= STEADY_SHARE
 
 
+def test_a_window_of_seconds_is_not_read_from_a_bursts_second() -> None:
+    """30 per 3 s, sliding: a second just after it reopens lets a burst through, so a 429
+    read from the last second's count overshot every cycle (0.82 of the ceiling, 14.6 %
+    refused). Read over twice the longest shut it holds 0.89 with 5.1 % (short of the
+    targets: this shape is still learned slowly)."""
+    r = simulate(Scenario("sliding", qps=10, window=3.0, seconds=60))
+    assert r.ratio >= 0.88
+    assert r.throttled_share <= 0.06
+
+
 @pytest.mark.parametrize(
     "scenario",
     [s for s in sweep() if s.label in ("fixed 600/min", "sliding 100/10s")],
