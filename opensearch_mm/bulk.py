@@ -62,7 +62,6 @@ from ._sinks import (
 from .client import ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE, MultiModalEmbeddingClient
 from .errors import ConfigurationError, InputError, InvalidParameterError, OpenSearchMMError
 from .models import DEFAULT_MODEL
-from .ratelimit import AdaptiveRateLimiter
 from .results import StreamStats
 
 __all__ = ["BulkError", "add_parser", "read_progress", "run"]
@@ -387,11 +386,9 @@ def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
 
 def _summarize(report: JobReport, client: MultiModalEmbeddingClient) -> None:
     """The summary line, after a note if requests in flight held the job back."""
-    limiter = client.rate_limiter
-    if isinstance(limiter, AdaptiveRateLimiter):
-        bound = limiter.in_flight_bound(client.max_concurrency)
-        if bound is not None:
-            say(in_flight_note(bound))
+    bound = client.in_flight_bound()
+    if bound is not None:
+        say(in_flight_note(bound))
     say(report.line())
 
 

@@ -38,7 +38,7 @@ from .inputs import (
     require_many,
 )
 from .models import DEFAULT_MODEL
-from .ratelimit import AdaptiveRateLimiter, RateLimiter, describe_qps
+from .ratelimit import AdaptiveRateLimiter, InFlightBound, RateLimiter, describe_qps
 from .results import EmbeddingResult, StreamStats
 from .retry import RetryPolicy
 
@@ -251,12 +251,19 @@ class MultiModalEmbeddingClient:
             self._learned_dimensions = state.dimensions
         self._tell_in_flight_bound()
 
+    def in_flight_bound(self) -> InFlightBound | None:
+        """Whether ``max_concurrency``, not the rate limit, has held this client's rate
+        (slow answers); ``None`` when not, or when the limiter cannot tell (not adaptive)."""
+        limiter = self.rate_limiter
+        if not isinstance(limiter, AdaptiveRateLimiter):
+            return None
+        return limiter.in_flight_bound(self.max_concurrency)
+
     def _tell_in_flight_bound(self) -> None:
         """Log once (WARNING) when ``max_concurrency``, not the rate limit, held the rate."""
-        limiter = self.rate_limiter
-        if self._told_in_flight_bound or not isinstance(limiter, AdaptiveRateLimiter):
+        if self._told_in_flight_bound:
             return
-        bound = limiter.in_flight_bound(self.max_concurrency)
+        bound = self.in_flight_bound()
         if bound is not None:
             self._told_in_flight_bound = True
             logger.warning(
