@@ -55,6 +55,7 @@ _SHARED_FIELDS = (
     "_settled",
     "_pause",
     "_held_at",
+    "_hinted",
     "_return_requests",
     "_started",
     "_limit_set",

@@ -292,6 +292,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_epoch = 0  # the epoch the last cut started (holds start more, not cuts)
         self._pause = 0.0  # the last hold of every send (0: none since an accepted one)
         self._held_at = -math.inf  # when the last hold ended
+        self._hinted = 0.0  # a retry hint holds every send until then
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
@@ -602,7 +603,8 @@ class AdaptiveRateLimiter(RateLimiter):
         self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
-            self._next = max(self._next, now + float(retry_after))
+            self._hinted = max(self._hinted, now + float(retry_after))
+            self._next = max(self._next, self._hinted)
         unanswered = None
         if n and not self._others and not self._window.active:
             # (Other processes' requests in flight are not known here: with any, none are
@@ -691,7 +693,8 @@ class AdaptiveRateLimiter(RateLimiter):
         self.cuts += 1
         self._cut_busy = self._busy
         self._ok_since_cut = 0
-        self._next = max(self._next if retry_after else 0.0, now + 1.0 / self._rate)
+        # (Slots booked before the cut are booked again: a hint's hold stands, not them.)
+        self._next = max(self._hinted, now + 1.0 / self._rate)
 
     def _purge(self, now: float) -> None:
         """Forget requests whose answer never came back to ``observe`` (a cancelled task)."""

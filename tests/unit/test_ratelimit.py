@@ -252,6 +252,25 @@ def test_a_retry_hint_holds_every_send() -> None:
     assert sent(limiter).sent >= clock.now - 0.01 >= refused.sent + 2.5 - 0.01
 
 
+def test_a_short_retry_hint_does_not_keep_the_slots_booked_before_it() -> None:
+    """A window about to reopen says so: sending resumes when the hint ends, not after
+    the slots booked ahead before the 429 (they are booked again after it)."""
+    limiter = holding(10.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    accepted(limiter, 20, 0.1)
+    refused = sent(limiter)
+    booked = [limiter.acquire() for _ in range(4)]  # queued senders, slots up to 0.4 s on
+    assert max(ticket.sent for ticket in booked) >= clock.now + 0.35
+    hinted = RateLimitError(
+        "slow down", status_code=429, code="Throttling.RateQuota", retry_after=0.05
+    )
+    limiter.observe(hinted, refused)
+    assert not any(limiter.confirm(ticket) for ticket in booked)
+    hint_ends = clock.now + 0.05
+    assert hint_ends <= sent(limiter).sent <= hint_ends + 1.0 / limiter.rate
+
+
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
     clock = FakeClock()
