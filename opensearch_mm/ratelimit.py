@@ -75,6 +75,8 @@ _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
+_HINT_UNIT = 1.0  # a hint in whole seconds (Retry-After's unit) may be rounded up by up to
+# one: all sends are held only until the earliest it can mean
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
@@ -603,7 +605,10 @@ class AdaptiveRateLimiter(RateLimiter):
         self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
-            self._hinted = max(self._hinted, now + float(retry_after))
+            hold = float(retry_after)
+            if hold.is_integer():
+                hold -= _HINT_UNIT
+            self._hinted = max(self._hinted, now + hold)
             self._next = max(self._next, self._hinted)
         unanswered = None
         if n and not self._others and not self._window.active:

@@ -86,6 +86,8 @@ class Scenario:
     new_max_in_flight: int | None = None
     retry_after: bool = False
     """The service sends a retry hint with each 429 (the retry policy honours it)."""
+    whole_seconds: bool = False
+    """... rounded up to whole seconds, at least one (as ``Retry-After`` carries it)."""
     shared: bool = False
     """All clients use one limiter (processes coordinating on one machine)."""
     stagger: float = 0.0
@@ -354,6 +356,8 @@ class _Sim:
             heapq.heappush(self._events, (back_at, self._seq, back))
             return
         hint = throttle.retry_after(self.now) if self.s.retry_after else None
+        if hint is not None and self.s.whole_seconds:
+            hint = float(max(1, math.ceil(hint)))
         error = RateLimitError(
             "Requests rate limit exceeded", status_code=429, code="Throttling.RateQuota"
         )
@@ -532,6 +536,21 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
             Scenario("fixed", qps=10, window=60.0, seconds=300, warmup=60, label="fixed 600/min")
         )
         out.append(Scenario("sliding", qps=10, window=10.0, seconds=120, label="sliding 100/10s"))
+        # Retry hints on each 429: exact (milliseconds, x-acs-retry-after) and in whole
+        # seconds rounded up (Retry-After), which overstate a window's wait by up to one.
+        out.append(
+            Scenario("fixed", qps=30, retry_after=True, seconds=60, label="fixed 30/s + hints")
+        )
+        out.append(
+            Scenario(
+                "sliding",
+                qps=30,
+                retry_after=True,
+                whole_seconds=True,
+                seconds=60,
+                label="sliding 30/s + hints in whole s",
+            )
+        )
     out.append(Scenario("fixed", qps=10, seconds=60, change_at=30, new_qps=30))
     out.append(Scenario("sliding", qps=30, seconds=60, change_at=30, new_qps=10))
     if not quick:
@@ -580,6 +599,23 @@ def held_out() -> list[Scenario]:
             "fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"
         ),
         Scenario("fixed", qps=10, retry_after=True, seconds=60, label="fixed 10/s + retry hints"),
+        Scenario(
+            "fixed",
+            qps=10,
+            window=2.0,
+            retry_after=True,
+            whole_seconds=True,
+            seconds=60,
+            label="fixed 20 per 2 s + hints in whole s",
+        ),
+        Scenario(
+            "sliced",
+            qps=100,
+            retry_after=True,
+            whole_seconds=True,
+            seconds=60,
+            label="sliced 100/s + hints in whole s",
+        ),
         Scenario("bucket", qps=3, latency=2.0, seconds=90),
         Scenario("sliding", qps=200, latency=0.02, seconds=60),
         Scenario("concurrency", max_in_flight=2, latency=0.05, seconds=60),

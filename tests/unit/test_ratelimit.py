@@ -271,6 +271,20 @@ def test_a_short_retry_hint_does_not_keep_the_slots_booked_before_it() -> None:
     assert hint_ends <= sent(limiter).sent <= hint_ends + 1.0 / limiter.rate
 
 
+def test_a_hint_in_whole_seconds_holds_sends_until_the_earliest_it_can_mean() -> None:
+    """``Retry-After: 3`` may be 2.1 s rounded up: every send waits 2 s, not 3."""
+    limiter = holding(10.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    accepted(limiter, 20, 0.1)
+    refused = sent(limiter)
+    limiter.observe(
+        RateLimitError("slow down", status_code=429, code="Throttling.RateQuota", retry_after=3),
+        refused,
+    )
+    assert clock.now + 2.0 <= sent(limiter).sent <= clock.now + 2.0 + 1.0 / limiter.rate
+
+
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
     clock = FakeClock()
