@@ -7,7 +7,8 @@ command per stdin line with one JSON line on stdout:
 throttle of the current model at N requests per second; ``latency MS`` -> the service
 latency; ``throttle {json}`` -> a fresh throttle (``Emulator.set_throttle`` arguments);
 ``jitter SIGMA`` -> lognormal latency jitter; ``slow SHARE DELAY SEED`` -> that share of
-answers delayed by DELAY more seconds (0: off).
+answers delayed by DELAY more seconds (0: off); ``hint HEADER|none`` -> a retry hint on each
+429 (``retry-after`` or ``x-acs-retry-after``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> int:
         elif cmd == "slow":
             share, delay, seed = arg.split()
             emu.set_random_faults(float(share), ["slow"], int(seed), float(delay))
+            out = {}
+        elif cmd == "hint":
+            emu.retry_after_header = None if arg == "none" else arg
             out = {}
         elif cmd == "quit":
             break

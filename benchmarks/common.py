@@ -110,11 +110,14 @@ class EmulatorProcess:
         max_in_flight: int | None = None,
         jitter: float = 0.0,
         window: float = 1.0,
+        hint: str | None = None,
     ) -> None:
         """A fresh throttle (a full bucket, empty windows of ``window`` seconds; or none),
-        the latency and its jitter; counters zeroed."""
+        the latency and its jitter, the retry hint header sent on each 429 (``None``: none);
+        counters zeroed."""
         config = {"kind": throttle, "qps": qps, "max_in_flight": max_in_flight, "window": window}
         self._command(f"throttle {orjson.dumps(config).decode()}")
+        self._command(f"hint {hint or 'none'}")
         self._command(f"latency {latency_ms}")
         self._command(f"jitter {jitter}")
         self._command("reset")

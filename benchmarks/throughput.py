@@ -283,6 +283,7 @@ class Row:
     latency_ms: float = 40.0
     jitter: float = 0.2
     window: float = 1.0  # a fixed or sliding window's length in seconds
+    hint: str | None = None  # the retry hint header sent on each 429 (None: none)
 
     @property
     def max_in_flight(self) -> int | None:
@@ -299,7 +300,8 @@ class Row:
         if self.throttle == "concurrency":
             return f"concurrency {self.max_in_flight} in flight x {self.latency_ms:g} ms"
         per = f" per {self.window:g} s window" if self.window != 1.0 else ""
-        return f"{self.throttle} {self.cap:g}/s{per}"
+        hint = f" + {self.hint}" if self.hint else ""
+        return f"{self.throttle} {self.cap:g}/s{per}{hint}"
 
     def nominal(self) -> float:
         """Requests/s the account allows at best, on paper (the answer time alone)."""
@@ -317,6 +319,7 @@ class Row:
             max_in_flight=self.max_in_flight,
             jitter=self.jitter,
             window=self.window,
+            hint=self.hint,
         )
 
 

@@ -195,6 +195,33 @@ def test_long_windows_benchmark_functions_run() -> None:
         assert emu.stats()["requests"] > 0
 
 
+def test_retry_hints_benchmark_functions_run() -> None:
+    pytest.importorskip("alibabacloud_searchplat20240529")
+    from benchmarks.common import API_KEY, EmulatorProcess
+    from benchmarks.long_windows import CONTENDERS, long_windows_table
+    from benchmarks.retry_hints import HEADERS, rows
+    from benchmarks.throughput import Row
+
+    assert {row.hint for row, _, _ in rows()} == set(HEADERS)
+    with EmulatorProcess(latency_ms=1) as emu:
+        for header, hint in (("retry-after", 1.0), ("x-acs-retry-after", 0.001)):
+            # The row's header is what the emulator sends on a 429.
+            Row("fixed", 0.001, latency_ms=1.0, window=1000.0, hint=header).configure(emu)
+            with MultiModalEmbeddingClient(
+                api_key=API_KEY, endpoint=emu.url, qps=None, max_retries=0
+            ) as client:
+                client.embed(["fills the window"])
+                with pytest.raises(RateLimitError) as refused:
+                    client.embed(["refused"])
+            assert refused.value.retry_after is not None
+            assert refused.value.retry_after >= hint
+        row = Row("fixed", 50.0, latency_ms=1.0, hint="retry-after")
+        assert row.name == "fixed 50/s + retry-after"
+        cells = long_windows_table(emu, [(row, 0.3, 0.1)])
+        assert set(cells) == {(row.name, column) for column in CONTENDERS}
+        assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
+
+
 # ------------------------------------------------------------- throttle models over HTTP
 
 
