@@ -23,6 +23,10 @@ deterministic 768-number vectors for ``ops-m2-encoder``, and throttles in shapes
 * ``http200``: a sliding log whose refusals come as HTTP 200 with a ``Throttling`` code;
 * ``overload503``: a token bucket answering 429, and 503 ``ServiceUnavailable`` while
   more than 1.5x the cap arrives per second.
+* ``fixed_wall_acs``: ``fixed_wall`` whose refusals carry ``x-acs-retry-after`` (the
+  milliseconds until the next second);
+* ``sliding_retry_after``: ``sliding_log`` whose refusals carry ``Retry-After`` (whole
+  seconds, rounded up: ``1`` however soon the oldest request leaves the log).
 
 Every answer takes a lognormal service time (median 40 ms) with a 500 ms spike on 1 % of
 requests; refusals come back within a few milliseconds. The server runs in a child process
@@ -85,10 +89,26 @@ REFUSALS = (REFUSED_429, REFUSED_200, REFUSED_503)
 
 
 class Throttle:
-    """Decides each arriving request: ``(kind, delay)``; ``release`` when it is answered."""
+    """Decides each arriving request: ``(kind, delay)``; ``release`` when it is answered.
+    ``header``: the retry hint sent with each refusal (``None``: none), from ``wait``."""
+
+    header: str | None = None
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
+
+    def wait(self, now: float) -> float:
+        """Seconds until a refused request could pass."""
+        return 0.0
+
+    def hint(self, now: float) -> dict[str, str]:
+        """The retry hint header of a refusal: ``x-acs-retry-after`` in milliseconds, or
+        ``Retry-After`` in whole seconds (rounded up, at least one)."""
+        if self.header == "x-acs-retry-after":
+            return {self.header: str(max(1, math.ceil(1000.0 * self.wait(now))))}
+        if self.header == "retry-after":
+            return {"Retry-After": str(max(1, math.ceil(self.wait(now))))}
+        return {}
 
     def set_cap(self, cap: float) -> None:
         self.cap = cap
@@ -138,6 +158,9 @@ class FixedWall(Throttle):
             return OK, 0.0
         return REFUSED_429, 0.0
 
+    def wait(self, now: float) -> float:
+        return 1.0 - time.time() % 1.0
+
 
 class SlidingLog(Throttle):
     """At most ``scale x cap`` accepted in any ``span`` seconds; refusals are ``kind``."""
@@ -154,6 +177,9 @@ class SlidingLog(Throttle):
             self.log.append(now)
             return OK, 0.0
         return self.kind, 0.0
+
+    def wait(self, now: float) -> float:
+        return self.log[0] + self.span - now if self.log else 0.0
 
 
 class LeakyQueue(Throttle):
@@ -214,6 +240,11 @@ class Unthrottled(Throttle):
         return OK, 0.0
 
 
+def _hinted(throttle: Throttle, header: str) -> Throttle:
+    throttle.header = header
+    return throttle
+
+
 VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "bucket": Bucket,
     "bucket_penalty": lambda cap: Bucket(cap, penalty=True),
@@ -224,6 +255,8 @@ VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "concurrency": Concurrency,
     "http200": lambda cap: SlidingLog(cap, kind=REFUSED_200),
     "overload503": Overload503,
+    "fixed_wall_acs": lambda cap: _hinted(FixedWall(cap), "x-acs-retry-after"),
+    "sliding_retry_after": lambda cap: _hinted(SlidingLog(cap), "retry-after"),
 }
 CAPACITY = "unthrottled"
 
@@ -257,15 +290,16 @@ class Service:
             self.events = []
             self.keys = {}
 
-    def decide(self, key: str) -> tuple[int, float, int]:
-        """(kind, queue delay, key index) for a request arriving now."""
+    def decide(self, key: str) -> tuple[int, float, int, dict[str, str]]:
+        """(kind, queue delay, key index, retry hint headers) for a request arriving now."""
         with self.lock:
             now = time.monotonic()
             while self.schedule and now - self.t0 >= self.schedule[0][0]:
                 self.throttle.set_cap(self.schedule.pop(0)[1])
             kind, delay = self.throttle.admit(now)
             index = self.keys.setdefault(key, len(self.keys))
-            return kind, delay, index
+            hint = self.throttle.hint(now) if kind in REFUSALS else {}
+            return kind, delay, index, hint
 
     def service_time(self) -> float:
         with self.lock:
@@ -295,8 +329,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _send(self, status: int, body: bytes) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -344,7 +380,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, _error("InvalidParameter", "Required parameter(s) missing or invalid"))
             return
         service = self.service
-        kind, delay, key = service.decide(auth[7:])
+        kind, delay, key, hint = service.decide(auth[7:])
         try:
             if kind in REFUSALS:
                 time.sleep(0.002 + 0.003 * random.random())
@@ -353,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(503, _error("ServiceUnavailable", "Service is overloaded."))
                     return
                 body = _error("Throttling.RateQuota", "Requests rate limit exceeded")
-                self._send(429 if kind == REFUSED_429 else 200, body)
+                self._send(429 if kind == REFUSED_429 else 200, body, hint)
                 return
             took = delay + service.service_time()
             time.sleep(took)
@@ -648,13 +684,13 @@ def shared_account(
 
 
 def print_table(rows: list[Row]) -> None:
-    head = f"{'variant':<15}{'cap':>6}  {'contender':<22}{'rate/cap':>9}{'throttled':>10}"
+    head = f"{'variant':<20}{'cap':>6}  {'contender':<22}{'rate/cap':>9}{'throttled':>10}"
     print(head + f"{'errors':>7}  misses / notes")
     for r in rows:
         misses = ", ".join(r.misses) if r.misses else ("ok" if r.contender != "naive" else "")
         note = "; ".join(x for x in (misses, r.note) if x)
         print(
-            f"{r.variant:<15}{r.cap:>6}  {r.contender:<22}{r.ratio:>9.2f}"
+            f"{r.variant:<20}{r.cap:>6}  {r.contender:<22}{r.ratio:>9.2f}"
             f"{100 * r.throttled:>9.1f}%{r.errors:>7}  {note}",
             flush=True,
         )
