@@ -598,7 +598,6 @@ def held_out() -> list[Scenario]:
         Scenario(
             "fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"
         ),
-        Scenario("fixed", qps=10, retry_after=True, seconds=60, label="fixed 10/s + retry hints"),
         Scenario(
             "fixed",
             qps=10,
