@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--charge-refusals",
         action="store_true",
-        help="a bucket's 429s take a token too (a gateway that charges every arrival)",
+        help=(
+            "429s take a bucket's token or a sliding window's place too "
+            "(a gateway that charges every arrival)"
+        ),
     )
     p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
     p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")

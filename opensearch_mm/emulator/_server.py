@@ -541,8 +541,9 @@ class Emulator:
         log_size: Requests kept in :attr:`requests_log`.
         throttle: The throttle model: see :meth:`set_throttle`.
         burst: A token bucket's capacity (default ``qps``).
-        charge_refusals: A bucket's 429s take a token too (down to a debt of a full
-            bucket), as a gateway that charges every arrival does.
+        charge_refusals: 429s count too, as a gateway that charges every arrival does: a
+            bucket's take a token (down to a debt of a full bucket), a sliding window's a
+            place in it.
         window: A fixed or sliding window's length in seconds.
         max_in_flight: A concurrency cap (alone, or on top of the rate cap).
         latency_jitter: Lognormal sigma of the service time around ``latency_ms``.
@@ -730,7 +731,7 @@ class Emulator:
             burst: A bucket's capacity.
             window: A window's length in seconds.
             max_in_flight: A concurrency cap, alone or on top of a rate model.
-            charge_refusals: A bucket's 429s take a token too.
+            charge_refusals: 429s take a bucket's token or a sliding window's place too.
 
         Raises:
             ValueError: An unknown kind or a value out of range.

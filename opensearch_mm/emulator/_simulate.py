@@ -74,7 +74,7 @@ class Scenario:
     window: float = 1.0
     """A fixed or sliding window's length in seconds."""
     penalty: bool = False
-    """A bucket's refusals take a token too (see ``TokenBucket``)."""
+    """Refusals take a bucket's token or a sliding window's place too (see ``_throttle``)."""
     overload: float | None = None
     """The service answers 503 to every arrival while more than ``overload x qps`` arrived
     in the last second (an overloaded front end, before the throttle)."""
@@ -536,6 +536,10 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
             Scenario("fixed", qps=10, window=60.0, seconds=300, warmup=60, label="fixed 600/min")
         )
         out.append(Scenario("sliding", qps=10, window=10.0, seconds=120, label="sliding 100/10s"))
+        # A log that records every arrival, refused or not: a sender refused keeps it full.
+        out.append(
+            Scenario("sliding", qps=3, penalty=True, seconds=60, label="sliding 3/s, 429s counted")
+        )
         # Retry hints on each 429: exact (milliseconds, x-acs-retry-after) and in whole
         # seconds rounded up (Retry-After), which overstate a window's wait by up to one.
         out.append(
@@ -575,6 +579,17 @@ def held_out() -> list[Scenario]:
         ),
         Scenario(
             "bucket", qps=30, penalty=True, seconds=60, label="bucket 30/s, 429 costs a token"
+        ),
+        Scenario(
+            "sliding", qps=1, penalty=True, seconds=120, label="sliding 1/s, 429s counted too"
+        ),
+        Scenario(
+            "sliding",
+            qps=30,
+            window=2.0,
+            penalty=True,
+            seconds=60,
+            label="sliding 60 per 2 s, 429s counted too",
         ),
         Scenario("bucket", qps=10, overload=1.5, seconds=60, label="bucket 10/s, 503 over 15/s"),
         Scenario("bucket", qps=30, overload=1.5, seconds=60, label="bucket 30/s, 503 over 45/s"),

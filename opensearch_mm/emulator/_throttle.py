@@ -13,9 +13,10 @@ any monotonic origin), so one implementation serves both.
 * :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
 * :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
 
-A refused request takes nothing (no token, no place in a window, no slot), except in a
-bucket with ``penalty``: there a refusal takes a token too, down to a debt of a full bucket,
-as some gateways charge every arrival.
+A refused request takes nothing (no token, no place in a window, no slot), except with
+``penalty``, as some gateways charge every arrival: in a bucket a refusal takes a token too,
+down to a debt of a full bucket; a sliding window logs it too (a log that records each
+arrival before it counts them), so a sender refused keeps the window full.
 """
 
 from __future__ import annotations
@@ -159,14 +160,16 @@ class FixedWindow(Throttle):
 
 
 class SlidingWindow(Throttle):
-    """At most ``limit`` requests let through in any ``window`` seconds."""
+    """At most ``limit`` requests let through in any ``window`` seconds; ``penalty``: at
+    most ``limit`` arrivals, refused ones counted too."""
 
-    def __init__(self, limit: float, window: float = 1.0) -> None:
+    def __init__(self, limit: float, window: float = 1.0, *, penalty: bool = False) -> None:
         super().__init__()
         if not limit > 0 or not window > 0:
             raise ValueError("limit and window must be > 0")
         self.limit = max(1, round(limit))
         self.window = float(window)
+        self.penalty = penalty
         self._times: deque[float] = deque()
 
     def _expire(self, now: float) -> None:
@@ -179,13 +182,16 @@ class SlidingWindow(Throttle):
         if len(self._times) < self.limit:
             self._times.append(now)
             return True
+        if self.penalty:
+            self._times.append(now)
         return False
 
     def _retry_after(self, now: float) -> float:
         self._expire(now)
-        if len(self._times) < self.limit:
+        over = len(self._times) - self.limit
+        if over < 0:
             return 0.0
-        return self._times[0] + self.window - now
+        return self._times[over] + self.window - now
 
     @property
     def ceiling(self) -> float:
@@ -309,9 +315,9 @@ def make_throttle(
     ``burst``: a bucket's capacity (default ``qps``). ``window``: the length of a fixed or
     sliding window in seconds (the limit is ``qps * window`` per window). ``phase``: where
     fixed windows start (default: a random offset, as an unknown server clock would be).
-    ``penalty``: a bucket's refusals take a token too. ``max_in_flight``: a concurrency
-    cap, alone (``kind="concurrency"``) or on top of a rate cap. Returns ``None`` when
-    nothing limits.
+    ``penalty``: refusals take a bucket's token or a sliding window's place too.
+    ``max_in_flight``: a concurrency cap, alone (``kind="concurrency"``) or on top of a rate
+    cap. Returns ``None`` when nothing limits.
     """
     if kind not in THROTTLE_KINDS:
         raise ValueError(f"unknown throttle {kind!r}; expected one of {THROTTLE_KINDS}")
@@ -331,7 +337,7 @@ def make_throttle(
             else:
                 parts.append(SlicedWindow(qps * window, window, phase=start))
         else:
-            parts.append(SlidingWindow(qps * window, window))
+            parts.append(SlidingWindow(qps * window, window, penalty=penalty))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else AllOf(*parts)

@@ -54,6 +54,18 @@ def test_sliding_window_counts_any_span() -> None:
     assert admitted(window, [1.0, 1.05, 1.3, 1.41]) == [True, False, False, True]
 
 
+def test_a_penalty_sliding_window_counts_refused_arrivals_too() -> None:
+    window = SlidingWindow(3, 1.0, penalty=True)
+    assert admitted(window, [0.0, 0.4, 0.8, 0.9]) == [True, True, True, False]
+    assert window.retry_after(0.95) == pytest.approx(0.45)  # 0.4 must leave, not only 0.0
+    # At 1.0 the 0.0 arrival has left, but the refused 0.9 holds its place; each refused
+    # arrival keeps the window full for a second more.
+    assert admitted(window, [1.0, 1.05, 1.45, 2.3]) == [False, False, False, True]
+    plain = SlidingWindow(3, 1.0)
+    assert admitted(plain, [0.0, 0.4, 0.8, 0.9, 1.0]) == [True, True, True, False, True]
+    assert make_throttle("sliding", 3.0, penalty=True).penalty  # type: ignore[union-attr]
+
+
 def test_sliced_window_counts_the_current_and_previous_slice() -> None:
     window = SlicedWindow(4, 1.0, slices=2, phase=0.0)  # slices [0, 0.5), [0.5, 1), ...
     assert admitted(window, [0.1, 0.2, 0.6, 0.7, 0.9]) == [True, True, True, True, False]
