@@ -80,6 +80,8 @@ _HINT_UNIT = 1.0  # a hint in whole seconds (Retry-After's unit) may be rounded 
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
+_STARVED_SECONDS = 1.5  # refused throughout 1.5 s since a cut at start-up: far above (a
+# 1-s window reopens and a bucket of >= 1/s refills within a second), so cut again
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
@@ -624,7 +626,13 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted
-        if not self._ok_since_cut and not self.slow_start:
+        sent = ticket.sent if ticket is not None and ticket.sent else now
+        starved = (
+            not self._settled
+            and sent - self._cut_sent >= _STARVED_SECONDS
+            and now - self._cut_sent >= _STARVED_SECONDS + self._latency
+        )
+        if not self._ok_since_cut and not self.slow_start and not starved:
             # Nothing sent since the cut has passed yet: the throttle that refused the
             # last burst (a window still full, however long; a bucket still empty or in
             # debt) is still refusing. Cutting again would count the same burst twice;
@@ -634,7 +642,10 @@ class AdaptiveRateLimiter(RateLimiter):
             if not self._settled:
                 # (Not before the account has once accepted ten in a row: until then the
                 # refusals are the start-up ramp's, and holding would stall finding the
-                # first rate; at 1 QPS, for minutes.)
+                # first rate; at 1 QPS, for minutes. But a start-up refused throughout
+                # since the cut, past the time any 1-s throttle takes to let one through,
+                # is far above: it is cut again, below, rather than sending on at a rate a
+                # throttle that counts refusals never lets through.)
                 return
             if ticket is not None and ticket.sent:
                 self._shut_sent = max(self._shut_sent, ticket.sent)
@@ -692,9 +703,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._rate = self._floor
         self._epoch += 1
         self._cut_epoch = self._epoch
-        self._cut_sent = self._shut_sent = (
-            ticket.sent if ticket is not None and ticket.sent else now
-        )
+        self._cut_sent = self._shut_sent = sent
         self.cuts += 1
         self._cut_busy = self._busy
         self._ok_since_cut = 0

@@ -285,6 +285,28 @@ def test_a_hint_in_whole_seconds_holds_sends_until_the_earliest_it_can_mean() ->
     assert clock.now + 2.0 <= sent(limiter).sent <= clock.now + 2.0 + 1.0 / limiter.rate
 
 
+def test_a_start_up_refused_throughout_is_cut_again() -> None:
+    """Before the account has accepted ten in a row, refusals since a cut are the ramp's
+    and are not held for; but refused throughout for 1.5 s (a throttle that counts refused
+    arrivals is never let through at the ramp's rate), the rate is cut again."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    for _ in range(3):
+        ticket = sent(limiter)
+        clock.now += 0.05
+        limiter.observe(None, ticket)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.cuts == 1
+    after_cut = limiter.rate
+    while clock.now < 1.0:
+        limiter.observe(THROTTLED, sent(limiter))  # refused: no hold, no second cut yet
+    assert limiter.cuts == 1 and limiter.rate == after_cut
+    while clock.now < 3.0:
+        limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.cuts >= 2
+    assert limiter.rate <= after_cut / 2
+
+
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
     clock = FakeClock()

@@ -119,6 +119,17 @@ def test_a_window_of_seconds_is_not_read_from_a_bursts_second() -> None:
     assert r.throttled_share <= 0.06
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_window_that_counts_refusals_is_not_hammered_at_start_up(seed: int) -> None:
+    """A log that records every arrival stays full while the start-up ramp's rate keeps
+    arriving: sending on at it (refusals before the first ten accepted in a row are not
+    held for) let nothing through for seconds (0.53-0.87 of the ceiling at 3/s)."""
+    scenario = next(s for s in sweep() if s.label == "sliding 3/s, 429s counted")
+    r = simulate(replace(scenario, seed=seed))
+    assert r.ratio >= 0.9
+    assert r.throttled_share <= STEADY_SHARE
+
+
 @pytest.mark.parametrize(
     "scenario",
     [s for s in sweep() if "hints" in s.label]
