@@ -18,6 +18,8 @@ deterministic 768-number vectors for ``ops-m2-encoder``, and throttles in shapes
 * ``fixed_wall``: a fixed window aligned to wall-clock seconds;
 * ``sliding_log``: a log of the requests accepted in the last second;
 * ``sliding_2s``: a sliding log of 2 s holding twice the cap;
+* ``sliding_attempts``: a sliding log that records every arrival, refused or not (a log
+  written before it is counted), so a sender refused keeps it full;
 * ``leaky_queue``: a leaky-bucket queue that delays requests up to 0.3 s, then refuses;
 * ``concurrency``: a token bucket plus a cap on requests in flight;
 * ``http200``: a sliding log whose refusals come as HTTP 200 with a ``Throttling`` code;
@@ -165,9 +167,17 @@ class FixedWall(Throttle):
 class SlidingLog(Throttle):
     """At most ``scale x cap`` accepted in any ``span`` seconds; refusals are ``kind``."""
 
-    def __init__(self, cap: float, span: float = 1.0, scale: float = 1.0, kind: int = 1) -> None:
+    def __init__(
+        self,
+        cap: float,
+        span: float = 1.0,
+        scale: float = 1.0,
+        kind: int = 1,
+        *,
+        attempts: bool = False,
+    ) -> None:
         super().__init__(cap)
-        self.span, self.scale, self.kind = span, scale, kind
+        self.span, self.scale, self.kind, self.attempts = span, scale, kind, attempts
         self.log: collections.deque[float] = collections.deque()
 
     def admit(self, now: float) -> tuple[int, float]:
@@ -176,10 +186,13 @@ class SlidingLog(Throttle):
         if len(self.log) < self.cap * self.scale:
             self.log.append(now)
             return OK, 0.0
+        if self.attempts:
+            self.log.append(now)
         return self.kind, 0.0
 
     def wait(self, now: float) -> float:
-        return self.log[0] + self.span - now if self.log else 0.0
+        over = max(0, len(self.log) - math.ceil(self.cap * self.scale))
+        return self.log[over] + self.span - now if self.log else 0.0
 
 
 class LeakyQueue(Throttle):
@@ -251,6 +264,7 @@ VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "fixed_wall": FixedWall,
     "sliding_log": SlidingLog,
     "sliding_2s": lambda cap: SlidingLog(cap, span=2.0, scale=2.0),
+    "sliding_attempts": lambda cap: SlidingLog(cap, attempts=True),
     "leaky_queue": LeakyQueue,
     "concurrency": Concurrency,
     "http200": lambda cap: SlidingLog(cap, kind=REFUSED_200),
