@@ -76,7 +76,9 @@ _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate r
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _HINT_UNIT = 1.0  # a hint in whole seconds (Retry-After's unit) may be rounded up by up to
-# one: all sends are held only until the earliest it can mean
+# one: all sends are held only until the earliest it can mean (a millisecond hint that is a
+# whole number of seconds is read so too: at worst a second less is held, which the pauses
+# after refusals make up)
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
