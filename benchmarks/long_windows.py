@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 from benchmarks.common import EmulatorProcess, Workload
 from benchmarks.throughput import Cell, Row, Runner, cell, ours_sync, sdk_loop
 
-__all__ = ["CONTENDERS", "long_windows_table", "main", "rows"]
+__all__ = ["CONTENDERS", "versus_loop_table", "main", "rows"]
 
 CONTENDERS: dict[str, Runner] = {"project sync": ours_sync, "SDK plain loop": sdk_loop}
 
@@ -50,10 +50,11 @@ def rows(*, minute: bool = False, quick: bool = False) -> list[tuple[Row, float,
     return out
 
 
-def long_windows_table(
+def versus_loop_table(
     emu: EmulatorProcess, table: list[tuple[Row, float, float]]
 ) -> dict[tuple[str, str], Cell]:
-    """Print the table; return its cells by (row label, column)."""
+    """Print the client against the SDK's plain loop on each (row, seconds of work,
+    warm-up seconds); return the cells by (row label, column)."""
     width, cw = 36, 26
     print(f"{'throttle, 40 ms':{width}}" + "".join(f"{c:>{cw}}" for c in CONTENDERS))
     cells: dict[tuple[str, str], Cell] = {}
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minute", action="store_true", help="add a per-minute window")
     args = parser.parse_args(argv)
     with EmulatorProcess(latency_ms=40.0) as emu:
-        long_windows_table(emu, rows(minute=args.minute, quick=args.quick))
+        versus_loop_table(emu, rows(minute=args.minute, quick=args.quick))
     return 0
 
 

@@ -29,7 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import EmulatorProcess
-from benchmarks.long_windows import long_windows_table
+from benchmarks.long_windows import versus_loop_table
 from benchmarks.throughput import Row
 
 __all__ = ["main", "rows"]
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one throttle, 20-s cells")
     args = parser.parse_args(argv)
     with EmulatorProcess(latency_ms=40.0) as emu:
-        long_windows_table(emu, rows(quick=args.quick))
+        versus_loop_table(emu, rows(quick=args.quick))
     return 0
 
 

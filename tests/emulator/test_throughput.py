@@ -182,14 +182,14 @@ def test_stream_benchmark_functions_run() -> None:
 def test_long_windows_benchmark_functions_run() -> None:
     pytest.importorskip("alibabacloud_searchplat20240529")
     from benchmarks.common import EmulatorProcess
-    from benchmarks.long_windows import CONTENDERS, long_windows_table, rows
+    from benchmarks.long_windows import CONTENDERS, versus_loop_table, rows
     from benchmarks.throughput import Row
 
     assert [row.window for row, _, _ in rows(minute=True)] == [5.0, 10.0, 60.0]
     with EmulatorProcess(latency_ms=1) as emu:
         row = Row("sliding", 50.0, latency_ms=1.0, window=2.0)
         assert row.name == "sliding 50/s per 2 s window"
-        cells = long_windows_table(emu, [(row, 0.3, 0.1)])
+        cells = versus_loop_table(emu, [(row, 0.3, 0.1)])
         assert set(cells) == {(row.name, column) for column in CONTENDERS}
         assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
         assert emu.stats()["requests"] > 0
@@ -198,7 +198,7 @@ def test_long_windows_benchmark_functions_run() -> None:
 def test_retry_hints_benchmark_functions_run() -> None:
     pytest.importorskip("alibabacloud_searchplat20240529")
     from benchmarks.common import API_KEY, EmulatorProcess
-    from benchmarks.long_windows import CONTENDERS, long_windows_table
+    from benchmarks.long_windows import CONTENDERS, versus_loop_table
     from benchmarks.retry_hints import HEADERS, rows
     from benchmarks.throughput import Row
 
@@ -217,7 +217,7 @@ def test_retry_hints_benchmark_functions_run() -> None:
             assert refused.value.retry_after >= hint
         row = Row("fixed", 50.0, latency_ms=1.0, hint="retry-after")
         assert row.name == "fixed 50/s + retry-after"
-        cells = long_windows_table(emu, [(row, 0.3, 0.1)])
+        cells = versus_loop_table(emu, [(row, 0.3, 0.1)])
         assert set(cells) == {(row.name, column) for column in CONTENDERS}
         assert all(c.ratio > 0 and 0 <= c.throttled < 1 for c in cells.values())
 
