@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 from benchmarks.common import EmulatorProcess, Workload
 from benchmarks.throughput import Cell, Row, Runner, cell, ours_sync, sdk_loop
 
-__all__ = ["CONTENDERS", "versus_loop_table", "main", "rows"]
+__all__ = ["CONTENDERS", "main", "rows", "versus_loop_table"]
 
 CONTENDERS: dict[str, Runner] = {"project sync": ours_sync, "SDK plain loop": sdk_loop}
 

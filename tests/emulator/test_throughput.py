@@ -182,7 +182,7 @@ def test_stream_benchmark_functions_run() -> None:
 def test_long_windows_benchmark_functions_run() -> None:
     pytest.importorskip("alibabacloud_searchplat20240529")
     from benchmarks.common import EmulatorProcess
-    from benchmarks.long_windows import CONTENDERS, versus_loop_table, rows
+    from benchmarks.long_windows import CONTENDERS, rows, versus_loop_table
     from benchmarks.throughput import Row
 
     assert [row.window for row, _, _ in rows(minute=True)] == [5.0, 10.0, 60.0]
