@@ -473,7 +473,7 @@ class AdaptiveRateLimiter(RateLimiter):
 
     # -- the algorithm (lock held) --------------------------------------------------------
     def _count(self, ticket: Ticket | None, now: float, kind: int) -> None:
-        sent = ticket.sent if ticket is not None and ticket.sent else now
+        sent = _sent_time(ticket, now)
         if self._started < 0:
             self._started = sent
         self._bins.add(int(sent / _BIN), kind)
@@ -628,7 +628,7 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted
-        sent = ticket.sent if ticket is not None and ticket.sent else now
+        sent = _sent_time(ticket, now)
         starved = (
             not self._settled
             and sent - self._cut_sent >= _STARVED_SECONDS
@@ -723,6 +723,11 @@ def _rebuild_limiter(
     initial_qps: float, options: dict[str, Any], clock: Callable[[], float]
 ) -> AdaptiveRateLimiter:
     return AdaptiveRateLimiter(initial_qps, clock=clock, **options)
+
+
+def _sent_time(ticket: Ticket | None, now: float) -> float:
+    """When ``ticket``'s request was sent (its booked slot), else ``now``."""
+    return ticket.sent if ticket is not None and ticket.sent else now
 
 
 def _refused(error: BaseException) -> bool:
