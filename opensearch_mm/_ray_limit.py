@@ -97,9 +97,9 @@ _POLL_SHARE = 0.02  # with every permit in use, look for a free one every 2 % of
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
 
-ErrorInfo = tuple[str, str, int | None, str | None, float | None]
+ErrorInfo = tuple[str, str, int | None, str | None, float | None, float | None]
 """An error reduced to what a limiter may look at: class name, message, HTTP status,
-service code, ``Retry-After`` seconds. Exceptions of this package do not all survive
+service code, retry hint seconds and the hint's unit. Exceptions of this package do not all survive
 pickling (keyword-only constructors), so observations travel in this form."""
 
 
@@ -167,16 +167,19 @@ def describe_error(error: BaseException) -> ErrorInfo:
             error.status_code,
             error.code,
             error.retry_after,
+            error.retry_after_unit,
         )
-    return (type(error).__name__, str(error), None, None, None)
+    return (type(error).__name__, str(error), None, None, None, None)
 
 
 def rebuild_error(info: ErrorInfo) -> BaseException:
     """An exception equivalent to the one :func:`describe_error` described."""
-    name, message, status, code, retry_after = info
+    name, message, status, code, retry_after, unit = info
     cls = getattr(errors, name, None)
     if isinstance(cls, type) and issubclass(cls, errors.APIError) and status is not None:
-        return cls(message, status_code=status, code=code, retry_after=retry_after)
+        return cls(
+            message, status_code=status, code=code, retry_after=retry_after, retry_after_unit=unit
+        )
     if isinstance(cls, type) and issubclass(cls, OpenSearchMMError):
         try:
             return cls(message)

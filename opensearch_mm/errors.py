@@ -101,6 +101,9 @@ class APIStatusError(OpenSearchMMError):
     status_code: int
     code: str | None = None
     retry_after: float | None = None
+    retry_after_unit: float | None = None
+    """The hint's resolution (1.0: whole seconds, rounded up, so it may mean up to a second
+    less; 0.001: milliseconds). ``None`` where not known."""
 
     def __init__(
         self,
@@ -110,12 +113,14 @@ class APIStatusError(OpenSearchMMError):
         code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        retry_after_unit: float | None = None,
     ) -> None:
         self.status_code = status_code
         self.code = code
         self.message = message
         self.request_id = request_id
         self.retry_after = retry_after
+        self.retry_after_unit = retry_after_unit
         text = f"HTTP {status_code}"
         if code:
             text += f" {code}"

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -32,11 +32,13 @@ from .results import Usage
 
 __all__ = [
     "BatchResponse",
+    "RetryHint",
     "build_url",
     "error_from_response",
     "normalize_endpoint",
     "parse_response",
     "parse_retry_after",
+    "parse_retry_hint",
     "parse_usage",
     "request_headers",
 ]
@@ -99,8 +101,16 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait, from the first of these headers that holds a valid value:
+class RetryHint(NamedTuple):
+    """When a server said a request may be retried: ``seconds`` from now, to within one
+    ``unit`` of its header (rounded up to whole units, so it may mean up to one less)."""
+
+    seconds: float
+    unit: float  # 0.001 for the millisecond headers, 1.0 for whole seconds or an HTTP date
+
+
+def parse_retry_hint(headers: Mapping[str, str], now: float | None = None) -> RetryHint | None:
+    """The hint of the first of these headers that holds a valid value:
 
     * ``retry-after-ms``: milliseconds;
     * ``x-acs-retry-after``: milliseconds. Alibaba Cloud's OpenAPI gateway sends it on
@@ -108,7 +118,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
       (``alibabacloud_tea_openapi`` ``Utils.get_throttling_time_left`` hands the integer
       to darabonba's ``sleep(millisecond)``, capped at 120,000). As there, a value that is
       not a positive number counts as absent;
-    * ``Retry-After``: seconds, or an HTTP date (RFC 9110).
+    * ``Retry-After``: seconds (whole seconds have a unit of one; a fraction, none), or an
+      HTTP date (RFC 9110, to the second).
 
     Returns ``None`` when none holds a valid value.
     """
@@ -117,7 +128,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         try:
             value = float(raw_ms) / 1000.0
             if math.isfinite(value) and value >= 0:
-                return value
+                return RetryHint(value, 0.001)
         except ValueError:
             pass
     raw_acs = headers.get("x-acs-retry-after")
@@ -125,7 +136,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         try:
             value = float(raw_acs) / 1000.0
             if math.isfinite(value) and value > 0:
-                return value
+                return RetryHint(value, 0.001)
         except ValueError:
             pass
     raw = headers.get("retry-after")
@@ -133,7 +144,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         return None
     try:
         value = float(raw)
-        return value if math.isfinite(value) and value >= 0 else None
+        if not (math.isfinite(value) and value >= 0):
+            return None
+        return RetryHint(value, 1.0 if value.is_integer() else 0.0)
     except ValueError:
         pass
     try:
@@ -142,7 +155,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         return None  # neither seconds nor an HTTP date: ignore it, as if absent
     if parsed.tzinfo is None:  # "-0000": an HTTP date is always UTC
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return max(parsed.timestamp() - (time.time() if now is None else now), 0.0)
+    return RetryHint(max(parsed.timestamp() - (time.time() if now is None else now), 0.0), 1.0)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait, as :func:`parse_retry_hint` reads them (``None``: no hint)."""
+    hint = parse_retry_hint(headers, now)
+    return None if hint is None else hint.seconds
 
 
 def _load_json(body: bytes) -> Any:
@@ -174,7 +193,7 @@ def error_from_response(
         message = snippet or "(empty body)"
     message = _scrub(message, secrets)
     request_id = request_id or headers.get("x-acs-request-id") or headers.get("x-request-id")
-    retry_after = parse_retry_after(headers)
+    hint = parse_retry_hint(headers)
     cls: type[APIError]
     if status_code in (401, 403):
         cls = AuthenticationError
@@ -189,7 +208,12 @@ def error_from_response(
     else:
         cls = APIError
     return cls(
-        message, status_code=status_code, code=code, request_id=request_id, retry_after=retry_after
+        message,
+        status_code=status_code,
+        code=code,
+        request_id=request_id,
+        retry_after=None if hint is None else hint.seconds,
+        retry_after_unit=None if hint is None else hint.unit,
     )
 
 

@@ -75,10 +75,8 @@ _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
-_HINT_UNIT = 1.0  # a hint in whole seconds (Retry-After's unit) may be rounded up by up to
-# one: all sends are held only until the earliest it can mean (a millisecond hint that is a
-# whole number of seconds is read so too: at worst a second less is held, which the pauses
-# after refusals make up)
+_HINT_UNIT = 1.0  # a hint of unknown header in whole seconds is read as Retry-After's (at
+# worst a second less is held, which the pauses after refusals make up)
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
@@ -445,7 +443,8 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._window.ok(n, sent is not None and sent[0] >= self._limit_set)
             elif _refused(error):
                 self._count(ticket, now, 1)
-                self._on_throttle(now, n, ticket, getattr(error, "retry_after", None))
+                hint = getattr(error, "retry_after", None), getattr(error, "retry_after_unit", None)
+                self._on_throttle(now, n, ticket, *hint)
 
     def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
         """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)
@@ -606,13 +605,21 @@ class AdaptiveRateLimiter(RateLimiter):
         return max(0, total - refused) / max(span, (last - first) * _BIN)
 
     def _on_throttle(
-        self, now: float, n: int, ticket: Ticket | None, retry_after: float | None
+        self,
+        now: float,
+        n: int,
+        ticket: Ticket | None,
+        retry_after: float | None,
+        unit: float | None = None,
     ) -> None:
         if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
+            # A hint is rounded up to its header's unit (Retry-After's whole seconds: "1"
+            # when a window reopens in 0.1 s): every send is held until the earliest it can
+            # mean, one unit less. (The refused request itself waits the whole hint.)
             hold = float(retry_after)
-            if hold.is_integer():
-                hold -= _HINT_UNIT
-            self._hinted = max(self._hinted, now + hold)
+            if not isinstance(unit, (int, float)):
+                unit = _HINT_UNIT if hold.is_integer() else 0.0
+            self._hinted = max(self._hinted, now + max(0.0, hold - unit))
             self._next = max(self._next, self._hinted)
         unanswered = None
         if n and not self._others and not self._window.active:

@@ -356,12 +356,16 @@ class _Sim:
             heapq.heappush(self._events, (back_at, self._seq, back))
             return
         hint = throttle.retry_after(self.now) if self.s.retry_after else None
+        unit = 1.0 if self.s.whole_seconds else 0.001  # Retry-After's, or x-acs-retry-after's
         if hint is not None and self.s.whole_seconds:
             hint = float(max(1, math.ceil(hint)))
         error = RateLimitError(
-            "Requests rate limit exceeded", status_code=429, code="Throttling.RateQuota"
+            "Requests rate limit exceeded",
+            status_code=429,
+            code="Throttling.RateQuota",
+            retry_after=hint,
+            retry_after_unit=None if hint is None else unit,
         )
-        error.retry_after = hint
         self._seq += 1
         back = _Answer(arrival.worker, error, None)
         heapq.heappush(

@@ -242,7 +242,9 @@ def test_a_limiter_asking_to_come_back_later_gets_no_slot() -> None:
 
 def test_errors_travel_as_plain_data() -> None:
     for error in (
-        RateLimitError("m", status_code=429, code="Throttling.RateQuota", retry_after=1.5),
+        RateLimitError(
+            "m", status_code=429, code="Throttling", retry_after=1.0, retry_after_unit=0.001
+        ),
         QuotaExceededError("q", status_code=429, code="Throttling.AllocationQuota"),
         InternalServerError("boom", status_code=503),
         APIConnectionError("reset"),
@@ -250,7 +252,7 @@ def test_errors_travel_as_plain_data() -> None:
         rebuilt = rebuild_error(describe_error(error))
         assert type(rebuilt) is type(error)
         assert describe_error(rebuilt) == describe_error(error)
-    assert isinstance(rebuild_error(("NoSuchError", "x", None, None, None)), Exception)
+    assert isinstance(rebuild_error(("NoSuchError", "x", None, None, None, None)), Exception)
 
 
 def test_observations_of_a_past_incarnation_are_ignored() -> None:

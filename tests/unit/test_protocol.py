@@ -27,6 +27,7 @@ from opensearch_mm.protocol import (
     normalize_endpoint,
     parse_response,
     parse_retry_after,
+    parse_retry_hint,
     request_headers,
 )
 from opensearch_mm.results import Usage
@@ -386,6 +387,20 @@ def test_retry_after_garbage_does_not_break_error_mapping() -> None:
 def test_retry_after_bad_ms_falls_back() -> None:
     assert parse_retry_after({"retry-after-ms": "x", "retry-after": "2"}) == 2.0
     assert parse_retry_after({}) is None
+
+
+def test_retry_hint_knows_its_headers_unit() -> None:
+    assert parse_retry_hint({"x-acs-retry-after": "1000"}) == (1.0, 0.001)
+    assert parse_retry_hint({"retry-after-ms": "250"}) == (0.25, 0.001)
+    assert parse_retry_hint({"retry-after": "3"}) == (3.0, 1.0)
+    assert parse_retry_hint({"retry-after": "0.25"}) == (0.25, 0.0)
+    date = email.utils.formatdate(1_700_000_042.0, usegmt=True)
+    assert parse_retry_hint({"retry-after": date}, now=1_700_000_000.0) == (42.0, 1.0)
+    assert parse_retry_hint({}) is None
+    err = error_from_response(429, {"x-acs-retry-after": "2000"}, b"{}")
+    assert (err.retry_after, err.retry_after_unit) == (2.0, 0.001)
+    err = error_from_response(429, {}, b"{}")
+    assert (err.retry_after, err.retry_after_unit) == (None, None)
 
 
 def test_retry_after_on_error() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from opensearch_mm.emulator._simulate import Scenario, simulate
 from opensearch_mm.errors import InternalServerError, QuotaExceededError, RateLimitError
+from opensearch_mm.protocol import error_from_response
 from opensearch_mm.ratelimit import (
     AdaptiveRateLimiter,
     FixedRateLimiter,
@@ -283,6 +284,28 @@ def test_a_hint_in_whole_seconds_holds_sends_until_the_earliest_it_can_mean() ->
         refused,
     )
     assert clock.now + 2.0 <= sent(limiter).sent <= clock.now + 2.0 + 1.0 / limiter.rate
+
+
+@pytest.mark.parametrize(
+    ("headers", "held"),
+    [
+        ({"x-acs-retry-after": "2000"}, 2.0),  # milliseconds: exact, held whole
+        ({"retry-after": "2"}, 1.0),  # whole seconds, rounded up: 1.0x s at the earliest
+        ({"retry-after": "2.5"}, 2.5),  # a fraction of a second is exact
+    ],
+)
+def test_a_hint_is_held_to_within_its_headers_unit(headers: dict[str, str], held: float) -> None:
+    """Only a whole-second hint is read as rounded up: ``x-acs-retry-after: 2000`` (ms)
+    holds every send 2 s, ``Retry-After: 2`` holds them 1 s."""
+    limiter = holding(10.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    accepted(limiter, 20, 0.1)
+    refused = sent(limiter)
+    error = error_from_response(429, headers, b'{"code": "Throttling.RateQuota"}')
+    assert isinstance(error, RateLimitError)
+    limiter.observe(error, refused)
+    assert clock.now + held - 0.01 <= sent(limiter).sent <= clock.now + held + 1.0 / limiter.rate
 
 
 def test_a_start_up_refused_throughout_is_cut_again() -> None:
