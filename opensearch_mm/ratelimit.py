@@ -497,12 +497,17 @@ class AdaptiveRateLimiter(RateLimiter):
         closed = self._shut_sent - self._cut_sent
         if self._cut_sent <= 0:
             return
+        shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
+        # (How long a window is decides whether a second's count can be its rate. It
+        # reopened between the last refused send and this one, sent after a pause of up
+        # to a second: it is remembered as shut until halfway. The known part alone left
+        # a 2-s window's shuts of about a second on the edge of the 1-s read.)
+        shut = (self._shut_sent + sent) / 2.0 - self._cut_sent if closed > shortest else closed
         fade = 0.5 ** (max(0.0, sent - self._long_at) / _SHUT_HALF_LIFE)
-        self._long_shut, self._long_at = max(closed, fade * self._long_shut), sent
+        self._long_shut, self._long_at = max(shut, fade * self._long_shut), sent
         # A window is at least as long as the longest shut: a cycle or a read spanning
         # less cannot hold a whole window.
         window = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, self._long_shut)
-        shortest = max(_CLOSED_SECONDS, _CLOSED_INTERVALS / self._rate)
         if closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
         cycle = sent - last_open

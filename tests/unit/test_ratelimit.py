@@ -561,15 +561,30 @@ def test_a_long_shut_slows_probing_and_fades() -> None:
     assert isinstance(clock, FakeClock)
     limiter.cuts, limiter._cut_sent, limiter._shut_sent = 1, 5.0, 45.0  # refused for 40 s
     clock.now = 50.0
-    limiter._reopened(50.0)
-    assert limiter._long_shut == 40.0
+    limiter._reopened(50.0)  # (open again at some time in 45-50 s: halfway is remembered)
+    assert limiter._long_shut == 42.5
     # Probing above the ceiling doubles its step every 20 s, not every 0.6 s: after 10 s
     # of probing and plenty of answers it is still within 2 % of the ceiling.
     limiter._cut_busy, limiter._ok_since_cut = 0.0, 200
     limiter._busy = 2.0 + 10.0  # the return (2 s), then 10 s of probing
     limiter._update_rate(clock.now)
     assert 10.0 < limiter.rate <= 10.0 * 1.02
-    # Ten minutes later (two half-lives), a short shut: 40 s is remembered as 10 s.
+    # Ten minutes later (two half-lives), a short shut: 42.5 s is remembered as a quarter.
     limiter._cut_sent, limiter._shut_sent = 649.0, 649.5
     limiter._reopened(650.0)
-    assert limiter._long_shut == pytest.approx(10.0)
+    assert limiter._long_shut == pytest.approx(42.5 / 4, rel=0.01)
+
+
+def test_a_shut_is_remembered_until_halfway_to_the_send_that_found_it_open() -> None:
+    """Refused from 10.0 s to 10.95 s, then a pause, and the send at 11.6 s accepted: the
+    window reopened in between, and is remembered as shut for 1.275 s, longer than a
+    second's read (a 2-s window: its count over a second is a burst's, not its rate). A
+    token's gap of a send interval is no window and is not stretched."""
+    limiter = holding(10.0)
+    limiter.cuts, limiter._cut_sent, limiter._shut_sent = 1, 10.0, 10.95
+    limiter._reopened(11.6)
+    assert limiter._long_shut == pytest.approx(1.275)
+    gap = holding(10.0)
+    gap.cuts, gap._cut_sent, gap._shut_sent = 1, 10.0, 10.05
+    gap._reopened(10.9)
+    assert gap._long_shut == pytest.approx(0.05)
