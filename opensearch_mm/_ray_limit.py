@@ -99,8 +99,8 @@ _MAX_POLL = 0.05  # ... nor less often than 20 times a second
 
 ErrorInfo = tuple[str, str, int | None, str | None, float | None, float | None]
 """An error reduced to what a limiter may look at: class name, message, HTTP status,
-service code, retry hint seconds and the hint's unit. Exceptions of this package do not all survive
-pickling (keyword-only constructors), so observations travel in this form."""
+service code, retry hint seconds and the hint's unit. Exceptions of this package do not
+all survive pickling (keyword-only constructors), so observations travel in this form."""
 
 
 class Observation(NamedTuple):

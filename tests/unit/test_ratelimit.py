@@ -290,7 +290,7 @@ def test_a_hint_in_whole_seconds_holds_sends_until_the_earliest_it_can_mean() ->
     ("headers", "held"),
     [
         ({"x-acs-retry-after": "2000"}, 2.0),  # milliseconds: exact, held whole
-        ({"retry-after": "2"}, 1.0),  # whole seconds, rounded up: 1.0x s at the earliest
+        ({"retry-after": "2"}, 1.0),  # whole seconds, rounded up: may mean 1.0x s
         ({"retry-after": "2.5"}, 2.5),  # a fraction of a second is exact
     ],
 )
