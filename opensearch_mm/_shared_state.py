@@ -52,6 +52,7 @@ _SHARED_FIELDS = (
     "_open_cuts",
     "_long_shut",
     "_long_at",
+    "_lowered_at",
     "_settled",
     "_pause",
     "_held_at",

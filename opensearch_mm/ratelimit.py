@@ -303,6 +303,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._open_cuts = 0  # cuts counted then
         self._long_shut = 0.0  # the longest time refused throughout (a window that long)
         self._long_at = 0.0  # ... as of when (it fades with time)
+        self._lowered_at = -math.inf  # when a reopening last lowered the ceiling
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._started = -1.0  # the first send's time (-1: none yet)
@@ -435,7 +436,7 @@ class AdaptiveRateLimiter(RateLimiter):
             if error is None:
                 if ticket is None or ticket.epoch >= self._cut_epoch:
                     if not self._ok_since_cut and ticket is not None and not self.slow_start:
-                        self._reopened(ticket.sent)
+                        self._reopened(ticket.sent, now)
                     self._ok_since_cut += 1
                     if self._ok_since_cut >= _FAST_RETURN_REQUESTS:
                         self._settled = True
@@ -477,8 +478,9 @@ class AdaptiveRateLimiter(RateLimiter):
             self._started = sent
         self._bins.add(int(sent / _BIN), kind)
 
-    def _reopened(self, sent: float) -> None:
-        """The first request sent since the cut has been accepted (it was sent at ``sent``).
+    def _reopened(self, sent: float, now: float) -> None:
+        """The first request sent since the cut has been accepted (it was sent at ``sent``;
+        the answer came at ``now``).
 
         The throttle refused everything sent for ``closed`` seconds before it: a window
         at least that long was full (the longest such time is remembered, fading). What
@@ -511,6 +513,7 @@ class AdaptiveRateLimiter(RateLimiter):
         if closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
         cycle = sent - last_open
+        ceiling = self._ceiling
         if one_cycle and cycle >= window and closed >= _SHUT_SHARE * cycle:
             # Shut for half the time or more since it last opened, one cut between: a
             # long window lets the sender through in bursts, and what passed over the
@@ -521,8 +524,16 @@ class AdaptiveRateLimiter(RateLimiter):
         before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed, min(window, steady))
         start = self._cut_sent - before
         if start < max(self._started, last_open):
-            return  # not a cycle of steady sending: too little history, or another hold
+            if last_open > self._started or self._cut_sent - self._started >= _GOODPUT_SECONDS:
+                return  # not a cycle of steady sending: too little history, or another hold
+            # The start-up ramp was first refused within a second of its first send: no
+            # read of a second fits before it, and a second's count, or the part of one,
+            # is the ramp's burst (a window of two seconds lets twenty through at once at
+            # 10/s). What passed from the first send to the reopening is one whole cycle.
+            start = self._started
         self._lower_ceiling(start, self._shut_sent + _BIN)
+        if self._ceiling < ceiling:
+            self._lowered_at = now
 
     def _lower_ceiling(self, start: float, end: float) -> None:
         """Lower the ceiling to what the account accepted of the sends in [start, end)."""
@@ -640,6 +651,13 @@ class AdaptiveRateLimiter(RateLimiter):
             return  # explained by the number in flight: not a rate signal
         if ticket is not None and ticket.epoch != self._epoch:
             return  # sent before the last cut: that burst was already counted
+        if ticket is not None and ticket.rate > self._ceiling:
+            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / ticket.rate)
+            if ticket.sent < self._lowered_at + horizon:
+                # Booked ahead at a rate that a reopening has since read as too high: its
+                # refusal is what lowered the ceiling says already, no new signal (read as
+                # one, it would cut from a second that holds nothing yet).
+                return
         sent = _sent_time(ticket, now)
         starved = (
             not self._settled

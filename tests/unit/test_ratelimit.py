@@ -561,7 +561,7 @@ def test_a_long_shut_slows_probing_and_fades() -> None:
     assert isinstance(clock, FakeClock)
     limiter.cuts, limiter._cut_sent, limiter._shut_sent = 1, 5.0, 45.0  # refused for 40 s
     clock.now = 50.0
-    limiter._reopened(50.0)  # (open again at some time in 45-50 s: halfway is remembered)
+    limiter._reopened(50.0, 50.0)  # (open again at some time in 45-50 s: halfway is remembered)
     assert limiter._long_shut == 42.5
     # Probing above the ceiling doubles its step every 20 s, not every 0.6 s: after 10 s
     # of probing and plenty of answers it is still within 2 % of the ceiling.
@@ -571,8 +571,71 @@ def test_a_long_shut_slows_probing_and_fades() -> None:
     assert 10.0 < limiter.rate <= 10.0 * 1.02
     # Ten minutes later (two half-lives), a short shut: 42.5 s is remembered as a quarter.
     limiter._cut_sent, limiter._shut_sent = 649.0, 649.5
-    limiter._reopened(650.0)
+    limiter._reopened(650.0, 650.0)
     assert limiter._long_shut == pytest.approx(42.5 / 4, rel=0.01)
+
+
+def window_of(limit: int, seconds: float) -> Callable[[float], bool]:
+    """A sliding window: whether a request sent at a time is let through (at most
+    ``limit`` in any ``seconds``)."""
+    passed: list[float] = []
+
+    def admit(at: float) -> bool:
+        if sum(1 for p in passed if p > at - seconds) >= limit:
+            return False
+        passed.append(at)
+        return True
+
+    return admit
+
+
+def ramp_into(admit: Callable[[float], bool], until: float) -> tuple[AdaptiveRateLimiter, Ticket]:
+    """A new limiter's start-up against ``admit``, each answer 20 ms after its send and
+    the next slot booked before it is read, until the ceiling is lowered other than by a
+    cut (or ``until`` s); returns the limiter and the slot booked then."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    ticket = sent(limiter)
+    while clock.now < until:
+        ok = admit(clock.now)
+        clock.now += 0.02
+        ahead = limiter.acquire()
+        cuts, ceiling = limiter.cuts, limiter._ceiling
+        limiter.observe(None if ok else THROTTLED, ticket)
+        if limiter.cuts == cuts and limiter._ceiling < ceiling:
+            return limiter, ahead
+        clock.now += max(0.0, ahead.wait)
+        ticket = ahead if limiter.confirm(ahead) else sent(limiter)
+    return limiter, ticket
+
+
+def test_a_start_up_ramp_that_fills_a_long_window_is_read_from_its_first_send() -> None:
+    """A window of 20 per 2 s (10/s) lets the ramp's first 20 through in under a second,
+    then refuses for more than one: the cut read the burst (25/s). No second of steady
+    sending came before that cut, so when the window reopens, what passed from the first
+    send is read as its rate: one cut, and a ceiling near 10/s, not 25."""
+    limiter, _ = ramp_into(window_of(20, 2.0), until=3.0)
+    assert limiter.cuts == 1
+    assert limiter.ceiling is not None and limiter.ceiling < 13.0
+
+
+def test_a_refusal_of_a_slot_booked_before_the_ceiling_was_lowered_is_no_new_signal() -> None:
+    """Slots booked ahead at the old rate go out after a reopening lowered the ceiling;
+    their 429s say what the lowered ceiling says (read as a new signal, they cut again,
+    from a second that holds almost nothing yet: to half the new ceiling)."""
+    limiter, ahead = ramp_into(window_of(20, 2.0), until=3.0)
+    ceiling, cuts = limiter.ceiling, limiter.cuts
+    assert ceiling is not None and ahead.rate > ceiling
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    clock.now += max(0.0, ahead.wait)
+    assert limiter.confirm(ahead)
+    clock.now += 0.02
+    limiter.observe(THROTTLED, ahead)
+    assert (limiter.cuts, limiter.ceiling) == (cuts, ceiling)
+    clock.now += 0.1
+    limiter.observe(THROTTLED, sent(limiter))  # booked since: a signal
+    assert limiter.cuts == cuts + 1
 
 
 def test_a_shut_is_remembered_until_halfway_to_the_send_that_found_it_open() -> None:
@@ -582,9 +645,9 @@ def test_a_shut_is_remembered_until_halfway_to_the_send_that_found_it_open() -> 
     token's gap of a send interval is no window and is not stretched."""
     limiter = holding(10.0)
     limiter.cuts, limiter._cut_sent, limiter._shut_sent = 1, 10.0, 10.95
-    limiter._reopened(11.6)
+    limiter._reopened(11.6, 11.6)
     assert limiter._long_shut == pytest.approx(1.275)
     gap = holding(10.0)
     gap.cuts, gap._cut_sent, gap._shut_sent = 1, 10.0, 10.05
-    gap._reopened(10.9)
+    gap._reopened(10.9, 10.9)
     assert gap._long_shut == pytest.approx(0.05)
