@@ -76,6 +76,7 @@ def attach_partial(error: BaseException, partial: PartialResult, summary: str) -
     error.partial = partial
     if first_time and error.args and isinstance(error.args[0], str):
         error.args = (f"{error.args[0]} [{summary}]", *error.args[1:])
+        error.partial_summary = summary
 
 
 def check_width(expected: int | None, outcome: BatchResponse) -> APIResponseError | None:

@@ -36,9 +36,8 @@ def core_message(exc: BaseException) -> str:
     """The core's message without the summary it appends for Python callers
     (``[... vectors and failed indices are in err.partial]``)."""
     text = str(exc.args[0]) if exc.args else str(exc)
-    if getattr(exc, "partial", None) is not None and text.endswith("]") and " [" in text:
-        text = text.rsplit(" [", 1)[0]
-    return text
+    summary = getattr(exc, "partial_summary", None)
+    return text.removesuffix(f" [{summary}]") if summary else text
 
 
 def input_reason(exc: InputError) -> str:

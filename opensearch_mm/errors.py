@@ -63,6 +63,9 @@ class OpenSearchMMError(Exception):
     """
 
     partial: PartialResult | None = None
+    partial_summary: str | None = None
+    """What ``partial`` holds, in words, as appended to the message in brackets (a
+    caller that reports the error its own way can take it off)."""
     request_id: str | None = None
     """The service's id of the failed request, when it answered (quote it to support)."""
 

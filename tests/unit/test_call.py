@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from opensearch_mm._call import CallState
+from opensearch_mm._cli_errors import core_message
 from opensearch_mm.batching import Batch, pack
 from opensearch_mm.errors import (
     APIResponseError,
@@ -71,6 +72,22 @@ def test_partial_result_on_failure() -> None:
     assert partial.errors == {4: err, 5: err, 6: err, 7: err}
     assert partial.usage == Usage(token_count=6, image=2)
     assert partial.request_ids == ["rid-0", "rid-8"]
+
+
+def test_the_summary_appended_to_the_message_can_be_taken_off_exactly() -> None:
+    """The service's own message may end in brackets: only the appended summary goes."""
+    bs = batches(4, 2)
+    state = CallState(4, model="m", dimensions=3)
+    err = server_error("busy [try later]")
+    state.record(bs[0], ok(bs[0]))
+    state.record(bs[1], err)
+    with pytest.raises(InternalServerError) as ei:
+        state.finish()
+    summary = ei.value.partial_summary
+    assert summary is not None and summary.startswith("2 of 4 inputs embedded")
+    assert str(ei.value).endswith(f"busy [try later] [{summary}]")
+    assert core_message(ei.value).endswith("busy [try later]")
+    assert core_message(server_error("plain [x]")).endswith("plain [x]")
 
 
 def test_first_error_by_input_position_not_arrival() -> None:
