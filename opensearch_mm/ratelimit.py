@@ -524,12 +524,16 @@ class AdaptiveRateLimiter(RateLimiter):
         before = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, closed, min(window, steady))
         start = self._cut_sent - before
         if start < max(self._started, last_open):
-            if last_open > self._started or self._cut_sent - self._started >= _GOODPUT_SECONDS:
+            first = last_open <= self._started and self._cut_sent - self._started < _GOODPUT_SECONDS
+            if not first or shut <= _GOODPUT_SECONDS:
                 return  # not a cycle of steady sending: too little history, or another hold
-            # The start-up ramp was first refused within a second of its first send: no
-            # read of a second fits before it, and a second's count, or the part of one,
-            # is the ramp's burst (a window of two seconds lets twenty through at once at
-            # 10/s). What passed from the first send to the reopening is one whole cycle.
+            # The start-up ramp was first refused within a second of its first send, and
+            # the throttle then stayed shut for longer than a second: a window of seconds,
+            # whose count over a second, or the part of one, is the ramp's burst (a window
+            # of two seconds lets twenty through at once at 10/s). What passed from the
+            # first send to the reopening is one whole cycle. (A 1-s window shared with
+            # other senders is not read so: what passed for this sender in its first
+            # second is its start-up share, not its rate.)
             start = self._started
         self._lower_ceiling(start, self._shut_sent + _BIN)
         if self._ceiling < ceiling:

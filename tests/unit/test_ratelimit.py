@@ -619,6 +619,31 @@ def test_a_start_up_ramp_that_fills_a_long_window_is_read_from_its_first_send() 
     assert limiter.ceiling is not None and limiter.ceiling < 13.0
 
 
+def first_reopening(shut_until: float, reopened: float) -> AdaptiveRateLimiter:
+    """A start-up: 8 sends accepted in its first 0.5 s, then the cut's refused send at
+    0.5 s, refused until ``shut_until``, and the send at ``reopened`` accepted."""
+    limiter = holding(16.0)
+    limiter.cuts, limiter._started = 1, 0.0
+    for i in range(8):
+        limiter._bins.add(int(i * 0.06 / 0.05), 0)
+    limiter._bins.add(10, 0)
+    limiter._bins.add(10, 1)
+    limiter._cut_sent, limiter._shut_sent = 0.5, shut_until
+    limiter._reopened(reopened, reopened + 0.05)
+    return limiter
+
+
+def test_only_a_window_of_seconds_is_read_from_the_first_send() -> None:
+    """Shut for over a second after the ramp's burst: a window of seconds, read over the
+    whole first cycle (8 in 1.55 s). Shut for less: a 1-s window, and what passed for
+    this sender in its first half-second may be its share of a busy account's, not the
+    account's rate: no such read (the next cut reads it)."""
+    long = first_reopening(shut_until=1.5, reopened=2.1)
+    assert long.ceiling == pytest.approx(8 / 1.55)
+    short = first_reopening(shut_until=0.8, reopened=1.1)
+    assert short.ceiling == 16.0
+
+
 def test_a_refusal_of_a_slot_booked_before_the_ceiling_was_lowered_is_no_new_signal() -> None:
     """Slots booked ahead at the old rate go out after a reopening lowered the ceiling;
     their 429s say what the lowered ceiling says (read as a new signal, they cut again,
