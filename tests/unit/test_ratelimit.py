@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from opensearch_mm._shared_state import _BIN
 from opensearch_mm.emulator._simulate import Scenario, simulate
 from opensearch_mm.errors import InternalServerError, QuotaExceededError, RateLimitError
 from opensearch_mm.protocol import error_from_response
@@ -624,10 +625,10 @@ def first_reopening(shut_until: float, reopened: float) -> AdaptiveRateLimiter:
     0.5 s, refused until ``shut_until``, and the send at ``reopened`` accepted."""
     limiter = holding(16.0)
     limiter.cuts, limiter._started = 1, 0.0
-    for i in range(8):
-        limiter._bins.add(int(i * 0.06 / 0.05), 0)
-    limiter._bins.add(10, 0)
-    limiter._bins.add(10, 1)
+    for i in range(8):  # (sends are counted per bin of send time)
+        limiter._bins.add(int(i * 0.06 / _BIN), 0)
+    limiter._bins.add(int(0.5 / _BIN), 0)  # the cut's send ...
+    limiter._bins.add(int(0.5 / _BIN), 1)  # ... refused
     limiter._cut_sent, limiter._shut_sent = 0.5, shut_until
     limiter._reopened(reopened, reopened + 0.05)
     return limiter
