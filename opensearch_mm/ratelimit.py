@@ -87,8 +87,9 @@ _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
 _HELD_CUT = 0.25  # after a hold, a second's read below a quarter of the rate is checked ...
 _HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds)
-_COLLAPSED = 0.7  # a second's read under 0.7 of the 5 s' one, a far-above return cut short: a
-# throttle charging refusals collapsing (it read a half or less), not a share drifting
+_COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting through under 0.7
+# of the last 5 s' rate is a collapse (charged refusals read half or less; a share moving
+# among clients, a few per cent a cut)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
@@ -702,7 +703,7 @@ class AdaptiveRateLimiter(RateLimiter):
             good = max(good, self._accepted_over(end, self._long_shut, span))
         # (A far-above cut, not the start-up ramp's first, whose read did not stop the
         # refusals: this one comes before its fast return is done.)
-        again = (
+        cut_short = (
             self._return_requests == _FAST_RETURN_REQUESTS
             and self._ok_since_cut < _FAST_RETURN_REQUESTS
             and self.cuts > 1
@@ -742,15 +743,15 @@ class AdaptiveRateLimiter(RateLimiter):
                 ceiling = min(good, _TRUST_RATE * sent_at)
             else:
                 ceiling = max(good, _MAX_CUT * sent_at)
-            if again:
+            if cut_short:
                 # A throttle that charges refusals (a bucket taking a token for each, a log
                 # recording each) lets through less the longer a sender overshoots it, down
                 # to nothing: a second's read far below what the last 5 s let through, when
                 # the last far-above read did not stop the refusals, is of the collapse, not
                 # the limit (read so, half the limit was held for ten seconds and more).
-                longer = self._accepted_over(end, _HELD_SPAN, span)
-                if good < _COLLAPSED * longer:
-                    ceiling = max(ceiling, min(_TRUST_RATE * sent_at, longer))
+                seconds = self._accepted_over(end, _HELD_SPAN, span)
+                if good < _COLLAPSE_SHARE * seconds:
+                    ceiling = max(ceiling, min(_TRUST_RATE * sent_at, seconds))
         self.slow_start = False
         self._ceiling = min(self._max, max(self._min, ceiling))
         self._floor = max(self._min, _BETA * self._ceiling)
