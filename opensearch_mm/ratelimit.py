@@ -86,7 +86,8 @@ _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
 _HELD_CUT = 0.25  # after a hold, a second's read below a quarter of the rate is checked ...
-_HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds)
+_HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds; a
+# collapse under charged refusals is checked against the same 5 s)
 _COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting through under 0.7
 # of the last 5 s' rate is a collapse (charged refusals read half or less; a share moving
 # among clients, a few per cent a cut)
