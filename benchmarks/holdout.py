@@ -703,9 +703,10 @@ def shared_account(
     return row
 
 
-def print_table(rows: list[Row]) -> None:
-    head = f"{'variant':<20}{'cap':>6}  {'contender':<22}{'rate/cap':>9}{'throttled':>10}"
-    print(head + f"{'errors':>7}  {'whole run':<13}  misses / notes")
+def print_table(rows: list[Row], *, head: bool = True) -> None:
+    if head:
+        title = f"{'variant':<20}{'cap':>6}  {'contender':<22}{'rate/cap':>9}{'throttled':>10}"
+        print(title + f"{'errors':>7}  {'whole run':<13}  misses / notes")
     for r in rows:
         misses = ", ".join(r.misses) if r.misses else ("ok" if r.contender != "naive" else "")
         note = "; ".join(x for x in (misses, r.note) if x)
@@ -749,18 +750,18 @@ def main(argv: list[str] | None = None) -> int:
                     contenders += ["naive"] * (cap == caps[0])
                 for contender in contenders:
                     rows.append(steady(stand_in, variant, cap, contender, seconds, warm))
-                    print_table(rows[-1:])
+                    print_table(rows[-1:], head=len(rows) == 1)  # (rows as they come)
         if not args.skip_extra:
             for variant in ["sliding_log"] + ([] if args.quick else ["fixed_wall", "bucket"]):
                 rows += cap_change(stand_in, variant, phase)
-                print_table(rows[-3:])
+                print_table(rows[-3:], head=False)
             extra = (
                 ["bucket", "fixed_wall"] if args.quick else ["bucket", "fixed_wall", "leaky_queue"]
             )
             for variant in extra:
                 for share in (False, True):
                     rows.append(shared_account(stand_in, variant, 30.0, seconds, warm, share))
-                    print_table(rows[-1:])
+                    print_table(rows[-1:], head=False)
     print(f"\nall runs ({time.monotonic() - started:.0f} s):")
     print_table(rows)
     missed = [r for r in rows if r.misses]
