@@ -294,7 +294,7 @@ def test_under_a_cap_in_flight_few_are_refused_and_a_cap_learned_is_the_cap(
     if learned is not None:
         assert learned in (cap - 1, cap, cap + 1), (stats, status)
         assert sum(status["permits"].values()) <= learned, status
-    # Few refused, learned or not (measured 1 to 2.5 %, learning included; 3 to 5 % on a
+    # Few refused, learned or not (measured 1 to 2.5 %, learning included; 3 to 6 % on a
     # starved machine that paced the rate instead).
     assert stats.throttled <= 0.1 * stats.requests, (stats, status)
 
