@@ -9,6 +9,10 @@ _LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordin
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
+# A 429 at a count that held is excused as a race (see ``throttled``) at most once per 10
+# answers: refused more often, K in flight carry less than K - 1 would at caps up to 10 ...
+_RACE_ANSWERS = 10
+_RACE_CREDIT = 5 * _RACE_ANSWERS  # ... saved up for 5 (a service busy for a while frees late)
 # A first candidate above every count answered, where the sender can tell which sends are
 # still in flight (a process's own limiter): fewer answers at or below it are enough ...
 _FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
@@ -34,6 +38,8 @@ class InFlightCap:
     the next comes once the slots it added have carried five answers each); a 429 at
     ``n`` in flight within the limit puts it at ``n - 1`` (the probe failed, or the cap
     moved down); one with nothing else in flight means it was never a concurrency cap.
+    A lone 429 at a count that held, answered again at that count before the next one,
+    is a send that raced a slot not yet freed: excused, at most once per 10 answers.
     """
 
     FIELDS = (
@@ -48,6 +54,8 @@ class InFlightCap:
         "_top",
         "_first",
         "_fresh_ok",
+        "_clean",
+        "_doubt",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -67,6 +75,8 @@ class InFlightCap:
         self._top = 0  # the most in flight any answered request was sent with
         self._first = False  # the limit is a first candidate, above every count answered
         self._fresh_ok = 0  # answers at or below it for requests sent since it was set
+        self._clean = 0  # answers saved up to excuse 429s at a count that held
+        self._doubt = 0  # that count, until an answer to a send at or above it comes
 
     @property
     def testing(self) -> bool:
@@ -95,6 +105,8 @@ class InFlightCap:
         self._top = max(self._top, n)
         if not self.limit or not n:
             return
+        if n >= self._doubt:
+            self._doubt = 0
         if not self.active:
             if n > self.limit:
                 self._over_ok += 1
@@ -103,6 +115,7 @@ class InFlightCap:
                 self._fresh_ok += fresh
             return
         self._since += 1
+        self._clean = min(self._clean + 1, _RACE_CREDIT)
         # After a probe that held, the next needs only the answers that show the slots it
         # added carry requests (a failed probe costs the 429s, not one that held): a
         # raised cap is found in a few answer times, not 50 answers per step.
@@ -130,9 +143,18 @@ class InFlightCap:
                 # held, lower it further: they come back in any order.)
                 self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
                 return True
-            # Refused at a count that was answered before: the cap moved down, or it was
-            # never a concurrency cap (with a steady answer time, a rate cap also refuses
-            # at high counts). Learn again.
+            if self.prompt and n > 1 and not self._doubt and self._clean >= _RACE_ANSWERS:
+                # Refused at a count that held: a send that raced a slot the service frees
+                # only once the answer is on its way (the client can have it first), if
+                # the next send at this count is answered. A cap that moved down refuses
+                # every send above it: the next 429 comes first. (Where answers are heard
+                # late, in batches, the caller weighs such 429s over time itself.)
+                self._clean, self._doubt = self._clean - _RACE_ANSWERS, n
+                return True
+            # Refused at a count that was answered before, again (or with nothing else in
+            # flight): the cap moved down, or it was never a concurrency cap (with a
+            # steady answer time, a rate cap also refuses at high counts). Learn again.
+            self._doubt = 0
             self._candidate(n - 1)
             return False
         if not self.limit or n - 1 < self.limit:
@@ -154,5 +176,6 @@ class InFlightCap:
             and under_ok >= answers * self.limit
         ):
             self.active, self._step, self._since, self._held = True, 1, 0, self.limit
+            self._clean = _RACE_CREDIT  # (not yet refused at a count that held)
             return True
         return False

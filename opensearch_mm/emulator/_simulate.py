@@ -66,6 +66,10 @@ class Scenario:
     client_time: float = 0.0
     """Mean seconds the client spends on an answer before it is observed (reading and
     parsing it, the driver's turn): exponential. Over sockets both are milliseconds."""
+    release_lag: float = 0.0
+    """Mean seconds a slot stays taken after the client has the answer (a server that frees
+    it once the answer is written and the connection handled): exponential. A client that
+    sends again at once is then now and then refused at the cap it keeps to."""
     clients: int = 1
     """Clients sharing the account, each with its own limiter unless ``shared``."""
     seconds: float = 60.0
@@ -116,6 +120,8 @@ class Scenario:
             text += f" ->{new:g}@{self.change_at:g}s"
         if self.handling or self.client_time:
             text += f" +{self.handling * 1000:g}/{self.client_time * 1000:g}ms"
+        if self.release_lag:
+            text += f" freed +{self.release_lag * 1000:g}ms"
         if self.naive:
             text += " (naive loop)"
         return text
@@ -343,14 +349,16 @@ class _Sim:
             done = self.now + self.latency.sample(self.rng)
             if self.s.handling > 0:
                 done += self.rng.expovariate(1.0 / self.s.handling)
-            self._seq += 1
-            done_event = _Answer(None, None, throttle)  # the service is done: frees a slot
-            heapq.heappush(self._events, (done, self._seq, done_event))
             # The client has the answer one network hop after the service is done, and
             # observes it after its own share of the handling.
             back_at = done + _NET
             if self.s.client_time > 0:
                 back_at += self.rng.expovariate(1.0 / self.s.client_time)
+            freed = done  # the service is done: frees a slot
+            if self.s.release_lag > 0:
+                freed = back_at + self.rng.expovariate(1.0 / self.s.release_lag)
+            self._seq += 1
+            heapq.heappush(self._events, (freed, self._seq, _Answer(None, None, throttle)))
             self._seq += 1
             back = _Answer(arrival.worker, None, None)
             heapq.heappush(self._events, (back_at, self._seq, back))

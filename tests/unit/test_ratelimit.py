@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from opensearch_mm._in_flight import InFlightCap
 from opensearch_mm._shared_state import _BIN
 from opensearch_mm.emulator._simulate import Scenario, simulate
 from opensearch_mm.errors import InternalServerError, QuotaExceededError, RateLimitError
@@ -351,6 +352,62 @@ def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     assert not limiter.confirm(held) and held.wait > 0  # a fourth waits for a free slot
     limiter.observe(None, in_flight[0])
     assert limiter.confirm(limiter.acquire())
+
+
+def cap_of_three() -> InFlightCap:
+    """A process's learner that has met a service refusing a fourth request in flight."""
+    cap = InFlightCap(prompt=True)
+    cap.throttled(4)
+    for _ in range(5):
+        for n in (1, 2, 3):
+            cap.ok(n)
+    assert cap.throttled(4) and cap.active and cap.limit == 3
+    return cap
+
+
+def answered_up_to(cap: InFlightCap, top: int) -> None:
+    """Sends at 1 .. ``top`` in flight answered; one more refused while it probes above."""
+    for n in range(1, top + 1):
+        cap.ok(n)
+    if cap.limit > top:
+        assert cap.throttled(top + 1)  # the probe failed: back to ``top``
+
+
+def test_a_lone_refusal_at_a_count_that_held_keeps_the_cap() -> None:
+    """A server that frees a slot only after its answer is written refuses, now and then,
+    a send made the moment the answer came: the next send at that count is answered."""
+    cap = cap_of_three()
+    for _ in range(10):
+        for _ in range(4):
+            answered_up_to(cap, 3)
+        assert cap.throttled(3)  # explained: not a rate signal
+        assert cap.active and cap.limit == 3
+
+
+def test_a_cap_in_flight_that_moved_down_is_learned_again() -> None:
+    """Every third request in flight refused from now on: the second such 429, with no
+    answer at three in flight between, drops the cap, and two in flight are learned."""
+    cap = cap_of_three()
+    for _ in range(4):
+        answered_up_to(cap, 3)
+    assert cap.throttled(3) and cap.active  # excused once
+    cap.ok(1)
+    cap.ok(2)
+    assert not cap.throttled(3) and not cap.active  # not twice: learning again
+    for _ in range(5):
+        cap.ok(1)
+        cap.ok(2)
+    assert cap.throttled(3) and cap.active and cap.limit == 2
+
+
+def test_refusals_at_a_count_that_held_more_than_once_per_ten_answers_drop_it() -> None:
+    """Races are excused at most once per ten answers: more, and the count does not hold."""
+    cap = cap_of_three()
+    excused = 0
+    while cap.active:
+        answered_up_to(cap, 3)
+        excused += cap.throttled(3)
+    assert 5 <= excused <= 10  # the credit saved up, then one per ten answers
 
 
 @pytest.mark.parametrize("seed", range(4))
