@@ -531,6 +531,20 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
         out.append(Scenario("sliding", qps=50, latency=latency, seconds=60))
     for k, latency in ((4, 0.2), (16, 0.5)) if not quick else ((4, 0.2),):
         out.append(Scenario("concurrency", max_in_flight=k, latency=latency, seconds=60))
+    if not quick:
+        # A server that frees a slot only after the answer is on its way (the emulator's).
+        out.append(
+            Scenario(
+                "concurrency",
+                max_in_flight=2,
+                latency=0.2,
+                sigma=0.2,
+                handling=0.002,
+                client_time=0.002,
+                release_lag=0.0005,
+                seconds=60,
+            )
+        )
     for clients in (3, 8) if not quick else (3,):
         out.append(Scenario("sliding", qps=10 * clients / 3, clients=clients, seconds=60))
         out.append(
@@ -652,6 +666,15 @@ def held_out() -> list[Scenario]:
             seconds=60,
             change_at=30,
             new_max_in_flight=16,
+        ),
+        Scenario(
+            "concurrency",
+            max_in_flight=4,
+            latency=0.1,
+            handling=0.001,
+            client_time=0.003,
+            release_lag=0.0004,
+            seconds=60,
         ),
         Scenario("fixed", qps=5, clients=2, seconds=60),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5),
