@@ -15,7 +15,8 @@ retries, and which stop the whole call (no further request of it is started)::
     │   ├── InvalidParameterError         400 InvalidParameter     not retried
     │   ├── ServiceNotFoundError          404, ServiceIdNotExist   not retried, stops the call
     │   ├── RateLimitError                429 Throttling           retried (Retry-After honoured)
-    │   │   └── QuotaExceededError        429 AllocationQuota      not retried, stops the call
+    │   │   └── QuotaExceededError        429 AllocationQuota      stops the call (retried only
+    │   │                                                          when hinted: see the class)
     │   ├── InternalServerError           5xx                      retried
     │   └── (APIStatusError itself)       408/409 retried; other codes not retried
     ├── APIConnectionError                no answer; .endpoint     retried (refused: briefly;
@@ -150,7 +151,21 @@ class RateLimitError(APIStatusError):
 
 
 class QuotaExceededError(RateLimitError):
-    """429 ``Throttling.AllocationQuota``: the quota is used up; retrying cannot help."""
+    """429 ``Throttling.AllocationQuota``: the quota is used up.
+
+    Not retried: the call stops. Except when the service says when to come back (a
+    retry hint, ``x-acs-retry-after`` or ``Retry-After``, within the retry policy's
+    ``max_retry_after``) on a quota other than the free one: a quota per period (tokens
+    per minute) that refills then, and the request is retried after the hint.
+    """
+
+    @property
+    def refills(self) -> bool:
+        """Whether the service said when this quota is back: a retry hint, not on the
+        free quota ("Free allocated quota exceeded": only billing brings it back)."""
+        hint = self.retry_after
+        free = "free" in (self.message or "").lower()
+        return isinstance(hint, (int, float)) and hint >= 0 and not free
 
 
 class InternalServerError(APIStatusError):

@@ -450,6 +450,10 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._count(ticket, now, 1)
                 hint = getattr(error, "retry_after", None), getattr(error, "retry_after_unit", None)
                 self._on_throttle(now, n, ticket, *hint)
+            elif isinstance(error, QuotaExceededError) and error.refills:
+                # A quota per period, back when the hint says: no send before then (each
+                # would be refused), and no rate signal (the rate is not what ran out).
+                self._hold_for_hint(now, error.retry_after, error.retry_after_unit)
 
     def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
         """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)
@@ -636,15 +640,7 @@ class AdaptiveRateLimiter(RateLimiter):
         retry_after: float | None,
         unit: float | None = None,
     ) -> None:
-        if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
-            # A hint is rounded up to its header's unit (Retry-After's whole seconds: "1"
-            # when a window reopens in 0.1 s): every send is held until the earliest it can
-            # mean, one unit less. (The refused request itself waits the whole hint.)
-            hold = float(retry_after)
-            if not isinstance(unit, (int, float)):
-                unit = _HINT_UNIT if hold.is_integer() else 0.0
-            self._hinted = max(self._hinted, now + max(0.0, hold - unit))
-            self._next = max(self._next, self._hinted)
+        self._hold_for_hint(now, retry_after, unit)
         unanswered = None
         if n and not self._others and not self._window.active:
             # (Other processes' requests in flight are not known here: with any, none are
@@ -765,6 +761,18 @@ class AdaptiveRateLimiter(RateLimiter):
         self._ok_since_cut = 0
         # (Slots booked before the cut are booked again: a hint's hold stands, not them.)
         self._next = max(self._hinted, now + 1.0 / self._rate)
+
+    def _hold_for_hint(self, now: float, retry_after: float | None, unit: float | None) -> None:
+        """Hold every send until a retry hint's time (one unit less: see below)."""
+        if isinstance(retry_after, (int, float)) and 0 < retry_after <= _MAX_HOLD:
+            # A hint is rounded up to its header's unit (Retry-After's whole seconds: "1"
+            # when a window reopens in 0.1 s): every send is held until the earliest it can
+            # mean, one unit less. (The refused request itself waits the whole hint.)
+            hold = float(retry_after)
+            if not isinstance(unit, (int, float)):
+                unit = _HINT_UNIT if hold.is_integer() else 0.0
+            self._hinted = max(self._hinted, now + max(0.0, hold - unit))
+            self._next = max(self._next, self._hinted)
 
     def _purge(self, now: float) -> None:
         """Forget requests whose answer never came back to ``observe`` (a cancelled task)."""

@@ -38,9 +38,11 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether sending the same request again may succeed.
 
     Retried: 429 ``Throttling``/``Throttling.RateQuota``, 408/409/5xx, connection errors,
-    timeouts and malformed 2xx bodies. Never: 400, 401/403, 404,
-    ``Throttling.AllocationQuota`` (the quota is gone; retrying cannot help) and an https
-    endpoint that answers in plain http (every retry would fail the same way).
+    timeouts and malformed 2xx bodies, and ``Throttling.AllocationQuota`` with a retry
+    hint (a quota per period, back when the hint says: see ``QuotaExceededError``).
+    Never: 400, 401/403, 404, ``Throttling.AllocationQuota`` without a hint or on the
+    free quota (retrying cannot help) and an https endpoint that answers in plain http
+    (every retry would fail the same way).
 
     Args:
         exc: The error a request ended in.
@@ -49,7 +51,7 @@ def is_retryable(exc: BaseException) -> bool:
         ``True`` when a retry may help.
     """
     if isinstance(exc, QuotaExceededError):
-        return False
+        return exc.refills
     if isinstance(exc, RateLimitError):
         return True
     if isinstance(exc, APIStatusError):
@@ -119,6 +121,8 @@ class RetryPolicy:
 
     def should_retry(self, exc: BaseException, retries_done: int) -> bool:
         """Whether to retry after ``retries_done`` retries, the last ending in ``exc``."""
+        if isinstance(exc, QuotaExceededError) and (exc.retry_after or 0) > self.max_retry_after:
+            return False  # back later than a wait this policy honours: retrying early fails
         return retries_done < self.budget(exc) and is_retryable(exc)
 
     def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:

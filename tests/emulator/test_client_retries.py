@@ -119,6 +119,25 @@ async def test_quota_not_retried(
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_quota_back_after_a_hint_is_retried_then(
+    emu: Emulator,
+    clients: list[MultiModalEmbeddingClient],
+    mode: str,
+    expected: list[list[float]],
+) -> None:
+    # "Allocated quota exceeded" with Retry-After: a quota per period the service says is
+    # back then. (Without a hint the call stops at once: above.)
+    client = make(emu, max_retries=5)
+    clients.append(client)
+    emu.inject("quota", 2, retry_after=0.2)
+    start = time.monotonic()
+    result = await call(client, mode, TEXTS)
+    assert time.monotonic() - start >= 0.35  # each retry waited for its hint
+    assert result.embeddings == expected
+    assert emu.stats.requests == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_auth_not_retried(
     emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
 ) -> None:

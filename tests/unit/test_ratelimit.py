@@ -310,6 +310,30 @@ def test_a_hint_is_held_to_within_its_headers_unit(headers: dict[str, str], held
     assert clock.now + held - 0.01 <= sent(limiter).sent <= clock.now + held + 1.0 / limiter.rate
 
 
+@pytest.mark.parametrize(
+    ("message", "held"),
+    [
+        ("Allocated quota exceeded, please increase your quota limit.", True),
+        ("Free allocated quota exceeded.", False),  # the call stops: nothing to hold for
+    ],
+)
+def test_a_quota_back_after_a_hint_holds_every_send_and_is_no_rate_signal(
+    message: str, held: bool
+) -> None:
+    limiter = holding(10.0)
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    accepted(limiter, 20, 0.1)
+    cuts, rate = limiter.cuts, limiter.rate
+    body = f'{{"code": "Throttling.AllocationQuota", "message": "{message}"}}'.encode()
+    error = error_from_response(429, {"x-acs-retry-after": "5000"}, body)
+    assert isinstance(error, QuotaExceededError)
+    limiter.observe(error, sent(limiter))
+    assert limiter.cuts == cuts and limiter.rate == rate
+    now = clock.now
+    assert (sent(limiter).sent >= now + 5.0 - 0.001) is held  # (to the hint's millisecond)
+
+
 def test_a_start_up_refused_throughout_is_cut_again() -> None:
     """Before the account has accepted ten in a row, refusals since a cut are the ramp's
     and are not held for; but refused throughout for 1.5 s (a throttle that counts refused

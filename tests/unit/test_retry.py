@@ -71,6 +71,37 @@ def test_not_retryable(exc: BaseException) -> None:
     assert not RetryPolicy(max_retries=5).should_retry(exc, 0)
 
 
+def quota(message: str, retry_after: float | None) -> QuotaExceededError:
+    return QuotaExceededError(
+        message, status_code=429, code="Throttling.AllocationQuota", retry_after=retry_after
+    )
+
+
+def test_a_quota_the_service_says_is_back_soon_is_retried_after_the_hint() -> None:
+    """A quota per period (tokens per minute) with a retry hint: retried when it says."""
+    exc = quota("Allocated quota exceeded, please increase your quota limit.", 20.0)
+    policy = RetryPolicy(max_retries=2)
+    assert exc.refills and is_retryable(exc) and policy.should_retry(exc, 0)
+    assert 20.0 <= policy.delay(exc, 0, random.Random(0)) <= 20.1
+    assert not policy.should_retry(exc, 2)  # the retries still run out
+    assert is_fatal_for_call(exc)  # and then the call stops
+
+
+@pytest.mark.parametrize(
+    ("message", "retry_after", "max_retry_after"),
+    [
+        ("Allocated quota exceeded, please increase your quota limit.", None, 60.0),
+        ("Free allocated quota exceeded.", 20.0, 60.0),  # only billing brings it back
+        ("Allocated quota exceeded, please increase your quota limit.", 90.0, 60.0),
+    ],
+)
+def test_a_quota_with_no_hint_the_free_one_or_one_back_too_late_is_not_retried(
+    message: str, retry_after: float | None, max_retry_after: float
+) -> None:
+    exc = quota(message, retry_after)
+    assert not RetryPolicy(max_retries=5, max_retry_after=max_retry_after).should_retry(exc, 0)
+
+
 @pytest.mark.parametrize(
     ("exc", "fatal"),
     [
