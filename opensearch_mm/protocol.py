@@ -171,6 +171,19 @@ def _load_json(body: bytes) -> Any:
         return None
 
 
+def _field(data: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` that ``data`` holds a value for (``None``: none)."""
+    for name in names:
+        value = data.get(name)
+        if value:
+            return value
+    return None
+
+
+def _is_throttling(code: str | None) -> bool:
+    return code is not None and code.startswith("Throttling")
+
+
 def error_from_response(
     status_code: int,
     headers: Mapping[str, str],
@@ -178,15 +191,22 @@ def error_from_response(
     *,
     secrets: tuple[str, ...] = (),
 ) -> APIError:
-    """Map an error answer to the matching :class:`APIError` subclass."""
+    """Map an error answer to the matching :class:`APIError` subclass.
+
+    The body's ``code``, ``message`` and ``request_id`` are read as the platform writes
+    them, or capitalised (``Code``, ``Message``, ``RequestId``) as Alibaba Cloud's gateways
+    write their own errors (the official SDK's runtime reads both). A ``Throttling`` code
+    is a throttle whatever the status (such gateways refuse with 400 or 503 too).
+    """
     data = _load_json(body)
     code: str | None = None
     message = ""
     request_id: str | None = None
     if isinstance(data, dict):
-        code = data.get("code") if isinstance(data.get("code"), str) else None
-        message = str(data.get("message") or "")
-        rid = data.get("request_id") or data.get("requestId")
+        raw_code = _field(data, "code", "Code")
+        code = raw_code if isinstance(raw_code, str) else None
+        message = str(_field(data, "message", "Message") or "")
+        rid = _field(data, "request_id", "requestId", "RequestId")
         request_id = str(rid) if rid else None
     if not message:
         snippet = body[:200].decode("utf-8", "replace").strip()
@@ -195,7 +215,9 @@ def error_from_response(
     request_id = request_id or headers.get("x-acs-request-id") or headers.get("x-request-id")
     hint = parse_retry_hint(headers)
     cls: type[APIError]
-    if status_code in (401, 403):
+    if _is_throttling(code):
+        cls = QuotaExceededError if code == "Throttling.AllocationQuota" else RateLimitError
+    elif status_code in (401, 403):
         cls = AuthenticationError
     elif status_code == 404 or code == "ServiceIdNotExist":
         cls = ServiceNotFoundError
@@ -219,7 +241,7 @@ def error_from_response(
 
 def _status_for_code(code: str) -> int:
     """The HTTP status the platform uses with ``code`` (for error bodies sent with a 2xx)."""
-    if code.startswith("Throttling"):
+    if _is_throttling(code):
         return 429
     if code in ("InvalidParameter", "ServiceIdNotExist"):
         return 400
@@ -256,11 +278,10 @@ def parse_response(
     # The header lookup costs more than the rest of a small answer's checks: only when
     # the body carries no id.
     request_id = str(request_id) if request_id else headers.get("x-acs-request-id")
-    if data.get("code") and "result" not in data:
+    code = data.get("code") or data.get("Code")
+    if code and "result" not in data:
         # An error body with a 2xx status: treat it as the error its code describes.
-        raise error_from_response(
-            _status_for_code(str(data["code"])), headers, body, secrets=secrets
-        )
+        raise error_from_response(_status_for_code(str(code)), headers, body, secrets=secrets)
     result = data.get("result")
     items = result.get("embeddings") if type(result) is dict else None
     if type(items) is not list:

@@ -297,6 +297,34 @@ def test_error_mapping(status: int, code: str, cls: type[APIError]) -> None:
     assert str(status) in str(err) and code in str(err) and "RID-E" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "cls"),
+    [
+        (400, "Throttling.User", RateLimitError),  # a gateway's flow control
+        (503, "Throttling", RateLimitError),
+        (400, "Throttling.AllocationQuota", QuotaExceededError),
+        (400, "InvalidParameter", InvalidParameterError),
+        (403, "Forbidden.RAM", AuthenticationError),
+    ],
+)
+def test_a_gateways_capitalised_error_body_and_throttling_code_whatever_the_status(
+    status: int, code: str, cls: type[APIError]
+) -> None:
+    body = orjson.dumps(
+        {"RequestId": "GW-1", "HostId": "h", "Code": code, "Message": "denied by flow control"}
+    )
+    err = error_from_response(status, NO_HEADERS, body)
+    assert type(err) is cls
+    assert (err.status_code, err.code, err.request_id) == (status, code, "GW-1")
+    assert err.message == "denied by flow control"
+
+
+def test_a_capitalised_throttling_body_with_status_200_is_a_throttle() -> None:
+    body = orjson.dumps({"RequestId": "GW-2", "Code": "Throttling.User", "Message": "m"})
+    with pytest.raises(RateLimitError):
+        parse_response(200, {}, body, expected=1, dimensions=768)
+
+
 def test_rate_quota_is_not_quota_exceeded() -> None:
     err = error_from_response(429, NO_HEADERS, error_body("Throttling.RateQuota"))
     assert isinstance(err, RateLimitError) and not isinstance(err, QuotaExceededError)
