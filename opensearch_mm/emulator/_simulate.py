@@ -66,6 +66,9 @@ class Scenario:
     client_time: float = 0.0
     """Mean seconds the client spends on an answer before it is observed (reading and
     parsing it, the driver's turn): exponential. Over sockets both are milliseconds."""
+    network: float = _NET
+    """Seconds each way between client and service (a client in another region: tens of
+    milliseconds, on every answer, 429s included)."""
     release_lag: float = 0.0
     """Mean seconds a slot stays taken after the client has the answer (a server that frees
     it once the answer is written and the connection handled): exponential. A client that
@@ -120,6 +123,8 @@ class Scenario:
             text += f" ->{new:g}@{self.change_at:g}s"
         if self.handling or self.client_time:
             text += f" +{self.handling * 1000:g}/{self.client_time * 1000:g}ms"
+        if self.network != _NET:
+            text += f" net {self.network * 1000:g}ms"
         if self.release_lag:
             text += f" freed +{self.release_lag * 1000:g}ms"
         if self.naive:
@@ -254,7 +259,7 @@ class _Sim:
             self._send(worker)
 
     def _send(self, worker: Worker) -> None:
-        arrive = self.now + _NET
+        arrive = self.now + self.s.network
         # The service sees the request when it arrives; answer events resume the worker.
         self._seq += 1
         heapq.heappush(self._events, (arrive, self._seq, _Arrival(worker)))
@@ -343,7 +348,9 @@ class _Sim:
                 )
                 self._seq += 1
                 back = _Answer(arrival.worker, busy, None)
-                heapq.heappush(self._events, (self.now + _REFUSE_TIME + _NET, self._seq, back))
+                heapq.heappush(
+                    self._events, (self.now + _REFUSE_TIME + self.s.network, self._seq, back)
+                )
                 return
         if throttle.admit(self.now):
             done = self.now + self.latency.sample(self.rng)
@@ -351,7 +358,7 @@ class _Sim:
                 done += self.rng.expovariate(1.0 / self.s.handling)
             # The client has the answer one network hop after the service is done, and
             # observes it after its own share of the handling.
-            back_at = done + _NET
+            back_at = done + self.s.network
             if self.s.client_time > 0:
                 back_at += self.rng.expovariate(1.0 / self.s.client_time)
             freed = done  # the service is done: frees a slot
@@ -378,7 +385,7 @@ class _Sim:
         back = _Answer(arrival.worker, error, None)
         heapq.heappush(
             self._events,
-            (self.now + _REFUSE_TIME + _NET, self._seq, back),
+            (self.now + _REFUSE_TIME + self.s.network, self._seq, back),
         )
 
 
@@ -676,6 +683,18 @@ def held_out() -> list[Scenario]:
             release_lag=0.0004,
             seconds=60,
         ),
+        # A client 25 ms from the service each way (another region).
+        Scenario("fixed", qps=10, network=0.025, seconds=60),
+        Scenario("sliding", qps=30, network=0.025, seconds=60),
+        Scenario(
+            "bucket",
+            qps=10,
+            penalty=True,
+            network=0.025,
+            seconds=60,
+            label="bucket 10/s, 429 costs a token, net 25ms",
+        ),
+        Scenario("concurrency", max_in_flight=4, latency=0.2, network=0.025, seconds=60),
         Scenario("fixed", qps=5, clients=2, seconds=60),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5),
         Scenario("sliding", qps=50, clients=8, seconds=60, stagger=0.5, shared=True),
