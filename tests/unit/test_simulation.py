@@ -242,16 +242,7 @@ def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> 
     # keeps to. Such a 429 is not the cap moving down (learned again, it fell to a rate
     # pace: 0.62-0.72 of the ceiling). The refusals include the races themselves, which
     # K requests in lockstep with no limiter meet too (1.6-2 % of theirs).
-    scenario = Scenario(
-        "concurrency",
-        max_in_flight=cap,
-        latency=0.2,
-        sigma=0.2,
-        handling=0.002,
-        client_time=0.002,
-        release_lag=0.0005,
-        seconds=60,
-    )
-    ours = simulate(scenario)
+    freed_late = next(s for s in sweep() if s.release_lag)  # (2 in flight, 0.5 ms late)
+    ours = simulate(replace(freed_late, max_in_flight=cap))
     assert ours.ratio >= STEADY_RATIO
     assert ours.throttled_share <= 0.05
