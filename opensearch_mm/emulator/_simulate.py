@@ -69,6 +69,11 @@ class Scenario:
     network: float = _NET
     """Seconds each way between client and service (a client in another region: tens of
     milliseconds, on every answer, 429s included)."""
+    send_lag: float = 0.0
+    """Mean seconds from a booked send slot to the request leaving the client (a thread
+    waking late, the request being written): exponential. The account counts arrivals, the
+    limiter booked slots: a second of slots then holds now and then one arrival more or
+    less than the account's second."""
     release_lag: float = 0.0
     """Mean seconds a slot stays taken after the client has the answer (a server that frees
     it once the answer is written and the connection handled): exponential. A client that
@@ -125,6 +130,8 @@ class Scenario:
             text += f" +{self.handling * 1000:g}/{self.client_time * 1000:g}ms"
         if self.network != _NET:
             text += f" net {self.network * 1000:g}ms"
+        if self.send_lag:
+            text += f" sent +{self.send_lag * 1000:g}ms"
         if self.release_lag:
             text += f" freed +{self.release_lag * 1000:g}ms"
         if self.naive:
@@ -260,6 +267,8 @@ class _Sim:
 
     def _send(self, worker: Worker) -> None:
         arrive = self.now + self.s.network
+        if self.s.send_lag > 0:
+            arrive += self.rng.expovariate(1.0 / self.s.send_lag)
         # The service sees the request when it arrives; answer events resume the worker.
         self._seq += 1
         heapq.heappush(self._events, (arrive, self._seq, _Arrival(worker)))
