@@ -686,7 +686,12 @@ class AdaptiveRateLimiter(RateLimiter):
             if ticket is not None and ticket.sent:
                 self._shut_sent = max(self._shut_sent, ticket.sent)
             self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
-            self._next = max(self._next, now + self._pause)
+            # (Slots booked before it go after it, the queue no later than a booking
+            # horizon: in a shared state it is every process's, seconds long, and would
+            # idle them all that long. A longer hold already set stands.)
+            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+            queue = min(self._next, now + horizon)
+            self._next = max(self._hinted, self._held_at, now + self._pause, queue)
             self._held_at = self._next
             self._epoch += 1  # slots booked before the pause book again after it
             return

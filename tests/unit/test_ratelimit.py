@@ -532,6 +532,35 @@ def test_shared_state_paces_two_limiters_as_one(tmp_path: object) -> None:
             Path(path).unlink()
 
 
+def test_a_pause_in_a_shared_state_does_not_idle_the_whole_queue() -> None:
+    """Processes sharing a state book in turn, however far ahead: 24 workers' slots are
+    2.4 s at 10/s. A pause after a refusal re-books them all after it; kept behind the
+    old queue's end, every process idled for seconds (2 s with nothing sent was seen)."""
+    key = f"test-{uuid.uuid4().hex}"
+    clock = FakeClock()
+    a = AdaptiveRateLimiter(clock=clock, share=key)
+    b = AdaptiveRateLimiter(clock=clock, share=key)
+    try:
+        with a._locked():  # (written to the shared state as the lock is released)
+            a.slow_start, a._settled = False, True
+            a._ceiling = a._floor = a._rate = 10.0
+            a._epoch += 1
+            a._cut_epoch = a._epoch  # just cut: nothing accepted since
+        ticket = sent(a)
+        booked = [limiter.acquire() for _ in range(12) for limiter in (a, b)]
+        assert max(t.sent for t in booked) > clock.now + 2.0  # a queue of seconds
+        clock.now += 0.01
+        a.observe(THROTTLED, ticket)  # refused again: a pause, not a cut
+        assert a.cuts == 0
+        assert not b.confirm(booked[1])  # booked before the pause: books again ...
+        assert b.acquire().sent <= clock.now + 0.5  # ... soon after it, not seconds later
+    finally:
+        for limiter in (a, b):
+            assert limiter._shared is not None
+            limiter._shared.close()
+        Path(SharedState(key).path).unlink(missing_ok=True)
+
+
 def _book_slots(key: str, count: int) -> list[float]:
     limiter = AdaptiveRateLimiter(share=key, max_qps=50.0)
     return [limiter.acquire().sent for _ in range(count)]
