@@ -57,6 +57,7 @@ _SHARED_FIELDS = (
     "_pause",
     "_held_at",
     "_hinted",
+    "_held_ceiling",
     "_return_requests",
     "_started",
     "_limit_set",

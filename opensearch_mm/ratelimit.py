@@ -56,8 +56,9 @@ _MAX_CUT = 0.5  # with no answer yet to measure, a 429 halves the rate
 _TRUST_RATE = 0.9  # accepted >= 0.9 x the refused rate: refused just above the limit
 _RETURN_SECONDS = 2.0  # climbing back takes >= 2 s of queued sends ...
 _RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 % at any cap
-_PROBE_SECONDS = 0.6  # probing above the ceiling doubles its step every 0.6 s ...
-_PROBE_REQUESTS = 6  # ... and 6 answers: a tripled quota is found within about 5 s
+_PROBE_SECONDS = 0.5  # probing above the ceiling doubles its step every 0.5 s ...
+_PROBE_REQUESTS = 5  # ... and 5 answers: a tripled quota is found within about 4 s, so
+# one raised just after a cut (a 5-s return at 10/s first) is found within 10 s ...
 _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
 # window of W seconds refuses an overshoot only once full, up to W later
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
@@ -80,6 +81,12 @@ _HINT_UNIT = 1.0  # a hint of unknown header in whole seconds is read as Retry-A
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
+_RAMP_SECONDS = 1.5  # the ramp sends about 100 in its first 1.5 s: a 1-s window of up to
+# 100 refuses it by then (a later first 429 is a longer window's, or a limit the old read
+# of half the refused rate already meets within the ramp's overshoot)
+_RAMP_ANSWERS = 5.0  # a ramp refused within 5 answer times of its first send, others in
+# flight, may be refused for the number in flight (a window refuses once its count is
+# reached: at 10/s and more, a third of a second in, 8 answer times of a 40-ms request)
 _STARVED_SECONDS = 1.5  # refused throughout 1.5 s since a cut at start-up: far above (a
 # 1-s window reopens and a bucket of >= 1/s refills within a second), so cut again
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
@@ -310,6 +317,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._lowered_at = -math.inf  # when a reopening last lowered the ceiling
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
+        self._held_ceiling = 0.0  # the ceiling before a probe raised it a little
         self._started = -1.0  # the first send's time (-1: none yet)
         # Per process: how long answers and 429s take, what is in flight.
         self._refusal_time = _REFUSAL_TIME
@@ -624,6 +632,26 @@ class AdaptiveRateLimiter(RateLimiter):
         floor = _GOODPUT_SECONDS if end - self._started > span else 0.0
         return max(0, sent - refused) / max(floor, (last - first) * _BIN), refused
 
+    def _in_flight_ramp(self, n: int, sent: float) -> bool:
+        """Whether the ramp's first 429, for a request sent at ``sent`` with ``n`` in
+        flight, may be a cap on requests in flight: others were in flight and it came
+        within a few answer times of the first send (none timed yet: any time is few)."""
+        if n <= 1:
+            return False
+        return self._latency <= 0 or sent - self._started < _RAMP_ANSWERS * self._latency
+
+    def _accepted_before(self, end: float, seconds: float) -> float:
+        """Requests/s accepted of the sends in the ``seconds`` before ``end``, over
+        ``seconds`` (the bins at both ends counted in proportion)."""
+        start = end - seconds
+        first, last = math.floor(start / _BIN), math.floor(end / _BIN)
+        total, refused = self._bins.sums(first + 1, last)
+        accepted = float(total - refused)
+        for key, share in ((first, first + 1 - start / _BIN), (last, end / _BIN - last)):
+            total, refused = self._bins.sums(key, key + 1)
+            accepted += share * (total - refused)
+        return max(0.0, accepted) / seconds
+
     def _accepted_over(self, end: float, seconds: float, span: float) -> float:
         """Requests/s accepted of the sends in the ``seconds`` before ``end`` (at most the
         bins kept; at least ``span`` long)."""
@@ -712,6 +740,30 @@ class AdaptiveRateLimiter(RateLimiter):
         )
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
+        held = 0.0  # the ceiling that held a whole return, below a probe's raised one
+        returned = (
+            self._busy - self._cut_busy >= _RETURN_SECONDS
+            and self._ok_since_cut >= self._return_requests
+        )
+        ramp_read = ramp_hold = 0.0
+        if (
+            self.slow_start
+            and sent - self._started < _RAMP_SECONDS
+            and not self._in_flight_ramp(n, sent)
+        ):
+            # The ramp's first 429: everything it sent before was let through, and the
+            # throttle now refuses. What it let through of the sends in the second before
+            # the refused one is its limit: a window's count, a bucket's burst and refill
+            # (a second's worth even when the ramp ran for less: a window of a second
+            # counts them all whenever they came; read over less, 10 sent in half a
+            # second are 20/s). The share refused is no guide here: none of them was.
+            ramp_read = self._accepted_before(sent, _GOODPUT_SECONDS)
+            if sent - self._started < _GOODPUT_SECONDS:
+                # Refused within a second of the first send: a window of a second holds
+                # every send since until that one is a second old (a bucket refills in
+                # the meantime), and counts arrivals, a send interval after the slots.
+                rate = _BETA * min(self._max, max(self._min, ramp_read or sent_at))
+                ramp_hold = self._started + _GOODPUT_SECONDS + 1.0 / rate
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
             # Refused just above what it accepts: the limit is about here. When the last
             # second held ten sends or more, what it let through is the limit itself (a
@@ -741,7 +793,9 @@ class AdaptiveRateLimiter(RateLimiter):
             # what was accepted over several seconds.
             if refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span:
                 good = max(good, self._accepted_over(end, _HELD_SPAN, span))
-            if refused and good > 0:
+            if ramp_read > 0:
+                ceiling = min(ramp_read, _TRUST_RATE * sent_at)
+            elif refused and good > 0:
                 ceiling = min(good, _TRUST_RATE * sent_at)
             else:
                 ceiling = max(good, _MAX_CUT * sent_at)
@@ -754,7 +808,19 @@ class AdaptiveRateLimiter(RateLimiter):
                 seconds = self._accepted_over(end, _HELD_SPAN, span)
                 if good < _COLLAPSE_SHARE * seconds:
                     ceiling = max(ceiling, min(_TRUST_RATE * sent_at, seconds))
+        if self._held_ceiling and not returned and ceiling > self._held_ceiling:
+            # Refused before the return to a ceiling a probe raised was done: that ceiling
+            # was read high (a bucket's burst, a window straddled by the second read), and
+            # so would a read now be (the second still holds the burst: read so, the ceiling
+            # came down 1 % a 429). Halfway back to the one that held a whole return.
+            ceiling = (ceiling + self._held_ceiling) / 2.0
+            held = self._held_ceiling
+        elif returned and previous < ceiling <= _PROBE_GAIN * previous and sent_at > previous:
+            # A probe raised the ceiling by no more than a raised quota would: the one it
+            # raised held a whole return, and is where a read high comes back to.
+            held = previous
         self.slow_start = False
+        self._held_ceiling = held
         self._ceiling = min(self._max, max(self._min, ceiling))
         self._floor = max(self._min, _BETA * self._ceiling)
         self._rate = self._floor
@@ -765,7 +831,9 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_busy = self._busy
         self._ok_since_cut = 0
         # (Slots booked before the cut are booked again: a hint's hold stands, not them.)
-        self._next = max(self._hinted, now + 1.0 / self._rate)
+        self._next = max(self._hinted, now + 1.0 / self._rate, ramp_hold)
+        if ramp_hold:
+            self._held_at = ramp_hold
 
     def _hold_for_hint(self, now: float, retry_after: float | None, unit: float | None) -> None:
         """Hold every send until a retry hint's time (one unit less: see below)."""

@@ -356,6 +356,60 @@ def test_a_start_up_refused_throughout_is_cut_again() -> None:
     assert limiter.rate <= after_cut / 2
 
 
+def ramp_until_cut(admit: Callable[[float], bool]) -> tuple[AdaptiveRateLimiter, Ticket]:
+    """A new limiter's start-up against ``admit`` (answers 20 ms after each send, the next
+    slot booked before one is read) until its first cut; returns it and its next send."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    ticket = sent(limiter)
+    while not limiter.cuts:
+        ok = admit(clock.now)
+        clock.now += 0.02
+        ahead = limiter.acquire()
+        limiter.observe(None if ok else THROTTLED, ticket)
+        clock.now += max(0.0, ahead.wait)
+        ticket = ahead if limiter.confirm(ahead) else sent(limiter)
+    return limiter, ticket
+
+
+@pytest.mark.parametrize("limit", [3, 10, 20])
+def test_the_ramps_first_429_reads_what_the_second_before_it_let_through(limit: int) -> None:
+    """A window of ``limit`` a second refuses the ramp within its first second, at two or
+    three times the limit: what it let through in the second before the refused send is
+    the limit (read as half the refused rate, the ceiling was 1.5-2x the limit, and 5-16 %
+    of a run's first seconds were refused while the window stayed full)."""
+    limiter, _ = ramp_until_cut(window_of(limit, 1.0))
+    assert limiter.ceiling is not None
+    assert 0.85 * limit <= limiter.ceiling <= 1.05 * limit
+
+
+def test_after_the_ramps_first_429_within_a_second_nothing_is_sent_until_it_reopens() -> None:
+    """The window that refused the ramp in its first second holds every send since: the
+    next send waits until the first send is a second old (and a send interval more, for
+    the arrival), instead of being refused into the full window."""
+    limiter, ticket = ramp_until_cut(window_of(10, 1.0))
+    assert limiter._started == 0.0
+    assert ticket.sent >= 1.0 + 1.0 / limiter.rate - 1e-9
+
+
+def test_a_ramp_refused_with_others_in_flight_soon_after_it_began_is_read_as_before() -> None:
+    """Refused within a few answer times of the first send, with requests in flight: that
+    can be a cap in flight, whose count over so short a time is no rate. The old read
+    stands (what was accepted per second of the ramp, at least half the refused rate), and
+    no hold: slots free as answers come."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(clock=clock)
+    first = sent(limiter)
+    clock.now += 0.2
+    limiter.observe(None, first)  # an answer time of 200 ms
+    tickets = [sent(limiter) for _ in range(5)]  # five in flight
+    clock.now += 0.01
+    limiter.observe(THROTTLED, tickets[-1])
+    assert limiter.cuts == 1
+    assert limiter.ceiling is not None and limiter.ceiling > 5.0  # not 5 sends over 1 s
+    assert limiter.acquire().sent < 1.0
+
+
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
     clock = FakeClock()
