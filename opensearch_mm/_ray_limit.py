@@ -239,6 +239,7 @@ class RateCoordinator:
             limiter = make_rate_limiter(qps)
         if isinstance(limiter, AdaptiveRateLimiter):
             limiter.read_counts = False  # its slots are leases, not sends
+            limiter.prompt = False  # and answers are reported late, in batches
         if not horizon > 0:
             raise ValueError("horizon must be > 0")
         if max_block < 1:

@@ -59,6 +59,9 @@ _RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 
 _PROBE_SECONDS = 0.5  # probing above the ceiling doubles its step every 0.5 s ...
 _PROBE_REQUESTS = 5  # ... and 5 answers: a tripled quota is found within about 4 s, so
 # one raised just after a cut (a 5-s return at 10/s first) is found within 10 s ...
+_LATE_PROBE_SECONDS = 0.6  # ... (0.6 s and 6 answers where answers are heard late, in
+_LATE_PROBE_REQUESTS = 6  # batches, as a coordinator's: its probes' 429s come back later,
+# and at 0.5 s its probes overshot: 6.8 % refused by a bucket with a cap in flight) ...
 _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
 # window of W seconds refuses an overshoot only once full, up to W later
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
@@ -297,6 +300,9 @@ class AdaptiveRateLimiter(RateLimiter):
         # Off where the booked slots are leases handed out ahead, some handed back (a
         # coordinator's): their count is not what the account let through.
         self.read_counts = True
+        # Answers are heard as they come (this process's own sends). A coordinator's are
+        # reported late and in batches: it probes more slowly.
+        self.prompt = True
         # The remembered ceiling, the rate the last cut went to, and the progress since.
         self._ceiling = 0.0
         self._floor = 0.0
@@ -576,10 +582,13 @@ class AdaptiveRateLimiter(RateLimiter):
         if x < 1.0:
             rate = ceiling - (ceiling - self._floor) * (1.0 - x) ** 3
         else:
-            period = max(_PROBE_SECONDS, _SHUT_PROBE * self._long_shut)
+            probe, answers = _PROBE_SECONDS, _PROBE_REQUESTS
+            if not self.prompt:
+                probe, answers = _LATE_PROBE_SECONDS, _LATE_PROBE_REQUESTS
+            period = max(probe, _SHUT_PROBE * self._long_shut)
             y = min(
                 (spent - _RETURN_SECONDS) / period,
-                (done - self._return_requests) / _PROBE_REQUESTS,
+                (done - self._return_requests) / answers,
             )
             rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
             good = self._goodput(now)
@@ -748,6 +757,7 @@ class AdaptiveRateLimiter(RateLimiter):
         ramp_read = ramp_hold = 0.0
         if (
             self.slow_start
+            and self.read_counts  # (a coordinator's slots are leases, not sends)
             and sent - self._started < _RAMP_SECONDS
             and not self._in_flight_ramp(n, sent)
         ):
