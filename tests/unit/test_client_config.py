@@ -148,6 +148,32 @@ def test_loopback_or_https_does_not_warn(endpoint: str) -> None:
         make(api_key=KEY, endpoint=endpoint).close()
 
 
+def test_only_https_endpoints_load_the_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the CA bundle is the largest part of building a client; a plain-http
+    endpoint (the emulator) never does TLS and gets a context that trusts nothing."""
+    import ssl
+
+    from opensearch_mm import _config
+
+    made: list[ssl.SSLContext] = []
+
+    def create_ssl_context() -> ssl.SSLContext:
+        made.append(ssl.create_default_context())
+        return made[-1]
+
+    monkeypatch.setattr(_config, "_SSL_CONTEXT", None)
+    monkeypatch.setattr(_config.httpx, "create_ssl_context", create_ssl_context)
+    make(api_key=KEY, endpoint="http://127.0.0.1:9").close()
+    assert made == []
+    plain = _config.ssl_context("http://127.0.0.1:9")
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert plain.cert_store_stats()["x509_ca"] == 0  # fails closed were it ever used
+    for _ in range(2):
+        make(api_key=KEY, endpoint=HOST).close()
+    assert len(made) == 1  # https: the default context, once per process
+    assert _config.ssl_context("https://" + HOST) is made[0]
+
+
 @pytest.mark.parametrize(
     ("model", "dims"),
     [
