@@ -41,6 +41,7 @@ from opensearch_mm import (
     Content,
     ImageInput,
     MultiModalEmbeddingClient,
+    ProgressCallback,
     RateLimiter,
     RetryPolicy,
     Usage,
@@ -108,8 +109,9 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     and connection pools are shared too. A batch call (``get_text_embedding_batch``,
     ``get_image_embedding_batch`` and their async twins) goes to the core at once: it
     validates every input before sending anything and sends requests of up to 32 inputs
-    concurrently. ``embed_batch_size`` only sets how many inputs each LlamaIndex callback
-    event, instrumentation event and progress-bar step covers.
+    concurrently; the ``show_progress`` bar moves as each request is answered.
+    ``embed_batch_size`` only sets how many inputs each LlamaIndex callback event and
+    instrumentation event covers.
 
     Example:
         ```python
@@ -136,8 +138,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         gt=0,
         le=2048,
         description=(
-            "Inputs per LlamaIndex callback/instrumentation event and progress step; requests "
-            "are packed by the core (up to 32 inputs and 8 MB each)."
+            "Inputs per LlamaIndex callback/instrumentation event; requests are packed by "
+            "the core (up to 32 inputs and 8 MB each)."
         ),
     )
     api_key: SecretStr | None = Field(
@@ -406,18 +408,29 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
 
     # -- core calls -----------------------------------------------------------------------
 
-    def _embed_texts(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._count(self._client.embed([Content(text=t) for t in texts]))
+    def _embed_texts(
+        self, texts: Sequence[str], on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
+        contents = [Content(text=t) for t in texts]
+        return self._count(self._client.embed(contents, on_progress=on_progress))
 
-    async def _aembed_texts(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._count(await self._client.aembed([Content(text=t) for t in texts]))
+    async def _aembed_texts(
+        self, texts: Sequence[str], on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
+        contents = [Content(text=t) for t in texts]
+        return self._count(await self._client.aembed(contents, on_progress=on_progress))
 
-    def _embed_images(self, images: Sequence[ImageType]) -> list[list[float]]:
-        return self._count(self._client.embed([Content(image=_image_input(i)) for i in images]))
-
-    async def _aembed_images(self, images: Sequence[ImageType]) -> list[list[float]]:
+    def _embed_images(
+        self, images: Sequence[ImageType], on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
         contents = [Content(image=_image_input(i)) for i in images]
-        return self._count(await self._client.aembed(contents))
+        return self._count(self._client.embed(contents, on_progress=on_progress))
+
+    async def _aembed_images(
+        self, images: Sequence[ImageType], on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
+        contents = [Content(image=_image_input(i)) for i in images]
+        return self._count(await self._client.aembed(contents, on_progress=on_progress))
 
     # -- batch entry points: the whole batch in one core call ---------------------------
 
@@ -445,7 +458,6 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         vectors: list[Embedding] | None,
         error: BaseException | None,
         instrument: bool,
-        bar: Any,
     ) -> None:
         start = 0
         for chunk, event_id in zip(chunks, ids, strict=True):
@@ -465,8 +477,6 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
                 payload={EventPayload.CHUNKS: chunk, EventPayload.EMBEDDINGS: part},
                 event_id=event_id,
             )
-            if bar is not None:
-                bar.update(len(chunk))
 
     def _progress(self, total: int, show: bool, desc: str) -> Any:
         if not show:
@@ -480,20 +490,22 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     @contextlib.contextmanager
     def _batch_events(
         self, values: list[Any], *, show_progress: bool, desc: str, instrument: bool
-    ) -> Iterator[list[list[Embedding]]]:
+    ) -> Iterator[tuple[list[list[Embedding]], ProgressCallback | None]]:
         """LlamaIndex's events and progress bar around one whole-batch call: the caller
-        appends the vectors to the yielded list; an error ends the events with it."""
+        appends the vectors to the yielded list and passes the yielded callback to the
+        core, which moves the bar as each request is answered; an error ends the events
+        with it."""
         chunks = self._chunks(values)
         bar = self._progress(len(values), show_progress, desc)
         ids = self._start_events(chunks, instrument)
         out: list[list[Embedding]] = []
         try:
             try:
-                yield out
+                yield out, (bar.update if bar is not None else None)
             except BaseException as exc:
-                self._end_events(chunks, ids, None, exc, instrument, None)
+                self._end_events(chunks, ids, None, exc, instrument)
                 raise
-            self._end_events(chunks, ids, out[0], None, instrument, bar)
+            self._end_events(chunks, ids, out[0], None, instrument)
         finally:
             if bar is not None:
                 bar.close()
@@ -501,7 +513,7 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     def _whole_batch(
         self,
         values: list[Any],
-        embed: Callable[[list[Any]], list[Embedding]],
+        embed: Callable[[list[Any], ProgressCallback | None], list[Embedding]],
         *,
         show_progress: bool,
         desc: str,
@@ -509,14 +521,14 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     ) -> list[Embedding]:
         with self._batch_events(
             values, show_progress=show_progress, desc=desc, instrument=instrument
-        ) as out:
-            out.append(embed(values) if values else [])
+        ) as (out, on_progress):
+            out.append(embed(values, on_progress) if values else [])
         return out[0]
 
     async def _awhole_batch(
         self,
         values: list[Any],
-        embed: Callable[[list[Any]], Awaitable[list[Embedding]]],
+        embed: Callable[[list[Any], ProgressCallback | None], Awaitable[list[Embedding]]],
         *,
         show_progress: bool,
         desc: str,
@@ -524,8 +536,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     ) -> list[Embedding]:
         with self._batch_events(
             values, show_progress=show_progress, desc=desc, instrument=instrument
-        ) as out:
-            out.append(await embed(values) if values else [])
+        ) as (out, on_progress):
+            out.append(await embed(values, on_progress) if values else [])
         return out[0]
 
     def _uses_framework_batching(self) -> bool:

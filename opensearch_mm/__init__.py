@@ -20,7 +20,7 @@ from ._config import (
     mirror_policy_fields,
 )
 from ._version import __version__
-from .client import MultiModalEmbeddingClient
+from .client import MultiModalEmbeddingClient, ProgressCallback
 from .errors import (
     APIConnectionError,
     APIError,
@@ -76,6 +76,7 @@ __all__ = [
     "MultiModalEmbeddingClient",
     "OpenSearchMMError",
     "PartialResult",
+    "ProgressCallback",
     "QuotaExceededError",
     "RateLimitError",
     "RateLimiter",

@@ -13,6 +13,7 @@ at the first batch that fails for good. Both end once: after :meth:`CallState.fi
 from __future__ import annotations
 
 import enum
+from collections import Counter
 
 from .batching import Batch
 from .errors import APIResponseError, OpenSearchMMError
@@ -133,6 +134,7 @@ class CallState(CallControl):
         super().__init__()
         self.total = total
         self.copies = copies or {}
+        self._repeats = Counter(self.copies.values())  # original index -> its repeats
         self.model = model
         self.dimensions = dimensions
         self.vectors: list[list[float] | None] = [None] * total
@@ -141,23 +143,25 @@ class CallState(CallControl):
         self.errors: dict[int, BaseException | None] = {}
         self.first_error: tuple[int, BaseException] | None = None
 
-    def record(self, batch: Batch, outcome: Outcome) -> None:
-        """Store one batch's answer or error (nothing for a batch ``NOT_SENT``)."""
+    def record(self, batch: Batch, outcome: Outcome) -> int:
+        """Store one batch's answer or error (nothing for a batch ``NOT_SENT``); return
+        how many of the call's inputs it embedded (repeats of its inputs included)."""
         self._guard()
         if outcome is NOT_SENT:
-            return
+            return 0
         if isinstance(outcome, BaseException):
             self._fail(batch, outcome)
-            return
+            return 0
         problem = self._learn_width(outcome)
         if problem is not None:
             self._fail(batch, problem)
-            return
+            return 0
         for item, vector in zip(batch.items, outcome.embeddings, strict=True):
             self.vectors[item.index] = vector
         self.usage = self.usage + outcome.usage
         if outcome.request_id:
             self.request_ids.append(outcome.request_id)
+        return len(batch.items) + sum(self._repeats[item.index] for item in batch.items)
 
     def _fail(self, batch: Batch, exc: BaseException) -> None:
         for item in batch.items:

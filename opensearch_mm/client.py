@@ -56,11 +56,15 @@ __all__ = [
     "ENV_WORKSPACE",
     "InsecureTransportWarning",
     "MultiModalEmbeddingClient",
+    "ProgressCallback",
 ]
 
 logger = logging.getLogger("opensearch_mm")
 
 Encoder = Callable[[object, int, EncodeOptions], WireItem]
+ProgressCallback = Callable[[int], object]
+"""Called with how many more inputs are embedded, as each request succeeds (a tqdm
+bar's ``update`` fits)."""
 _UNSET: Any = object()
 _RENAMED = "async_http_client= is deprecated; pass http_async_client= (as LangChain does)"
 
@@ -286,27 +290,40 @@ class MultiModalEmbeddingClient:
         state = CallState(plan.total, self.model, self.dimensions, plan.copies)
         return state, list(pack(plan.unique))
 
-    def _run(self, items: list[WireItem]) -> EmbeddingResult:
+    def _run(
+        self, items: list[WireItem], on_progress: ProgressCallback | None = None
+    ) -> EmbeddingResult:
         state, batches = self._plan(items)
         driver, limits = self._pools.sync_driver(), self._whole_call(batches)
         for batch, outcome in driver.run(batches, state, limits=limits):
-            state.record(batch, outcome)
+            done = state.record(batch, outcome)
+            if done and on_progress is not None:
+                on_progress(done)
         self._learn(state)
         return state.finish()
 
-    async def _arun(self, items: list[WireItem]) -> EmbeddingResult:
+    async def _arun(
+        self, items: list[WireItem], on_progress: ProgressCallback | None = None
+    ) -> EmbeddingResult:
         state, batches = self._plan(items)
         driver, limits = self._pools.async_driver(), self._whole_call(batches)
         async for batch, outcome in driver.run(batches, state, limits=limits):
-            state.record(batch, outcome)
+            done = state.record(batch, outcome)
+            if done and on_progress is not None:
+                on_progress(done)
         self._learn(state)
         return state.finish()
 
-    def embed(self, contents: Iterable[ContentLike]) -> EmbeddingResult:
+    def embed(
+        self, contents: Iterable[ContentLike], *, on_progress: ProgressCallback | None = None
+    ) -> EmbeddingResult:
         """Embed ``Content`` objects, plain strings (texts) or ``{"text", "image"}`` dicts.
 
         Args:
             contents: A list (or other sized iterable) of inputs; not a single value.
+            on_progress: Called with how many more inputs are embedded as each request
+                succeeds (``tqdm(total=len(contents)).update`` fits), in the calling
+                thread; it adds up to ``len(contents)`` when the call succeeds.
 
         Returns:
             An :class:`EmbeddingResult`: ``embeddings`` in input order, the summed
@@ -318,46 +335,60 @@ class MultiModalEmbeddingClient:
                 vectors computed so far and the failed indices.
             ClientClosedError: The client has been closed.
         """
-        return self._run(self._encode_all(contents, encode_content, "embed", "inputs"))
+        items = self._encode_all(contents, encode_content, "embed", "inputs")
+        return self._run(items, on_progress)
 
-    def embed_texts(self, texts: Iterable[str]) -> list[list[float]]:
+    def embed_texts(
+        self, texts: Iterable[str], *, on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
         """Embed texts.
 
         Args:
             texts: A list (or other sized iterable) of non-empty strings.
+            on_progress: As for :meth:`embed`.
 
         Returns:
             One vector per text, in order. Raises as :meth:`embed`.
         """
         items = self._encode_all(texts, encode_text_only, "embed_texts", "strings")
-        return self._run(items).embeddings
+        return self._run(items, on_progress).embeddings
 
-    def embed_images(self, images: Iterable[ImageInput]) -> list[list[float]]:
+    def embed_images(
+        self, images: Iterable[ImageInput], *, on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
         """Embed images.
 
         Args:
             images: Paths, bytes, binary file objects, PIL images, ``http(s)`` URLs or
                 ``data:image/...`` URIs.
+            on_progress: As for :meth:`embed`.
 
         Returns:
             One vector per image, in order. Raises as :meth:`embed`.
         """
         items = self._encode_all(images, encode_image_only, "embed_images", "images")
-        return self._run(items).embeddings
+        return self._run(items, on_progress).embeddings
 
-    async def aembed(self, contents: Iterable[ContentLike]) -> EmbeddingResult:
-        """Async :meth:`embed`."""
-        return await self._arun(self._encode_all(contents, encode_content, "aembed", "inputs"))
+    async def aembed(
+        self, contents: Iterable[ContentLike], *, on_progress: ProgressCallback | None = None
+    ) -> EmbeddingResult:
+        """Async :meth:`embed` (``on_progress`` is called in the event loop)."""
+        items = self._encode_all(contents, encode_content, "aembed", "inputs")
+        return await self._arun(items, on_progress)
 
-    async def aembed_texts(self, texts: Iterable[str]) -> list[list[float]]:
+    async def aembed_texts(
+        self, texts: Iterable[str], *, on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
         """Async :meth:`embed_texts`."""
         items = self._encode_all(texts, encode_text_only, "aembed_texts", "strings")
-        return (await self._arun(items)).embeddings
+        return (await self._arun(items, on_progress)).embeddings
 
-    async def aembed_images(self, images: Iterable[ImageInput]) -> list[list[float]]:
+    async def aembed_images(
+        self, images: Iterable[ImageInput], *, on_progress: ProgressCallback | None = None
+    ) -> list[list[float]]:
         """Async :meth:`embed_images`."""
         items = self._encode_all(images, encode_image_only, "aembed_images", "images")
-        return (await self._arun(items)).embeddings
+        return (await self._arun(items, on_progress)).embeddings
 
     # -- streaming ----------------------------------------------------------------------
 

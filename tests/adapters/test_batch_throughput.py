@@ -149,6 +149,47 @@ def test_callback_and_instrumentation_events_per_embed_batch_size(
     assert emu.stats.requests == 2 * N // 32
 
 
+class _Bar:
+    """Stands in for the tqdm bar; records each step and what the server had answered."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu, self.steps, self.answered, self.closed = emu, [], [], False
+
+    def update(self, n: int) -> None:
+        self.steps.append(n)
+        self.answered.append(self.emu.stats.requests)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "images"])
+def test_the_progress_bar_moves_as_requests_are_answered(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The whole batch is one core call, but the bar is not left at 0 until it returns:
+    it moves by each request's inputs as the request is answered."""
+    bars: list[_Bar] = []
+
+    def progress(self: Any, total: int, show: bool, desc: str) -> _Bar | None:
+        bars.append(_Bar(emu))
+        return bars[-1] if show else None
+
+    monkeypatch.setattr(OpenSearchMultiModalEmbedding, "_progress", progress)
+    adapter = _llamaindex(emu, embed_batch_size=100)
+    if mode == "sync":
+        adapter.get_text_embedding_batch(TEXTS, show_progress=True)
+    elif mode == "async":
+        asyncio.run(adapter.aget_text_embedding_batch(TEXTS, show_progress=True))
+    else:
+        adapter.get_image_embedding_batch(_distinct_pngs(192), show_progress=True)
+    (bar,) = bars
+    total = 192 if mode == "images" else N
+    assert bar.steps == [32] * (total // 32)  # a step per request, not per chunk of 100
+    assert bar.answered[0] < total // 32  # the first moved before the last was answered
+    assert bar.closed
+
+
 def test_a_failed_batch_ends_its_callback_events_with_the_error(emu: Emulator) -> None:
     handler = LlamaDebugHandler()
     adapter = _llamaindex(emu, embed_batch_size=100, callback_manager=CallbackManager([handler]))

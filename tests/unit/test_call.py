@@ -162,3 +162,17 @@ def test_non_library_error_is_raised_as_is() -> None:
     with pytest.raises(RuntimeError) as ei:
         state.finish()
     assert ei.value is boom
+
+
+def test_record_says_how_many_inputs_an_outcome_embedded_repeats_included() -> None:
+    """What ``on_progress`` is told: a batch's inputs plus the repeats copied from them,
+    nothing for a failure or a batch never sent; the total is every input on success."""
+    from opensearch_mm._call import NOT_SENT
+
+    bs = batches(6, 3)  # [0-2], [3-5]; inputs 6 and 7 repeat 1, input 8 repeats 4
+    state = CallState(9, model="m", dimensions=3, copies={6: 1, 7: 1, 8: 4})
+    assert state.record(bs[0], ok(bs[0])) == 3 + 2
+    assert state.record(bs[1], server_error()) == 0
+    assert state.record(bs[1], NOT_SENT) == 0
+    whole = CallState(9, model="m", dimensions=3, copies={6: 1, 7: 1, 8: 4})
+    assert sum(whole.record(b, ok(b)) for b in bs) == 9
