@@ -7,6 +7,7 @@ retries and rate limiting all happen in the core client it owns.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from opensearch_mm import (
     Content,
     MultiModalEmbeddingClient,
     OpenSearchMMError,
+    ProgressCallback,
     RateLimiter,
     RetryPolicy,
     Usage,
@@ -44,6 +46,7 @@ from opensearch_mm import (
     require_many,
 )
 from opensearch_mm._adapter import CoreClientAdapter
+from opensearch_mm._stream import progress_bar
 
 __all__ = ["MultiModalInput", "OpenSearchMultiModalEmbeddings"]
 
@@ -220,6 +223,9 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     """An ``httpx.Client`` to send sync requests with (not closed by the adapter)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
     """An ``httpx.AsyncClient`` to send async requests with (not closed by the adapter)."""
+    show_progress_bar: bool = False
+    """Show a tqdm bar for each call of several inputs, moving as each request is answered
+    (as ``langchain-openai``'s field of that name; needs ``opensearch-mm[progress]``)."""
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
     _injected: bool = PrivateAttr(default=False)
@@ -297,6 +303,10 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         wrapper, so ``except ConfigurationError`` works the same for the core client and
         the adapter.
         """
+        if self.show_progress_bar and importlib.util.find_spec("tqdm") is None:
+            raise ConfigurationError(
+                "show_progress_bar=True needs tqdm: pip install 'opensearch-mm[progress]'"
+            )
         injected = _INJECTED.get()
         if injected is not None:
             self._client, self._injected = injected, True
@@ -362,6 +372,29 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         """Another name for ``model`` (LlamaIndex's)."""
         return self.model
 
+    # -- the core calls, with the progress bar ----------------------------------------------
+
+    @contextmanager
+    def _bar(self, inputs: object, progress: bool) -> Iterator[ProgressCallback | None]:
+        if not (progress and self.show_progress_bar):
+            yield None
+            return
+        bar = progress_bar(inputs, "show_progress_bar=True")
+        try:
+            yield bar.update
+        finally:
+            bar.close()
+
+    def _embed(self, inputs: Sequence[MultiModalInput], progress: bool = True) -> list[list[float]]:
+        with self._bar(inputs, progress) as on_progress:
+            return self._count(self._client.embed(inputs, on_progress=on_progress))
+
+    async def _aembed(
+        self, inputs: Sequence[MultiModalInput], progress: bool = True
+    ) -> list[list[float]]:
+        with self._bar(inputs, progress) as on_progress:
+            return self._count(await self._client.aembed(inputs, on_progress=on_progress))
+
     # -- texts ----------------------------------------------------------------------------
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -378,7 +411,7 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
             OpenSearchMMError: A request failed for good (``err.partial`` holds the rest).
         """
         require_many(texts, "embed_documents", "strings")
-        return self._count(self._client.embed([Content(text=t) for t in texts]))
+        return self._embed([Content(text=t) for t in texts])
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one text.
@@ -389,16 +422,16 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         Returns:
             Its vector.
         """
-        return self.embed_documents([text])[0]
+        return self._embed([Content(text=text)], progress=False)[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
         require_many(texts, "aembed_documents", "strings")
-        return self._count(await self._client.aembed([Content(text=t) for t in texts]))
+        return await self._aembed([Content(text=t) for t in texts])
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        return (await self.aembed_documents([text]))[0]
+        return (await self._aembed([Content(text=text)], progress=False))[0]
 
     # -- images ---------------------------------------------------------------------------
 
@@ -416,12 +449,12 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
             InputError: An image is missing, unreadable or too large; nothing is sent.
         """
         require_many(uris, "embed_image", "images")
-        return self._count(self._client.embed([Content(image=u) for u in uris]))
+        return self._embed([Content(image=u) for u in uris])
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """Async :meth:`embed_image`."""
         require_many(uris, "aembed_image", "images")
-        return self._count(await self._client.aembed([Content(image=u) for u in uris]))
+        return await self._aembed([Content(image=u) for u in uris])
 
     # -- text + image -----------------------------------------------------------------------
 
@@ -437,8 +470,8 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         Returns:
             One vector per input, in input order.
         """
-        return self._count(self._client.embed(inputs))
+        return self._embed(inputs)
 
     async def aembed_multimodal(self, inputs: Sequence[MultiModalInput]) -> list[list[float]]:
         """Async :meth:`embed_multimodal`."""
-        return self._count(await self._client.aembed(inputs))
+        return await self._aembed(inputs)

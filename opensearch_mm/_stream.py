@@ -121,13 +121,14 @@ def numpy_converter() -> Callable[[list[list[float]]], list[Any]]:
     return convert
 
 
-def progress_bar(inputs: object) -> Any:
-    """A tqdm bar sized to ``inputs`` when it has a length (needs the ``progress`` extra)."""
+def progress_bar(inputs: object, option: str = "progress=True") -> Any:
+    """A tqdm bar sized to ``inputs`` when it has a length (needs the ``progress`` extra;
+    without it, a ``ConfigurationError`` naming ``option``)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigurationError(
-            "progress=True needs tqdm: pip install 'opensearch-mm[progress]'"
+            f"{option} needs tqdm: pip install 'opensearch-mm[progress]'"
         ) from None
     total = len(inputs) if hasattr(inputs, "__len__") else None
     return tqdm(total=total, unit="input", desc="embedding")

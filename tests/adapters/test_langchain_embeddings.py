@@ -383,3 +383,70 @@ async def test_combined_input_on_gme_model(fresh: Emulator, tmp_path: Path) -> N
     assert combined not in (emb.embed_query("caption"), emb.embed_image([path])[0])
     assert await emb.aembed_multimodal([{"text": "caption", "image": path}]) == [combined]
     await emb.aclose()
+
+
+# -- show_progress_bar -------------------------------------------------------------------------
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        self.total, self.steps, self.closed = total, [], False
+
+    def update(self, n: int) -> None:
+        self.steps.append(n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("method", ["embed_documents", "aembed_documents", "embed_image"])
+def test_show_progress_bar_moves_per_request_answered(
+    fresh: Emulator, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """As langchain-openai's field of that name: a bar per call of several inputs, moved
+    by each request's inputs as it is answered (not once, when the call returns)."""
+    import asyncio
+
+    import langchain_opensearch_mm.embeddings as module
+
+    bars: list[_Bar] = []
+
+    def progress_bar(inputs: Any, option: str) -> _Bar:
+        assert option == "show_progress_bar=True"
+        bars.append(_Bar(len(inputs)))
+        return bars[-1]
+
+    monkeypatch.setattr(module, "progress_bar", progress_bar)
+    emb = make(fresh, show_progress_bar=True, max_concurrency=2)
+    texts = [f"text {i}" for i in range(70)]
+    if method == "embed_image":
+        emb.embed_image([data_uri(tiny_png())] * 40)
+        expected = [40]  # one image, sent once: its 40 inputs done by one request
+    elif method == "embed_documents":
+        emb.embed_documents(texts)
+        expected = [6, 32, 32]
+    else:
+        asyncio.run(emb.aembed_documents(texts))
+        expected = [6, 32, 32]
+    (bar,) = bars
+    assert sorted(bar.steps) == expected and bar.total == sum(expected) and bar.closed
+    emb.embed_query("one question")  # a single query draws no bar
+    assert len(bars) == 1
+    assert make(fresh).show_progress_bar is False
+    assert emb.model_copy().show_progress_bar is True
+
+
+def test_show_progress_bar_without_tqdm_fails_at_construction(
+    fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tqdm" else real(name, *a)
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"show_progress_bar=True needs tqdm.*\[progress\]"
+    ):
+        make(fresh, show_progress_bar=True)
+    make(fresh).embed_documents(["without a bar, no tqdm needed"])
