@@ -31,6 +31,7 @@ from PIL import Image
 from langchain_opensearch_mm import OpenSearchMultiModalEmbeddings
 from llamaindex_opensearch_mm import OpenSearchMultiModalEmbedding
 from opensearch_mm.emulator import Emulator
+from tests.support.doubles import RecordingBar
 
 KEY = "sk-throughput-0123456789"
 N = 320  # ten full requests
@@ -149,30 +150,16 @@ def test_callback_and_instrumentation_events_per_embed_batch_size(
     assert emu.stats.requests == 2 * N // 32
 
 
-class _Bar:
-    """Stands in for the tqdm bar; records each step and what the server had answered."""
-
-    def __init__(self, emu: Emulator) -> None:
-        self.emu, self.steps, self.answered, self.closed = emu, [], [], False
-
-    def update(self, n: int) -> None:
-        self.steps.append(n)
-        self.answered.append(self.emu.stats.requests)
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.mark.parametrize("mode", ["sync", "async", "images"])
 def test_the_progress_bar_moves_as_requests_are_answered(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     """The whole batch is one core call, but the bar is not left at 0 until it returns:
     it moves by each request's inputs as the request is answered."""
-    bars: list[_Bar] = []
+    bars: list[RecordingBar] = []
 
-    def progress(self: Any, total: int, show: bool, desc: str) -> _Bar | None:
-        bars.append(_Bar(emu))
+    def progress(self: Any, total: int, show: bool, desc: str) -> RecordingBar | None:
+        bars.append(RecordingBar(total, when=lambda: emu.stats.requests))
         return bars[-1] if show else None
 
     monkeypatch.setattr(OpenSearchMultiModalEmbedding, "_progress", progress)
@@ -186,7 +173,7 @@ def test_the_progress_bar_moves_as_requests_are_answered(
     (bar,) = bars
     total = 192 if mode == "images" else N
     assert bar.steps == [32] * (total // 32)  # a step per request, not per chunk of 100
-    assert bar.answered[0] < total // 32  # the first moved before the last was answered
+    assert bar.seen[0] < total // 32  # the first moved before the last was answered
     assert bar.closed
 
 

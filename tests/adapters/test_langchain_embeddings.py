@@ -22,6 +22,7 @@ from opensearch_mm import (
     QuotaExceededError,
 )
 from opensearch_mm.emulator import Emulator
+from tests.support.doubles import RecordingBar
 from tests.support.images import tiny_png, tiny_png_file
 
 KEY = "sk-lc-test-0123456789"
@@ -388,17 +389,6 @@ async def test_combined_input_on_gme_model(fresh: Emulator, tmp_path: Path) -> N
 # -- show_progress_bar -------------------------------------------------------------------------
 
 
-class _Bar:
-    def __init__(self, total: int) -> None:
-        self.total, self.steps, self.closed = total, [], False
-
-    def update(self, n: int) -> None:
-        self.steps.append(n)
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.mark.parametrize("method", ["embed_documents", "aembed_documents", "embed_image"])
 def test_show_progress_bar_moves_per_request_answered(
     fresh: Emulator, monkeypatch: pytest.MonkeyPatch, method: str
@@ -409,11 +399,11 @@ def test_show_progress_bar_moves_per_request_answered(
 
     import langchain_opensearch_mm.embeddings as module
 
-    bars: list[_Bar] = []
+    bars: list[RecordingBar] = []
 
-    def progress_bar(inputs: Any, option: str) -> _Bar:
+    def progress_bar(inputs: Any, option: str) -> RecordingBar:
         assert option == "show_progress_bar=True"
-        bars.append(_Bar(len(inputs)))
+        bars.append(RecordingBar(len(inputs)))
         return bars[-1]
 
     monkeypatch.setattr(module, "progress_bar", progress_bar)

@@ -173,3 +173,9 @@ async def test_aembed_iter_sync_and_async_sources(client: MultiModalEmbeddingCli
     from_list = [v async for v in client.aembed_iter(texts)]
     from_async = [v async for v in client.aembed_iter(source())]
     assert from_list == from_async == client.embed_texts(texts)
+
+
+async def test_async_reports_in_the_event_loop(client: MultiModalEmbeddingClient) -> None:
+    steps: list[int] = []
+    await client.aembed_texts([f"a{i}" for i in range(70)], on_progress=steps.append)
+    assert sorted(steps) == [6, 32, 32]

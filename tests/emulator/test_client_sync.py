@@ -227,3 +227,21 @@ def test_same_vectors_as_official_sdk(emu: Emulator, client: MultiModalEmbedding
     assert ours.embeddings == sdk_vectors
     assert ours.usage.token_count == resp.body.usage.token_count
     assert ours.usage.image == resp.body.usage.image
+
+
+def test_each_answered_request_moves_progress_by_the_inputs_it_covers(
+    emu: Emulator, client: MultiModalEmbeddingClient
+) -> None:
+    texts = [f"text {i % 100}" for i in range(130)]  # 100 distinct: requests of 32 x3 + 4
+    steps: list[int] = []
+    result = client.embed(texts, on_progress=steps.append)
+    assert emu.stats.requests == 4
+    assert len(steps) == 4  # one step per request, as it is answered
+    assert sum(steps) == len(result.embeddings) == 130  # the 30 repeats counted too
+    assert sorted(steps) == [4 + 0, 32 + 0, 32 + 0, 32 + 30]  # repeats of texts 0-29
+
+
+def test_the_other_whole_call_methods_report_too(client: MultiModalEmbeddingClient) -> None:
+    steps: list[int] = []
+    client.embed_texts([f"t{i}" for i in range(40)], on_progress=steps.append)
+    assert sorted(steps) == [8, 32]

@@ -11,6 +11,7 @@ from PIL import Image
 
 from opensearch_mm import Content, MultiModalEmbeddingClient, OpenSearchMMError, RetryPolicy
 from opensearch_mm.emulator import Emulator
+from tests.support.doubles import FailSecond
 
 KEY = "OS-dedupe-test-key"
 
@@ -86,25 +87,12 @@ async def test_async_reuses(emu: Emulator, client: MultiModalEmbeddingClient) ->
     assert result.reused == 1
 
 
-class FailSecond(httpx.HTTPTransport):
-    """Arms a server error (answered for every retry) just before the 2nd request."""
-
-    def __init__(self, emu: Emulator) -> None:
-        super().__init__()
-        self.emu, self.sent = emu, 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
-        if self.sent == 2:
-            self.emu.inject("server_error", 10)
-        return super().handle_request(request)
-
-
 def test_a_failed_original_fails_its_repeats(emu: Emulator) -> None:
     emu.reset_stats()
     emu.clear_faults()
     # 40 distinct texts -> requests of 32 and 8; the second fails for good.
     inputs = [f"t{i}" for i in range(40)] + ["t0", "t35"]  # a repeat from each request
+    steps: list[int] = []  # what on_progress was told
     http = httpx.Client(transport=FailSecond(emu))
     with (
         MultiModalEmbeddingClient(
@@ -117,7 +105,7 @@ def test_a_failed_original_fails_its_repeats(emu: Emulator) -> None:
         ) as client,
         pytest.raises(OpenSearchMMError) as info,
     ):
-        client.embed(inputs)
+        client.embed(inputs, on_progress=steps.append)
     http.close()
     emu.clear_faults()
     partial = info.value.partial
@@ -126,3 +114,4 @@ def test_a_failed_original_fails_its_repeats(emu: Emulator) -> None:
     assert partial.embeddings[40] is not None
     assert partial.embeddings[40] == partial.embeddings[0]
     assert partial.errors[41] is partial.errors[35] is info.value
+    assert steps == [33]  # the first request's 32 and the repeat of t0: only what was embedded
