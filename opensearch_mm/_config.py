@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import ssl
+import urllib.request
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,14 +90,23 @@ def ssl_context(base_url: str = "https://") -> ssl.SSLContext:
     of CPU, which every client (sync and async pools alike) would otherwise pay again.
     A plain-http endpoint (the local emulator, a VPC endpoint) never does TLS (redirects
     are not followed), so it gets a context with no CA loaded: nothing to pay, and were
-    it ever used it would verify nothing as trusted (it fails closed, never open).
+    it ever used it would verify nothing as trusted (it fails closed, never open). Unless
+    an https proxy is configured for http URLs (``HTTP_PROXY``/``ALL_PROXY``): the
+    connection to the proxy needs the default context then.
     """
     global _SSL_CONTEXT
-    if base_url.startswith("http://"):
+    if base_url.startswith("http://") and not _https_proxy_for_http():
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if _SSL_CONTEXT is None:
         _SSL_CONTEXT = httpx.create_ssl_context()
     return _SSL_CONTEXT
+
+
+def _https_proxy_for_http() -> bool:
+    """Whether the environment routes http URLs through a proxy reached over https (as
+    httpx reads it, from ``urllib.request.getproxies``)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme, "").startswith("https://") for scheme in ("http", "all"))
 
 
 def secret_value(value: object) -> str | None:

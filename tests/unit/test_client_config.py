@@ -161,6 +161,8 @@ def test_only_https_endpoints_load_the_ca_bundle(monkeypatch: pytest.MonkeyPatch
         made.append(ssl.create_default_context())
         return made[-1]
 
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(_config, "_SSL_CONTEXT", None)
     monkeypatch.setattr(_config.httpx, "create_ssl_context", create_ssl_context)
     make(api_key=KEY, endpoint="http://127.0.0.1:9").close()
@@ -172,6 +174,9 @@ def test_only_https_endpoints_load_the_ca_bundle(monkeypatch: pytest.MonkeyPatch
         make(api_key=KEY, endpoint=HOST).close()
     assert len(made) == 1  # https: the default context, once per process
     assert _config.ssl_context("https://" + HOST) is made[0]
+    # ... and for http through an https proxy: the proxy's connection is TLS
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:3128")
+    assert _config.ssl_context("http://127.0.0.1:9") is made[0]
 
 
 @pytest.mark.parametrize(
