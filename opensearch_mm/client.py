@@ -323,7 +323,8 @@ class MultiModalEmbeddingClient:
             contents: A list (or other sized iterable) of inputs; not a single value.
             on_progress: Called with how many more inputs are embedded as each request
                 succeeds (``tqdm(total=len(contents)).update`` fits), in the calling
-                thread; it adds up to ``len(contents)`` when the call succeeds.
+                thread and in input order; it adds up to ``len(contents)`` when the call
+                succeeds. An exception it raises ends the call with that exception.
 
         Returns:
             An :class:`EmbeddingResult`: ``embeddings`` in input order, the summed
