@@ -26,7 +26,7 @@ class FailSecond(httpx.HTTPTransport):
 
 class RecordingBar:
     """Stands in for a tqdm bar: records each step (and, with ``when``, what that callable
-    returned at the step, e.g. how many requests the server had answered)."""
+    returned at the step, e.g. how many requests the server had received)."""
 
     def __init__(self, total: int = 0, when: Callable[[], int] | None = None) -> None:
         self.total, self.when = total, when
