@@ -8,11 +8,19 @@ _WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) 
 _LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
 _WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
+# A client far from the service counts requests whose answers are still on their way: sends
+# above the cap are refused only now and then (one in six at 25 ms each way and 200-ms
+# answers). Such a cap is learned once a rate throttle, refusing at or below it as often as
+# above, would have refused 5 there and none came (odds of e**-5: under 1 %) ...
+_BLUR_REFUSALS = 5
+_BLUR_RACE_ANSWERS = 50  # ... and excuses a 429 at a count that held once per 50 answers at
+# most, as often as it tries one more, one at a time (a client's counts blur into the cap's:
+# over caps of 2-16, answers of 0.1-0.4 s, 10-50 ms each way: at 35, up to 3.7 % refused)
 _WINDOW_PROBE_ANSWERS = 50  # answers before one more in flight is tried (<= 2 % 429s)
 # A 429 at a count that held is excused as a race (see ``throttled``) at most once per 10
 # answers: refused more often, K in flight carry less than K - 1 would at caps up to 10 ...
 _RACE_ANSWERS = 10
-_RACE_CREDIT = 5 * _RACE_ANSWERS  # ... saved up for 5 (a service busy for a while frees late)
+_RACE_SAVED = 5  # ... saved up for 5 (a service busy for a while frees late)
 # A first candidate above every count answered, where the sender can tell which sends are
 # still in flight (a process's own limiter): fewer answers at or below it are enough ...
 _FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
@@ -26,20 +34,24 @@ class InFlightCap:
     ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
     once requests sent above it were refused far more often than answered, while many at
     or below it were answered (a rate throttle refuses requests whatever the number in
-    flight, so answers above the limit keep it off). A first candidate, set by a 429 above
-    every count answered so far, needs less where the caller says which requests are
-    still in flight (``unanswered``): one answer per slot for requests sent since it was
-    set, and at least as many sends above it refused as answered or still in flight (a
-    ramp's burst of 429s, at counts that rise only because nothing has come back yet, is
-    followed by answers at those counts). Until then it is ``testing``: worth sending at
-    the rate its slots carry, so that a count above it comes soon and either confirms it
-    or shows a rate cap. While active, after enough answers without a 429 it allows one
-    more, then two, four... more (a raised cap is found quickly: after a step that held,
-    the next comes once the slots it added have carried five answers each); a 429 at
-    ``n`` in flight within the limit puts it at ``n - 1`` (the probe failed, or the cap
-    moved down); one with nothing else in flight means it was never a concurrency cap.
-    A lone 429 at a count that held, answered again at that count before the next one,
-    is a send that raced a slot not yet freed: excused, at most once per 10 answers.
+    flight, so answers above the limit keep it off), or, where refusals above it are rare
+    (a client far from the service counts answers still on their way), once so many were
+    answered at or below it that a rate throttle would have refused some there too (a cap
+    learned so tries one more at a time, and excuses fewer races). A first candidate, set
+    by a 429 above every count answered so far, needs less where the caller says which
+    requests are still in flight (``unanswered``): one answer per slot for requests sent
+    since it was set, and at least as many sends above it refused as answered or still in
+    flight (a ramp's burst of 429s, at counts that rise only because nothing has come
+    back yet, is followed by answers at those counts). Until then it is ``testing``:
+    worth sending at the rate its slots carry, so that a count above it comes soon and
+    either confirms it or shows a rate cap. While active, after enough answers without a
+    429 it allows one more, then two, four... more (a raised cap is found quickly: after
+    a step that held, the next comes once the slots it added have carried five answers
+    each); a 429 at ``n`` in flight within the limit puts it at ``n - 1`` (the probe
+    failed, or the cap moved down); one with nothing else in flight means it was never a
+    concurrency cap. A lone 429 at a count that held, answered again at that count before
+    the next one, is a send that raced a slot not yet freed: excused, at most once per 10
+    answers (50 for a cap learned from rare refusals).
     """
 
     FIELDS = (
@@ -56,6 +68,7 @@ class InFlightCap:
         "_fresh_ok",
         "_clean",
         "_doubt",
+        "_blurred",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -77,6 +90,7 @@ class InFlightCap:
         self._fresh_ok = 0  # answers at or below it for requests sent since it was set
         self._clean = 0  # answers saved up to excuse 429s at a count that held
         self._doubt = 0  # that count, until an answer to a send at or above it comes
+        self._blurred = False  # learned from 429s above it that come only now and then
 
     @property
     def testing(self) -> bool:
@@ -96,7 +110,7 @@ class InFlightCap:
         return self.active and in_flight >= self.limit
 
     def _candidate(self, limit: int) -> None:
-        self.limit, self.active, self._first = limit, False, False
+        self.limit, self.active, self._first, self._blurred = limit, False, False, False
         self._over_ok, self._over_bad, self._under_ok, self._fresh_ok = 0, 1, 0, 0
 
     def ok(self, n: int, fresh: bool = True) -> None:
@@ -115,18 +129,23 @@ class InFlightCap:
                 self._fresh_ok += fresh
             return
         self._since += 1
-        self._clean = min(self._clean + 1, _RACE_CREDIT)
+        self._clean = min(self._clean + 1, _RACE_SAVED * self._race_answers)
         # After a probe that held, the next needs only the answers that show the slots it
         # added carry requests (a failed probe costs the 429s, not one that held): a
-        # raised cap is found in a few answer times, not 50 answers per step.
+        # raised cap is found in a few answer times, not 50 answers per step. (Not where
+        # counts blur: there a probe holds by luck as often as not.)
         wait = _WINDOW_PROBE_ANSWERS
         if self.prompt and self._step > 1:
             wait = _WINDOW_ANSWERS * (self._step // 2)
         if self._since >= wait:
             self._held = self.limit
             self.limit += self._step
-            self._step *= 2
+            self._step = 1 if self._blurred else 2 * self._step
             self._since = 0
+
+    @property
+    def _race_answers(self) -> int:
+        return _BLUR_RACE_ANSWERS if self._blurred else _RACE_ANSWERS
 
     def throttled(self, n: int, unanswered: list[int] | None = None) -> bool:
         """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it.
@@ -143,13 +162,13 @@ class InFlightCap:
                 # held, lower it further: they come back in any order.)
                 self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
                 return True
-            if self.prompt and n > 1 and not self._doubt and self._clean >= _RACE_ANSWERS:
+            if self.prompt and n > 1 and not self._doubt and self._clean >= self._race_answers:
                 # Refused at a count that held: a send that raced a slot the service frees
                 # only once the answer is on its way (the client can have it first), if
                 # the next send at this count is answered. A cap that moved down refuses
                 # every send above it: the next 429 comes first. (Where answers are heard
                 # late, in batches, the caller weighs such 429s over time itself.)
-                self._clean, self._doubt = self._clean - _RACE_ANSWERS, n
+                self._clean, self._doubt = self._clean - self._race_answers, n
                 return True
             # Refused at a count that was answered before, again (or with nothing else in
             # flight): the cap moved down, or it was never a concurrency cap (with a
@@ -170,12 +189,17 @@ class InFlightCap:
             over_ok += sum(1 for m in unanswered if m > self.limit)
             odds, under_ok, answers = _FIRST_ODDS, self._fresh_ok, _FIRST_ANSWERS
         if (
-            self.limit >= 2  # one in flight at a time: no different from a rate cap
-            and self._over_bad >= self._evidence
-            and over_ok <= odds * self._over_bad
-            and under_ok >= answers * self.limit
+            self.limit < 2  # one in flight at a time: no different from a rate cap
+            or self._over_bad < self._evidence
+            or under_ok < answers * self.limit
         ):
-            self.active, self._step, self._since, self._held = True, 1, 0, self.limit
-            self._clean = _RACE_CREDIT  # (not yet refused at a count that held)
-            return True
-        return False
+            return False
+        sharp = over_ok <= odds * self._over_bad
+        # (No 429 at or below the limit since it was set: any would have lowered it.)
+        expected = self._under_ok * self._over_bad / (self._over_ok + self._over_bad)
+        if not sharp and expected < _BLUR_REFUSALS:
+            return False
+        self.active, self._step, self._since, self._held = True, 1, 0, self.limit
+        self._blurred = not sharp
+        self._clean = _RACE_SAVED * self._race_answers  # (not yet refused at a count that held)
+        return True

@@ -12,6 +12,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -488,6 +489,28 @@ def test_refusals_at_a_count_that_held_more_than_once_per_ten_answers_drop_it() 
     assert 5 <= excused <= 10  # the credit saved up, then one per ten answers
 
 
+def test_a_cap_seen_from_afar_is_learned_from_rare_refusals() -> None:
+    """A client 25 ms from a service that takes 200 ms counts answers still on their way:
+    of its sends at five in flight, under a cap of four, one in six is refused, and none at
+    four or fewer. A rate throttle refusing that often would have refused some of those."""
+    cap = InFlightCap(prompt=True)
+    for n in (1, 2, 3, 4):
+        cap.ok(n)
+    cap.throttled(5)
+    rounds = 0
+    while not cap.active:
+        rounds += 1
+        assert rounds <= 20, "never learned"
+        for n in (3, 4, 4, 4, 3, 4, 5, 5, 5, 5, 5):
+            cap.ok(n)
+        assert not cap.throttled(5) or cap.active
+    assert cap.limit == 4
+    for _ in range(3):
+        cap.ok(4)
+        cap.ok(5)  # (an answer above it: in-transit answers blur counts; it stands)
+    assert cap.throttled(5) and cap.active and cap.limit == 4
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_cap_in_flight_is_learned_within_seconds(seed: int) -> None:
     # 6 in flight at 200 ms: the pace read from the first 429s keeps most sends under the
@@ -521,11 +544,15 @@ def test_a_cap_in_flight_is_learned_in_the_first_seconds(cap: int, seed: int) ->
     assert made[0].max_in_flight == cap
 
 
+@pytest.mark.parametrize("network", [None, 0.025])
 @pytest.mark.parametrize("latency", [0.25, 2.0])
-def test_a_rate_throttle_at_long_answer_times_is_not_taken_for_a_cap(latency: float) -> None:
+def test_a_rate_throttle_at_long_answer_times_is_not_taken_for_a_cap(
+    latency: float, network: float | None
+) -> None:
     # The start-up ramp's 429s come at in-flight counts above every answered one (and at
     # 2 s before any answer), in a burst: a rate cap all the same. (So does a bucket of 3/s
-    # at 2 s, in the held-out variants of test_simulation.)
+    # at 2 s, in the held-out variants of test_simulation.) Nor from afar, where 429s
+    # above a count that come only now and then can be a cap's.
     made: list[AdaptiveRateLimiter] = []
     seen: list[int | None] = []
 
@@ -534,6 +561,8 @@ def test_a_rate_throttle_at_long_answer_times_is_not_taken_for_a_cap(latency: fl
         return made[-1]
 
     scenario = Scenario("sliding", qps=50, latency=latency, seconds=15, warmup=0)
+    if network is not None:
+        scenario = replace(scenario, network=network, seconds=40)
     original = AdaptiveRateLimiter.observe
 
     def observe(

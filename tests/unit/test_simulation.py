@@ -281,6 +281,25 @@ def test_a_small_concurrency_cap_is_filled_soon_despite_http_handling(seed: int)
     assert ours.gave_up == 0
 
 
+@pytest.mark.parametrize(
+    ("cap", "latency", "network"), [(4, 0.2, 0.025), (4, 0.1, 0.01), (16, 0.4, 0.025)]
+)
+def test_a_cap_in_flight_seen_from_afar_is_filled(cap: int, latency: float, network: float) -> None:
+    # A client some ms from the service counts answers still on their way back, and
+    # requests still on theirs: sends above the cap are refused only now and then. Against
+    # K requests in lockstep with no limiter (what keeping K in flight gets; 0.70-0.89 of
+    # it when such refusals were read as a rate cap's), in the same simulated account.
+    from opensearch_mm.ratelimit import UnlimitedRateLimiter
+
+    scenario = Scenario(
+        "concurrency", max_in_flight=cap, latency=latency, network=network, seconds=30
+    )
+    lockstep = simulate(replace(scenario, workers=cap), lambda clock: UnlimitedRateLimiter())
+    ours = simulate(scenario)
+    assert ours.rate >= 0.95 * lockstep.rate, (ours.rate, lockstep.rate)
+    assert ours.throttled_share <= STEADY_SHARE
+
+
 @pytest.mark.parametrize("cap", [2, 6])
 def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> None:
     # A server that frees a slot once its answer is written (and its connection handled)
