@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=THROTTLE_KINDS,
         default="bucket",
         help="how the cap is enforced: token bucket (default), fixed window on the clock, "
-        "sliding window, or a cap on requests in flight (--max-in-flight)",
+        "sliding window, sliced window, a queue that holds requests in line (up to --window "
+        "seconds), or a cap on requests in flight (--max-in-flight)",
     )
     p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
     p.add_argument(
@@ -44,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
             "(a gateway that charges every arrival)"
         ),
     )
-    p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=1.0,
+        help="window length in seconds, or a queue's longest wait (default 1)",
+    )
     p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")
     p.add_argument(

@@ -403,11 +403,13 @@ class _Handler(BaseHTTPRequestHandler):
                     return
 
             throttle = emu._throttle
+            queued = 0.0
             if throttle is not None:
-                if not throttle.admit(time.monotonic()):
+                wait = throttle.admit_after(time.monotonic())
+                if wait is None:
                     self._send_error(*_ERROR_FAULTS["throttle"], headers=emu._hint(throttle))
                     return
-                self._admitted = throttle
+                self._admitted, queued = throttle, wait
             if oversized:
                 self._send_error(400, "InvalidParameter", "request body exceeds 8 MB")
                 return
@@ -423,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._rec_n_inputs = len(items)
 
-            delay = emu._service_time()
+            delay = queued + emu._service_time()  # (a queue's line, then the work)
             if fault is not None and fault.kind == "slow":
                 delay += fault.delay
             if delay > 0:
@@ -526,6 +528,7 @@ class Emulator:
         Emulator(qps=10, charge_refusals=True)           # a 429 costs a token too
         Emulator(qps=10, throttle="fixed")               # <= 10 per clock second
         Emulator(qps=10, throttle="sliding", window=60)  # <= 600 in any minute
+        Emulator(qps=10, throttle="queue", window=0.5)   # held in line up to 0.5 s
         Emulator(throttle="concurrency", max_in_flight=4, latency_ms=200)
         Emulator(qps=10, latency_ms=40, latency_jitter=0.5)      # lognormal latency
         Emulator(qps=10, retry_after_header="x-acs-retry-after")  # a hint on each 429
@@ -544,7 +547,8 @@ class Emulator:
         charge_refusals: 429s count too, as a gateway that charges every arrival does: a
             bucket's take a token (down to a debt of a full bucket), a sliding window's a
             place in it.
-        window: A fixed or sliding window's length in seconds.
+        window: A fixed or sliding window's length in seconds, or the longest a request
+            waits in a queue's line.
         max_in_flight: A concurrency cap (alone, or on top of the rate cap).
         latency_jitter: Lognormal sigma of the service time around ``latency_ms``.
         retry_after_header: ``"retry-after"`` (seconds) or ``"x-acs-retry-after"``
@@ -725,11 +729,13 @@ class Emulator:
             kind: ``"bucket"`` (``qps`` tokens/s holding ``burst``, default one second's
                 worth), ``"fixed"`` (at most ``qps * window`` requests per window of
                 ``window`` seconds on the clock), ``"sliding"`` (at most ``qps * window`` in
-                any ``window`` seconds) or ``"concurrency"`` (at most ``max_in_flight``
-                requests being served; ``qps`` unused).
+                any ``window`` seconds), ``"queue"`` (requests held in line and let through
+                at ``qps``, refused when they would wait over ``window`` seconds) or
+                ``"concurrency"`` (at most ``max_in_flight`` requests being served; ``qps``
+                unused).
             qps: Requests per second; ``None``: no rate limit.
             burst: A bucket's capacity.
-            window: A window's length in seconds.
+            window: A window's length in seconds (a queue's longest wait).
             max_in_flight: A concurrency cap, alone or on top of a rate model.
             charge_refusals: 429s take a bucket's token or a sliding window's place too.
 

@@ -361,8 +361,9 @@ class _Sim:
                     self._events, (self.now + _REFUSE_TIME + self.s.network, self._seq, back)
                 )
                 return
-        if throttle.admit(self.now):
-            done = self.now + self.latency.sample(self.rng)
+        queued = throttle.admit_after(self.now)
+        if queued is not None:
+            done = self.now + queued + self.latency.sample(self.rng)
             if self.s.handling > 0:
                 done += self.rng.expovariate(1.0 / self.s.handling)
             # The client has the answer one network hop after the service is done, and
@@ -623,7 +624,7 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 
 def held_out() -> list[Scenario]:
     """Variants the limiter was not tuned on: other bucket sizes, longer windows, a bucket
-    that charges refusals, an overloaded front end answering 503, a rate
+    that charges refusals, queues, an overloaded front end answering 503, a rate
     and a concurrency cap at once, heavy latency jitter, retry hints, a concurrency cap
     that is raised, more clients."""
     return [
@@ -660,6 +661,12 @@ def held_out() -> list[Scenario]:
         Scenario("sliced", qps=10, seconds=60, label="sliced 10/s (two 500 ms slices)"),
         Scenario("sliced", qps=30, seconds=60, label="sliced 30/s (two 500 ms slices)"),
         Scenario("sliced", qps=10, window=2.0, seconds=60, label="sliced 20 per 2 s"),
+        # A gateway that holds requests in line and lets them through evenly (Sentinel's
+        # rate limiter mode), refusing one that would wait too long; a short line refuses
+        # by spacing alone.
+        Scenario("queue", qps=10, window=0.3, seconds=60, label="queue 10/s, held <= 0.3 s"),
+        Scenario("queue", qps=30, window=1.0, seconds=60, label="queue 30/s, held <= 1 s"),
+        Scenario("queue", qps=3, window=0.1, seconds=100, label="queue 3/s, held <= 0.1 s"),
         Scenario(
             "sliding",
             qps=20,

@@ -10,6 +10,9 @@ any monotonic origin), so one implementation serves both.
 * :class:`SlidingWindow` -- at most ``limit`` requests in any ``window`` seconds;
 * :class:`SlicedWindow` -- a sliding window counted in clock-aligned slices (the way
   counters such as Alibaba's Sentinel keep a second: two slices of 500 ms);
+* :class:`QueuedRate` -- requests held in line and let through at an even rate, refused
+  only when the wait would be too long (a gateway that shapes traffic: Sentinel's rate
+  limiter mode, nginx's ``limit_req`` with a burst);
 * :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
 * :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
 
@@ -34,6 +37,7 @@ __all__ = [
     "ConcurrencyCap",
     "FixedWindow",
     "Latency",
+    "QueuedRate",
     "SlicedWindow",
     "SlidingWindow",
     "Throttle",
@@ -41,7 +45,14 @@ __all__ = [
     "make_throttle",
 ]
 
-THROTTLE_KINDS: tuple[str, ...] = ("bucket", "fixed", "sliding", "sliced", "concurrency")
+THROTTLE_KINDS: tuple[str, ...] = (
+    "bucket",
+    "fixed",
+    "sliding",
+    "sliced",
+    "queue",
+    "concurrency",
+)
 
 
 class Throttle(ABC):
@@ -53,7 +64,13 @@ class Throttle(ABC):
     def admit(self, now: float) -> bool:
         """Whether a request arriving at ``now`` is let through (and take its share if so)."""
         with self._lock:
-            return self._admit(now)
+            return self._admit_after(now) is not None
+
+    def admit_after(self, now: float) -> float | None:
+        """Seconds a request arriving at ``now`` waits in line before it is served (0 for
+        every model but a queue), or ``None`` if it is refused."""
+        with self._lock:
+            return self._admit_after(now)
 
     def release(self, now: float) -> None:
         """A request let through by :meth:`admit` has been answered."""
@@ -68,6 +85,9 @@ class Throttle(ABC):
     @abstractmethod
     def _admit(self, now: float) -> bool:
         """Whether a request arriving at ``now`` passes (lock held)."""
+
+    def _admit_after(self, now: float) -> float | None:
+        return 0.0 if self._admit(now) else None
 
     def _release(self, now: float) -> None:
         pass
@@ -245,6 +265,37 @@ class SlicedWindow(Throttle):
         return self.limit / self.window
 
 
+class QueuedRate(Throttle):
+    """Requests leave a line one per ``1/rate`` seconds; one that would wait longer than
+    ``max_wait`` is refused. Sending faster than the rate costs answer time, not 429s,
+    until the line is ``max_wait`` long."""
+
+    def __init__(self, rate: float, max_wait: float = 0.5) -> None:
+        super().__init__()
+        if not rate > 0 or max_wait < 0:
+            raise ValueError("qps must be > 0 and the longest wait >= 0")
+        self.rate = float(rate)
+        self.max_wait = float(max_wait)
+        self._free = -math.inf  # when the line lets the next request through
+
+    def _admit(self, now: float) -> bool:
+        return self._admit_after(now) is not None
+
+    def _admit_after(self, now: float) -> float | None:
+        start = max(now, self._free)
+        if start - now > self.max_wait + 1e-9:  # (not refused for a rounding error)
+            return None
+        self._free = start + 1.0 / self.rate
+        return start - now
+
+    def _retry_after(self, now: float) -> float:
+        return self._free - self.max_wait - now
+
+    @property
+    def ceiling(self) -> float:
+        return self.rate
+
+
 class ConcurrencyCap(Throttle):
     """At most ``limit`` requests in flight; one more gets a 429 whatever the rate."""
 
@@ -275,16 +326,22 @@ class AllOf(Throttle):
         self.parts = parts
 
     def _admit(self, now: float) -> bool:
+        return self._admit_after(now) is not None
+
+    def _admit_after(self, now: float) -> float | None:
         taken: list[Throttle] = []
+        wait = 0.0
         for part in self.parts:
-            if not part.admit(now):
+            delay = part.admit_after(now)
+            if delay is None:
                 # Give back what the earlier parts took. Only a concurrency cap can be given
                 # back exactly, so rate parts are checked after it (see ``make_throttle``).
                 for t in taken:
                     t.release(now)
-                return False
+                return None
             taken.append(part)
-        return True
+            wait = max(wait, delay)
+        return wait
 
     def _release(self, now: float) -> None:
         for part in self.parts:
@@ -313,9 +370,10 @@ def make_throttle(
     """The throttle named ``kind`` (see :data:`THROTTLE_KINDS`) at ``qps``.
 
     ``burst``: a bucket's capacity (default ``qps``). ``window``: the length of a fixed or
-    sliding window in seconds (the limit is ``qps * window`` per window). ``phase``: where
-    fixed windows start (default: a random offset, as an unknown server clock would be).
-    ``penalty``: refusals take a bucket's token or a sliding window's place too.
+    sliding window in seconds (the limit is ``qps * window`` per window), or the longest a
+    request waits in a queue's line. ``phase``: where fixed windows start (default: a
+    random offset, as an unknown server clock would be). ``penalty``: refusals take a
+    bucket's token or a sliding window's place too.
     ``max_in_flight``: a concurrency cap, alone (``kind="concurrency"``) or on top of a rate
     cap. Returns ``None`` when nothing limits.
     """
@@ -336,6 +394,8 @@ def make_throttle(
                 parts.append(FixedWindow(qps * window, window, phase=start))
             else:
                 parts.append(SlicedWindow(qps * window, window, phase=start))
+        elif kind == "queue":
+            parts.append(QueuedRate(qps, window))
         else:
             parts.append(SlidingWindow(qps * window, window, penalty=penalty))
     if not parts:

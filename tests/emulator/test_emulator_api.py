@@ -364,6 +364,25 @@ def test_a_bucket_that_charges_refusals_stays_shut_while_fed(
     assert embed(client, [{"text": "x"}]).status_code == 200
 
 
+def test_a_queue_holds_requests_in_line_and_refuses_a_wait_too_long(
+    emu: Emulator, client: httpx.Client
+) -> None:
+    emu.set_throttle("queue", 5, window=0.5)  # one each 0.2 s, held up to 0.5 s
+    started = time.monotonic()
+    statuses = [embed(client, [{"text": "x"}]).status_code for _ in range(4)]
+    took = time.monotonic() - started
+    # One after the other: each waits its turn in line (0.2 s apart), none refused.
+    assert statuses == [200] * 4
+    assert took >= 0.55
+    with httpx.Client(base_url=emu.url, headers=client.headers) as other:
+        emu.set_throttle("queue", 5, window=0.3)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda _: embed(other, [{"text": "x"}]).status_code, range(6)))
+    # Six at once: the first goes, the second waits 0.2 s, a third would wait 0.4 s (one
+    # arriving 0.1 s late, on a busy machine, would not).
+    assert codes.count(200) in (2, 3) and codes.count(429) == 6 - codes.count(200)
+
+
 def test_throttled_requests_take_no_token(emu: Emulator, client: httpx.Client) -> None:
     emu.qps = 2
     assert [embed(client, [{"text": "x"}]).status_code for _ in range(2)] == [200, 200]

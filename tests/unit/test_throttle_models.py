@@ -8,6 +8,7 @@ from opensearch_mm.emulator._throttle import (
     AllOf,
     ConcurrencyCap,
     FixedWindow,
+    QueuedRate,
     SlicedWindow,
     SlidingWindow,
     TokenBucket,
@@ -74,6 +75,26 @@ def test_sliced_window_counts_the_current_and_previous_slice() -> None:
     assert admitted(window, [1.0, 1.1, 1.2]) == [True, True, False]
     # At 1.5 [0.5, 1) leaves: only [1, 1.5) counts, with its two.
     assert admitted(window, [1.5, 1.5, 1.5]) == [True, True, False]
+
+
+def test_a_queue_holds_requests_in_line_and_refuses_only_a_wait_too_long() -> None:
+    line = QueuedRate(10.0, max_wait=0.25)
+    # Four at once: served 0.1 s apart; the fourth would wait 0.3 s, over 0.25: refused.
+    assert [line.admit_after(0.0) for _ in range(4)] == [0.0, 0.1, 0.2, None]
+    assert line.retry_after(0.0) == pytest.approx(0.05)  # the line is 0.25 s long at 0.05
+    assert line.admit_after(0.05) == pytest.approx(0.25)
+    assert line.admit_after(1.0) == 0.0  # the line emptied at 0.4
+    assert line.ceiling == 10.0
+    queue = make_throttle("queue", 10.0, window=0.25)
+    assert isinstance(queue, QueuedRate) and queue.max_wait == 0.25
+
+
+def test_all_of_waits_as_long_as_its_longest_line() -> None:
+    both = make_throttle("queue", 10.0, window=0.5, max_in_flight=2)
+    assert isinstance(both, AllOf)
+    assert [both.admit_after(0.0) for _ in range(3)] == [0.0, 0.1, None]  # two in flight
+    both.release(0.05)
+    assert both.admit_after(0.05) == pytest.approx(0.15)
 
 
 def test_concurrency_cap_ignores_the_rate() -> None:
