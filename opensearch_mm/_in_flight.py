@@ -195,9 +195,12 @@ class InFlightCap:
         ):
             return False
         sharp = over_ok <= odds * self._over_bad
-        # (No 429 at or below the limit since it was set: any would have lowered it.)
+        # (No 429 at or below the limit since it was set: any would have lowered it. Not
+        # where answers are heard late, in batches: there counts blur for that reason too,
+        # refusals above a count can be rare under a rate cap, and a cap read too high
+        # lets sends through that the service refuses.)
         expected = self._under_ok * self._over_bad / (self._over_ok + self._over_bad)
-        if not sharp and expected < _BLUR_REFUSALS:
+        if not sharp and (not self.prompt or expected < _BLUR_REFUSALS):
             return False
         self.active, self._step, self._since, self._held = True, 1, 0, self.limit
         self._blurred = not sharp
