@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, NamedTuple
 
 from ._in_flight import InFlightCap
+from ._ramp_echo import RampEcho
 from ._shared_state import (
     _BIN,
     _MAX_BINS,
@@ -333,6 +334,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
+        self._echo = RampEcho()  # (this process's sends: off while others send too)
         self._limit_set = 0.0  # when the window's limit last changed
         self._others = 0  # requests in flight in the other processes sharing the state
         self._initial, self._share = float(initial_qps), share
@@ -408,7 +410,9 @@ class AdaptiveRateLimiter(RateLimiter):
                 poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
                 return Ticket(poll, -1, now + poll, self._rate, 0)
             self._update_rate(now)
-            slot = self._next if self._next > now else now
+            if self._others:
+                self._echo.forget()
+            slot = max(self._next, now, self._echo.earliest(now))
             wait = slot - now
             horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
             if wait > horizon and self._shared is None:
@@ -424,6 +428,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 # the whole queue of slots booked ahead.
                 self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
             self._next = slot + self._interval()
+            self._echo.booked(slot)
             return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
 
     def confirm(self, ticket: Ticket) -> bool:
@@ -438,6 +443,8 @@ class AdaptiveRateLimiter(RateLimiter):
             self._in_flight[ticket.token] = (now, n)
             self._in_flight_avg = 0.9 * self._in_flight_avg + 0.1 * n if self._in_flight_avg else n
             self._count(ticket, now, 0)
+            if self.slow_start:
+                self._echo.ramp_sent(now)
             return True
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
@@ -829,6 +836,13 @@ class AdaptiveRateLimiter(RateLimiter):
             # A probe raised the ceiling by no more than a raised quota would: the one it
             # raised held a whole return, and is where a read high comes back to.
             held = previous
+        if self.slow_start:
+            # (The ramp's first cut. Held until its first send is a second old, a ramp
+            # refused within that second has no echo: see RampEcho.)
+            if ramp_read and not ramp_hold and not self._others:
+                self._echo.ramp_refused(sent)
+            else:
+                self._echo.forget()
         self.slow_start = False
         self._held_ceiling = held
         self._ceiling = min(self._max, max(self._min, ceiling))

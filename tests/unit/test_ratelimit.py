@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from opensearch_mm._in_flight import InFlightCap
+from opensearch_mm._ramp_echo import RampEcho
 from opensearch_mm._shared_state import _BIN
 from opensearch_mm.emulator._simulate import Scenario, simulate
 from opensearch_mm.errors import InternalServerError, QuotaExceededError, RateLimitError
@@ -870,3 +871,23 @@ def test_a_shut_is_remembered_until_halfway_to_the_send_that_found_it_open() -> 
     gap.cuts, gap._cut_sent, gap._shut_sent = 1, 10.0, 10.05
     gap._reopened(10.9, 10.9)
     assert gap._long_shut == pytest.approx(0.05)
+
+
+def test_after_the_ramp_a_send_waits_for_the_one_it_replaces_to_age() -> None:
+    """The ramp's last second, densest at its end, is replayed a second later: each send
+    goes once the send it replaces in a full 1-s window is a second old (and a few ms)."""
+    echo = RampEcho()
+    ramp = [0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.05, 1.1, 1.15]
+    for at in ramp:
+        echo.ramp_sent(at)
+    echo.ramp_refused(1.2)  # the window held the 9 sends of (0.2, 1.2)
+    assert echo.active
+    slots = []
+    for _ in range(4):
+        slot = max(1.21, echo.earliest(1.21))
+        echo.booked(slot)
+        slots.append(slot)
+    assert slots == pytest.approx([1.22, 1.42, 1.62, 1.82])
+    assert echo.earliest(1.9) == pytest.approx(1.92)  # the one sent at 0.9
+    assert echo.earliest(2.23) == 0.0  # a second after the refused send: no echo left
+    assert not echo.active

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from opensearch_mm.emulator._simulate import (
+    Clock,
     Result,
     Scenario,
     format_table,
@@ -19,6 +20,7 @@ from opensearch_mm.emulator._simulate import (
     simulate,
     sweep,
 )
+from opensearch_mm.ratelimit import AdaptiveRateLimiter, Ticket
 
 STEADY_RATIO = 0.95  # of the ceiling, in steady state
 STEADY_SHARE = 0.03  # of sends refused with 429, in steady state
@@ -144,6 +146,33 @@ def test_a_throttle_that_stays_shut_is_not_fed(scenario: Scenario) -> None:
     assert r.ratio >= 0.94, r.scenario.name
     assert r.throttled_share <= 0.05, r.scenario.name
     assert r.gave_up == 0
+
+
+@pytest.mark.parametrize("qps", [30, 60])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_window_the_ramp_filled_is_not_sent_into_before_its_sends_age(
+    qps: int, seed: int
+) -> None:
+    """A ramp refused a second or more after its first send filled a 1-s window with its
+    last second, densest at its end: sends paced at the rate read were refused within the
+    next second (1-2 at 30/s, 3-4 at 60/s), and each read as a lower limit (60/s came down
+    to 50-56). The second after the refusal follows the ramp's shape instead."""
+    refused: list[tuple[float, float, float]] = []  # (sent, answered, ceiling after)
+
+    class Recording(AdaptiveRateLimiter):
+        def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
+            super().observe(error, ticket)
+            if error is not None and ticket is not None:
+                refused.append((ticket.sent, self._clock(), self.ceiling or 0.0))
+
+    def factory(clock: Clock) -> AdaptiveRateLimiter:
+        return Recording(clock=clock)
+
+    simulate(Scenario("sliding", qps=qps, seconds=4, warmup=0, workers=8, seed=seed), factory)
+    first_sent, first_answered, _ = refused[0]
+    echo = [r for r in refused if first_answered < r[0] < first_sent + 1.0]
+    assert echo == []
+    assert refused[-1][2] >= 0.95 * qps
 
 
 def test_a_long_window_is_read_over_its_whole_cycle() -> None:
