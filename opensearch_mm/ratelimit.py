@@ -68,6 +68,11 @@ _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remem
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
 _WINDOW_SHUTS = 2.0  # a window is read over twice the longest shut: a whole one, when a
 # burst filled it (shut for half of it or more)
+_RECENT_SECONDS = 10.0  # a reopening lowers the ceiling no further than what the last 10 s
+# let through: a cycle shorter than the window, its count still the ramp's burst, read 20
+# per 2 s as 1.5/s; a sender refused throughout gets the rate over whole cycles of windows
+# of seconds, and a window of a minute, shut for the last 10 s, leaves that span near empty
+_RECENT_MIN = 2.0  # ... read over 2 s at least (from the first send, if sooner)
 _SHUT_HALF_LIFE = 300.0  # the longest shut is remembered with a half-life of 5 minutes: a
 # one-off long refusal (an outage) fades, a long window renews it whenever it fills
 _MAX_LEAD = 2.0  # probing sends at most twice the accepted rate (doubling per second at most)
@@ -569,12 +574,17 @@ class AdaptiveRateLimiter(RateLimiter):
             self._lowered_at = now
 
     def _lower_ceiling(self, start: float, end: float) -> None:
-        """Lower the ceiling to what the account accepted of the sends in [start, end)."""
+        """Lower the ceiling to what the account accepted of the sends in [start, end), not
+        below what it accepted over the last seconds (see ``_RECENT_SECONDS``)."""
         first, last = int(start / _BIN), int(end / _BIN)
         if last <= first:
             return
         total, refused = self._bins.sums(first, last)
         accepted = max(0, total - refused) / ((last - first) * _BIN)
+        recent = max(int(self._started / _BIN), last - int(_RECENT_SECONDS / _BIN))
+        if (last - recent) * _BIN >= _RECENT_MIN:
+            total, refused = self._bins.sums(recent, last)
+            accepted = max(accepted, max(0, total - refused) / ((last - recent) * _BIN))
         if 0 < accepted < self._ceiling:
             self._ceiling = max(self._min, accepted)
             self._floor = max(self._min, _BETA * self._ceiling)

@@ -175,6 +175,20 @@ def test_a_window_the_ramp_filled_is_not_sent_into_before_its_sends_age(
     assert refused[-1][2] >= 0.95 * qps
 
 
+@pytest.mark.parametrize("seed", [5, 10])
+def test_a_reopening_soon_after_the_ramp_is_not_read_as_a_whole_cycle(seed: int) -> None:
+    """20 per 2 s in 500-ms slices, a whole 15-s call: the ramp fills the window, a slice
+    lets one send through, and the window shuts again until the ramp's sends leave it.
+    What passed between those two reopenings (2 sends in 1.3 s) was read as the rate, and
+    the call went on at 1.5/s (0.30-0.35 of the ceiling). A reopening now lowers the
+    ceiling no further than what the last seconds let through."""
+    scenario = Scenario(
+        "sliced", qps=10, window=2.0, seconds=15, warmup=0, workers=8, send_lag=0.003
+    )
+    r = simulate(replace(scenario, seed=seed))
+    assert r.ratio >= 0.85
+
+
 def test_a_long_window_is_read_over_its_whole_cycle() -> None:
     """60 per 4 s: a burst fills the window, then it stays shut for most of 4 s. The rate is
     read from the cycle of filling and waiting (sending in bursts held 0.90-0.92 of it with
