@@ -324,6 +324,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
         self._open_sent = 0.0  # when the first request accepted after a cut was sent
         self._open_cuts = 0  # cuts counted then
+        self._shut_open = -math.inf  # when the first send after a long shut was sent
         self._long_shut = 0.0  # the longest time refused throughout (a window that long)
         self._long_at = 0.0  # ... as of when (it fades with time)
         self._lowered_at = -math.inf  # when a reopening last lowered the ceiling
@@ -546,6 +547,7 @@ class AdaptiveRateLimiter(RateLimiter):
         window = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate, self._long_shut)
         if closed <= shortest:
             return  # refused for a send interval or two: a bucket's token gap, no window
+        self._shut_open = sent
         cycle = sent - last_open
         ceiling = self._ceiling
         if one_cycle and cycle >= window and closed >= _SHUT_SHARE * cycle:
@@ -819,6 +821,14 @@ class AdaptiveRateLimiter(RateLimiter):
             # almost nothing): a read below a quarter of the refused rate is checked against
             # what was accepted over several seconds.
             if refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span:
+                good = max(good, self._accepted_over(end, _HELD_SPAN, span))
+            if self.cuts == 1 and self._shut_open > end - span:
+                # Refused within a second of the first send let through after a long shut,
+                # the ramp's cut the only one: a window of seconds the ramp filled frees its
+                # slots only as the ramp's sends leave it (densest last), and the second
+                # read holds the shut. What the account let through over 5 s (from the
+                # first send, if sooner) is read instead (read from the shut, 60 per 2 s
+                # was paced at 11-17/s for seconds).
                 good = max(good, self._accepted_over(end, _HELD_SPAN, span))
             if ramp_read > 0:
                 ceiling = min(ramp_read, _TRUST_RATE * sent_at)
