@@ -581,12 +581,10 @@ class AdaptiveRateLimiter(RateLimiter):
         first, last = int(start / _BIN), int(end / _BIN)
         if last <= first:
             return
-        total, refused = self._bins.sums(first, last)
-        accepted = max(0, total - refused) / ((last - first) * _BIN)
+        accepted = self._accepted_in(first, last)
         recent = max(int(self._started / _BIN), last - int(_RECENT_SECONDS / _BIN))
         if (last - recent) * _BIN >= _RECENT_MIN:
-            total, refused = self._bins.sums(recent, last)
-            accepted = max(accepted, max(0, total - refused) / ((last - recent) * _BIN))
+            accepted = max(accepted, self._accepted_in(recent, last))
         if 0 < accepted < self._ceiling:
             self._ceiling = max(self._min, accepted)
             self._floor = max(self._min, _BETA * self._ceiling)
@@ -685,6 +683,10 @@ class AdaptiveRateLimiter(RateLimiter):
         bins kept; at least ``span`` long)."""
         seconds = min(seconds, _KEPT_SECONDS)
         first, last = int(max(end - seconds, self._started) / _BIN), int(end / _BIN)
+        return self._accepted_in(first, last, span)
+
+    def _accepted_in(self, first: int, last: int, span: float = 0.0) -> float:
+        """Requests/s accepted of the sends in bins [first, last), over at least ``span``."""
         total, refused = self._bins.sums(first, last)
         return max(0, total - refused) / max(span, (last - first) * _BIN)
 
@@ -820,15 +822,14 @@ class AdaptiveRateLimiter(RateLimiter):
             # of seconds lets the sender through in bursts, and one second of it can hold
             # almost nothing): a read below a quarter of the refused rate is checked against
             # what was accepted over several seconds.
-            if refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span:
-                good = max(good, self._accepted_over(end, _HELD_SPAN, span))
-            if self.cuts == 1 and self._shut_open > end - span:
-                # Refused within a second of the first send let through after a long shut,
-                # the ramp's cut the only one: a window of seconds the ramp filled frees its
-                # slots only as the ramp's sends leave it (densest last), and the second
-                # read holds the shut. What the account let through over 5 s (from the
-                # first send, if sooner) is read instead (read from the shut, 60 per 2 s
-                # was paced at 11-17/s for seconds).
+            # So is a second that holds a throttle's shut: refused within a second of the
+            # first send let through after a long shut, the ramp's cut the only one, a
+            # window of seconds the ramp filled frees its slots only as the ramp's sends
+            # leave it (densest last). (Read from the shut, 60 per 2 s was paced at 11-17/s
+            # for seconds.)
+            sender_held = refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span
+            just_reopened = self.cuts == 1 and self._shut_open > end - span
+            if sender_held or just_reopened:
                 good = max(good, self._accepted_over(end, _HELD_SPAN, span))
             if ramp_read > 0:
                 ceiling = min(ramp_read, _TRUST_RATE * sent_at)
