@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="bucket",
         help="how the cap is enforced: token bucket (default), fixed window on the clock, "
         "sliding window, sliced window, a queue that holds requests in line (up to --window "
-        "seconds), or a cap on requests in flight (--max-in-flight)",
+        "seconds), a sliced window that warms up from a third of --qps over --window seconds "
+        "of traffic, or a cap on requests in flight (--max-in-flight)",
     )
     p.add_argument("--burst", type=float, default=None, help="bucket capacity (default: qps)")
     p.add_argument(
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window",
         type=float,
         default=1.0,
-        help="window length in seconds, or a queue's longest wait (default 1)",
+        help="window length in seconds, a queue's longest wait, or a warm-up's period (default 1)",
     )
     p.add_argument("--max-in-flight", type=int, default=None, help="requests in flight before 429")
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay of each answer (ms)")

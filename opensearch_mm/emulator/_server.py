@@ -529,6 +529,7 @@ class Emulator:
         Emulator(qps=10, throttle="fixed")               # <= 10 per clock second
         Emulator(qps=10, throttle="sliding", window=60)  # <= 600 in any minute
         Emulator(qps=10, throttle="queue", window=0.5)   # held in line up to 0.5 s
+        Emulator(qps=30, throttle="warmup", window=10)   # 10/s when idle, 30/s after ~10 s
         Emulator(throttle="concurrency", max_in_flight=4, latency_ms=200)
         Emulator(qps=10, latency_ms=40, latency_jitter=0.5)      # lognormal latency
         Emulator(qps=10, retry_after_header="x-acs-retry-after")  # a hint on each 429
@@ -547,8 +548,8 @@ class Emulator:
         charge_refusals: 429s count too, as a gateway that charges every arrival does: a
             bucket's take a token (down to a debt of a full bucket), a sliding window's a
             place in it.
-        window: A fixed or sliding window's length in seconds, or the longest a request
-            waits in a queue's line.
+        window: A fixed or sliding window's length in seconds, the longest a request
+            waits in a queue's line, or how long a warm-up takes.
         max_in_flight: A concurrency cap (alone, or on top of the rate cap).
         latency_jitter: Lognormal sigma of the service time around ``latency_ms``.
         retry_after_header: ``"retry-after"`` (seconds) or ``"x-acs-retry-after"``
@@ -730,12 +731,15 @@ class Emulator:
                 worth), ``"fixed"`` (at most ``qps * window`` requests per window of
                 ``window`` seconds on the clock), ``"sliding"`` (at most ``qps * window`` in
                 any ``window`` seconds), ``"queue"`` (requests held in line and let through
-                at ``qps``, refused when they would wait over ``window`` seconds) or
+                at ``qps``, refused when they would wait over ``window`` seconds),
+                ``"warmup"`` (a sliced window letting a third of ``qps`` through when the
+                account is idle, climbing to ``qps`` over ``window`` seconds of traffic) or
                 ``"concurrency"`` (at most ``max_in_flight`` requests being served; ``qps``
                 unused).
             qps: Requests per second; ``None``: no rate limit.
             burst: A bucket's capacity.
-            window: A window's length in seconds (a queue's longest wait).
+            window: A window's length in seconds (a queue's longest wait, a warm-up's
+                period).
             max_in_flight: A concurrency cap, alone or on top of a rate model.
             charge_refusals: 429s take a bucket's token or a sliding window's place too.
 

@@ -13,6 +13,8 @@ any monotonic origin), so one implementation serves both.
 * :class:`QueuedRate` -- requests held in line and let through at an even rate, refused
   only when the wait would be too long (a gateway that shapes traffic: Sentinel's rate
   limiter mode, nginx's ``limit_req`` with a burst);
+* :class:`WarmUp` -- a sliced window whose limit starts at a third of the rate on an idle
+  account and climbs to it over a warm-up period (Guava's and Sentinel's warm-up mode);
 * :class:`ConcurrencyCap` -- at most ``limit`` requests in flight (a rate-free 429);
 * :class:`AllOf` -- a request must pass every part (a rate cap and a concurrency cap).
 
@@ -42,6 +44,7 @@ __all__ = [
     "SlidingWindow",
     "Throttle",
     "TokenBucket",
+    "WarmUp",
     "make_throttle",
 ]
 
@@ -51,6 +54,7 @@ THROTTLE_KINDS: tuple[str, ...] = (
     "sliding",
     "sliced",
     "queue",
+    "warmup",
     "concurrency",
 )
 
@@ -265,6 +269,85 @@ class SlicedWindow(Throttle):
         return self.limit / self.window
 
 
+class WarmUp(SlicedWindow):
+    """A sliced 1-s window whose limit warms up, the way Guava's and Sentinel's warm-up
+    mode guard a cold system: an account idle for a while is let through at ``rate /
+    cold_factor``, and the limit climbs to ``rate`` over about ``period`` seconds of traffic;
+    idle again, it cools.
+
+    A store of tokens, full when cold, loses each clock second's passes; above a threshold
+    the limit falls linearly in the store's excess (1/limit is linear in it), below it the
+    limit is ``rate``. The store refills at ``rate`` a second while under the threshold, or
+    above it after a second that let through less than ``rate / cold_factor``: a sender
+    held below the cold limit keeps the account cold.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        period: float = 10.0,
+        *,
+        cold_factor: float = 3.0,
+        phase: float = 0.0,
+    ) -> None:
+        super().__init__(rate, 1.0, slices=2, phase=phase)
+        if not period > 0 or not cold_factor > 1:
+            raise ValueError("the warm-up period must be > 0 and the cold factor > 1")
+        self.rate = float(rate)
+        self.period = float(period)
+        self.cold_factor = float(cold_factor)
+        self._threshold = self.period * self.rate / (self.cold_factor - 1.0)
+        self._most = self._threshold + 2.0 * self.period * self.rate / (1.0 + self.cold_factor)
+        self._slope = (self.cold_factor - 1.0) / self.rate / (self._most - self._threshold)
+        self._store = self._most  # cold at first
+        self._second = -math.inf  # the clock second the store was last brought up to
+        self._passes = 0  # let through in that second
+        # A second letting through fewer than this keeps it cool (whole numbers, as Java's
+        # integer division has it: a cold limit of 3.3/s lets 3 through, and 3 warm it).
+        self._cool_below = math.floor(self.rate) // max(1, math.floor(self.cold_factor))
+
+    def _sync(self, now: float) -> None:
+        second = math.floor(now - self.phase)
+        if second <= self._second:
+            return
+        elapsed = min(second - self._second, self._most / self.rate + 1.0)
+        last = self._passes if second - self._second == 1 else 0
+        store = self._store
+        if store < self._threshold or last < self._cool_below:
+            store = min(self._most, store + elapsed * self.rate)
+        self._store = max(0.0, store - last)
+        self._second, self._passes = second, 0
+
+    def limit_at(self, now: float) -> float:
+        """Requests per second let through at ``now`` (``rate`` once warm)."""
+        with self._lock:
+            self._sync(now)
+            return self._limit()
+
+    def _limit(self) -> float:
+        above = self._store - self._threshold
+        if above < 0:
+            return self.rate
+        return 1.0 / (above * self._slope + 1.0 / self.rate)
+
+    def _admit(self, now: float) -> bool:
+        self._sync(now)
+        if self._expire(self._index(now)) + 1 > self._limit() + 1e-9:
+            return False
+        counts = self._counts
+        index = self._index(now)
+        if counts and counts[-1][0] == index:
+            counts[-1] = (index, counts[-1][1] + 1)
+        else:
+            counts.append((index, 1))
+        self._passes += 1
+        return True
+
+    @property
+    def ceiling(self) -> float:
+        return self.rate
+
+
 class QueuedRate(Throttle):
     """Requests leave a line one per ``1/rate`` seconds; one that would wait longer than
     ``max_wait`` is refused. Sending faster than the rate costs answer time, not 429s,
@@ -370,10 +453,10 @@ def make_throttle(
     """The throttle named ``kind`` (see :data:`THROTTLE_KINDS`) at ``qps``.
 
     ``burst``: a bucket's capacity (default ``qps``). ``window``: the length of a fixed or
-    sliding window in seconds (the limit is ``qps * window`` per window), or the longest a
-    request waits in a queue's line. ``phase``: where fixed windows start (default: a
-    random offset, as an unknown server clock would be). ``penalty``: refusals take a
-    bucket's token or a sliding window's place too.
+    sliding window in seconds (the limit is ``qps * window`` per window), the longest a
+    request waits in a queue's line, or how long a warm-up takes. ``phase``: where fixed
+    windows and clock seconds start (default: a random offset, as an unknown server clock
+    would be). ``penalty``: refusals take a bucket's token or a sliding window's place too.
     ``max_in_flight``: a concurrency cap, alone (``kind="concurrency"``) or on top of a rate
     cap. Returns ``None`` when nothing limits.
     """
@@ -388,12 +471,15 @@ def make_throttle(
     elif qps is not None:
         if kind == "bucket":
             parts.append(TokenBucket(qps, burst, penalty=penalty, now=now))
-        elif kind in ("fixed", "sliced"):
-            start = random.random() * window if phase is None else phase
+        elif kind in ("fixed", "sliced", "warmup"):
+            span = 1.0 if kind == "warmup" else window
+            start = random.random() * span if phase is None else phase
             if kind == "fixed":
                 parts.append(FixedWindow(qps * window, window, phase=start))
-            else:
+            elif kind == "sliced":
                 parts.append(SlicedWindow(qps * window, window, phase=start))
+            else:
+                parts.append(WarmUp(qps, window, phase=start))
         elif kind == "queue":
             parts.append(QueuedRate(qps, window))
         else:

@@ -12,6 +12,7 @@ from opensearch_mm.emulator._throttle import (
     SlicedWindow,
     SlidingWindow,
     TokenBucket,
+    WarmUp,
     make_throttle,
 )
 from opensearch_mm.protocol import parse_retry_after
@@ -137,3 +138,41 @@ def test_make_throttle_rejects_nonsense() -> None:
 )
 def test_x_acs_retry_after_is_milliseconds(headers: dict[str, str], seconds: float | None) -> None:
     assert parse_retry_after(headers) == seconds
+
+
+def _passed_per_second(throttle: object, seconds: int, every: float) -> list[int]:
+    """What a sender trying every ``every`` seconds gets through in each clock second."""
+    counts = [0] * seconds
+    steps = round(seconds / every)
+    for k in range(steps):
+        t = k * every
+        if throttle.admit(t):  # type: ignore[attr-defined]
+            counts[int(t)] += 1
+    return counts
+
+
+def test_a_warm_up_lets_a_third_through_when_cold_and_all_after_its_period() -> None:
+    warm = WarmUp(30, 10.0)
+    counts = _passed_per_second(warm, 30, 0.002)
+    assert counts[0] == 10  # cold: a third of 30/s
+    assert counts[1] < counts[8] < 30  # climbing with each second's traffic
+    assert counts[20:] == [30] * 10  # warm before its period is twice over
+    assert warm.limit_at(30.0) == pytest.approx(30.0)
+    assert warm.ceiling == 30.0
+
+
+def test_a_warm_up_cools_when_idle_or_held_below_its_cold_limit() -> None:
+    warm = WarmUp(30, 10.0)
+    _passed_per_second(warm, 30, 0.002)
+    assert warm.limit_at(29.5) == pytest.approx(30.0)
+    assert warm.limit_at(60.0) == pytest.approx(10.0)  # 30 s idle: cold again
+    held = WarmUp(30, 10.0)
+    counts = _passed_per_second(held, 30, 1 / 9.5)  # 9-10 a second, under the 10 that warm
+    assert max(counts) <= 10
+    assert held.limit_at(30.0) < 12.0  # seconds of 9 refill the store: still cold
+
+
+def test_make_throttle_builds_a_warm_up_from_its_period() -> None:
+    warm = make_throttle("warmup", 30.0, window=5.0, phase=0.0)
+    assert isinstance(warm, WarmUp)
+    assert warm.period == 5.0 and warm.limit_at(0.0) == pytest.approx(10.0)
