@@ -667,6 +667,19 @@ def held_out() -> list[Scenario]:
         Scenario("queue", qps=10, window=0.3, seconds=60, label="queue 10/s, held <= 0.3 s"),
         Scenario("queue", qps=30, window=1.0, seconds=60, label="queue 30/s, held <= 1 s"),
         Scenario("queue", qps=3, window=0.1, seconds=100, label="queue 3/s, held <= 0.1 s"),
+        # A limit that warms up (Guava's and Sentinel's warm-up mode): a third of the rate on
+        # an idle account, all of it after about 10 s of traffic. Measured once warm, and
+        # over a whole call from cold (where a sender that never stops trying gets 0.68).
+        Scenario("warmup", qps=30, window=10.0, seconds=90, label="warm-up 10 -> 30/s in 10 s"),
+        Scenario(
+            "warmup",
+            qps=30,
+            window=10.0,
+            seconds=15,
+            warmup=0,
+            workers=8,
+            label="warm-up 10 -> 30/s in 10 s, a whole 15-s call",
+        ),
         Scenario(
             "sliding",
             qps=20,
