@@ -678,7 +678,7 @@ def held_out() -> list[Scenario]:
             seconds=15,
             warmup=0,
             workers=8,
-            label="warm-up 10 -> 30/s in 10 s, a whole 15-s call",
+            label="warm-up to 30/s, a whole 15-s call",
         ),
         Scenario(
             "sliding",
