@@ -30,7 +30,7 @@ class AsyncDriver(DriverBase):
     async def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
         """Send one batch, retrying what is retryable; raise the final error otherwise."""
         request = self.request(batch, dimensions)
-        for _ in range(request.max_attempts):
+        while True:
             for wait in request.slot():
                 await asyncio.sleep(wait)
             try:
@@ -49,7 +49,6 @@ class AsyncDriver(DriverBase):
             if isinstance(step, GiveUp):
                 raise step.error
             await asyncio.sleep(step.delay)
-        raise AssertionError("unreachable: the last attempt ends in Done or GiveUp")
 
     async def run(
         self,

@@ -87,8 +87,9 @@ class RetryNotices(logging.Handler):
     """Turns the core's retry log records into ``throttled, retrying in 2.0 s (3/6)``.
 
     The core logs every retry at INFO on the ``opensearch_mm`` logger with the extras
-    ``retry_delay``, ``retry_number``, ``max_retries`` and ``retry_error``; other records
-    are left alone.
+    ``retry_delay``, ``retry_number``, ``max_retries`` and ``retry_error`` (``shut_for``
+    instead of the two counts for a retry that waits out a shut throttle and uses none up);
+    other records are left alone.
     """
 
     def __init__(self, report: JobReport, write: Callable[[str], None]) -> None:
@@ -106,8 +107,12 @@ class RetryNotices(logging.Handler):
         self.report.retries += 1
         if isinstance(error, RateLimitError):
             self.report.throttled += 1
+        shut = getattr(record, "shut_for", None)
+        count = f"{number}/{limit}"
+        if isinstance(shut, (int, float)):
+            count = f"nothing let through for {shut:.0f} s: waiting, no retry used"
         try:
-            self._write(f"{_what_failed(error)}, retrying in {delay:.1f} s ({number}/{limit})")
+            self._write(f"{_what_failed(error)}, retrying in {delay:.1f} s ({count})")
         except Exception:  # pragma: no cover - never let a notice break the job
             self.handleError(record)
 

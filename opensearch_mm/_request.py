@@ -10,7 +10,7 @@ Every transition of a request lives here (h11's rule: all state changes in one p
 A driver interprets the steps, and does only the sleeping and the sending::
 
     request = Request(batch, ...)
-    for _ in range(request.max_attempts):
+    while True:
         for wait in request.slot():        # book; sleep each wait; confirm or re-book
             sleep(wait)
         step = request.answered(response)  # or request.transport_failed(exc)
@@ -180,9 +180,9 @@ class Request:
         origin: str,
     ) -> None:
         self.body = body
-        self.max_attempts = retry.max_retries + 1
         self.state: State = "BOOK"
-        self.retries = 0
+        self.retries = 0  # retries used up
+        self.waits = 0  # retries that waited out a shut throttle, using none up
         self._expected = expected
         self._dimensions = dimensions
         self._limiter = limiter
@@ -261,9 +261,23 @@ class Request:
             self._move("give_up")
             return GiveUp(error)
         delay = self._retry.delay(error, self.retries, self._rng)
+        shut = self._limiter.shut_for(self._ticket)
+        self._move("retry")
+        if not self._retry.counts(error, shut):
+            # The account has let nothing through for seconds (a full window): the limiter
+            # paces the sends that find it open again, and this one waits its turn.
+            self.waits += 1
+            logger.info(
+                "Retrying request in %.2f seconds after %s: the account has let nothing "
+                "through for %.1f seconds (a throttle's window is full; no retry used)",
+                delay,
+                describe(error),
+                shut,
+                extra={"retry_delay": delay, "retry_error": error, "shut_for": shut},
+            )
+            return Retry(delay, error)
         budget = self._retry.budget(error)
         self.retries += 1
-        self._move("retry")
         logger.debug("retrying after %s: %s", type(error).__name__, error)
         logger.info(
             "Retrying request in %.2f seconds (retry %d of %d) after %s",

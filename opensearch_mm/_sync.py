@@ -33,7 +33,7 @@ class SyncDriver(DriverBase):
     def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
         """Send one batch, retrying what is retryable; raise the final error otherwise."""
         request = self.request(batch, dimensions)
-        for _ in range(request.max_attempts):
+        while True:
             for wait in request.slot():
                 time.sleep(wait)
             try:
@@ -50,7 +50,6 @@ class SyncDriver(DriverBase):
             if isinstance(step, GiveUp):
                 raise step.error
             time.sleep(step.delay)
-        raise AssertionError("unreachable: the last attempt ends in Done or GiveUp")
 
     def _outcome(self, batch: Batch, control: CallControl) -> Outcome:
         if control.stopped:

@@ -172,6 +172,12 @@ class RateLimiter(ABC):
         """Current requests per second, ``None`` when unlimited."""
         return None
 
+    def shut_for(self, ticket: Ticket | None) -> float:
+        """Seconds the account has let nothing through, if nothing got through since
+        ``ticket``'s request was sent (0.0 when something did, or when this limiter cannot
+        tell). A retry policy lets requests wait out such a shut without using retries."""
+        return 0.0
+
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         """Feed back one answer: ``None`` for success, else the error it raised."""
         if error is None:
@@ -332,6 +338,8 @@ class AdaptiveRateLimiter(RateLimiter):
         self._return_requests = _RETURN_REQUESTS
         self._held_ceiling = 0.0  # the ceiling before a probe raised it a little
         self._started = -1.0  # the first send's time (-1: none yet)
+        self._last_ok = -1.0  # when this process last heard a request let through ...
+        self._refused_from = -1.0  # ... and when the first refused since was sent
         # Per process: how long answers and 429s take, what is in flight.
         self._refusal_time = _REFUSAL_TIME
         self._latency = 0.0
@@ -465,6 +473,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             if error is None:
+                self._last_ok, self._refused_from = now, -1.0
                 if ticket is None or ticket.epoch >= self._cut_epoch:
                     if not self._ok_since_cut and ticket is not None and not self.slow_start:
                         self._reopened(ticket.sent, now)
@@ -474,6 +483,8 @@ class AdaptiveRateLimiter(RateLimiter):
                     self._pause = 0.0
                 self._window.ok(n, sent is not None and sent[0] >= self._limit_set)
             elif _refused(error):
+                if self._refused_from < 0:
+                    self._refused_from = _sent_time(ticket, now)
                 self._count(ticket, now, 1)
                 hint = getattr(error, "retry_after", None), getattr(error, "retry_after_unit", None)
                 self._on_throttle(now, n, ticket, *hint)
@@ -481,6 +492,14 @@ class AdaptiveRateLimiter(RateLimiter):
                 # A quota per period, back when the hint says: no send before then (each
                 # would be refused), and no rate signal (the rate is not what ran out).
                 self._hold_for_hint(now, error.retry_after, error.retry_after_unit)
+
+    def shut_for(self, ticket: Ticket | None) -> float:
+        if ticket is None:
+            return 0.0
+        with self._locked() as now:
+            if self._refused_from < 0 or self._last_ok > ticket.sent:
+                return 0.0
+            return now - self._refused_from
 
     def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
         """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)

@@ -20,7 +20,13 @@ from .errors import (
     RateLimitError,
 )
 
-__all__ = ["REFUSED_MAX_RETRIES", "RetryPolicy", "is_fatal_for_call", "is_retryable"]
+__all__ = [
+    "REFUSED_MAX_RETRIES",
+    "SHUT_MIN",
+    "RetryPolicy",
+    "is_fatal_for_call",
+    "is_retryable",
+]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # A refused connection means nothing listens at the endpoint (wrong port, server down):
@@ -28,6 +34,9 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # not after the full backoff (~30 s with the defaults).
 REFUSED_MAX_RETRIES = 2
 REFUSED_MAX_DELAY = 0.5  # seconds, the cap of each jittered wait after a refusal
+# A throttle that has let nothing through for over a second is shut, not busy: longer than a
+# 1-s window stays shut for a sender it was accepting, or a bucket takes to refill at 1/s.
+SHUT_MIN = 1.0
 
 
 def _refused(exc: BaseException) -> bool:
@@ -89,6 +98,10 @@ class RetryPolicy:
         initial_delay: Cap of the first jittered wait, in seconds; doubles per retry.
         max_delay: Largest cap of a jittered wait.
         max_retry_after: Largest server-requested wait honoured (longer ones are capped).
+        max_shut_wait: Longest a request waits out a throttle that lets nothing through
+            (a window of a minute the start of a call spent in seconds stays shut for most
+            of it): its 429s then use up no retry, for up to this many seconds since the
+            account last let a request through.
 
     Raises:
         ConfigurationError: A field is not a number, or is negative.
@@ -98,6 +111,7 @@ class RetryPolicy:
     initial_delay: float = 0.5
     max_delay: float = 16.0
     max_retry_after: float = 60.0
+    max_shut_wait: float = 120.0  # a minute's window stays shut < 60 s: twice that, to spare
 
     def __post_init__(self) -> None:
         if (
@@ -109,7 +123,7 @@ class RetryPolicy:
                 f"max_retries must be an int >= 0, got {self.max_retries!r}"
                 + (" (use 0 to disable retries)" if self.max_retries is None else "")
             )
-        for name in ("initial_delay", "max_delay", "max_retry_after"):
+        for name in ("initial_delay", "max_delay", "max_retry_after", "max_shut_wait"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
@@ -118,6 +132,23 @@ class RetryPolicy:
         """How many retries a request ending in ``exc`` gets in all: ``max_retries``, or
         at most ``REFUSED_MAX_RETRIES`` after a refused connection."""
         return min(self.max_retries, REFUSED_MAX_RETRIES) if _refused(exc) else self.max_retries
+
+    def counts(self, exc: BaseException, shut_for: float) -> bool:
+        """Whether a failure uses up one of the retries.
+
+        Every failure does, but a throttle's 429 while the account has let nothing through
+        for ``shut_for`` seconds, over :data:`SHUT_MIN` and up to ``max_shut_wait``: the
+        throttle is shut (a window of seconds or minutes, full), and the rate limiter
+        paces the sends that find it open again, whichever request they carry.
+
+        Args:
+            exc: The error the last attempt ended in.
+            shut_for: Seconds the account has let nothing through, since before the
+                request was sent (0 when something got through meanwhile: see
+                :meth:`~opensearch_mm.ratelimit.RateLimiter.shut_for`).
+        """
+        throttled = isinstance(exc, RateLimitError) and not isinstance(exc, QuotaExceededError)
+        return not (throttled and SHUT_MIN < shut_for <= self.max_shut_wait)
 
     def should_retry(self, exc: BaseException, retries_done: int) -> bool:
         """Whether to retry after ``retries_done`` retries, the last ending in ``exc``."""

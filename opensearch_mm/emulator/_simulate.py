@@ -304,8 +304,10 @@ class _Sim:
                     if measured:
                         stats.gave_up += 1
                     break
+                counted = self.retry.counts(answer, limiter.shut_for(ticket))
                 yield ("sleep", self.retry.delay(answer, retries, self.rng))
-                retries += 1
+                if counted:
+                    retries += 1
 
     def run(self) -> None:
         s = self.s
@@ -407,6 +409,9 @@ class _SleepOneSecond:
 
     def delay(self, exc: BaseException, retries_done: int, rng: random.Random) -> float:
         return 1.0
+
+    def counts(self, exc: BaseException, shut_for: float) -> bool:
+        return True
 
 
 class _Arrival:

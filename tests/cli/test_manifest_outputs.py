@@ -184,3 +184,16 @@ def test_retry_records_become_one_line_each() -> None:
         "server error (HTTP 503), retrying in 2.0 s (1/6)",
     ]
     assert (report.retries, report.throttled) == (2, 1)
+
+
+def test_a_wait_through_a_shut_throttle_says_it_uses_no_retry() -> None:
+    lines: list[str] = []
+    report = JobReport()
+    record = logging.LogRecord("opensearch_mm", logging.INFO, "x", 1, "retrying", None, None)
+    error = RateLimitError("slow down", status_code=429, code="Throttling.RateQuota")
+    record.__dict__.update(retry_delay=0.4, retry_error=error, shut_for=21.6)
+    RetryNotices(report, lines.append).handle(record)
+    assert lines == [
+        "throttled, retrying in 0.4 s (nothing let through for 22 s: waiting, no retry used)"
+    ]
+    assert (report.retries, report.throttled) == (1, 1)

@@ -891,3 +891,39 @@ def test_after_the_ramp_a_send_waits_for_the_one_it_replaces_to_age() -> None:
     assert echo.earliest(1.9) == pytest.approx(1.92)  # the one sent at 0.9
     assert echo.earliest(2.23) == 0.0  # a second after the refused send: no echo left
     assert not echo.active
+
+
+def test_shut_for_is_how_long_nothing_got_through_since_a_request_went_out() -> None:
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    first = sent(limiter)
+    clock.now += 0.05
+    limiter.observe(None, first)  # let through
+    refused = sent(limiter)
+    clock.now += 0.05
+    limiter.observe(THROTTLED, refused)
+    assert limiter.shut_for(refused) == pytest.approx(0.05)  # refused since it was sent
+    again = sent(limiter)
+    clock.now = max(clock.now, again.sent) + 20.0
+    limiter.observe(THROTTLED, again)
+    assert limiter.shut_for(again) == pytest.approx(clock.now - refused.sent)
+    late = sent(limiter)  # one more out; then another request gets through
+    clock.now += 0.05
+    limiter.observe(None, sent(limiter))
+    limiter.observe(THROTTLED, late)
+    assert limiter.shut_for(late) == 0.0  # something got through while it was out
+    assert limiter.shut_for(None) == 0.0
+    assert FixedRateLimiter(5).shut_for(late) == 0.0  # limiters that cannot tell: never shut
+
+
+def test_an_idle_spell_is_not_read_as_a_shut() -> None:
+    limiter = AdaptiveRateLimiter(clock=FakeClock())
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    limiter.observe(None, sent(limiter))
+    clock.now += 600.0  # ten minutes without a call
+    refused = sent(limiter)
+    clock.now += 0.05
+    limiter.observe(THROTTLED, refused)
+    assert limiter.shut_for(refused) == pytest.approx(0.05)

@@ -108,7 +108,7 @@ def test_retry_then_give_up_observes_every_sent_attempt() -> None:
     limiter = Recorder()
     request = make(limiter, max_retries=2)
     steps = []
-    for _ in range(request.max_attempts):
+    for _ in range(3):
         drain(request)
         steps.append(request.answered(*status(500, "InternalServerError")))
     assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
@@ -116,6 +116,61 @@ def test_retry_then_give_up_observes_every_sent_attempt() -> None:
     assert isinstance(steps[-1], GiveUp) and isinstance(steps[-1].error, InternalServerError)
     assert [name for name, _ in limiter.observed] == ["InternalServerError"] * 3
     assert request.state == "FAILED"
+
+
+class Shut(Recorder):
+    """A limiter that says the account has let nothing through for ``shut`` seconds."""
+
+    def __init__(self, shut: float) -> None:
+        super().__init__()
+        self.shut = shut
+        self.asked: list[Ticket | None] = []
+
+    def shut_for(self, ticket: Ticket | None) -> float:
+        self.asked.append(ticket)
+        return self.shut
+
+
+def test_a_shut_throttle_is_waited_out_without_using_retries() -> None:
+    limiter = Shut(30.0)  # a window of a minute, full: nothing through for 30 s
+    request = make(limiter, max_retries=2)
+    for _ in range(8):
+        drain(request)
+        step = request.answered(*status(429, "Throttling.RateQuota"))
+        assert isinstance(step, Retry) and 0 <= step.delay <= 0.1
+    assert (request.retries, request.waits) == (0, 8)
+    assert limiter.asked == [Ticket(0.0, n) for n in range(1, 9)]  # each attempt's own
+    limiter.shut = 0.0  # something got through meanwhile: a 429 of a busy throttle
+    steps = []
+    for _ in range(3):
+        drain(request)
+        steps.append(request.answered(*status(429, "Throttling.RateQuota")))
+    assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
+    assert request.retries == 2 and request.state == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("shut", "answer"),
+    [
+        (121.0, (429, "Throttling.RateQuota")),  # shut longer than max_shut_wait (120 s)
+        (0.5, (429, "Throttling.RateQuota")),  # under a second: a busy window, not a shut
+        (30.0, (500, "InternalServerError")),  # not a throttle's answer
+    ],
+)
+def test_other_failures_use_up_retries_as_before(shut: float, answer: tuple[int, str]) -> None:
+    request = make(Shut(shut), max_retries=2)
+    steps = []
+    for _ in range(3):
+        drain(request)
+        steps.append(request.answered(*status(*answer)))
+    assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
+    assert request.waits == 0
+
+
+def test_no_retries_means_none_even_for_a_shut_throttle() -> None:
+    request = make(Shut(30.0), max_retries=0)
+    drain(request)
+    assert isinstance(request.answered(*status(429, "Throttling.RateQuota")), GiveUp)
 
 
 def test_non_retryable_error_observed_once_then_given_up() -> None:
@@ -189,7 +244,7 @@ def test_refused_connection_gets_a_short_retry_budget(caplog: pytest.LogCaptureF
     limiter = Recorder()
     request = make(limiter, max_retries=6)
     steps = []
-    for _ in range(request.max_attempts):
+    for _ in range(7):
         drain(request)
         step = request.transport_failed(_refused())
         steps.append(step)

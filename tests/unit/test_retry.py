@@ -183,3 +183,19 @@ def test_retry_after_on_connection_error_ignored() -> None:
     policy = RetryPolicy(initial_delay=0.2, max_delay=0.2)
     d = policy.delay(APIConnectionError("x"), 3, random.Random(5))
     assert 0 <= d <= 0.2
+
+
+def test_a_shut_throttles_429s_use_up_no_retry_for_a_while() -> None:
+    policy = RetryPolicy()  # max_shut_wait 120 s
+    throttled = RateLimitError("slow down", status_code=429, code="Throttling.RateQuota")
+    assert not policy.counts(throttled, 30.0)  # a full window of a minute: waited out
+    assert policy.counts(throttled, 0.0)  # something got through meanwhile
+    assert policy.counts(throttled, 0.9)  # under a second: a busy window
+    assert policy.counts(throttled, 121.0)  # shut for longer than a window of a minute
+    assert not RetryPolicy(max_shut_wait=600.0).counts(throttled, 300.0)
+    assert RetryPolicy(max_shut_wait=0.0).counts(throttled, 30.0)  # off
+    used_up = QuotaExceededError("quota", status_code=429, code="Throttling.AllocationQuota")
+    assert policy.counts(used_up, 30.0)
+    assert policy.counts(InternalServerError("busy", status_code=503), 30.0)
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(max_shut_wait=-1.0)

@@ -366,3 +366,14 @@ def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> 
     ours = simulate(replace(freed_late, max_in_flight=cap))
     assert ours.ratio >= STEADY_RATIO
     assert ours.throttled_share <= 0.05
+
+
+@pytest.mark.parametrize("throttle", ["fixed", "sliding"])
+def test_a_window_of_a_minute_the_start_spent_loses_no_request(throttle: str) -> None:
+    # The ramp spends a minute's quota in seconds and the window stays shut for the rest
+    # of the minute: requests refused throughout wait it out instead of running out of
+    # retries (default retries: 3-12 requests of each run were lost so).
+    for seed in range(3):
+        r = simulate(Scenario(throttle, qps=10, window=60.0, seconds=130, seed=seed))
+        assert r.gave_up == 0
+        assert r.ratio >= 0.55  # the rest of the first minute's shut is in the measure
