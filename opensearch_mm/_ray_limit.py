@@ -38,6 +38,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import errors
 from ._in_flight import InFlightCap
+from ._shut_watch import ShutWatch
 from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError
 from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, make_rate_limiter
 
@@ -96,6 +97,7 @@ _MAX_SETTLE = 5.0  # ... but no longer (a process that went silent is not waited
 _POLL_SHARE = 0.02  # with every permit in use, look for a free one every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_REFUSED_KEPT = 1024  # refused requests' send times kept for a retry's question (most recent)
 
 ErrorInfo = tuple[str, str, int | None, str | None, float | None, float | None]
 """An error reduced to what a limiter may look at: class name, message, HTTP status,
@@ -809,6 +811,8 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._wanted = 0  # ... and the most in flight wanted since the last report
         self._latency = 0.0  # seconds from send to answer (moving average)
         self._last_report = -math.inf  # when the coordinator last heard this process's load
+        self._shut = ShutWatch()  # how long this process has heard only refusals ...
+        self._refused_sent: dict[int, float] = {}  # ... and when its refused ones were sent
 
     # -- RateLimiter -------------------------------------------------------------------
 
@@ -899,6 +903,17 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                     self._latency = took if not self._latency else 0.9 * self._latency + 0.1 * took
                 info = None if error is None else describe_error(error)
                 now = self._clock()
+                if error is None:
+                    self._shut.accepted(now)
+                elif (
+                    isinstance(error, RateLimitError)
+                    and not isinstance(error, QuotaExceededError)
+                    and sent_at is not None
+                ):
+                    self._shut.refused(sent_at)
+                    if len(self._refused_sent) >= _REFUSED_KEPT:
+                        del self._refused_sent[next(iter(self._refused_sent))]
+                    self._refused_sent[ticket.epoch] = sent_at
                 self._queue.append(
                     Observation(held[0], held[1].slot, True, info, n, sent_at or 0.0, now)
                 )
@@ -909,6 +924,11 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             ):
                 self._send_queue()
             self._poll()
+
+    def shut_for(self, ticket: Ticket | None) -> float:
+        with self._lock:
+            sent = self._refused_sent.pop(ticket.epoch, None) if ticket is not None else None
+            return 0.0 if sent is None else self._shut.shut_for(sent, self._clock())
 
     def flush(self) -> None:
         """Forward the queued answers now."""

@@ -30,6 +30,7 @@ from ._shared_state import (
     SharedState,
     _open_shared,
 )
+from ._shut_watch import ShutWatch
 from .errors import APIStatusError, QuotaExceededError, RateLimitError
 
 __all__ = [
@@ -338,8 +339,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._return_requests = _RETURN_REQUESTS
         self._held_ceiling = 0.0  # the ceiling before a probe raised it a little
         self._started = -1.0  # the first send's time (-1: none yet)
-        self._last_ok = -1.0  # when this process last heard a request let through ...
-        self._refused_from = -1.0  # ... and when the first refused since was sent
+        self._shut = ShutWatch()  # how long this process has heard only refusals
         # Per process: how long answers and 429s take, what is in flight.
         self._refusal_time = _REFUSAL_TIME
         self._latency = 0.0
@@ -473,7 +473,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 elif isinstance(error, RateLimitError):
                     self._refusal_time = 0.9 * self._refusal_time + 0.1 * took
             if error is None:
-                self._last_ok, self._refused_from = now, -1.0
+                self._shut.accepted(now)
                 if ticket is None or ticket.epoch >= self._cut_epoch:
                     if not self._ok_since_cut and ticket is not None and not self.slow_start:
                         self._reopened(ticket.sent, now)
@@ -483,8 +483,7 @@ class AdaptiveRateLimiter(RateLimiter):
                     self._pause = 0.0
                 self._window.ok(n, sent is not None and sent[0] >= self._limit_set)
             elif _refused(error):
-                if self._refused_from < 0:
-                    self._refused_from = _sent_time(ticket, now)
+                self._shut.refused(_sent_time(ticket, now))
                 self._count(ticket, now, 1)
                 hint = getattr(error, "retry_after", None), getattr(error, "retry_after_unit", None)
                 self._on_throttle(now, n, ticket, *hint)
@@ -497,9 +496,7 @@ class AdaptiveRateLimiter(RateLimiter):
         if ticket is None:
             return 0.0
         with self._locked() as now:
-            if self._refused_from < 0 or self._last_ok > ticket.sent:
-                return 0.0
-            return now - self._refused_from
+            return self._shut.shut_for(ticket.sent, now)
 
     def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
         """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)

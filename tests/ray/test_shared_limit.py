@@ -597,3 +597,27 @@ def test_the_slots_of_a_process_gone_silent_are_freed() -> None:
     status = coordinator.status()
     assert status["outstanding"] == 8  # only "alive"'s slots are still out
     assert [name for _, name in limiter.observed].count("SlotUnused") == 8
+
+
+def test_a_side_tells_how_long_its_requests_have_all_been_refused() -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(100, clock=clock), clock=clock)
+    side = SharedRateLimiter(Direct(coordinator), clock=clock)
+    throttled = RateLimitError("slow down", status_code=429, code="Throttling.RateQuota")
+    ok = book(side, clock)
+    side.observe(None, ok)
+    first = book(side, clock)
+    clock.now += 0.05
+    side.observe(throttled, first)
+    assert side.shut_for(first) == pytest.approx(0.05)
+    assert side.shut_for(first) == 0.0  # asked once per refusal
+    clock.now += 20.0
+    again = book(side, clock)
+    clock.now += 0.05
+    side.observe(throttled, again)
+    assert side.shut_for(again) == pytest.approx(20.1)  # since the first refused was sent
+    out = book(side, clock)
+    side.observe(None, book(side, clock))  # another got through while it was out
+    side.observe(throttled, out)
+    assert side.shut_for(out) == 0.0
+    assert side.shut_for(None) == 0.0
