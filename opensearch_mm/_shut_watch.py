@@ -30,7 +30,12 @@ class ShutWatch:
 
     def shut_for(self, sent: float, now: float) -> float:
         """Seconds nothing has got through, if nothing did since a request went out at
-        ``sent`` (0.0 when something did: that request met a busy throttle, not a shut)."""
-        if self._refused_from < 0 or self._last_ok > sent:
+        ``sent`` (0.0 when something did: that request met a busy throttle, not a shut).
+
+        Also 0.0 before any request was let through: an account that refuses everything
+        from the start (a quota of nothing, a blocked key) is not a window that filled,
+        and its caller hears so after the usual retries.
+        """
+        if self._refused_from < 0 or self._last_ok < 0 or self._last_ok > sent:
             return 0.0
         return now - self._refused_from

@@ -98,10 +98,11 @@ class RetryPolicy:
         initial_delay: Cap of the first jittered wait, in seconds; doubles per retry.
         max_delay: Largest cap of a jittered wait.
         max_retry_after: Largest server-requested wait honoured (longer ones are capped).
-        max_shut_wait: Longest a request waits out a throttle that lets nothing through
-            (a window of a minute the start of a call spent in seconds stays shut for most
-            of it): its 429s then use up no retry, for up to this many seconds since the
-            account last let a request through.
+        max_shut_wait: Longest a request waits out a throttle that has stopped letting
+            anything through (a window of a minute the start of a call spent in seconds
+            stays shut for most of it): its 429s then use up no retry, for up to this
+            many seconds since the account last let a request through (0: every 429
+            counts).
 
     Raises:
         ConfigurationError: A field is not a number, or is negative.

@@ -897,6 +897,10 @@ def test_shut_for_is_how_long_nothing_got_through_since_a_request_went_out() -> 
     limiter = AdaptiveRateLimiter(clock=FakeClock())
     clock = limiter._clock
     assert isinstance(clock, FakeClock)
+    never = sent(limiter)
+    clock.now += 30.0
+    limiter.observe(THROTTLED, never)
+    assert limiter.shut_for(never) == 0.0  # nothing ever let through: not a window's shut
     first = sent(limiter)
     clock.now += 0.05
     limiter.observe(None, first)  # let through
