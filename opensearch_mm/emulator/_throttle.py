@@ -251,7 +251,7 @@ class SlicedWindow(Throttle):
 
     def _admit(self, now: float) -> bool:
         index = self._index(now)
-        if self._expire(index) >= self.limit:
+        if self._expire(index) >= self._limit_now(now):
             return False
         counts = self._counts
         if counts and counts[-1][0] == index:
@@ -259,6 +259,9 @@ class SlicedWindow(Throttle):
         else:
             counts.append((index, 1))
         return True
+
+    def _limit_now(self, now: float) -> int:
+        return self.limit
 
     def _retry_after(self, now: float) -> float:
         # The oldest slice leaves the count when the slice after the current one starts.
@@ -330,16 +333,13 @@ class WarmUp(SlicedWindow):
             return self.rate
         return 1.0 / (above * self._slope + 1.0 / self.rate)
 
-    def _admit(self, now: float) -> bool:
+    def _limit_now(self, now: float) -> int:
         self._sync(now)
-        if self._expire(self._index(now)) + 1 > self._limit() + 1e-9:
+        return math.floor(self._limit() + 1e-9)  # (not one short for a rounding error)
+
+    def _admit(self, now: float) -> bool:
+        if not super()._admit(now):
             return False
-        counts = self._counts
-        index = self._index(now)
-        if counts and counts[-1][0] == index:
-            counts[-1] = (index, counts[-1][1] + 1)
-        else:
-            counts.append((index, 1))
         self._passes += 1
         return True
 
