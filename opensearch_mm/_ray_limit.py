@@ -930,6 +930,9 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
             sent = self._refused_sent.pop(ticket.epoch, None) if ticket is not None else None
             return 0.0 if sent is None else self._shut.shut_for(sent, self._clock())
 
+    def accepted_count(self) -> int:
+        return self._shut.accepted_total
+
     def flush(self) -> None:
         """Forward the queued answers now."""
         with self._lock:

@@ -39,6 +39,8 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     OpenSearchMMError,
+    QuotaExceededError,
+    RateLimitError,
 )
 from .protocol import BatchResponse, parse_response
 from .ratelimit import RateLimiter, Ticket
@@ -55,6 +57,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("opensearch_mm")
+
+# A request refused this many times over (its budget spent) while the account let no one
+# through has seen the account shut for seconds: 2, so that one quick repeat is not it.
+_SHUT_RETRIES = 2
 
 State = Literal["BOOK", "SEND", "DONE", "FAILED"]
 Event = Literal["confirmed", "answered", "retry", "give_up", "abandoned"]
@@ -191,6 +197,8 @@ class Request:
         self._secrets = secrets
         self._origin = origin
         self._ticket: Ticket | None = None
+        self._heard_at_start: int | None = None  # the limiter's accepted count at first send
+        self._sent = False
 
     def _move(self, event: Event) -> None:
         target = _TRANSITIONS.get((self.state, event))
@@ -211,6 +219,9 @@ class Request:
                 break
             ticket = self._limiter.acquire()  # the rate was cut while waiting: re-book
         self._ticket = ticket
+        if not self._sent:
+            self._sent = True
+            self._heard_at_start = self._limiter.accepted_count()
         self._move("confirmed")
 
     def answered(self, status_code: int, headers: Mapping[str, str], content: bytes) -> Step:
@@ -255,10 +266,29 @@ class Request:
     def _observe(self, error: BaseException | None) -> None:
         self._limiter.observe(error, self._ticket)
 
+    def _check_shut(self, error: OpenSearchMMError) -> None:
+        """Mark a throttle's 429 that ends a request the account let no one through the
+        whole time it was retried: its call then starts no new request."""
+        if (
+            isinstance(error, RateLimitError)
+            and not isinstance(error, QuotaExceededError)
+            and self.retries >= _SHUT_RETRIES
+            and self._heard_at_start is not None
+            and self._limiter.accepted_count() == self._heard_at_start
+        ):
+            error.account_shut = True
+            logger.warning(
+                "The account let no request through while one was retried %d times "
+                "(%s): no new request of this call is started",
+                self.retries + self.waits,
+                describe(error),
+            )
+
     def _failed(self, error: OpenSearchMMError) -> Step:
         self._observe(error)
         if not self._retry.should_retry(error, self.retries):
             self._move("give_up")
+            self._check_shut(error)
             return GiveUp(error)
         delay = self._retry.delay(error, self.retries, self._rng)
         shut = self._limiter.shut_for(self._ticket)

@@ -13,15 +13,17 @@ __all__ = ["ShutWatch"]
 class ShutWatch:
     """Since when every answer heard has been a refusal (times on the limiter's clock)."""
 
-    __slots__ = ("_last_ok", "_refused_from")
+    __slots__ = ("_last_ok", "_refused_from", "accepted_total")
 
     def __init__(self) -> None:
         self._last_ok = -1.0  # when a request was last heard let through ...
         self._refused_from = -1.0  # ... and when the first refused since was sent
+        self.accepted_total = 0  # requests heard let through so far
 
     def accepted(self, now: float) -> None:
         """A request was let through (heard at ``now``)."""
         self._last_ok, self._refused_from = now, -1.0
+        self.accepted_total += 1
 
     def refused(self, sent: float) -> None:
         """A request sent at ``sent`` was refused."""

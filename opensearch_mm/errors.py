@@ -14,7 +14,8 @@ retries, and which stop the whole call (no further request of it is started)::
     │   ├── AuthenticationError           401/403                  not retried, stops the call
     │   ├── InvalidParameterError         400 InvalidParameter     not retried
     │   ├── ServiceNotFoundError          404, ServiceIdNotExist   not retried, stops the call
-    │   ├── RateLimitError                429 Throttling           retried (Retry-After honoured)
+    │   ├── RateLimitError                429 Throttling           retried (Retry-After honoured);
+    │   │                                                          .account_shut: stops the call
     │   │   └── QuotaExceededError        429 AllocationQuota      stops the call (retried only
     │   │                                                          when hinted: see the class)
     │   ├── InternalServerError           5xx                      retried
@@ -147,7 +148,14 @@ class ServiceNotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429 ``Throttling`` / ``Throttling.RateQuota``: too many requests per second."""
+    """429 ``Throttling`` / ``Throttling.RateQuota``: too many requests per second.
+
+    ``account_shut`` is set on the error a request ends in when the account let no request
+    through in all the time it was retried: the call then starts no new request (each
+    would wait and fail the same way), as for the errors that stop a call at once.
+    """
+
+    account_shut: bool = False
 
 
 class QuotaExceededError(RateLimitError):

@@ -179,6 +179,12 @@ class RateLimiter(ABC):
         tell). A retry policy lets requests wait out such a shut without using retries."""
         return 0.0
 
+    def accepted_count(self) -> int | None:
+        """Requests this limiter has heard let through so far (``None``: it cannot tell).
+        A request that sees no change over all its retries met an account let no one
+        through meanwhile, and its call stops."""
+        return None
+
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         """Feed back one answer: ``None`` for success, else the error it raised."""
         if error is None:
@@ -497,6 +503,9 @@ class AdaptiveRateLimiter(RateLimiter):
             return 0.0
         with self._locked() as now:
             return self._shut.shut_for(ticket.sent, now)
+
+    def accepted_count(self) -> int:
+        return self._shut.accepted_total  # (this process's answers: one int, read whole)
 
     def in_flight_bound(self, max_in_flight: int) -> InFlightBound | None:
         """Whether ``max_in_flight`` requests in flight (a client's ``max_concurrency``)

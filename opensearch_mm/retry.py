@@ -74,7 +74,8 @@ def is_fatal_for_call(exc: BaseException) -> bool:
     """Whether a failed request means the other requests of the call would fail too.
 
     After such an error no new request of the call is started (authentication, unknown
-    model or workspace, exhausted quota); other failures only lose their own batch.
+    model or workspace, exhausted quota, an account that let no request through while one
+    was retried: ``RateLimitError.account_shut``); other failures only lose their own batch.
 
     Args:
         exc: The error a request finally ended in.
@@ -85,6 +86,8 @@ def is_fatal_for_call(exc: BaseException) -> bool:
     if not isinstance(exc, APIStatusError):
         return False
     if isinstance(exc, QuotaExceededError) or exc.status_code in (401, 403, 404):
+        return True
+    if isinstance(exc, RateLimitError) and exc.account_shut:
         return True
     return exc.code == "ServiceIdNotExist"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,8 +17,10 @@ from opensearch_mm import (
     InternalServerError,
     PartialResult,
     QuotaExceededError,
+    RateLimitError,
 )
 from opensearch_mm.emulator import Emulator
+from opensearch_mm.ratelimit import AdaptiveRateLimiter
 from opensearch_mm.retry import RetryPolicy
 
 from .conftest import make_client
@@ -248,3 +251,28 @@ async def test_async_wrong_key_stops_soon(emu: Emulator) -> None:
     finally:
         await client.aclose()
     assert emu.stats.requests <= 8
+
+
+def test_an_account_that_stops_letting_anything_through_stops_the_call(
+    emu: Emulator, clean: list[list[float]]
+) -> None:
+    # The second request meets a throttle that refuses everything from then on: it is
+    # retried, no one gets through meanwhile, and the call starts nothing more (before,
+    # each of the five batches after it spent its retries too: 19 requests in all). (Not
+    # waited out first: by default that takes max_shut_wait, 120 s.)
+    transport = FaultAt(emu, {2: ("throttle", 10_000)})
+    client = make_client(
+        emu.url,
+        rate_limiter=AdaptiveRateLimiter(),
+        retry_policy=replace(THREE_TRIES, max_shut_wait=0.0),
+        max_concurrency=1,
+        http_client=httpx.Client(transport=transport),
+    )
+    with client, pytest.raises(RateLimitError) as ei:
+        client.embed_texts(TEXTS)
+    assert ei.value.account_shut
+    assert emu.stats.requests == 4  # the first batch, then three tries of the second
+    partial = ei.value.partial
+    assert partial is not None
+    assert partial.failed_indices == list(range(32, 200))
+    assert partial.embeddings[:32] == clean[:32]

@@ -17,12 +17,13 @@ from opensearch_mm.errors import (
     APITimeoutError,
     AuthenticationError,
     InternalServerError,
+    RateLimitError,
 )
 from opensearch_mm.inputs import WireItem
 from opensearch_mm.protocol import BatchResponse
 from opensearch_mm.ratelimit import RateLimiter, Ticket
 from opensearch_mm.results import Usage
-from opensearch_mm.retry import RetryPolicy
+from opensearch_mm.retry import RetryPolicy, is_fatal_for_call
 
 KEY = "OS-request-test-key-0123456789"
 ORIGIN = "https://h.example:443"
@@ -371,3 +372,56 @@ async def test_a_call_cancelled_mid_request_still_observes_it() -> None:
     assert [name for name, _ in limiter.observed] == ["CancelledError"]
     await client.aclose()
     await http.aclose()
+
+
+class Counting(Recorder):
+    """A limiter that tells how many requests it has heard let through (``heard``)."""
+
+    def __init__(self, heard: int | None) -> None:
+        super().__init__()
+        self.heard = heard
+
+    def accepted_count(self) -> int | None:
+        return self.heard
+
+
+def _give_up(limiter: Recorder, answer: tuple[int, str], max_retries: int = 2) -> GiveUp:
+    request = make(limiter, max_retries=max_retries)
+    for _ in range(max_retries + 1):
+        drain(request)
+        step = request.answered(*status(*answer))
+    assert isinstance(step, GiveUp)
+    return step
+
+
+def test_a_request_refused_throughout_while_no_one_got_through_stops_its_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="opensearch_mm")
+    step = _give_up(Counting(5), (429, "Throttling.RateQuota"))
+    assert isinstance(step.error, RateLimitError) and step.error.account_shut
+    assert is_fatal_for_call(step.error)
+    assert "let no request through" in caplog.text
+
+
+class Busy(Counting):
+    def confirm(self, ticket: Ticket) -> bool:
+        self.heard = (self.heard or 0) + 1  # someone's request got through meanwhile
+        return super().confirm(ticket)
+
+
+@pytest.mark.parametrize(
+    ("limiter", "answer", "max_retries"),
+    [
+        (Busy(5), (429, "Throttling.RateQuota"), 2),  # others got through: a busy throttle
+        (Counting(None), (429, "Throttling.RateQuota"), 2),  # a limiter that cannot tell
+        (Counting(5), (429, "Throttling.RateQuota"), 1),  # one quick repeat is no shut
+        (Counting(5), (500, "InternalServerError"), 2),  # not a throttle
+    ],
+)
+def test_other_requests_that_run_out_of_retries_only_lose_their_batch(
+    limiter: Recorder, answer: tuple[int, str], max_retries: int
+) -> None:
+    step = _give_up(limiter, answer, max_retries)
+    assert not getattr(step.error, "account_shut", False)
+    assert not is_fatal_for_call(step.error)
