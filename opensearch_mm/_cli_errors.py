@@ -115,6 +115,13 @@ def explain(
             "raise the quota in the console or wait for it to reset",
             transient=False,
         )
+    if isinstance(exc, RateLimitError) and exc.account_shut:
+        return Explained(
+            f"the account let no request through while one was retried ({_service_text(exc)})",
+            "its rate quota may be spent for a while (a quota per minute or hour): wait, "
+            "then run again with --resume, or check the quota in the console",
+            transient=True,
+        )
     if isinstance(exc, RateLimitError):
         return Explained(
             f"still throttled after {retries} retries ({_service_text(exc)})",

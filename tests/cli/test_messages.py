@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from opensearch_mm._cli_errors import explain
 from opensearch_mm.emulator import Emulator
+from opensearch_mm.errors import RateLimitError
 
 from .conftest import DATA, KEY, free_port, records, run_cli, service_env, write_manifest
 
@@ -224,3 +226,13 @@ def test_a_job_held_back_by_requests_in_flight_names_the_option(tmp_path: Path) 
     assert "WARNING" not in ran.err and "max_concurrency=" not in ran.err
     _plain(ran.err)
     assert len(records(tmp_path / "o.jsonl")) == len(lines)
+
+
+def test_an_account_that_let_nothing_through_says_wait_and_resume() -> None:
+    error = RateLimitError("slow down", status_code=429, code="Throttling.RateQuota")
+    busy = explain(error, endpoint="http://h:1", workspace="default", model="m", retries=6)
+    assert busy.transient and "still throttled after 6 retries" in busy.message
+    error.account_shut = True
+    shut = explain(error, endpoint="http://h:1", workspace="default", model="m", retries=6)
+    assert shut.transient and "let no request through" in shut.message
+    assert "--resume" in shut.fix
