@@ -91,6 +91,16 @@ def _hostport(base_url: str) -> str:
     return f"{url.host}:{url.port}" if url.port else url.host
 
 
+def _account_shut(exc: OpenSearchMMError) -> bool:
+    """Whether the call stopped because the account let no request through: the error
+    raised is the first failed input's, and the request that stopped the call may be
+    another's (see ``err.partial.errors``)."""
+    if getattr(exc, "account_shut", False):
+        return True
+    errors = exc.partial.errors.values() if exc.partial is not None else ()
+    return any(getattr(e, "account_shut", False) for e in errors)
+
+
 def explain(
     exc: OpenSearchMMError, *, endpoint: str, workspace: str, model: str, retries: int
 ) -> Explained:
@@ -115,7 +125,7 @@ def explain(
             "raise the quota in the console or wait for it to reset",
             transient=False,
         )
-    if isinstance(exc, RateLimitError) and exc.account_shut:
+    if isinstance(exc, RateLimitError) and _account_shut(exc):
         return Explained(
             f"the account let no request through while one was retried ({_service_text(exc)})",
             "its rate quota may be spent for a while (a quota per minute or hour): wait, "

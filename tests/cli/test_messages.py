@@ -13,6 +13,7 @@ import pytest
 from opensearch_mm._cli_errors import explain
 from opensearch_mm.emulator import Emulator
 from opensearch_mm.errors import RateLimitError
+from opensearch_mm.results import PartialResult
 
 from .conftest import DATA, KEY, free_port, records, run_cli, service_env, write_manifest
 
@@ -236,3 +237,11 @@ def test_an_account_that_let_nothing_through_says_wait_and_resume() -> None:
     shut = explain(error, endpoint="http://h:1", workspace="default", model="m", retries=6)
     assert shut.transient and "let no request through" in shut.message
     assert "--resume" in shut.fix
+    # The error raised is the first failed input's; the one that stopped the call is in
+    # err.partial.errors.
+    first = RateLimitError("slow down", status_code=429, code="Throttling.RateQuota")
+    first.partial = PartialResult(
+        embeddings=[None, None], failed_indices=[0, 1], errors={0: first, 1: error}
+    )
+    stopped = explain(first, endpoint="http://h:1", workspace="default", model="m", retries=6)
+    assert "let no request through" in stopped.message
