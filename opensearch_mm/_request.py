@@ -291,7 +291,8 @@ class Request:
             self._check_shut(error)
             return GiveUp(error)
         delay = self._retry.delay(error, self.retries, self._rng)
-        shut = self._limiter.shut_for(self._ticket)
+        # (Asked only after a throttle's answer: the limiter takes its lock to tell.)
+        shut = self._limiter.shut_for(self._ticket) if isinstance(error, RateLimitError) else 0.0
         self._move("retry")
         if not self._retry.counts(error, shut):
             # The account has let nothing through for seconds (a full window): the limiter
