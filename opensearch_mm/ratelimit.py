@@ -102,9 +102,8 @@ _STARVED_SECONDS = 1.5  # refused throughout 1.5 s since a cut at start-up: far 
 _CLOSED_INTERVALS = 2.0  # refused for longer than 2 send intervals ...
 _CLOSED_SECONDS = 0.1  # ... and 0.1 s (beyond answer-time jitter): a window was full
 _SHUT_SHARE = 0.5  # shut half the time since it last opened: let through in bursts
-_HELD_CUT = 0.25  # after a hold, a second's read below a quarter of the rate is checked ...
-_HELD_SPAN = 5.0  # ... against what was accepted over 5 s (cycles of windows of seconds; a
-# collapse under charged refusals is checked against the same 5 s)
+_HELD_SPAN = 5.0  # a read spanning a hold is checked against 5 s (cycles of windows of
+# seconds; a collapse under charged refusals is checked against the same 5 s)
 _COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting through under 0.7
 # of the last 5 s' rate is a collapse (charged refusals read half or less; a share moving
 # among clients, a few per cent a cut)
@@ -843,16 +842,18 @@ class AdaptiveRateLimiter(RateLimiter):
             # Far above the limit (the ramp overshot, or the quota was cut): while a sender
             # is refused, what the account accepts is its limit, whatever the throttle's
             # shape. If none of the measured sends was refused, it is only a floor. If the
-            # sender held its sends in the measured span, that span is no measure (a window
-            # of seconds lets the sender through in bursts, and one second of it can hold
-            # almost nothing): a read below a quarter of the refused rate is checked against
-            # what was accepted over several seconds.
+            # sender held its sends in the measured span, that span is no measure: its idle
+            # part reads as capacity refused (a window of seconds lets the sender through in
+            # bursts, and one second of it can hold almost nothing; a client sharing the
+            # account with others, refused now and then by their probes, read its own hold
+            # as half its share gone, and again at the next: a ratchet down to a tenth of
+            # the others' rate). It is checked against what was accepted over several seconds.
             # So is a second that holds a throttle's shut: refused within a second of the
             # first send let through after a long shut, the ramp's cut the only one, a
             # window of seconds the ramp filled frees its slots only as the ramp's sends
             # leave it (densest last). (Read from the shut, 60 per 2 s was paced at 11-17/s
             # for seconds.)
-            sender_held = refused and 0 < good < _HELD_CUT * sent_at and self._held_at > end - span
+            sender_held = refused and good > 0 and self._held_at > end - span
             just_reopened = self.cuts == 1 and self._shut_open > end - span
             if sender_held or just_reopened:
                 good = max(good, self._accepted_over(end, _HELD_SPAN, span))
