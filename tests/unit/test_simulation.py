@@ -390,3 +390,13 @@ def test_clients_that_do_not_coordinate_do_not_ratchet_one_down() -> None:
         equal = sum(c.ok for c in r.clients) / len(r.clients)
         assert min(c.ok for c in r.clients) >= 0.5 * equal, seed
         assert r.ratio >= 0.95, seed
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_a_probe_refused_at_a_low_rate_is_not_read_below_its_ceiling(seed: int) -> None:
+    """Below ten sends a second a rate read spans several seconds, back into the climb to
+    the ceiling: a probe's 429 read from it put the limit below a ceiling that had held a
+    whole climb, and a 10-s window at 10/s was held at 0.79-0.83 of it with these seeds."""
+    r = simulate(Scenario("sliding", qps=10, window=10.0, seconds=60, send_lag=0.003, seed=seed))
+    assert r.ratio >= 0.93
+    assert r.throttled_share <= STEADY_SHARE
