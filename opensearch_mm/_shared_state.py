@@ -58,6 +58,7 @@ _SHARED_FIELDS = (
     "_held_at",
     "_hinted",
     "_held_ceiling",
+    "_unsure",
     "_return_requests",
     "_started",
     "_limit_set",

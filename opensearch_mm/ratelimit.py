@@ -94,6 +94,11 @@ _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket
 _RAMP_SECONDS = 1.5  # the ramp sends about 100 in its first 1.5 s: a 1-s window of up to
 # 100 refuses it by then (a later first 429 is a longer window's, or a limit the old read
 # of half the refused rate already meets within the ramp's overshoot)
+_UNSURE_READ = 2.0  # a ramp's first second read as <= 2 let through: a 1-s window that
+# small, or a throttle spacing sends (a bucket of one, nginx's limit_req without burst) at up
+# to ten times that (the second send was refused 0.1 s in): the climb back and the probes
+# after it go by time alone until the next cut (at 1/s, by answers, a minute; a window of 3
+# and more fills later than 0.1 s in, and is read as before)
 _RAMP_ANSWERS = 5.0  # a ramp refused within 5 answer times of its first send, others in
 # flight, may be refused for the number in flight (a window refuses once its count is
 # reached: at 10/s and more, a third of a second in, 8 answer times of a 40-ms request)
@@ -343,6 +348,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._held_ceiling = 0.0  # the ceiling before a probe raised it a little
+        self._unsure = False  # the ramp's read was too small to tell a rate (_UNSURE_READ)
         self._started = -1.0  # the first send's time (-1: none yet)
         self._shut = ShutWatch()  # how long this process has heard only refusals
         # Per process: how long answers and 429s take, what is in flight.
@@ -617,7 +623,7 @@ class AdaptiveRateLimiter(RateLimiter):
         if self.slow_start:
             return
         spent = self._busy - self._cut_busy
-        done = self._ok_since_cut
+        done = math.inf if self._unsure else self._ok_since_cut
         x = min(spent / _RETURN_SECONDS, done / self._return_requests)
         ceiling = self._ceiling
         if x < 1.0:
@@ -797,7 +803,7 @@ class AdaptiveRateLimiter(RateLimiter):
         held = 0.0  # the ceiling that held a whole return, below a probe's raised one
         returned = (
             self._busy - self._cut_busy >= _RETURN_SECONDS
-            and self._ok_since_cut >= self._return_requests
+            and (self._unsure or self._ok_since_cut >= self._return_requests)
         )
         ramp_read = ramp_hold = 0.0
         if (
@@ -819,6 +825,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 # the meantime), and counts arrivals, a send interval after the slots.
                 rate = _BETA * min(self._max, max(self._min, ramp_read or sent_at))
                 ramp_hold = self._started + _GOODPUT_SECONDS + 1.0 / rate
+                self._unsure = ramp_read * _GOODPUT_SECONDS <= _UNSURE_READ
         if not self.slow_start and good >= _TRUST_RATE * sent_at:
             # Refused just above what it accepts: the limit is about here. When the last
             # second held ten sends or more, what it let through is the limit itself (a
@@ -895,6 +902,8 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._echo.ramp_refused(sent)
             else:
                 self._echo.forget()
+        if not ramp_hold:
+            self._unsure = False
         self.slow_start = False
         self._held_ceiling = held
         self._ceiling = min(self._max, max(self._min, ceiling))
