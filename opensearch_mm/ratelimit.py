@@ -801,9 +801,8 @@ class AdaptiveRateLimiter(RateLimiter):
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
         held = 0.0  # the ceiling that held a whole return, below a probe's raised one
-        returned = (
-            self._busy - self._cut_busy >= _RETURN_SECONDS
-            and (self._unsure or self._ok_since_cut >= self._return_requests)
+        returned = self._busy - self._cut_busy >= _RETURN_SECONDS and (
+            self._unsure or self._ok_since_cut >= self._return_requests
         )
         ramp_read = ramp_hold = 0.0
         if (
