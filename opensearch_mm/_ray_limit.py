@@ -39,7 +39,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from . import errors
 from ._in_flight import InFlightCap
 from ._shut_watch import ShutWatch
-from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError
+from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError, is_throttling
 from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, make_rate_limiter
 
 __all__ = [
@@ -905,11 +905,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
                 now = self._clock()
                 if error is None:
                     self._shut.accepted(now)
-                elif (
-                    isinstance(error, RateLimitError)
-                    and not isinstance(error, QuotaExceededError)
-                    and sent_at is not None
-                ):
+                elif is_throttling(error) and sent_at is not None:
                     self._shut.refused(sent_at)
                     if len(self._refused_sent) >= _REFUSED_KEPT:
                         del self._refused_sent[next(iter(self._refused_sent))]

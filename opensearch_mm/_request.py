@@ -39,8 +39,8 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     OpenSearchMMError,
-    QuotaExceededError,
     RateLimitError,
+    is_throttling,
 )
 from .protocol import BatchResponse, parse_response
 from .ratelimit import RateLimiter, Ticket
@@ -270,8 +270,7 @@ class Request:
         """Mark a throttle's 429 that ends a request the account let no one through the
         whole time it was retried: its call then starts no new request."""
         if (
-            isinstance(error, RateLimitError)
-            and not isinstance(error, QuotaExceededError)
+            is_throttling(error)
             and self.retries >= _SHUT_RETRIES
             and self._heard_at_start is not None
             and self._limiter.accepted_count() == self._heard_at_start

@@ -32,7 +32,7 @@ connection errors: catch :class:`OpenSearchMMError` for "any failure of a call".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 if TYPE_CHECKING:
     from .results import PartialResult
@@ -156,6 +156,12 @@ class RateLimitError(APIStatusError):
     """
 
     account_shut: bool = False
+
+
+def is_throttling(exc: BaseException) -> TypeGuard[RateLimitError]:
+    """Whether ``exc`` is a throttle's 429 asking to slow down (``Throttling``), not a
+    used-up quota (:class:`QuotaExceededError`)."""
+    return isinstance(exc, RateLimitError) and not isinstance(exc, QuotaExceededError)
 
 
 class QuotaExceededError(RateLimitError):

@@ -31,7 +31,7 @@ from ._shared_state import (
     _open_shared,
 )
 from ._shut_watch import ShutWatch
-from .errors import APIStatusError, QuotaExceededError, RateLimitError
+from .errors import APIStatusError, QuotaExceededError, RateLimitError, is_throttling
 
 __all__ = [
     "DEFAULT_QPS",
@@ -193,7 +193,7 @@ class RateLimiter(ABC):
         """Feed back one answer: ``None`` for success, else the error it raised."""
         if error is None:
             self.on_success(ticket)
-        elif isinstance(error, RateLimitError) and not isinstance(error, QuotaExceededError):
+        elif is_throttling(error):
             self.on_throttle(ticket)
 
 
@@ -952,9 +952,7 @@ def _sent_time(ticket: Ticket | None, now: float) -> float:
 def _refused(error: BaseException) -> bool:
     """A refusal to slow down for: a 429 ``Throttling`` (not a used-up quota), or a 503
     (the service says it is overloaded: an answer, but not an accepted request)."""
-    if isinstance(error, RateLimitError):
-        return not isinstance(error, QuotaExceededError)
-    return isinstance(error, APIStatusError) and error.status_code == 503
+    return is_throttling(error) or (isinstance(error, APIStatusError) and error.status_code == 503)
 
 
 def describe_qps(limiter: RateLimiter) -> float | Literal["adaptive"] | None:

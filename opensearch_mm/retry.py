@@ -18,6 +18,7 @@ from .errors import (
     ConfigurationError,
     QuotaExceededError,
     RateLimitError,
+    is_throttling,
 )
 
 __all__ = [
@@ -151,8 +152,7 @@ class RetryPolicy:
                 request was sent (0 when something got through meanwhile: see
                 :meth:`~opensearch_mm.ratelimit.RateLimiter.shut_for`).
         """
-        throttled = isinstance(exc, RateLimitError) and not isinstance(exc, QuotaExceededError)
-        return not (throttled and SHUT_MIN < shut_for <= self.max_shut_wait)
+        return not (is_throttling(exc) and SHUT_MIN < shut_for <= self.max_shut_wait)
 
     def should_retry(self, exc: BaseException, retries_done: int) -> bool:
         """Whether to retry after ``retries_done`` retries, the last ending in ``exc``."""
