@@ -728,28 +728,11 @@ class AdaptiveRateLimiter(RateLimiter):
         retry_after: float | None,
         unit: float | None = None,
     ) -> None:
+        """A refusal of a request sent with ``n`` in flight: read the ceiling it says and
+        cut to it, unless it says nothing new (then at most a hold of every send)."""
         self._hold_for_hint(now, retry_after, unit)
-        unanswered = None
-        if n and not self._others and not self._window.active:
-            # (Other processes' requests in flight are not known here: with any, none are
-            # passed.)
-            sure = now - _LAG_REFUSALS * self._refusal_time
-            unanswered = [m for at, m in self._in_flight.values() if at < sure]
-        limit = self._window.limit
-        explained = bool(n) and self._window.throttled(n, unanswered)
-        if self._window.limit != limit:
-            self._limit_set = now  # (answers to requests sent before it are not fresh)
-        if explained:
-            return  # explained by the number in flight: not a rate signal
-        if ticket is not None and ticket.epoch != self._epoch:
-            return  # sent before the last cut: that burst was already counted
-        if ticket is not None and ticket.rate > self._ceiling:
-            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / ticket.rate)
-            if ticket.sent < self._lowered_at + horizon:
-                # Booked ahead at a rate that a reopening has since read as too high: its
-                # refusal is what lowered the ceiling says already, no new signal (read as
-                # one, it would cut from a second that holds nothing yet).
-                return
+        if not self._is_rate_signal(now, n, ticket):
+            return
         sent = _sent_time(ticket, now)
         starved = (
             not self._settled
@@ -760,37 +743,17 @@ class AdaptiveRateLimiter(RateLimiter):
             # Nothing sent since the cut has passed yet: the throttle that refused the
             # last burst (a window still full, however long; a bucket still empty or in
             # debt) is still refusing. Cutting again would count the same burst twice;
-            # sending on would feed it. Hold every send for a pause that grows with each
-            # such refusal, starting at one send interval (a bucket refills a token in
-            # it), so the next send tests whether it has recovered.
-            if not self._settled:
-                # (Not before the account has once accepted ten in a row: until then the
-                # refusals are the start-up ramp's, and holding would stall finding the
-                # first rate; at 1 QPS, for minutes. But a start-up refused throughout
-                # since the cut, past the time any 1-s throttle takes to let one through,
-                # is far above: it is cut again, below, rather than sending on at a rate a
-                # throttle that counts refusals never lets through.)
-                return
-            if ticket is not None and ticket.sent:
-                self._shut_sent = max(self._shut_sent, ticket.sent)
-            self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
-            # (Slots booked before it go after it, the queue no later than a booking
-            # horizon: in a shared state it is every process's, seconds long, and would
-            # idle them all that long. A longer hold already set stands.)
-            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
-            queue = min(self._next, now + horizon)
-            self._next = max(self._hinted, self._held_at, now + self._pause, queue)
-            self._held_at = self._next
-            self._epoch += 1  # slots booked before the pause book again after it
+            # sending on would feed it: every send is held instead.
+            if self._settled:
+                self._hold_sends(now, ticket)
+            # (Not before the account has once accepted ten in a row: until then the
+            # refusals are the start-up ramp's, and holding would stall finding the first
+            # rate; at 1 QPS, for minutes. But a start-up refused throughout since the cut,
+            # past the time any 1-s throttle takes to let one through, is far above: it is
+            # cut again, below, rather than sending on at a rate a throttle that counts
+            # refusals never lets through.)
             return
         sent_at = ticket.rate if ticket is not None and ticket.rate > 0 else self._rate
-        good, refused = self._measure(now)
-        span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
-        end = now - _LAG_REFUSALS * self._refusal_time
-        if self._long_shut > span:
-            # A window as long as the longest shut can let nothing through for a second
-            # and more: what it let through over that long is what it accepts.
-            good = max(good, self._accepted_over(end, self._long_shut, span))
         # (A far-above cut, not the start-up ramp's first, whose read did not stop the
         # refusals: this one comes before its fast return is done.)
         cut_short = (
@@ -800,89 +763,12 @@ class AdaptiveRateLimiter(RateLimiter):
         )
         self._return_requests = _RETURN_REQUESTS
         previous = self._ceiling
-        held = 0.0  # the ceiling that held a whole return, below a probe's raised one
         returned = self._busy - self._cut_busy >= _RETURN_SECONDS and (
             self._unsure or self._ok_since_cut >= self._return_requests
         )
-        ramp_read = ramp_hold = 0.0
-        if (
-            self.slow_start
-            and self.read_counts  # (a coordinator's slots are leases, not sends)
-            and sent - self._started < _RAMP_SECONDS
-            and not self._in_flight_ramp(n, sent)
-        ):
-            # The ramp's first 429: everything it sent before was let through, and the
-            # throttle now refuses. What it let through of the sends in the second before
-            # the refused one is its limit: a window's count, a bucket's burst and refill
-            # (a second's worth even when the ramp ran for less: a window of a second
-            # counts them all whenever they came; read over less, 10 sent in half a
-            # second are 20/s). The share refused is no guide here: none of them was.
-            ramp_read = self._accepted_before(sent, _GOODPUT_SECONDS)
-            if sent - self._started < _GOODPUT_SECONDS:
-                # Refused within a second of the first send: a window of a second holds
-                # every send since until that one is a second old (a bucket refills in
-                # the meantime), and counts arrivals, a send interval after the slots.
-                rate = _BETA * min(self._max, max(self._min, ramp_read or sent_at))
-                ramp_hold = self._started + _GOODPUT_SECONDS + 1.0 / rate
-                self._unsure = ramp_read * _GOODPUT_SECONDS <= _UNSURE_READ
-        if not self.slow_start and good >= _TRUST_RATE * sent_at:
-            # Refused just above what it accepts: the limit is about here. When the last
-            # second held ten sends or more, what it let through is the limit itself (a
-            # window's count, a bucket's refill and burst); at lower rates the measure
-            # spans several seconds of the cycle, below the limit, and the sent rate is read.
-            ceiling = sent_at
-            if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
-                ceiling = min(sent_at, good)
-            if self._long_shut > span:
-                # Under a window of seconds, a second's count is a burst's: what it let
-                # through over a whole window is its rate (not below the trusted share).
-                whole = self._accepted_over(end, _WINDOW_SHUTS * self._long_shut, span)
-                ceiling = min(ceiling, max(_TRUST_RATE * sent_at, whole))
-        elif previous and previous < sent_at and good <= _PROBE_GAIN * previous:
-            # A probe went well past the ceiling before the 429 came (a window refuses only
-            # once it is full): the limit is between the two. A fixed window straddled by
-            # the last second can let through more than its limit in it, so meet halfway.
-            if _GOODPUT_REQUESTS / self._rate > _GOODPUT_SECONDS:
-                # (Below ten sends a second the read spans several seconds of the cycle,
-                # back into the return: read below the ceiling that held it, it is the
-                # span's, not the limit's. A 10-s window at 10/s was cut to 0.7-0.8 of it.)
-                good = max(good, previous)
-            ceiling = (previous + min(good, sent_at)) / 2.0
-        else:
-            self._return_requests = _FAST_RETURN_REQUESTS
-            # Far above the limit (the ramp overshot, or the quota was cut): while a sender
-            # is refused, what the account accepts is its limit, whatever the throttle's
-            # shape. If none of the measured sends was refused, it is only a floor. If the
-            # sender held its sends in the measured span, that span is no measure: its idle
-            # part reads as capacity refused (a window of seconds lets the sender through in
-            # bursts, and one second of it can hold almost nothing; a client sharing the
-            # account with others, refused now and then by their probes, read its own hold
-            # as half its share gone, and again at the next: a ratchet down to a tenth of
-            # the others' rate). It is checked against what was accepted over several seconds.
-            # So is a second that holds a throttle's shut: refused within a second of the
-            # first send let through after a long shut, the ramp's cut the only one, a
-            # window of seconds the ramp filled frees its slots only as the ramp's sends
-            # leave it (densest last). (Read from the shut, 60 per 2 s was paced at 11-17/s
-            # for seconds.)
-            sender_held = refused and good > 0 and self._held_at > end - span
-            just_reopened = self.cuts == 1 and self._shut_open > end - span
-            if sender_held or just_reopened:
-                good = max(good, self._accepted_over(end, _HELD_SPAN, span))
-            if ramp_read > 0:
-                ceiling = min(ramp_read, _TRUST_RATE * sent_at)
-            elif refused and good > 0:
-                ceiling = min(good, _TRUST_RATE * sent_at)
-            else:
-                ceiling = max(good, _MAX_CUT * sent_at)
-            if cut_short:
-                # A throttle that charges refusals (a bucket taking a token for each, a log
-                # recording each) lets through less the longer a sender overshoots it, down
-                # to nothing: a second's read far below what the last 5 s let through, when
-                # the last far-above read did not stop the refusals, is of the collapse, not
-                # the limit (read so, half the limit was held for ten seconds and more).
-                seconds = self._accepted_over(end, _HELD_SPAN, span)
-                if good < _COLLAPSE_SHARE * seconds:
-                    ceiling = max(ceiling, min(_TRUST_RATE * sent_at, seconds))
+        ramp_read, ramp_hold = self._read_ramp(n, sent, sent_at)
+        ceiling = self._read_ceiling(now, sent_at, ramp_read, cut_short)
+        held = 0.0  # the ceiling that held a whole return, below a probe's raised one
         if self._held_ceiling and not returned and ceiling > self._held_ceiling:
             # Refused before the return to a ceiling a probe raised was done: that ceiling
             # was read high (a bucket's burst, a window straddled by the second read), and
@@ -903,6 +789,153 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._echo.forget()
         if not ramp_hold:
             self._unsure = False
+        self._cut(now, sent, ceiling, held, ramp_hold)
+
+    def _is_rate_signal(self, now: float, n: int, ticket: Ticket | None) -> bool:
+        """Whether a refusal says anything of the rate: not when the number in flight
+        explains it, nor when it belongs to a burst already read. (The cap on requests in
+        flight hears of every refusal here, and may learn or drop a cap from it.)"""
+        unanswered = None
+        if n and not self._others and not self._window.active:
+            # (Other processes' requests in flight are not known here: with any, none are
+            # passed.)
+            sure = now - _LAG_REFUSALS * self._refusal_time
+            unanswered = [m for at, m in self._in_flight.values() if at < sure]
+        limit = self._window.limit
+        explained = bool(n) and self._window.throttled(n, unanswered)
+        if self._window.limit != limit:
+            self._limit_set = now  # (answers to requests sent before it are not fresh)
+        if explained:
+            return False  # explained by the number in flight: not a rate signal
+        if ticket is not None and ticket.epoch != self._epoch:
+            return False  # sent before the last cut: that burst was already counted
+        if ticket is not None and ticket.rate > self._ceiling:
+            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / ticket.rate)
+            if ticket.sent < self._lowered_at + horizon:
+                # Booked ahead at a rate that a reopening has since read as too high: its
+                # refusal is what lowered the ceiling says already, no new signal (read as
+                # one, it would cut from a second that holds nothing yet).
+                return False
+        return True
+
+    def _hold_sends(self, now: float, ticket: Ticket | None) -> None:
+        """Hold every send for a pause that grows with each refusal since the cut (none
+        accepted), starting at one send interval (a bucket refills a token in it), so the
+        next send tests whether the throttle has recovered."""
+        if ticket is not None and ticket.sent:
+            self._shut_sent = max(self._shut_sent, ticket.sent)
+        self._pause = min(_MAX_PAUSE, max(1.0 / self._rate, self._pause * _PAUSE_GROWTH))
+        # (Slots booked before it go after it, the queue no later than a booking horizon:
+        # in a shared state it is every process's, seconds long, and would idle them all
+        # that long. A longer hold already set stands.)
+        horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+        queue = min(self._next, now + horizon)
+        self._next = max(self._hinted, self._held_at, now + self._pause, queue)
+        self._held_at = self._next
+        self._epoch += 1  # slots booked before the pause book again after it
+
+    def _read_ramp(self, n: int, sent: float, sent_at: float) -> tuple[float, float]:
+        """The start-up ramp's first refusal (of a send at ``sent``, at rate ``sent_at``):
+        (what it let through, per second; until when every send is held), or (0, 0) when
+        this refusal is not the ramp's, or may be a cap on requests in flight."""
+        if not (
+            self.slow_start
+            and self.read_counts  # (a coordinator's slots are leases, not sends)
+            and sent - self._started < _RAMP_SECONDS
+            and not self._in_flight_ramp(n, sent)
+        ):
+            return 0.0, 0.0
+        # Everything the ramp sent before was let through, and the throttle now refuses.
+        # What it let through of the sends in the second before the refused one is its
+        # limit: a window's count, a bucket's burst and refill (a second's worth even when
+        # the ramp ran for less: a window of a second counts them all whenever they came;
+        # read over less, 10 sent in half a second are 20/s). The share refused is no
+        # guide here: none of them was.
+        ramp_read = self._accepted_before(sent, _GOODPUT_SECONDS)
+        if sent - self._started >= _GOODPUT_SECONDS:
+            return ramp_read, 0.0
+        # Refused within a second of the first send: a window of a second holds every send
+        # since until that one is a second old (a bucket refills in the meantime), and
+        # counts arrivals, a send interval after the slots.
+        rate = _BETA * min(self._max, max(self._min, ramp_read or sent_at))
+        self._unsure = ramp_read * _GOODPUT_SECONDS <= _UNSURE_READ
+        return ramp_read, self._started + _GOODPUT_SECONDS + 1.0 / rate
+
+    def _read_ceiling(self, now: float, sent_at: float, ramp_read: float, cut_short: bool) -> float:
+        """The ceiling a refusal of a send at rate ``sent_at`` says, from what the account
+        accepted lately (``ramp_read``: the ramp's read, if this is its first refusal)."""
+        previous = self._ceiling
+        good, refused = self._measure(now)
+        span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
+        end = now - _LAG_REFUSALS * self._refusal_time
+        if self._long_shut > span:
+            # A window as long as the longest shut can let nothing through for a second
+            # and more: what it let through over that long is what it accepts.
+            good = max(good, self._accepted_over(end, self._long_shut, span))
+        if not self.slow_start and good >= _TRUST_RATE * sent_at:
+            # Refused just above what it accepts: the limit is about here. When the last
+            # second held ten sends or more, what it let through is the limit itself (a
+            # window's count, a bucket's refill and burst); at lower rates the measure
+            # spans several seconds of the cycle, below the limit, and the sent rate is read.
+            ceiling = sent_at
+            if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
+                ceiling = min(sent_at, good)
+            if self._long_shut > span:
+                # Under a window of seconds, a second's count is a burst's: what it let
+                # through over a whole window is its rate (not below the trusted share).
+                whole = self._accepted_over(end, _WINDOW_SHUTS * self._long_shut, span)
+                ceiling = min(ceiling, max(_TRUST_RATE * sent_at, whole))
+            return ceiling
+        if previous and previous < sent_at and good <= _PROBE_GAIN * previous:
+            # A probe went well past the ceiling before the 429 came (a window refuses only
+            # once it is full): the limit is between the two. A fixed window straddled by
+            # the last second can let through more than its limit in it, so meet halfway.
+            if _GOODPUT_REQUESTS / self._rate > _GOODPUT_SECONDS:
+                # (Below ten sends a second the read spans several seconds of the cycle,
+                # back into the return: read below the ceiling that held it, it is the
+                # span's, not the limit's. A 10-s window at 10/s was cut to 0.7-0.8 of it.)
+                good = max(good, previous)
+            return (previous + min(good, sent_at)) / 2.0
+        self._return_requests = _FAST_RETURN_REQUESTS
+        # Far above the limit (the ramp overshot, or the quota was cut): while a sender
+        # is refused, what the account accepts is its limit, whatever the throttle's
+        # shape. If none of the measured sends was refused, it is only a floor. If the
+        # sender held its sends in the measured span, that span is no measure: its idle
+        # part reads as capacity refused (a window of seconds lets the sender through in
+        # bursts, and one second of it can hold almost nothing; a client sharing the
+        # account with others, refused now and then by their probes, read its own hold
+        # as half its share gone, and again at the next: a ratchet down to a tenth of
+        # the others' rate). It is checked against what was accepted over several seconds.
+        # So is a second that holds a throttle's shut: refused within a second of the
+        # first send let through after a long shut, the ramp's cut the only one, a
+        # window of seconds the ramp filled frees its slots only as the ramp's sends
+        # leave it (densest last). (Read from the shut, 60 per 2 s was paced at 11-17/s
+        # for seconds.)
+        sender_held = refused and good > 0 and self._held_at > end - span
+        just_reopened = self.cuts == 1 and self._shut_open > end - span
+        if sender_held or just_reopened:
+            good = max(good, self._accepted_over(end, _HELD_SPAN, span))
+        if ramp_read > 0:
+            ceiling = min(ramp_read, _TRUST_RATE * sent_at)
+        elif refused and good > 0:
+            ceiling = min(good, _TRUST_RATE * sent_at)
+        else:
+            ceiling = max(good, _MAX_CUT * sent_at)
+        if cut_short:
+            # A throttle that charges refusals (a bucket taking a token for each, a log
+            # recording each) lets through less the longer a sender overshoots it, down
+            # to nothing: a second's read far below what the last 5 s let through, when
+            # the last far-above read did not stop the refusals, is of the collapse, not
+            # the limit (read so, half the limit was held for ten seconds and more).
+            seconds = self._accepted_over(end, _HELD_SPAN, span)
+            if good < _COLLAPSE_SHARE * seconds:
+                ceiling = max(ceiling, min(_TRUST_RATE * sent_at, seconds))
+        return ceiling
+
+    def _cut(self, now: float, sent: float, ceiling: float, held: float, hold: float) -> None:
+        """Remember ``ceiling`` (``held``: the one a probe raised it from) and cut the rate
+        to ``0.95 x`` it, the refused send's (at ``sent``) epoch closed; with ``hold``, no
+        send before then."""
         self.slow_start = False
         self._held_ceiling = held
         self._ceiling = min(self._max, max(self._min, ceiling))
@@ -915,9 +948,9 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_busy = self._busy
         self._ok_since_cut = 0
         # (Slots booked before the cut are booked again: a hint's hold stands, not them.)
-        self._next = max(self._hinted, now + 1.0 / self._rate, ramp_hold)
-        if ramp_hold:
-            self._held_at = ramp_hold
+        self._next = max(self._hinted, now + 1.0 / self._rate, hold)
+        if hold:
+            self._held_at = hold
 
     def _hold_for_hint(self, now: float, retry_after: float | None, unit: float | None) -> None:
         """Hold every send until a retry hint's time (one unit less: see below)."""
