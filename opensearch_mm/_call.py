@@ -13,14 +13,18 @@ at the first batch that fails for good. Both end once: after :meth:`CallState.fi
 from __future__ import annotations
 
 import enum
+import logging
 from collections import Counter
 
+from ._request import describe
 from .batching import Batch
-from .errors import APIResponseError, OpenSearchMMError
+from .errors import APIResponseError, OpenSearchMMError, RateLimitError
 from .inputs import WireItem
 from .protocol import BatchResponse
 from .results import EmbeddingResult, PartialResult, Usage
 from .retry import is_fatal_for_call
+
+logger = logging.getLogger("opensearch_mm")
 
 __all__ = [
     "NOT_SENT",
@@ -107,8 +111,16 @@ class CallControl:
 
     def note(self, error: BaseException) -> None:
         """A request of this call failed for good; stop the call if it is fatal."""
-        if is_fatal_for_call(error):
-            self.stopped = True
+        if not is_fatal_for_call(error):
+            return
+        if not self.stopped and isinstance(error, RateLimitError) and error.account_shut:
+            # (Every request in flight then ends in the same refusal: said once a call.)
+            logger.warning(
+                "The account let no request through while a request was retried (%s): "
+                "no new request of this call is started",
+                describe(error),
+            )
+        self.stopped = True
 
     def stop(self) -> None:
         """Send nothing more (the consumer went away, or the call failed)."""

@@ -275,13 +275,7 @@ class Request:
             and self._heard_at_start is not None
             and self._limiter.accepted_count() == self._heard_at_start
         ):
-            error.account_shut = True
-            logger.warning(
-                "The account let no request through while one was retried %d times "
-                "(%s): no new request of this call is started",
-                self.retries + self.waits,
-                describe(error),
-            )
+            error.account_shut = True  # (the call says so once: CallControl.note)
 
     def _failed(self, error: OpenSearchMMError) -> Step:
         self._observe(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -276,3 +277,27 @@ def test_an_account_that_stops_letting_anything_through_stops_the_call(
     assert partial is not None
     assert partial.failed_indices == list(range(32, 200))
     assert partial.embeddings[:32] == clean[:32]
+
+
+def test_a_call_stopped_by_a_shut_account_says_so_once(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every request in flight when the account shuts ends in the same refusal; the call
+    # stops once, and says so once, not once for each of them.
+    caplog.set_level(logging.WARNING, logger="opensearch_mm")
+    transport = FaultAt(emu, {2: ("throttle", 10_000)})
+    client = make_client(
+        emu.url,
+        # (A floor of 5/s: refused throughout, the rate falls to the default 0.2/s and
+        # the dozen repeats would take a minute; how it paces is not what is tested.)
+        rate_limiter=AdaptiveRateLimiter(min_qps=5.0),
+        retry_policy=replace(THREE_TRIES, max_shut_wait=0.0),
+        max_concurrency=4,
+        http_client=httpx.Client(transport=transport),
+    )
+    with client, pytest.raises(RateLimitError) as ei:
+        client.embed_texts(TEXTS)
+    assert ei.value.account_shut
+    shut = [r for r in caplog.records if "let no request through" in r.getMessage()]
+    assert len(shut) == 1, [r.getMessage() for r in shut]
+    assert emu.stats.requests > 4  # (several requests were refused throughout)

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from opensearch_mm._call import NOT_SENT, CallState, StreamState
+from opensearch_mm._call import NOT_SENT, CallControl, CallState, StreamState
 from opensearch_mm._request import Done, GiveUp, Request, Retry, map_transport_error
 from opensearch_mm.batching import Batch, pack
 from opensearch_mm.errors import (
@@ -401,7 +401,13 @@ def test_a_request_refused_throughout_while_no_one_got_through_stops_its_call(
     step = _give_up(Counting(5), (429, "Throttling.RateQuota"))
     assert isinstance(step.error, RateLimitError) and step.error.account_shut
     assert is_fatal_for_call(step.error)
-    assert "let no request through" in caplog.text
+    # The call says why it stops, once, however many of its requests end so.
+    control = CallControl()
+    for _ in range(3):
+        control.note(step.error)
+    assert control.stopped
+    said = [r for r in caplog.records if "let no request through" in r.getMessage()]
+    assert len(said) == 1 and "429 Throttling.RateQuota" in said[0].getMessage()
 
 
 class Busy(Counting):
