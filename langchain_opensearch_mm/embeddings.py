@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import httpx
 from langchain_core.embeddings import Embeddings
@@ -232,6 +232,8 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _last_usage: Usage | None = PrivateAttr(default=None)
     _total_usage: Usage = PrivateAttr(default_factory=Usage)
+    _client_fields: ClassVar[tuple[str, ...]] = _CLIENT_FIELDS
+    _aliases: ClassVar[Mapping[str, str]] = {"model_name": "model"}
 
     model_config = ConfigDict(
         extra="forbid",
@@ -336,24 +338,6 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         return self
 
     # -- copies that are independent and match their fields ---------------------------
-
-    def _init_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this adapter (key and injected objects included)."""
-        values = {name: getattr(self, name) for name in type(self).model_fields}
-        if self._injected:
-            for name in _CLIENT_FIELDS:
-                values.pop(name, None)
-            values["client"] = self._client
-        return values
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A new adapter with these settings, ``update`` applied, and its own core client."""
-        values = self._init_kwargs()
-        update = dict(update or {})
-        if "model_name" in update:
-            values.pop("model", None)
-        values.update(update)
-        return type(self)(**values)
 
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle the settings (API key included) but not the connection pools.

@@ -15,7 +15,7 @@ import pickle
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from io import BytesIO
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 from llama_index.core.base.embeddings.base import Embedding
@@ -29,7 +29,6 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 from llama_index.core.schema import ImageType
-from typing_extensions import Self
 
 from opensearch_mm import (
     DEFAULT_MODEL,
@@ -208,6 +207,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
     _usage_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _last_usage: Usage | None = PrivateAttr(default=None)
     _total_usage: Usage = PrivateAttr(default_factory=Usage)
+    _client_fields: ClassVar[tuple[str, ...]] = _CLIENT_FIELDS
+    _aliases: ClassVar[Mapping[str, str]] = {"model": "model_name"}
 
     def __init__(
         self,
@@ -368,24 +369,10 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             super().__setattr__(key, value)
 
     def _init_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this adapter (key and injected objects included)."""
-        values = {name: getattr(self, name) for name in type(self).model_fields}
-        if self._shared_limiter is not None:
-            values["rate_limiter"] = self._shared_limiter
-        if self._injected:
-            for name in _CLIENT_FIELDS:
-                values.pop(name, None)
-            values["client"] = self._client
+        values = super()._init_kwargs()
+        if self._shared_limiter is not None and not self._injected:
+            values["rate_limiter"] = self._shared_limiter  # (held outside the fields)
         return values
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A new adapter with these settings, ``update`` applied, and its own core client."""
-        values = self._init_kwargs()
-        update = dict(update or {})
-        if "model" in update:
-            values.pop("model_name", None)
-        values.update(update)
-        return type(self)(**values)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the settings (API key included) but not the connection pools.

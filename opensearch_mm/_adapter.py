@@ -4,7 +4,8 @@ The LangChain and LlamaIndex adapters are pydantic models that hold one
 :class:`~opensearch_mm.MultiModalEmbeddingClient`. :class:`CoreClientAdapter` gives them
 the same lifecycle, usage counts and copy/pickle rules. It declares no fields: each
 adapter declares the private attributes it reads (``_client``, ``_injected``,
-``_usage_lock``, ``_last_usage``, ``_total_usage``) and a ``model_copy`` that rebuilds it.
+``_usage_lock``, ``_last_usage``, ``_total_usage``), the fields its core client is built
+from (``_client_fields``) and the other names of its fields (``_aliases``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pickle
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .client import MultiModalEmbeddingClient
 from .results import EmbeddingResult, Usage
@@ -25,16 +26,21 @@ _A = TypeVar("_A", bound="CoreClientAdapter")
 class CoreClientAdapter:
     """Lifecycle, usage counts and copies of an adapter around one core client."""
 
+    # Set by each adapter: the fields that configure its core client (an adapter built
+    # around client= has none of its own), and each field's other name (LangChain's
+    # ``model``/``model_name``, LlamaIndex's ``model_name``/``model``).
+    _client_fields: ClassVar[tuple[str, ...]] = ()
+    _aliases: ClassVar[Mapping[str, str]] = {}
+
     if TYPE_CHECKING:
         _client: MultiModalEmbeddingClient
         _injected: bool  # built around client=: the caller's to close, not ours
         _usage_lock: threading.Lock
         _last_usage: Usage | None
         _total_usage: Usage
+        model_fields: ClassVar[dict[str, Any]]
 
-        def model_copy(
-            self: _A, *, update: Mapping[str, Any] | None = None, deep: bool = False
-        ) -> _A: ...
+        def __init__(self, **kwargs: Any) -> None: ...
 
     @property
     def client(self) -> MultiModalEmbeddingClient:
@@ -88,6 +94,25 @@ class CoreClientAdapter:
         await self.aclose()
 
     # -- copies that are independent and match their fields -----------------------------
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this adapter (key and injected objects included)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        if self._injected:
+            for name in self._client_fields:
+                values.pop(name, None)
+            values["client"] = self._client
+        return values
+
+    def model_copy(self: _A, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> _A:
+        """A new adapter with these settings, ``update`` applied, and its own core client."""
+        values = self._init_kwargs()
+        update = dict(update or {})
+        for name in update:
+            if name in self._aliases:
+                values.pop(self._aliases[name], None)
+        values.update(update)
+        return type(self)(**values)
 
     def __copy__(self: _A) -> _A:
         return self.model_copy()
