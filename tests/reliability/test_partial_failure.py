@@ -254,6 +254,25 @@ async def test_async_wrong_key_stops_soon(emu: Emulator) -> None:
     assert emu.stats.requests <= 8
 
 
+def _shut_from_the_second_request(
+    emu: Emulator, limiter: AdaptiveRateLimiter, *, max_concurrency: int
+) -> RateLimitError:
+    """Embed TEXTS through a throttle that refuses everything from the second request on
+    (three tries each, no shut waited out); the error the call stopped with."""
+    transport = FaultAt(emu, {2: ("throttle", 10_000)})
+    client = make_client(
+        emu.url,
+        rate_limiter=limiter,
+        retry_policy=replace(THREE_TRIES, max_shut_wait=0.0),
+        max_concurrency=max_concurrency,
+        http_client=httpx.Client(transport=transport),
+    )
+    with client, pytest.raises(RateLimitError) as ei:
+        client.embed_texts(TEXTS)
+    assert ei.value.account_shut
+    return ei.value
+
+
 def test_an_account_that_stops_letting_anything_through_stops_the_call(
     emu: Emulator, clean: list[list[float]]
 ) -> None:
@@ -261,19 +280,9 @@ def test_an_account_that_stops_letting_anything_through_stops_the_call(
     # retried, no one gets through meanwhile, and the call starts nothing more (before,
     # each of the five batches after it spent its retries too: 19 requests in all). (Not
     # waited out first: by default that takes max_shut_wait, 120 s.)
-    transport = FaultAt(emu, {2: ("throttle", 10_000)})
-    client = make_client(
-        emu.url,
-        rate_limiter=AdaptiveRateLimiter(),
-        retry_policy=replace(THREE_TRIES, max_shut_wait=0.0),
-        max_concurrency=1,
-        http_client=httpx.Client(transport=transport),
-    )
-    with client, pytest.raises(RateLimitError) as ei:
-        client.embed_texts(TEXTS)
-    assert ei.value.account_shut
+    error = _shut_from_the_second_request(emu, AdaptiveRateLimiter(), max_concurrency=1)
     assert emu.stats.requests == 4  # the first batch, then three tries of the second
-    partial = ei.value.partial
+    partial = error.partial
     assert partial is not None
     assert partial.failed_indices == list(range(32, 200))
     assert partial.embeddings[:32] == clean[:32]
@@ -285,19 +294,9 @@ def test_a_call_stopped_by_a_shut_account_says_so_once(
     # Every request in flight when the account shuts ends in the same refusal; the call
     # stops once, and says so once, not once for each of them.
     caplog.set_level(logging.WARNING, logger="opensearch_mm")
-    transport = FaultAt(emu, {2: ("throttle", 10_000)})
-    client = make_client(
-        emu.url,
-        # (A floor of 5/s: refused throughout, the rate falls to the default 0.2/s and
-        # the dozen repeats would take a minute; how it paces is not what is tested.)
-        rate_limiter=AdaptiveRateLimiter(min_qps=5.0),
-        retry_policy=replace(THREE_TRIES, max_shut_wait=0.0),
-        max_concurrency=4,
-        http_client=httpx.Client(transport=transport),
-    )
-    with client, pytest.raises(RateLimitError) as ei:
-        client.embed_texts(TEXTS)
-    assert ei.value.account_shut
+    # (A floor of 5/s: refused throughout, the rate falls to the default 0.2/s and the
+    # dozen repeats would take a minute; how it paces is not what is tested.)
+    _shut_from_the_second_request(emu, AdaptiveRateLimiter(min_qps=5.0), max_concurrency=4)
     shut = [r for r in caplog.records if "let no request through" in r.getMessage()]
     assert len(shut) == 1, [r.getMessage() for r in shut]
     assert emu.stats.requests > 4  # (several requests were refused throughout)
