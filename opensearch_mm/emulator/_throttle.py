@@ -348,7 +348,19 @@ class WarmUp(SlicedWindow):
         return self.rate
 
 
-class QueuedRate(Throttle):
+class _Waiting(Throttle):
+    """A throttle that may hold a request in line before serving it: it says how long
+    (:meth:`_admit_after`), and passing is being given a wait."""
+
+    def _admit(self, now: float) -> bool:
+        return self._admit_after(now) is not None
+
+    @abstractmethod
+    def _admit_after(self, now: float) -> float | None:
+        """Seconds a request arriving at ``now`` waits, or ``None`` if refused (lock held)."""
+
+
+class QueuedRate(_Waiting):
     """Requests leave a line one per ``1/rate`` seconds; one that would wait longer than
     ``max_wait`` is refused. Sending faster than the rate costs answer time, not 429s,
     until the line is ``max_wait`` long."""
@@ -360,9 +372,6 @@ class QueuedRate(Throttle):
         self.rate = float(rate)
         self.max_wait = float(max_wait)
         self._free = -math.inf  # when the line lets the next request through
-
-    def _admit(self, now: float) -> bool:
-        return self._admit_after(now) is not None
 
     def _admit_after(self, now: float) -> float | None:
         start = max(now, self._free)
@@ -399,7 +408,7 @@ class ConcurrencyCap(Throttle):
         self.in_flight = max(0, self.in_flight - 1)
 
 
-class AllOf(Throttle):
+class AllOf(_Waiting):
     """A request passes only if every part lets it through (none is charged otherwise)."""
 
     def __init__(self, *parts: Throttle) -> None:
@@ -407,9 +416,6 @@ class AllOf(Throttle):
         if not parts:
             raise ValueError("AllOf needs at least one throttle")
         self.parts = parts
-
-    def _admit(self, now: float) -> bool:
-        return self._admit_after(now) is not None
 
     def _admit_after(self, now: float) -> float | None:
         taken: list[Throttle] = []
