@@ -60,6 +60,10 @@ class Scenario:
     """Median service time in seconds."""
     sigma: float = 0.3
     """Latency jitter: lognormal sigma (0.3: a tenth of requests take 1.5x the median)."""
+    slow_share: float = 0.0
+    """A share of answers that take ``slow`` seconds more (a cold replica, a pause: the
+    tail lognormal jitter does not have; the emulator's random "slow" faults)."""
+    slow: float = 0.5
     handling: float = 0.0
     """Mean seconds of HTTP handling per answer on the service's side, after the service
     time and still holding its slot (building and writing the answer): exponential."""
@@ -134,6 +138,8 @@ class Scenario:
             text += f" sent +{self.send_lag * 1000:g}ms"
         if self.release_lag:
             text += f" freed +{self.release_lag * 1000:g}ms"
+        if self.slow_share:
+            text += f", {self.slow_share:.0%} +{self.slow * 1000:g}ms"
         if self.naive:
             text += " (naive loop)"
         return text
@@ -247,8 +253,9 @@ class _Sim:
             rates.append(qps)
         if max_in_flight is not None:
             # K requests in flight at all times, each holding its slot for the mean service
-            # and handling time.
-            rates.append(max_in_flight / (self.latency.mean + self.s.handling))
+            # and handling time (slow answers included).
+            held = self.latency.mean + self.s.slow_share * self.s.slow + self.s.handling
+            rates.append(max_in_flight / held)
         return min(rates)
 
     def at(self, t: float, worker: Worker) -> None:
@@ -366,6 +373,8 @@ class _Sim:
         queued = throttle.admit_after(self.now)
         if queued is not None:
             done = self.now + queued + self.latency.sample(self.rng)
+            if self.s.slow_share > 0 and self.rng.random() < self.s.slow_share:
+                done += self.s.slow
             if self.s.handling > 0:
                 done += self.rng.expovariate(1.0 / self.s.handling)
             # The client has the answer one network hop after the service is done, and
@@ -695,6 +704,27 @@ def held_out() -> list[Scenario]:
         ),
         Scenario(
             "fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"
+        ),
+        # A tail that lognormal jitter lacks: one answer in a hundred half a second late,
+        # holding a slot of a cap in flight all that time.
+        Scenario(
+            "fixed", qps=30, slow_share=0.01, seconds=60, label="fixed 30/s, 1 % answers +0.5 s"
+        ),
+        Scenario(
+            "sliding",
+            qps=30,
+            max_in_flight=3,
+            slow_share=0.01,
+            seconds=60,
+            label="sliding 30/s + 3 in flight, 1 % +0.5 s",
+        ),
+        Scenario(
+            "bucket",
+            qps=30,
+            max_in_flight=3,
+            slow_share=0.01,
+            seconds=60,
+            label="bucket 30/s + 3 in flight, 1 % +0.5 s",
         ),
         Scenario(
             "fixed",

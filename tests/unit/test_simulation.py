@@ -376,6 +376,21 @@ def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> 
     assert ours.throttled_share <= 0.05
 
 
+def test_slow_answers_hold_their_slot_and_count_in_a_caps_ceiling() -> None:
+    # Half the answers 100 ms late on top of 50 ms: each holds its slot 100 ms on average,
+    # so 2 in flight carry 20/s, the ceiling the run is measured against (at 40/s, what the
+    # median alone would give, the same run read about half).
+    slow = Scenario(
+        "concurrency", max_in_flight=2, latency=0.05, sigma=0.0, slow_share=0.5, slow=0.1
+    )
+    r = simulate(replace(slow, seconds=30))
+    assert r.ceiling == pytest.approx(20.0)
+    assert 0.9 <= r.ratio <= 1.02
+    assert r.throttled_share <= STEADY_SHARE
+    # Without them, the same scenario's answers come as fast as the median says.
+    assert simulate(replace(slow, slow_share=0.0, seconds=30)).ceiling == pytest.approx(40.0)
+
+
 @pytest.mark.parametrize("throttle", ["fixed", "sliding"])
 def test_a_window_of_a_minute_the_start_spent_loses_no_request(throttle: str) -> None:
     # The ramp spends a minute's quota in seconds and the window stays shut for the rest
