@@ -64,6 +64,7 @@ class Scenario:
     """A share of answers that take ``slow`` seconds more (a cold replica, a pause: the
     tail lognormal jitter does not have; the emulator's random "slow" faults)."""
     slow: float = 0.5
+    """Seconds a slow answer takes beyond its service time."""
     handling: float = 0.0
     """Mean seconds of HTTP handling per answer on the service's side, after the service
     time and still holding its slot (building and writing the answer): exponential."""
@@ -639,8 +640,8 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 def held_out() -> list[Scenario]:
     """Variants the limiter was not tuned on: other bucket sizes, longer windows, a bucket
     that charges refusals, queues, an overloaded front end answering 503, a rate
-    and a concurrency cap at once, heavy latency jitter, retry hints, a concurrency cap
-    that is raised, more clients."""
+    and a concurrency cap at once, heavy latency jitter, a tail of slow answers, retry
+    hints, a concurrency cap that is raised, more clients."""
     return [
         Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
         Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
