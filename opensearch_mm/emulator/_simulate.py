@@ -126,6 +126,8 @@ class Scenario:
             return self.label
         cap = f"K={self.max_in_flight}" if self.throttle == "concurrency" else f"{self.qps:g}/s"
         text = f"{self.throttle} {cap} {self.latency * 1000:g}ms"
+        if self.max_in_flight is not None and self.throttle != "concurrency":
+            text += f" + {self.max_in_flight} in flight"
         if self.clients > 1:
             text += f" x{self.clients}{' shared' if self.shared else ''}"
         if self.change_at is not None:

@@ -376,6 +376,13 @@ def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> 
     assert ours.throttled_share <= 0.05
 
 
+def test_a_scenarios_name_says_what_it_models() -> None:
+    assert Scenario("sliding", qps=20, max_in_flight=3).name == "sliding 20/s 40ms + 3 in flight"
+    assert Scenario("concurrency", max_in_flight=4, latency=0.2).name == "concurrency K=4 200ms"
+    slow = Scenario("fixed", qps=30, slow_share=0.01)
+    assert slow.name == "fixed 30/s 40ms, 1% +500ms"
+
+
 def test_slow_answers_hold_their_slot_and_count_in_a_caps_ceiling() -> None:
     # Half the answers 100 ms late on top of 50 ms: each holds its slot 100 ms on average,
     # so 2 in flight carry 20/s, the ceiling the run is measured against (at 40/s, what the
