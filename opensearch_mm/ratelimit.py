@@ -837,7 +837,9 @@ class AdaptiveRateLimiter(RateLimiter):
     def _read_ramp(self, n: int, sent: float, sent_at: float) -> tuple[float, float]:
         """The start-up ramp's first refusal (of a send at ``sent``, at rate ``sent_at``):
         (what it let through, per second; until when every send is held), or (0, 0) when
-        this refusal is not the ramp's, or may be a cap on requests in flight."""
+        this refusal is not the ramp's, or may be a cap on requests in flight. A read
+        within the first second also marks whether it was too small to tell a rate
+        (``_unsure``)."""
         if not (
             self.slow_start
             and self.read_counts  # (a coordinator's slots are leases, not sends)
