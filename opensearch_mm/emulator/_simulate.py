@@ -642,8 +642,8 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 def held_out() -> list[Scenario]:
     """Variants the limiter was not tuned on: other bucket sizes, longer windows, a bucket
     that charges refusals, queues, an overloaded front end answering 503, a rate
-    and a concurrency cap at once, heavy latency jitter, a tail of slow answers, retry
-    hints, a concurrency cap that is raised, more clients."""
+    and a concurrency cap at once, heavy latency jitter, a tail of slow answers, sends
+    reaching the throttle late, retry hints, a concurrency cap that is raised, more clients."""
     return [
         Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
         Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
@@ -728,6 +728,13 @@ def held_out() -> list[Scenario]:
             slow_share=0.01,
             seconds=60,
             label="bucket 30/s + 3 in flight, 1 % +0.5 s",
+        ),
+        # Sends that reach the throttle 8 ms after their slots on average, each differently
+        # (a client on a busy machine: threads, a loaded host), with the slow tail: a sliding
+        # window then counts one arrival too many in a second now and then below its rate.
+        *(
+            Scenario(kind, qps=cap, send_lag=0.008, slow_share=0.01, seconds=60)
+            for kind, cap in (("sliding", 10), ("sliding", 30), ("fixed", 10))
         ),
         Scenario(
             "fixed",
