@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
@@ -416,7 +416,7 @@ class MultiModalEmbeddingClient:
         progress: bool = ...,
         as_numpy: Literal[False] = ...,
         stats: StreamStats | None = ...,
-    ) -> Iterator[list[float]]: ...
+    ) -> Generator[list[float], None, None]: ...
 
     @overload
     def embed_iter(
@@ -426,7 +426,7 @@ class MultiModalEmbeddingClient:
         progress: bool = ...,
         as_numpy: Literal[True],
         stats: StreamStats | None = ...,
-    ) -> Iterator[npt.NDArray[np.float32]]: ...
+    ) -> Generator[npt.NDArray[np.float32], None, None]: ...
 
     def embed_iter(
         self,
@@ -435,7 +435,7 @@ class MultiModalEmbeddingClient:
         progress: bool = False,
         as_numpy: bool = False,
         stats: StreamStats | None = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Embed a stream of inputs lazily, yielding one vector per input in order.
 
         Memory stays bounded: at most ``max_concurrency + 1`` batches unanswered (holding
@@ -471,6 +471,26 @@ class MultiModalEmbeddingClient:
         self._learn(stream.state)
         stream.end()
 
+    @overload
+    def aembed_iter(
+        self,
+        inputs: Iterable[ContentLike] | AsyncIterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[False] = ...,
+        stats: StreamStats | None = ...,
+    ) -> AsyncGenerator[list[float], None]: ...
+
+    @overload
+    def aembed_iter(
+        self,
+        inputs: Iterable[ContentLike] | AsyncIterable[ContentLike],
+        *,
+        progress: bool = ...,
+        as_numpy: Literal[True],
+        stats: StreamStats | None = ...,
+    ) -> AsyncGenerator[npt.NDArray[np.float32], None]: ...
+
     async def aembed_iter(
         self,
         inputs: Iterable[ContentLike] | AsyncIterable[ContentLike],
@@ -478,9 +498,10 @@ class MultiModalEmbeddingClient:
         progress: bool = False,
         as_numpy: bool = False,
         stats: StreamStats | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Async :meth:`embed_iter` (same failure contract); ``inputs`` may be a sync or
-        an async iterable."""
+        an async iterable. Stopping early: ``await stream.aclose()`` (an ``async for``
+        left by ``break`` closes the stream only when it is garbage-collected)."""
         stream = self._stream(inputs, "aembed_iter", progress, as_numpy, stats)
         driver, batches = self._pools.async_driver(), apack(stream.aitems(inputs))
         try:
