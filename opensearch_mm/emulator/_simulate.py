@@ -697,37 +697,16 @@ def held_out() -> list[Scenario]:
             workers=8,
             label="warm-up to 30/s, a whole 15-s call",
         ),
-        Scenario(
-            "sliding",
-            qps=20,
-            max_in_flight=3,
-            latency=0.1,
-            seconds=60,
-            label="sliding 20/s + 3 in flight",
-        ),
+        Scenario("sliding", qps=20, max_in_flight=3, latency=0.1, seconds=60),
         Scenario(
             "fixed", qps=50, sigma=0.8, latency=0.3, seconds=60, label="fixed 50/s jitter 0.8"
         ),
         # A tail that lognormal jitter lacks: one answer in a hundred half a second late,
         # holding a slot of a cap in flight all that time.
-        Scenario(
-            "fixed", qps=30, slow_share=0.01, seconds=60, label="fixed 30/s, 1 % answers +0.5 s"
-        ),
-        Scenario(
-            "sliding",
-            qps=30,
-            max_in_flight=3,
-            slow_share=0.01,
-            seconds=60,
-            label="sliding 30/s + 3 in flight, 1 % +0.5 s",
-        ),
-        Scenario(
-            "bucket",
-            qps=30,
-            max_in_flight=3,
-            slow_share=0.01,
-            seconds=60,
-            label="bucket 30/s + 3 in flight, 1 % +0.5 s",
+        Scenario("fixed", qps=30, slow_share=0.01, seconds=60),
+        *(
+            Scenario(kind, qps=30, max_in_flight=3, slow_share=0.01, seconds=60)
+            for kind in ("sliding", "bucket")
         ),
         # Sends that reach the throttle 8 ms after their slots on average, each differently
         # (a client on a busy machine: threads, a loaded host), with the slow tail: a sliding
