@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=THROTTLE_KINDS,
         default="bucket",
         help="how the cap is enforced: token bucket (default), fixed window on the clock, "
-        "sliding window, sliced window, a queue that holds requests in line (up to --window "
+        "sliding window, sliced window, a sliding-window counter (the last window's count "
+        "weighted), a queue that holds requests in line (up to --window "
         "seconds), a sliced window that warms up from a third of --qps over --window seconds "
         "of traffic, or a cap on requests in flight (--max-in-flight)",
     )

@@ -678,6 +678,20 @@ def held_out() -> list[Scenario]:
         Scenario("sliced", qps=10, seconds=60, label="sliced 10/s (two 500 ms slices)"),
         Scenario("sliced", qps=30, seconds=60, label="sliced 30/s (two 500 ms slices)"),
         Scenario("sliced", qps=10, window=2.0, seconds=60, label="sliced 20 per 2 s"),
+        # A sliding-window counter (Cloudflare's published approximation, and many Redis-backed
+        # limiters'): the last clock-aligned window's count, weighted by what a sliding window
+        # still covers of it, plus the current one's.
+        Scenario("weighted", qps=10, seconds=60, label="weighted 10/s (two counters)"),
+        Scenario("weighted", qps=30, seconds=60, label="weighted 30/s (two counters)"),
+        Scenario("weighted", qps=10, window=2.0, seconds=60, label="weighted 20 per 2 s"),
+        Scenario(
+            "weighted",
+            qps=30,
+            seconds=15,
+            warmup=0,
+            workers=8,
+            label="weighted 30/s, a whole 15-s call",
+        ),
         # A gateway that holds requests in line and lets them through evenly (Sentinel's
         # rate limiter mode), refusing one that would wait too long; a short line refuses
         # by spacing alone.

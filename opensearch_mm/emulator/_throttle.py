@@ -10,6 +10,9 @@ any monotonic origin), so one implementation serves both.
 * :class:`SlidingWindow` -- at most ``limit`` requests in any ``window`` seconds;
 * :class:`SlicedWindow` -- a sliding window counted in clock-aligned slices (the way
   counters such as Alibaba's Sentinel keep a second: two slices of 500 ms);
+* :class:`WeightedWindow` -- a sliding-window counter: the current clock-aligned window's
+  count plus the last one's, weighted by how much of it the sliding window still covers
+  (the approximation Cloudflare describes and many Redis-backed limiters use);
 * :class:`QueuedRate` -- requests held in line and let through at an even rate, refused
   only when the wait would be too long (a gateway that shapes traffic: Sentinel's rate
   limiter mode, nginx's ``limit_req`` with a burst);
@@ -45,6 +48,7 @@ __all__ = [
     "Throttle",
     "TokenBucket",
     "WarmUp",
+    "WeightedWindow",
     "make_throttle",
 ]
 
@@ -53,6 +57,7 @@ THROTTLE_KINDS: tuple[str, ...] = (
     "fixed",
     "sliding",
     "sliced",
+    "weighted",
     "queue",
     "warmup",
     "concurrency",
@@ -272,6 +277,62 @@ class SlicedWindow(Throttle):
         return self.limit / self.window
 
 
+class WeightedWindow(Throttle):
+    """A sliding-window counter: a request arriving ``f`` of the way into the current
+    clock-aligned window is let through while ``previous x (1 - f) + current`` (the last
+    window's count weighted by how much of it a sliding window ending now still covers,
+    plus the current window's count) is below ``limit``. Two counters stand in for a log:
+    an even sender is held to ``limit`` per window, a burst at a window's end weighs on the
+    start of the next."""
+
+    def __init__(self, limit: float, window: float = 1.0, *, phase: float = 0.0) -> None:
+        super().__init__()
+        if not limit > 0 or not window > 0:
+            raise ValueError("limit and window must be > 0")
+        self.limit = max(1, round(limit))
+        self.window = float(window)
+        self.phase = float(phase)
+        self._current = -math.inf  # the index of the current window
+        self._count = 0  # let through in it
+        self._previous = 0  # let through in the window before it
+
+    def estimate(self, now: float) -> float:
+        """The weighted count a request arriving at ``now`` is judged by."""
+        with self._lock:
+            return self._estimate(now)
+
+    def _estimate(self, now: float) -> float:
+        position = (now - self.phase) / self.window
+        index = math.floor(position)
+        if index != self._current:
+            self._previous = self._count if index == self._current + 1 else 0
+            self._current, self._count = index, 0
+        return self._previous * (1.0 - (position - index)) + self._count
+
+    def _admit(self, now: float) -> bool:
+        if self._estimate(now) >= self.limit:
+            return False
+        self._count += 1
+        return True
+
+    def _retry_after(self, now: float) -> float:
+        # The weight of the last window falls linearly: the estimate is below the limit
+        # once ``previous x (1 - f) + current < limit``, or when the next window starts.
+        over = self._estimate(now) - self.limit
+        if over < 0:
+            return 0.0
+        position = (now - self.phase) / self.window
+        if self._count < self.limit:
+            return (over / self._previous) * self.window + 1e-6  # (over >= 0: previous > 0)
+        # The current window alone is full: it weighs on the next one as it ends.
+        end = (math.floor(position) + 1 - position) * self.window
+        return end + (self._count - self.limit) / self._count * self.window + 1e-6
+
+    @property
+    def ceiling(self) -> float:
+        return self.limit / self.window
+
+
 class WarmUp(SlicedWindow):
     """A sliced 1-s window whose limit warms up, the way Guava's and Sentinel's warm-up
     mode guard a cold system: an account idle for a while is let through at ``rate /
@@ -477,13 +538,15 @@ def make_throttle(
     elif qps is not None:
         if kind == "bucket":
             parts.append(TokenBucket(qps, burst, penalty=penalty, now=now))
-        elif kind in ("fixed", "sliced", "warmup"):
+        elif kind in ("fixed", "sliced", "weighted", "warmup"):
             span = 1.0 if kind == "warmup" else window
             start = random.random() * span if phase is None else phase
             if kind == "fixed":
                 parts.append(FixedWindow(qps * window, window, phase=start))
             elif kind == "sliced":
                 parts.append(SlicedWindow(qps * window, window, phase=start))
+            elif kind == "weighted":
+                parts.append(WeightedWindow(qps * window, window, phase=start))
             else:
                 parts.append(WarmUp(qps, window, phase=start))
         elif kind == "queue":

@@ -282,7 +282,14 @@ def test_a_quota_per_minute_is_not_burst_into(scenario: Scenario) -> None:
         if s.label.startswith(
             ("bucket 10/s burst", "fixed 50/s jitter", "sliding 1800/min", "fixed 300/min")
         )
-        or s.label in ("fixed 2000 per 20 s", "sliding 600/30s")
+        or s.label
+        in (
+            "fixed 2000 per 20 s",
+            "sliding 600/30s",
+            "weighted 10/s (two counters)",
+            "weighted 30/s (two counters)",
+            "weighted 20 per 2 s",
+        )
     ]
     + [Scenario("bucket", qps=3, latency=2.0, seconds=90)],
     ids=lambda s: s.name,

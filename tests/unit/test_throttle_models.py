@@ -13,6 +13,7 @@ from opensearch_mm.emulator._throttle import (
     SlidingWindow,
     TokenBucket,
     WarmUp,
+    WeightedWindow,
     make_throttle,
 )
 from opensearch_mm.protocol import parse_retry_after
@@ -76,6 +77,36 @@ def test_sliced_window_counts_the_current_and_previous_slice() -> None:
     assert admitted(window, [1.0, 1.1, 1.2]) == [True, True, False]
     # At 1.5 [0.5, 1) leaves: only [1, 1.5) counts, with its two.
     assert admitted(window, [1.5, 1.5, 1.5]) == [True, True, False]
+
+
+def test_weighted_window_weighs_the_last_window_by_what_a_sliding_one_still_covers() -> None:
+    window = WeightedWindow(4, 1.0, phase=0.0)  # windows [0, 1), [1, 2), ...
+    assert admitted(window, [0.1, 0.2, 0.3, 0.4, 0.5]) == [True, True, True, True, False]
+    # Full until the next window, where its 4 weigh in whole at first.
+    assert window.retry_after(0.5) == pytest.approx(0.5, abs=1e-5)
+    # The last window's 4 weigh 3 at 1.25 (3 + 0 passes), 2.8 at 1.3 (2.8 + 1 passes) and
+    # 2.6 at 1.35 (2.6 + 2 does not).
+    assert window.estimate(1.25) == pytest.approx(3.0)
+    assert admitted(window, [1.25, 1.3, 1.35]) == [True, True, False]
+    assert window.retry_after(1.35) == pytest.approx(0.15, abs=1e-5)  # 4 x 0.5 + 2 = 4 until 1.5
+    assert admitted(window, [1.5, 1.5 + 1e-6]) == [False, True]
+    # A window skipped entirely leaves nothing to weigh.
+    assert window.estimate(3.0) == 0.0
+    assert window.ceiling == 4.0
+
+
+def test_weighted_window_holds_an_even_sender_to_its_limit() -> None:
+    window = WeightedWindow(4, 1.0, phase=0.3)
+    at_limit = [0.31 + k / 4 for k in range(40)]
+    assert all(admitted(window, at_limit))
+    faster = WeightedWindow(4, 1.0, phase=0.3)
+    results = admitted(faster, [0.31 + k / 5 for k in range(50)])
+    assert 38 <= sum(results) <= 41  # 4 a second of 5 sent, over 10 s
+    # A burst at the end of a window weighs on the start of the next, less as it ends.
+    burst = WeightedWindow(4, 1.0, phase=0.0)
+    assert admitted(burst, [0.95, 0.96, 0.97, 0.98, 1.1, 1.15]) == [True] * 5 + [False]
+    made = make_throttle("weighted", 10.0, window=2.0, phase=0.5)
+    assert isinstance(made, WeightedWindow) and made.limit == 20 and made.phase == 0.5
 
 
 def test_a_queue_holds_requests_in_line_and_refuses_only_a_wait_too_long() -> None:
