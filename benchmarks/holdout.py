@@ -18,6 +18,8 @@ deterministic 768-number vectors for ``ops-m2-encoder``, and throttles in shapes
 * ``fixed_wall``: a fixed window aligned to wall-clock seconds;
 * ``sliding_log``: a log of the requests accepted in the last second;
 * ``sliding_2s``: a sliding log of 2 s holding twice the cap;
+* ``weighted_wall``: a sliding-window counter on wall-clock seconds (the last second's
+  count, weighted by the share of it a sliding second still covers, plus this second's);
 * ``sliding_attempts``: a sliding log that records every arrival, refused or not (a log
   written before it is counted), so a sender refused keeps it full;
 * ``leaky_queue``: a leaky-bucket queue that delays requests up to 0.3 s, then refuses;
@@ -165,6 +167,28 @@ class FixedWall(Throttle):
         return 1.0 - time.time() % 1.0
 
 
+class WeightedWall(Throttle):
+    """Accepted while ``last x (1 - elapsed) + count < cap``: ``count`` accepted in this
+    wall-clock second, ``last`` in the one before, ``elapsed`` this second's share gone."""
+
+    def __init__(self, cap: float) -> None:
+        super().__init__(cap)
+        self.second = -1
+        self.count = 0
+        self.last = 0
+
+    def admit(self, now: float) -> tuple[int, float]:
+        clock = time.time()
+        second = int(clock)
+        if second != self.second:
+            self.last = self.count if second == self.second + 1 else 0
+            self.second, self.count = second, 0
+        if self.last * (1.0 - (clock - second)) + self.count < self.cap:
+            self.count += 1
+            return OK, 0.0
+        return REFUSED_429, 0.0
+
+
 class SlidingLog(Throttle):
     """At most ``scale x cap`` accepted in any ``span`` seconds; refusals are ``kind``."""
 
@@ -265,6 +289,7 @@ VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "fixed_wall": FixedWall,
     "sliding_log": SlidingLog,
     "sliding_2s": lambda cap: SlidingLog(cap, span=2.0, scale=2.0),
+    "weighted_wall": WeightedWall,
     "sliding_attempts": lambda cap: SlidingLog(cap, attempts=True),
     "leaky_queue": LeakyQueue,
     "concurrency": Concurrency,
