@@ -67,6 +67,9 @@ _LATE_PROBE_REQUESTS = 6  # batches, as a coordinator's: its probes' 429s come b
 _SHUT_PROBE = 0.5  # ... and no faster than every half of the longest shut remembered: a
 # window of W seconds refuses an overshoot only once full, up to W later
 _PROBE_STEP = 0.01  # first probe 1 % above the ceiling: a limit that moved a little
+_UNSURE_STEP = 0.03  # ... but 3 % above a read too small to tell a rate (_UNSURE_READ): a
+# guess from a send or two, not a limit (3x it is reached in 6 doublings, not 7.7; at 10 %,
+# a fixed 1/s window read its first probe's 429 high, and held 0.01 less for minutes)
 _WINDOW_SHUTS = 2.0  # a window is read over twice the longest shut: a whole one, when a
 # burst filled it (shut for half of it or more)
 _RECENT_SECONDS = 10.0  # a reopening lowers the ceiling no further than what the last 10 s
@@ -84,6 +87,9 @@ _LAG_REFUSALS = 1.5  # a send without a 429 for 1.5x the usual 429 time was acce
 _REFUSAL_TIME = 0.05  # a 429's round trip until one is seen: 50 ms (a gateway's answer)
 _HORIZON_SECONDS = 0.25  # slots are booked at most 0.25 s ahead ...
 _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate rise reaches it
+_UNSURE_HORIZON = 1.0  # ... but no more than 1 s ahead while climbing by time from a read
+# too small to tell a rate: four slots at 1/s would hold that rate for 4 s of a climb
+# whose steps double every half second
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _HINT_UNIT = 1.0  # a hint of unknown header in whole seconds is read as Retry-After's (at
@@ -440,6 +446,8 @@ class AdaptiveRateLimiter(RateLimiter):
             slot = max(self._next, now, self._echo.earliest(now))
             wait = slot - now
             horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+            if self._unsure:
+                horizon = max(_HORIZON_SECONDS, min(horizon, _UNSURE_HORIZON))
             if wait > horizon and self._shared is None:
                 # Far down the queue: come back about when this slot is due, and book then,
                 # at the rate of that moment (a slot booked now would keep today's rate).
@@ -637,7 +645,8 @@ class AdaptiveRateLimiter(RateLimiter):
                 (spent - _RETURN_SECONDS) / period,
                 (done - self._return_requests) / answers,
             )
-            rate = ceiling * (1.0 + _PROBE_STEP * (2.0 ** min(y, 30.0) - 1.0))
+            step = _UNSURE_STEP if self._unsure else _PROBE_STEP
+            rate = ceiling * (1.0 + step * (2.0 ** min(y, 30.0) - 1.0))
             good = self._goodput(now)
             if good > 0 and not self._window.active:
                 # Never send more than twice what the account has been accepting: a 429

@@ -457,9 +457,16 @@ def test_a_throttle_spacing_requests_is_not_read_from_its_first_refusal(qps: int
     burst) refuses the start-up's second send, 0.1 s in: read as a window, one let through
     in that second is 1/s, and climbing back by answers at 1/s took most of a minute (whole
     30-s calls: 0.32-0.35 of the rate with these seeds; climbing back by time, 0.59-0.69).
-    So small a read is climbed back from by time alone."""
+    So small a read is climbed back from by time alone, from a first step of 3 %, with
+    slots booked at most 1 s ahead (at 1 %, with slots booked up to 4 s ahead at 1/s,
+    whole calls with sends 3 ms late held 0.58-0.63 at 3/s and 0.48-0.50 at 10/s with
+    these seeds; now 0.67-0.71 and 0.57-0.58)."""
+    ratios = []
     for seed in range(3):
-        r = simulate(
-            Scenario("bucket", qps=qps, burst=1, seconds=30, warmup=0, workers=8, seed=seed)
+        scenario = Scenario(
+            "bucket", qps=qps, burst=1, seconds=30, warmup=0, workers=8, send_lag=0.003
         )
+        r = simulate(replace(scenario, seed=seed))
         assert r.ratio >= 0.55, seed
+        ratios.append(r.ratio)
+    assert statistics.mean(ratios) >= (0.66 if qps == 3 else 0.56)
