@@ -15,6 +15,8 @@ deterministic 768-number vectors for ``ops-m2-encoder``, and throttles in shapes
 
 * ``bucket``: a token bucket (one second of burst), the plainest gateway;
 * ``bucket_penalty``: a token bucket where a refused request still takes a token;
+* ``spacing``: requests at least ``1/cap`` apart, one that comes sooner refused (nginx's
+  ``limit_req`` without a burst, which counts in whole milliseconds);
 * ``fixed_wall``: a fixed window aligned to wall-clock seconds;
 * ``sliding_log``: a log of the requests accepted in the last second;
 * ``sliding_2s``: a sliding log of 2 s holding twice the cap;
@@ -144,6 +146,24 @@ class Bucket(Throttle):
         if self.penalty:
             self.tokens = max(-self.cap, self.tokens - 1.0)
         return REFUSED_429, 0.0
+
+
+class Spacing(Throttle):
+    """Accepted only ``1/cap`` s or more after the last accepted request (in whole ms)."""
+
+    def __init__(self, cap: float) -> None:
+        super().__init__(cap)
+        self.last_ms = -(10**9)
+
+    def admit(self, now: float) -> tuple[int, float]:
+        now_ms = int(now * 1000.0)
+        if (now_ms - self.last_ms) * self.cap >= 1000.0:
+            self.last_ms = now_ms
+            return OK, 0.0
+        return REFUSED_429, 0.0
+
+    def wait(self, now: float) -> float:
+        return max(0.0, self.last_ms / 1000.0 + 1.0 / self.cap - now)
 
 
 class FixedWall(Throttle):
@@ -286,6 +306,7 @@ def _hinted(throttle: Throttle, header: str) -> Throttle:
 VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "bucket": Bucket,
     "bucket_penalty": lambda cap: Bucket(cap, penalty=True),
+    "spacing": Spacing,
     "fixed_wall": FixedWall,
     "sliding_log": SlidingLog,
     "sliding_2s": lambda cap: SlidingLog(cap, span=2.0, scale=2.0),
