@@ -734,8 +734,8 @@ class Emulator:
                 halves of the window), ``"weighted"`` (a sliding-window counter: the last
                 window's count, weighted by how much of it a sliding window still covers,
                 plus the current one's, below ``qps * window``), ``"queue"`` (requests held
-                in line and let through
-                at ``qps``, refused when they would wait over ``window`` seconds),
+                in line and let through at ``qps``, refused when they would wait over
+                ``window`` seconds),
                 ``"warmup"`` (a sliced window letting a third of ``qps`` through when the
                 account is idle, climbing to ``qps`` over ``window`` seconds of traffic) or
                 ``"concurrency"`` (at most ``max_in_flight`` requests being served; ``qps``

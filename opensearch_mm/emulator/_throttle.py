@@ -317,7 +317,8 @@ class WeightedWindow(Throttle):
 
     def _retry_after(self, now: float) -> float:
         # The weight of the last window falls linearly: the estimate is below the limit
-        # once ``previous x (1 - f) + current < limit``, or when the next window starts.
+        # once ``previous x (1 - f) + current < limit`` (a microsecond past the time it
+        # equals the limit, still refused then).
         over = self._estimate(now) - self.limit
         if over < 0:
             return 0.0
