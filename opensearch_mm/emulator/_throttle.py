@@ -277,7 +277,7 @@ class SlicedWindow(Throttle):
         return self.limit / self.window
 
 
-class WeightedWindow(Throttle):
+class WeightedWindow(FixedWindow):
     """A sliding-window counter: a request arriving ``f`` of the way into the current
     clock-aligned window is let through while ``previous x (1 - f) + current`` (the last
     window's count weighted by how much of it a sliding window ending now still covers,
@@ -286,15 +286,8 @@ class WeightedWindow(Throttle):
     start of the next."""
 
     def __init__(self, limit: float, window: float = 1.0, *, phase: float = 0.0) -> None:
-        super().__init__()
-        if not limit > 0 or not window > 0:
-            raise ValueError("limit and window must be > 0")
-        self.limit = max(1, round(limit))
-        self.window = float(window)
-        self.phase = float(phase)
-        self._current = -math.inf  # the index of the current window
-        self._count = 0  # let through in it
-        self._previous = 0  # let through in the window before it
+        super().__init__(limit, window, phase=phase)
+        self._previous = 0  # let through in the window before the current one
 
     def estimate(self, now: float) -> float:
         """The weighted count a request arriving at ``now`` is judged by."""
@@ -328,10 +321,6 @@ class WeightedWindow(Throttle):
         # The current window alone is full: it weighs on the next one as it ends.
         end = (math.floor(position) + 1 - position) * self.window
         return end + (self._count - self.limit) / self._count * self.window + 1e-6
-
-    @property
-    def ceiling(self) -> float:
-        return self.limit / self.window
 
 
 class WarmUp(SlicedWindow):
