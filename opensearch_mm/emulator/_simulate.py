@@ -640,10 +640,11 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 
 
 def held_out() -> list[Scenario]:
-    """Variants the limiter was not tuned on: other bucket sizes, longer windows, a bucket
-    that charges refusals, queues, an overloaded front end answering 503, a rate
-    and a concurrency cap at once, heavy latency jitter, a tail of slow answers, sends
-    reaching the throttle late, retry hints, a concurrency cap that is raised, more clients."""
+    """Variants the limiter was not tuned on: other bucket sizes, longer windows, sliced
+    windows and sliding-window counters, a bucket that charges refusals, queues, an
+    overloaded front end answering 503, a rate and a concurrency cap at once, heavy latency
+    jitter, a tail of slow answers, sends reaching the throttle late, retry hints, a
+    concurrency cap that is raised, more clients."""
     return [
         Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
         Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
