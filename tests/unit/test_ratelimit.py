@@ -10,6 +10,7 @@ import multiprocessing
 import random
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -599,8 +600,12 @@ def test_shared_state_paces_two_limiters_as_one(tmp_path: object) -> None:
     try:
         slots = []
         for _ in range(10):
-            slots.append(a.acquire().sent)
-            slots.append(b.acquire().sent)
+            for limiter in (a, b):
+                ticket = limiter.acquire()
+                while ticket.epoch < 0:  # it holds its turn already: come back then
+                    clock.now = max(clock.now, ticket.sent)
+                    ticket = limiter.acquire()
+                slots.append(ticket.sent)
         assert len(set(slots)) == 20  # one schedule: never the same slot twice
         a.observe(THROTTLED, sent(a))
         assert b.cuts == 0
@@ -617,13 +622,13 @@ def test_shared_state_paces_two_limiters_as_one(tmp_path: object) -> None:
 
 
 def test_a_pause_in_a_shared_state_does_not_idle_the_whole_queue() -> None:
-    """Processes sharing a state book in turn, however far ahead: 24 workers' slots are
+    """Processes sharing a state book in turn, however far ahead: 24 processes' slots are
     2.4 s at 10/s. A pause after a refusal re-books them all after it; kept behind the
     old queue's end, every process idled for seconds (2 s with nothing sent was seen)."""
     key = f"test-{uuid.uuid4().hex}"
     clock = FakeClock()
-    a = AdaptiveRateLimiter(clock=clock, share=key)
-    b = AdaptiveRateLimiter(clock=clock, share=key)
+    limiters = [AdaptiveRateLimiter(clock=clock, share=key) for _ in range(24)]
+    a, b = limiters[:2]
     try:
         with a._locked():  # (written to the shared state as the lock is released)
             a.slow_start, a._settled = False, True
@@ -631,7 +636,7 @@ def test_a_pause_in_a_shared_state_does_not_idle_the_whole_queue() -> None:
             a._epoch += 1
             a._cut_epoch = a._epoch  # just cut: nothing accepted since
         ticket = sent(a)
-        booked = [limiter.acquire() for _ in range(12) for limiter in (a, b)]
+        booked = [limiter.acquire() for limiter in limiters]
         assert max(t.sent for t in booked) > clock.now + 2.0  # a queue of seconds
         clock.now += 0.01
         a.observe(THROTTLED, ticket)  # refused again: a pause, not a cut
@@ -639,15 +644,22 @@ def test_a_pause_in_a_shared_state_does_not_idle_the_whole_queue() -> None:
         assert not b.confirm(booked[1])  # booked before the pause: books again ...
         assert b.acquire().sent <= clock.now + 0.5  # ... soon after it, not seconds later
     finally:
-        for limiter in (a, b):
+        for limiter in limiters:
             assert limiter._shared is not None
             limiter._shared.close()
         Path(SharedState(key).path).unlink(missing_ok=True)
 
 
 def _book_slots(key: str, count: int) -> list[float]:
-    limiter = AdaptiveRateLimiter(share=key, max_qps=50.0)
-    return [limiter.acquire().sent for _ in range(count)]
+    limiter = AdaptiveRateLimiter(50.0, share=key, max_qps=50.0)
+    slots = []
+    while len(slots) < count:
+        ticket = limiter.acquire()
+        if ticket.epoch < 0:  # this process holds its turn: come back when it is due
+            time.sleep(ticket.wait)
+            continue
+        slots.append(ticket.sent)
+    return slots
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the shared state needs fcntl (POSIX)")

@@ -131,6 +131,18 @@ def test_clients_sharing_an_account(results: list[Result]) -> None:
             assert r.fairness <= 1.5, r.scenario.name
 
 
+@pytest.mark.parametrize("throttle", ["bucket", "fixed", "sliding"])
+def test_processes_sharing_a_state_take_turns_within_seconds(throttle: str) -> None:
+    """Three processes of eight workers each, 0.5 s apart, on one shared state at 10/s:
+    each gets its share in the nine seconds measured, not only over minutes (a queue of
+    all their workers' slots went in blocks of one process's, 1.3-1.5x apart)."""
+    base = Scenario(throttle, qps=10, clients=3, shared=True, seconds=12, warmup=3, stagger=0.5)
+    for seed in range(6):
+        r = simulate(replace(base, workers=8, send_lag=0.003, seed=seed))
+        assert r.fairness <= 1.2, (seed, r.fairness)
+        assert r.ratio >= 0.9, (seed, r.ratio)
+
+
 @pytest.mark.parametrize(
     "scenario",
     [
