@@ -91,10 +91,11 @@ _HORIZON_SLOTS = 4  # ... or 4 slots: a later sender waits unbooked, so a rate r
 _UNSURE_HORIZON = 1.0  # ... but no more than 1 s ahead while climbing by time from a read
 # too small to tell a rate: four slots at 1/s would hold that rate for 4 s of a climb
 # whose steps double every half second
-_SHARED_AHEAD = 0.05  # processes sharing a state each hold booked slots for at most 50 ms
-# of the rate (one at least): the others book between its turns, so each gets its share
-# in any second (a queue of all their workers' slots went in blocks of one process's
-# workers: at 10/s three processes got 25-34 each in nine seconds)
+_SHARED_AHEAD = 0.025  # processes sharing a state each hold booked slots for at most 25 ms
+# of the rate (one at least, so one each up to 40/s): the others book between its turns,
+# and turns alternate within a second (a queue of all their workers' slots went in blocks
+# of one process's workers: at 10/s three processes got 25-34 each in nine seconds; two
+# slots each at 26.7/s left eight processes 1.16-1.27x apart, one each 1.05-1.10x)
 _FAST_RETURN_REQUESTS = 10  # a ceiling measured while refused is no guess: return in 10
 _MAX_HOLD = 60.0  # a retry hint longer than this is not held for all sends
 _HINT_UNIT = 1.0  # a hint of unknown header in whole seconds is read as Retry-After's (at
