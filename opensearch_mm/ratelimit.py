@@ -459,7 +459,8 @@ class AdaptiveRateLimiter(RateLimiter):
             if wait > horizon and self._shared is None:
                 # Far down the queue: come back about when this slot is due, and book then,
                 # at the rate of that moment (a slot booked now would keep today's rate).
-                # Processes sharing a state book in the order they ask instead: turns alike.
+                # Processes sharing a state book in the order they ask instead, each
+                # holding a turn or a few (below): turns alike.
                 return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
             if self._shared is not None:
                 due = self._own_turn(now)
