@@ -56,6 +56,10 @@ logger = logging.getLogger("opensearch_mm")
 _SLOW_START_GAIN = 2.0  # QPS added per slot booked in a queue: the rate e-folds every 0.5 s
 _BETA = 0.95  # cut to 0.95 of the ceiling: below a limit refused <=5 % above it, avg 0.99 back
 _MAX_CUT = 0.5  # with no answer yet to measure, a 429 halves the rate
+_SETTLED_BETA = 0.985  # refused again at a ceiling that held a whole return: the limit is
+# there, and a cut of 1.5 % drains what the probe's 1-2 % steps put above it (a fixed
+# pacer at 0.98-0.99 of a sliding window's count is refused little or never)
+_SETTLED_TOLERANCE = 0.01  # ... read within 1 % of it (a probe's first step)
 _TRUST_RATE = 0.9  # accepted >= 0.9 x the refused rate: refused just above the limit
 _RETURN_SECONDS = 2.0  # climbing back takes >= 2 s of queued sends ...
 _RETURN_REQUESTS = 50  # ... and >= 50 answers: one 429 per cycle stays under 2 % at any cap
@@ -827,7 +831,17 @@ class AdaptiveRateLimiter(RateLimiter):
                 self._echo.forget()
         if not ramp_hold:
             self._unsure = False
-        self._cut(now, sent, ceiling, held, ramp_hold)
+        # Refused again where the ceiling that held a whole return was read, within a
+        # probe's first step: the limit is there (a window's count, refused on a probe or on
+        # jitter), not lower, so the cut only drains the overshoot. (Not below ten sends a
+        # second: a read there spans seconds of the cycle and cannot tell 1 %.)
+        settled = (
+            returned
+            and not ramp_hold
+            and previous * _GOODPUT_SECONDS >= _GOODPUT_REQUESTS
+            and abs(ceiling - previous) <= _SETTLED_TOLERANCE * previous
+        )
+        self._cut(now, sent, ceiling, held, ramp_hold, _SETTLED_BETA if settled else _BETA)
 
     def _is_rate_signal(self, now: float, n: int, ticket: Ticket | None) -> bool:
         """Whether a refusal says anything of the rate: not when the number in flight
@@ -972,14 +986,22 @@ class AdaptiveRateLimiter(RateLimiter):
                 ceiling = max(ceiling, min(_TRUST_RATE * sent_at, seconds))
         return ceiling
 
-    def _cut(self, now: float, sent: float, ceiling: float, held: float, hold: float) -> None:
+    def _cut(
+        self,
+        now: float,
+        sent: float,
+        ceiling: float,
+        held: float,
+        hold: float,
+        beta: float = _BETA,
+    ) -> None:
         """Remember ``ceiling`` (``held``: the one a probe raised it from) and cut the rate
-        to ``0.95 x`` it, the refused send's (at ``sent``) epoch closed; with ``hold``, no
+        to ``beta x`` it, the refused send's (at ``sent``) epoch closed; with ``hold``, no
         send before then."""
         self.slow_start = False
         self._held_ceiling = held
         self._ceiling = min(self._max, max(self._min, ceiling))
-        self._floor = max(self._min, _BETA * self._ceiling)
+        self._floor = max(self._min, beta * self._ceiling)
         self._rate = self._floor
         self._epoch += 1
         self._cut_epoch = self._epoch

@@ -178,6 +178,30 @@ def test_a_429_just_above_what_is_accepted_sets_the_ceiling_there() -> None:
     assert limiter.rate == pytest.approx(0.95 * ceiling)  # a small cut, not a halving
 
 
+def test_refused_again_at_a_ceiling_that_held_a_whole_return_cuts_less() -> None:
+    limiter = holding(30.0)
+    accepted(limiter, 120, 1 / 30)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.rate == pytest.approx(0.95 * 30.0)  # the first read: a full cut
+    # A whole return at 30/s, then refused there again: the limit is there, not lower.
+    accepted(limiter, 120, 1 / 30)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.ceiling == pytest.approx(30.0, rel=0.01)
+    assert limiter.rate == pytest.approx(0.985 * limiter.ceiling)
+    # Refused after seconds that let 27 through: the limit moved, a full cut from the read.
+    accepted(limiter, 120, 1 / 30)
+    accepted(limiter, 60, 1 / 27)
+    limiter.observe(THROTTLED, sent(limiter))
+    assert limiter.ceiling is not None and limiter.ceiling < 0.99 * 30.0
+    assert limiter.rate == pytest.approx(0.95 * limiter.ceiling)
+    # Below ten a second a read spans seconds of the cycle: always a full cut.
+    slow = holding(8.0)
+    for _ in range(2):
+        accepted(slow, 120, 1 / 8)
+        slow.observe(THROTTLED, sent(slow))
+    assert slow.rate == pytest.approx(0.95 * 8.0)
+
+
 def test_a_429_after_a_second_of_sends_reads_the_limit_from_what_was_let_through() -> None:
     limiter = holding(24.0)
     accepted(limiter, 48, 1 / 24)  # 24 QPS accepted for two seconds ...

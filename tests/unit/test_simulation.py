@@ -430,6 +430,18 @@ def test_sends_that_reach_a_sliding_window_late_keep_near_the_best_fixed_pacing(
         assert r.throttled_share <= STEADY_SHARE
 
 
+@pytest.mark.parametrize(("qps", "latency"), [(10, 0.04), (30, 0.04), (50, 2.0)])
+def test_a_window_refused_at_its_count_again_and_again_is_not_cut_below_it(
+    qps: float, latency: float
+) -> None:
+    # Each probe is refused at the same count: cut 5 % each time, a 1-s sliding window got
+    # 0.96-0.97 of its ceiling; cut only what the probe overshot, 0.973-0.98.
+    for seed in range(2):
+        r = simulate(Scenario("sliding", qps=qps, latency=latency, seconds=40, seed=seed))
+        assert r.ratio >= 0.972, (seed, r.ratio)
+        assert r.throttled_share <= STEADY_SHARE
+
+
 @pytest.mark.parametrize("throttle", ["fixed", "sliding"])
 def test_a_window_of_a_minute_the_start_spent_loses_no_request(throttle: str) -> None:
     # The ramp spends a minute's quota in seconds and the window stays shut for the rest
