@@ -289,8 +289,9 @@ class AdaptiveRateLimiter(RateLimiter):
     * **Remember, cut a little, return fast, probe gently.** A 429 for a request sent while
       the account accepted about as much as was sent means the limit is just below that
       rate: it becomes the *ceiling*. (Far above it, what the account accepted while
-      refusing is the ceiling.) The rate is cut to ``0.95 x`` ceiling, climbs back to it on
-      a concave curve, then probes above it by steps that double while nothing is refused:
+      refusing is the ceiling.) The rate is cut to ``0.95 x`` ceiling (``0.985 x`` when
+      refused again where the ceiling was read before), climbs back to it on a concave
+      curve, then probes above it by steps that double while nothing is refused:
       a raised quota is found in seconds, a steady one costs about one 429 per cycle.
     * **Concurrency caps.** Every request carries the number in flight when it was sent.
       When 429s come only above some in-flight count, the limiter caps requests in flight
