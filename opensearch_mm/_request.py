@@ -217,7 +217,7 @@ class Request:
                 yield ticket.wait
             if self._limiter.confirm(ticket):
                 break
-            ticket = self._limiter.acquire()  # the rate was cut while waiting: re-book
+            ticket = self._limiter.rebook(ticket)  # cut, or no free slot yet: book again
         self._ticket = ticket
         if not self._sent:
             self._sent = True

@@ -131,6 +131,12 @@ _COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting thro
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
+_NEXT_POLL = 0.25  # ... the next in line 4x as often (a freed slot idles 0.25 % of an
+# answer on average, not 1 %, and the others, who cannot have it, look no more often)
+_LINE_POLLS = 3.0  # a request in line for a free slot that has not looked for 3 polls ...
+_LINE_MIN = 0.05  # ... and 50 ms (a busy event loop runs timers late) has gone: its place
+# is not held against the others (it keeps it if it comes back)
+_LINE_FORGET = 1.0  # one that has not looked for a second is out of line (a cancelled task)
 _KEPT_SECONDS = 0.9 * _MAX_BINS * _BIN  # reads reach back no further than the bins kept
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
 _BOUND_ANSWERS = 20  # answers before their average time is trusted (the 0.9-weighted
@@ -179,8 +185,14 @@ class RateLimiter(ABC):
 
     def confirm(self, ticket: Ticket) -> bool:
         """After waiting ``ticket.wait``: may the request go now? ``False`` means the rate
-        was cut since the booking and the caller should :meth:`acquire` again."""
+        was cut since the booking and the caller should :meth:`rebook`."""
         return True
+
+    def rebook(self, ticket: Ticket) -> Ticket:
+        """Book again for the request whose ``ticket`` did not :meth:`confirm`: like
+        :meth:`acquire`, but a limiter that makes requests wait in line for a free slot
+        keeps this one's place."""
+        return self.acquire()
 
     def on_success(self, ticket: Ticket | None = None) -> None:
         """A request was answered without throttling."""
@@ -376,6 +388,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
+        # Requests waiting for a free slot under a learned cap, in the order they came:
+        # waiter id -> when it last looked. A freed slot goes to the first of them, not to
+        # whichever asks first (the request just answered, ready at once: those that wait
+        # would only get the slots a probe adds, which the service refuses).
+        self._line: dict[int, float] = {}
+        self._waiters = itertools.count(1)
         self._echo = RampEcho()  # (this process's sends: off while others send too)
         self._limit_set = 0.0  # when the window's limit last changed
         self._others = 0  # requests in flight in the other processes sharing the state
@@ -448,42 +466,79 @@ class AdaptiveRateLimiter(RateLimiter):
 
     def acquire(self) -> Ticket:
         with self._locked() as now:
-            if self._window.full(len(self._in_flight) + self._others):
-                # Every allowed request is in flight: look again soon (a small share of an
-                # answer time, so a freed slot idles for little of a request's life).
-                poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
-                return Ticket(poll, -1, now + poll, self._rate, 0)
-            self._update_rate(now)
-            if self._others:
-                self._echo.forget()
-            slot = max(self._next, now, self._echo.earliest(now))
-            wait = slot - now
-            horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
-            if self._unsure:
-                horizon = max(_HORIZON_SECONDS, min(horizon, _UNSURE_HORIZON))
-            if wait > horizon and self._shared is None:
-                # Far down the queue: come back about when this slot is due, and book then,
-                # at the rate of that moment (a slot booked now would keep today's rate).
-                # Processes sharing a state book in the order they ask instead, each
-                # holding a turn or a few (below): turns alike.
-                return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
-            if self._shared is not None:
-                due = self._own_turn(now)
-                if due is not None:
-                    # This process holds its share of the booked slots: come back when
-                    # the next of them is due (the others book meanwhile).
-                    return Ticket(due - now, -1, due, self._rate, 0)
-                self._turns.append(slot)
-            if self._last_book >= 0 and wait > 0:
-                self._busy += now - self._last_book
-            self._last_book = now
-            if self.slow_start and wait > 0:
-                # Slow start grows per booked slot while sends queue: per answer would lag by
-                # the whole queue of slots booked ahead.
-                self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
-            self._next = slot + self._interval()
-            self._echo.booked(slot)
-            return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
+            return self._acquire(now, 0)
+
+    def rebook(self, ticket: Ticket) -> Ticket:
+        with self._locked() as now:
+            # (A ticket that is not a slot, epoch -1, carries its waiter id as its token.)
+            return self._acquire(now, ticket.token if ticket.epoch < 0 else 0)
+
+    def _acquire(self, now: float, waiter: int) -> Ticket:
+        """Book a slot for a request (``waiter``: its id, if it already waits in line)."""
+        if self._window.active:
+            poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
+            free = self._window.limit - len(self._in_flight) - self._others
+            ahead = self._ahead_in_line(now, waiter, poll)
+            if free <= ahead:
+                # Every allowed request is in flight, or the free slots are for those
+                # waiting before this one: look again soon (a small share of an answer
+                # time, so a freed slot idles for little of a request's life; the next
+                # in line looks more often, the slot being its own).
+                if waiter and ahead == max(free, 0):
+                    poll = max(_MIN_POLL, _NEXT_POLL * poll)
+                if not waiter:
+                    waiter = next(self._waiters)  # (in line once it looks again: rebook)
+                else:
+                    self._line[waiter] = now  # (a place kept, or a new one at the back)
+                return Ticket(poll, -1, now + poll, self._rate, waiter)
+            self._line.pop(waiter, None)
+        elif self._line:
+            self._line.clear()  # no cap any more: no line
+        self._update_rate(now)
+        if self._others:
+            self._echo.forget()
+        slot = max(self._next, now, self._echo.earliest(now))
+        wait = slot - now
+        horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
+        if self._unsure:
+            horizon = max(_HORIZON_SECONDS, min(horizon, _UNSURE_HORIZON))
+        if wait > horizon and self._shared is None:
+            # Far down the queue: come back about when this slot is due, and book then,
+            # at the rate of that moment (a slot booked now would keep today's rate).
+            # Processes sharing a state book in the order they ask instead, each
+            # holding a turn or a few (below): turns alike.
+            return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
+        if self._shared is not None:
+            due = self._own_turn(now)
+            if due is not None:
+                # This process holds its share of the booked slots: come back when
+                # the next of them is due (the others book meanwhile).
+                return Ticket(due - now, -1, due, self._rate, 0)
+            self._turns.append(slot)
+        if self._last_book >= 0 and wait > 0:
+            self._busy += now - self._last_book
+        self._last_book = now
+        if self.slow_start and wait > 0:
+            # Slow start grows per booked slot while sends queue: per answer would lag by
+            # the whole queue of slots booked ahead.
+            self._rate = min(self._max, self._rate + _SLOW_START_GAIN)
+        self._next = slot + self._interval()
+        self._echo.booked(slot)
+        return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
+
+    def _ahead_in_line(self, now: float, waiter: int, poll: float) -> int:
+        """How many requests wait in line before ``waiter`` (all of them, for a request
+        not in line), counting those that looked for a slot lately."""
+        gone = max(_LINE_POLLS * poll, _LINE_MIN)
+        ahead = 0
+        for other, looked in list(self._line.items()):
+            if other == waiter:
+                break
+            if now - looked > _LINE_FORGET:
+                del self._line[other]
+            elif now - looked <= gone:
+                ahead += 1
+        return ahead
 
     def _own_turn(self, now: float) -> float | None:
         """With a shared state: when this process's next booked slot is due, if it holds

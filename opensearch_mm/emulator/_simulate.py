@@ -295,7 +295,7 @@ class _Sim:
                         yield ("sleep", ticket.wait)
                     if limiter.confirm(ticket):
                         break
-                    ticket = limiter.acquire()
+                    ticket = limiter.rebook(ticket)
                 measured = self.now >= self.measure_from
                 answer = yield ("send", 0.0)
                 if measured:

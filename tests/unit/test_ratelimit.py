@@ -437,6 +437,67 @@ def test_a_ramp_refused_with_others_in_flight_soon_after_it_began_is_read_as_bef
     assert limiter.acquire().sent < 1.0
 
 
+def capped_at_three(clock: FakeClock) -> AdaptiveRateLimiter:
+    """A limiter that has met a service refusing a fourth request in flight."""
+    limiter = AdaptiveRateLimiter(clock=clock)
+    for _ in range(40):
+        batch = []
+        for _ in range(5):
+            ticket = limiter.acquire()
+            clock.now += max(ticket.wait, 0.0)
+            if limiter.confirm(ticket):
+                batch.append(ticket)
+        for i, ticket in enumerate(batch):  # the first three were let in
+            limiter.observe(None if i < 3 else THROTTLED, ticket)
+        clock.now += 0.05
+    assert limiter.max_in_flight == 3
+    return limiter
+
+
+def test_a_freed_slot_goes_to_the_request_that_waited_for_it_first() -> None:
+    """Under a learned cap, requests waiting for a free slot keep their places in line: a
+    slot an answer frees is not taken by one that asks after them (the next request of
+    the worker just answered, ready at once). Else those waiting get only the slots a
+    probe adds, which the service refuses, and the same request is refused again and
+    again until its retries run out."""
+    clock = FakeClock()
+    limiter = capped_at_three(clock)
+    in_flight = [sent(limiter) for _ in range(3)]
+    first, second = limiter.acquire(), limiter.acquire()
+    assert first.epoch < 0 and second.epoch < 0  # no free slot: look again
+    clock.now += first.wait
+    first, second = limiter.rebook(first), limiter.rebook(second)  # both in line now
+    limiter.observe(None, in_flight[0])  # a slot frees
+    newcomer = limiter.acquire()
+    assert newcomer.epoch < 0  # not before those in line
+    assert limiter.rebook(second).epoch < 0  # nor the second before the first
+    ticket = limiter.rebook(first)
+    clock.now += ticket.wait
+    assert limiter.confirm(ticket)
+    limiter.observe(None, in_flight[1])  # the next free slot is the second's
+    assert limiter.rebook(newcomer).epoch < 0
+    ticket = limiter.rebook(second)
+    clock.now += ticket.wait
+    assert limiter.confirm(ticket)
+
+
+def test_a_request_that_stopped_waiting_in_line_holds_no_slot() -> None:
+    """One that left the line (its task cancelled) does not keep a freed slot idle for
+    more than a few polls' time."""
+    clock = FakeClock()
+    limiter = capped_at_three(clock)
+    in_flight = [sent(limiter) for _ in range(3)]
+    gone = limiter.acquire()
+    clock.now += gone.wait
+    assert limiter.rebook(gone).epoch < 0  # in line, then never looks again
+    limiter.observe(None, in_flight[0])
+    assert limiter.acquire().epoch < 0  # its place is held for a while ...
+    clock.now += 0.1
+    ticket = limiter.acquire()  # ... not for long
+    clock.now += ticket.wait
+    assert limiter.confirm(ticket)
+
+
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
     clock = FakeClock()

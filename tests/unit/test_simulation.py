@@ -396,6 +396,20 @@ def test_a_cap_in_flight_is_kept_where_slots_free_after_the_answer(cap: int) -> 
     assert ours.throttled_share <= 0.05
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_requests_waiting_for_a_slot_under_a_cap_in_flight_get_freed_ones_in_turn(
+    seed: int,
+) -> None:
+    # More requests ready than the cap lets in flight: a freed slot goes to the one that
+    # waited first. Taken by whichever asked first (the next request of the worker just
+    # answered), the waiting ones got only the slots a probe adds, which the service
+    # refuses: the same request was refused again and again until its retries ran out
+    # (1-3 requests a minute at 2 in flight and 50 ms).
+    r = simulate(Scenario("concurrency", max_in_flight=2, latency=0.05, seconds=60, seed=seed))
+    assert r.gave_up == 0
+    assert r.ratio >= 0.9
+
+
 def test_a_scenarios_name_says_what_it_models() -> None:
     assert Scenario("sliding", qps=20, max_in_flight=3).name == "sliding 20/s 40ms + 3 in flight"
     assert Scenario("concurrency", max_in_flight=4, latency=0.2).name == "concurrency K=4 200ms"
