@@ -39,6 +39,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from . import errors
 from ._in_flight import InFlightCap
 from ._shut_watch import ShutWatch
+from ._slot_line import SlotLine
 from .errors import OpenSearchMMError, QuotaExceededError, RateLimitError, is_throttling
 from .ratelimit import AdaptiveRateLimiter, RateLimiter, Ticket, make_rate_limiter
 
@@ -807,6 +808,7 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         self._rate: float | None = None
         self._permits: int | None = None  # requests this process may have in flight
         self._in_flight: dict[int, tuple[float, int]] = {}  # ticket -> (sent at, account's n)
+        self._line = SlotLine()  # requests waiting for a free permit, in order
         self._waiting: set[int] = set()  # threads told to wait for a permit ...
         self._wanted = 0  # ... and the most in flight wanted since the last report
         self._latency = 0.0  # seconds from send to answer (moving average)
@@ -825,22 +827,39 @@ class SharedRateLimiter(RateLimiter, Generic[H]):
         return self.acquire().wait
 
     def acquire(self) -> Ticket:
+        return self._acquire(0)
+
+    def rebook(self, ticket: Ticket) -> Ticket:
+        # (A ticket that is not a slot carries its waiter id as its token.)
+        return self._acquire(ticket.token if ticket.epoch == _NOT_A_SLOT else 0)
+
+    def _acquire(self, waiter: int) -> Ticket:
+        """Lease or hand out a slot (``waiter``: the request's id, if it waits in line
+        for a permit)."""
         with self._lock:
             self._acquires += 1
             self._poll()
             now = self._clock()
-            if self._permits is not None and len(self._in_flight) >= self._permits:
-                # Every permit is in use: look again soon, before an answer's time is
-                # out (a freed permit then idles for little of a request's life).
-                self._waiting.add(threading.get_ident())
-                self._want()
-                if now - self._last_report >= self._lease_interval:
-                    # Report what this process waits for now and then, unasked: the
-                    # coordinator moves permits to where they are wanted, and this
-                    # process hears of any it is given.
-                    self._send_queue(always=True)
+            if self._permits is not None:
                 poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * (self._latency or 0.25)))
-                return Ticket(poll, _NOT_A_SLOT)
+                free = self._permits - len(self._in_flight)
+                ahead = self._line.ahead(now, waiter, poll)
+                if free <= ahead:
+                    # Every permit is in use, or the free ones are for those waiting
+                    # before this request: look again soon, before an answer's time is
+                    # out (a freed permit then idles for little of a request's life).
+                    waiter, wait = self._line.wait(now, waiter, ahead, free, poll)
+                    self._waiting.add(threading.get_ident())
+                    self._want()
+                    if now - self._last_report >= self._lease_interval:
+                        # Report what this process waits for now and then, unasked: the
+                        # coordinator moves permits to where they are wanted, and this
+                        # process hears of any it is given.
+                        self._send_queue(always=True)
+                    return Ticket(max(_MIN_POLL, wait), _NOT_A_SLOT, token=waiter)
+                self._line.leave(waiter)
+            elif self._line:
+                self._line.clear()  # no permits any more: no line
             self._waiting.discard(threading.get_ident())
             self._drop_unusable(now)
             # No lease before the coordinator said to come back, nor sooner than

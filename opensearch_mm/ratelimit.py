@@ -32,6 +32,7 @@ from ._shared_state import (
     _open_shared,
 )
 from ._shut_watch import ShutWatch
+from ._slot_line import SlotLine
 from .errors import APIStatusError, QuotaExceededError, RateLimitError, is_throttling
 
 __all__ = [
@@ -131,12 +132,6 @@ _COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting thro
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
-_NEXT_POLL = 0.25  # ... the next in line 4x as often (a freed slot idles 0.25 % of an
-# answer on average, not 1 %, and the others, who cannot have it, look no more often)
-_LINE_POLLS = 3.0  # a request in line for a free slot that has not looked for 3 polls ...
-_LINE_MIN = 0.05  # ... and 50 ms (a busy event loop runs timers late) has gone: its place
-# is not held against the others (it keeps it if it comes back)
-_LINE_FORGET = 1.0  # one that has not looked for a second is out of line (a cancelled task)
 _KEPT_SECONDS = 0.9 * _MAX_BINS * _BIN  # reads reach back no further than the bins kept
 _PURGE_AT = 1000  # in-flight entries before the ones never answered are looked for
 _BOUND_ANSWERS = 20  # answers before their average time is trusted (the 0.9-weighted
@@ -388,12 +383,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._tokens = itertools.count(1)
         self._in_flight: dict[int, tuple[float, int]] = {}  # token -> (sent at, in flight)
         self._window = InFlightCap(prompt=True)
-        # Requests waiting for a free slot under a learned cap, in the order they came:
-        # waiter id -> when it last looked. A freed slot goes to the first of them, not to
-        # whichever asks first (the request just answered, ready at once: those that wait
-        # would only get the slots a probe adds, which the service refuses).
-        self._line: dict[int, float] = {}
-        self._waiters = itertools.count(1)
+        self._line = SlotLine()  # requests waiting for a free slot under a learned cap
         self._echo = RampEcho()  # (this process's sends: off while others send too)
         self._limit_set = 0.0  # when the window's limit last changed
         self._others = 0  # requests in flight in the other processes sharing the state
@@ -478,20 +468,15 @@ class AdaptiveRateLimiter(RateLimiter):
         if self._window.active:
             poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
             free = self._window.limit - len(self._in_flight) - self._others
-            ahead = self._ahead_in_line(now, waiter, poll)
+            ahead = self._line.ahead(now, waiter, poll)
             if free <= ahead:
                 # Every allowed request is in flight, or the free slots are for those
                 # waiting before this one: look again soon (a small share of an answer
-                # time, so a freed slot idles for little of a request's life; the next
-                # in line looks more often, the slot being its own).
-                if waiter and ahead == max(free, 0):
-                    poll = max(_MIN_POLL, _NEXT_POLL * poll)
-                if not waiter:
-                    waiter = next(self._waiters)  # (in line once it looks again: rebook)
-                else:
-                    self._line[waiter] = now  # (a place kept, or a new one at the back)
-                return Ticket(poll, -1, now + poll, self._rate, waiter)
-            self._line.pop(waiter, None)
+                # time, so a freed slot idles for little of a request's life).
+                waiter, wait = self._line.wait(now, waiter, ahead, free, poll)
+                wait = max(_MIN_POLL, wait)
+                return Ticket(wait, -1, now + wait, self._rate, waiter)
+            self._line.leave(waiter)
         elif self._line:
             self._line.clear()  # no cap any more: no line
         self._update_rate(now)
@@ -525,20 +510,6 @@ class AdaptiveRateLimiter(RateLimiter):
         self._next = slot + self._interval()
         self._echo.booked(slot)
         return Ticket(wait, self._epoch, slot, self._rate, next(self._tokens))
-
-    def _ahead_in_line(self, now: float, waiter: int, poll: float) -> int:
-        """How many requests wait in line before ``waiter`` (all of them, for a request
-        not in line), counting those that looked for a slot lately."""
-        gone = max(_LINE_POLLS * poll, _LINE_MIN)
-        ahead = 0
-        for other, looked in list(self._line.items()):
-            if other == waiter:
-                break
-            if now - looked > _LINE_FORGET:
-                del self._line[other]
-            elif now - looked <= gone:
-                ahead += 1
-        return ahead
 
     def _own_turn(self, now: float) -> float | None:
         """With a shared state: when this process's next booked slot is due, if it holds

@@ -156,6 +156,7 @@ class ClientResult:
     sent: int = 0
     throttled: int = 0
     gave_up: int = 0
+    most_refused: int = 0  # the most 429s one request met (over the whole run)
 
 
 @dataclass
@@ -181,6 +182,11 @@ class Result:
     @property
     def throttled_share(self) -> float:
         return self.throttled / self.sent if self.sent else 0.0
+
+    @property
+    def most_refused(self) -> int:
+        """The most 429s any one request met, over the whole run."""
+        return max((c.most_refused for c in self.clients), default=0)
 
     @property
     def fairness(self) -> float:
@@ -287,7 +293,7 @@ class _Sim:
         limiter = self.limiters[client]
         stats = self.stats[client]
         while True:
-            retries = 0
+            retries = refused = 0
             while True:
                 ticket = limiter.acquire()
                 while True:
@@ -309,6 +315,8 @@ class _Sim:
                 assert isinstance(answer, APIStatusError)
                 if measured:
                     stats.throttled += 1
+                refused += 1
+                stats.most_refused = max(stats.most_refused, refused)
                 limiter.observe(answer, ticket)
                 if not self.retry.should_retry(answer, retries):
                     if measured:
