@@ -75,9 +75,16 @@ class SyncDriver(DriverBase):
     ) -> Iterator[tuple[Batch, Outcome]]:
         """Yield each batch with its outcome, in order, reading ahead within ``limits``.
 
-        Requests run concurrently in the client's pool (``max_concurrency`` threads);
-        once ``control.stopped`` no further batch is sent (its outcome is ``NOT_SENT``).
+        Requests run concurrently in the client's pool (``max_concurrency`` threads), one
+        batch alone in the calling thread; once ``control.stopped`` no further batch is
+        sent (its outcome is ``NOT_SENT``).
         """
+        # The pool is the client's, shared by the calls of every thread, and runs what is
+        # submitted in order: a call submits no more than the pool runs at once plus one
+        # ready for the next free thread, so the calls of other threads (a query while a
+        # bulk call runs) are not queued behind all of its batches. (Its answered batches
+        # may still wait behind a slow head of line, within ``limits``.)
+        limits = ReadAhead(min(limits.in_flight, self.max_concurrency + 1), limits.queued)
         pending: Pending[Future[Outcome]] = Pending(limits)
         source = iter(batches)
         exhausted = False
@@ -87,7 +94,7 @@ class SyncDriver(DriverBase):
                 if batch is None:
                     exhausted = True
                     break
-                if self.max_concurrency == 1:
+                if self.max_concurrency == 1 or limits.queued == 1:
                     done: Future[Outcome] = Future()
                     done.set_result(self._outcome(batch, control))
                     pending.add(batch, done)

@@ -245,3 +245,33 @@ def test_the_other_whole_call_methods_report_too(client: MultiModalEmbeddingClie
     steps: list[int] = []
     client.embed_texts([f"t{i}" for i in range(40)], on_progress=steps.append)
     assert steps == [32, 8]
+
+
+@pytest.mark.parametrize("n_texts", [1, 64])
+def test_a_call_from_another_thread_is_not_queued_behind_a_bulk_call(
+    emu: Emulator, n_texts: int
+) -> None:
+    """The client's threads are shared by every thread's calls: a query (one batch) or a
+    small call made while a bulk call runs goes out within a few of its sends, not after
+    all of them (a query waited for the whole bulk call: 10-20 s at 10/s)."""
+    import threading
+
+    emu.reset_stats()
+    with make(emu, qps=40, max_concurrency=2) as client:
+        bulk_done = threading.Event()
+
+        def bulk() -> None:
+            client.embed_texts([f"bulk {i}" for i in range(32 * 120)])  # 120 sends: 3 s
+            bulk_done.set()
+
+        worker = threading.Thread(target=bulk)
+        worker.start()
+        try:
+            while emu.stats.requests < 4:  # the bulk call is under way
+                threading.Event().wait(0.01)
+            vectors = client.embed_texts([f"query {i}" for i in range(n_texts)])
+            assert len(vectors) == n_texts
+            assert emu.stats.requests < 60  # (of the bulk call's 120)
+        finally:
+            worker.join()
+    assert bulk_done.is_set()
