@@ -147,6 +147,29 @@ def test_processes_sharing_a_state_take_turns_within_seconds(throttle: str) -> N
 @pytest.mark.parametrize(
     "scenario",
     [
+        Scenario("concurrency", max_in_flight=4, latency=0.2, clients=3, shared=True),
+        Scenario("concurrency", max_in_flight=2, latency=0.05, clients=2, shared=True),
+    ],
+    ids=lambda s: s.name,
+)
+def test_processes_sharing_a_state_under_a_cap_in_flight_get_slots_alike(
+    scenario: Scenario,
+) -> None:
+    """Each process hands its freed slots to its own requests in line: a slot freed in one
+    process was taken by its next request at once, and another process's requests,
+    waiting in line, got only probes' slots (one process starved in the measured minute,
+    or got half the others' share; one request met 5-8 429s in a row). (Which process's
+    request takes a slot freed in another is still a race of their looks: over this 32-s
+    span 1.13-1.40x apart, over a minute's 48 s 1.04-1.21x.)"""
+    r = simulate(replace(scenario, seconds=40, seed=1))
+    assert r.fairness <= 1.5
+    assert r.most_refused <= 2
+    assert r.ratio >= 0.9
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
         Scenario("bucket", qps=30, penalty=True, seconds=60),
         Scenario("sliding", qps=10, window=2.0, seconds=60),
         Scenario("sliding", qps=30, window=2.0, seconds=60),
