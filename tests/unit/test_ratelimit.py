@@ -500,19 +500,7 @@ def test_a_request_that_stopped_waiting_in_line_holds_no_slot() -> None:
 
 def test_learns_a_concurrency_cap_and_holds_sends_at_it() -> None:
     """A service that refuses a fourth request in flight, whatever the rate."""
-    clock = FakeClock()
-    limiter = AdaptiveRateLimiter(clock=clock)
-    for _ in range(40):
-        batch = []
-        for _ in range(5):
-            ticket = limiter.acquire()
-            clock.now += max(ticket.wait, 0.0)
-            if limiter.confirm(ticket):
-                batch.append(ticket)
-        for i, ticket in enumerate(batch):  # the first three were let in
-            limiter.observe(None if i < 3 else THROTTLED, ticket)
-        clock.now += 0.05
-    assert limiter.max_in_flight == 3
+    limiter = capped_at_three(FakeClock())
     in_flight = [sent(limiter) for _ in range(3)]
     held = limiter.acquire()
     assert not limiter.confirm(held) and held.wait > 0  # a fourth waits for a free slot
