@@ -106,9 +106,6 @@ class InFlightCap:
             and self.limit <= self._fresh_ok < _TEST_ANSWERS * self.limit
         )
 
-    def full(self, in_flight: int) -> bool:
-        return self.active and in_flight >= self.limit
-
     def _candidate(self, limit: int) -> None:
         self.limit, self.active, self._first, self._blurred = limit, False, False, False
         self._over_ok, self._over_bad, self._under_ok, self._fresh_ok = 0, 1, 0, 0
