@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,8 +255,6 @@ def test_a_call_from_another_thread_is_not_queued_behind_a_bulk_call(
     """The client's threads are shared by every thread's calls: a query (one batch) or a
     small call made while a bulk call runs goes out within a few of its sends, not after
     all of them (a query waited for the whole bulk call: 10-20 s at 10/s)."""
-    import threading
-
     emu.reset_stats()
     with make(emu, qps=40, max_concurrency=2) as client:
         bulk_done = threading.Event()
