@@ -527,6 +527,31 @@ def answered_up_to(cap: InFlightCap, top: int) -> None:
         assert cap.throttled(top + 1)  # the probe failed: back to ``top``
 
 
+def test_a_cap_of_one_in_flight_is_learned_from_sharp_refusals_only() -> None:
+    """An account that takes one request at a time refuses every send made while another
+    is out: learned. A rate throttle whose answers take about its send interval also
+    sends at two in flight, mostly answered there: not taken for such a cap, however
+    many answers come; nor where answers are heard late, in batches (a coordinator's)."""
+    cap = InFlightCap(prompt=True)
+    cap.throttled(2)
+    for _ in range(5):
+        cap.ok(1)
+    assert cap.throttled(2) and cap.active and cap.limit == 1
+    late = InFlightCap(prompt=False)
+    late.throttled(2)
+    for _ in range(5):
+        late.ok(1)
+    assert not late.throttled(2) and not late.throttled(2) and not late.active
+    rate = InFlightCap(prompt=True)
+    rate.throttled(2)
+    for _ in range(10):
+        for _ in range(10):
+            rate.ok(1)
+            rate.ok(2)
+        assert not rate.throttled(2)
+    assert not rate.active
+
+
 def test_a_lone_refusal_at_a_count_that_held_keeps_the_cap() -> None:
     """A server that frees a slot only after its answer is written refuses, now and then,
     a send made the moment the answer came: the next send at that count is answered."""
