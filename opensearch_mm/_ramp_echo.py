@@ -37,6 +37,11 @@ class RampEcho:
     def active(self) -> bool:
         return self._count > 0
 
+    @property
+    def until(self) -> float:
+        """When the last echo ends."""
+        return self._until
+
     def ramp_sent(self, at: float) -> None:
         """The ramp sent a request at ``at``."""
         if len(self._ramp) < _MAX_RAMP_SENDS:

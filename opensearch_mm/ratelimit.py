@@ -360,6 +360,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._cut_epoch = 0  # the epoch the last cut started (holds start more, not cuts)
         self._pause = 0.0  # the last hold of every send (0: none since an accepted one)
         self._held_at = -math.inf  # when the last hold ended
+        self._echo_until = -math.inf  # when the ramp's echo (a hold too) stopped holding sends
         self._hinted = 0.0  # a retry hint holds every send until then
         self._cut_sent = 0.0  # when the request refused at the last cut was sent
         self._shut_sent = 0.0  # ... and the last one refused since, none accepted between
@@ -854,6 +855,7 @@ class AdaptiveRateLimiter(RateLimiter):
             # refused within that second has no echo: see RampEcho.)
             if ramp_read and not ramp_hold and not self._others:
                 self._echo.ramp_refused(sent)
+                self._echo_until = self._echo.until
             else:
                 self._echo.forget()
         if not ramp_hold:
@@ -986,13 +988,16 @@ class AdaptiveRateLimiter(RateLimiter):
         # bursts, and one second of it can hold almost nothing; a client sharing the
         # account with others, refused now and then by their probes, read its own hold
         # as half its share gone, and again at the next: a ratchet down to a tenth of
-        # the others' rate). It is checked against what was accepted over several seconds.
-        # So is a second that holds a throttle's shut: refused within a second of the
-        # first send let through after a long shut, the ramp's cut the only one, a
-        # window of seconds the ramp filled frees its slots only as the ramp's sends
-        # leave it (densest last). (Read from the shut, 60 per 2 s was paced at 11-17/s
-        # for seconds.)
-        sender_held = refused and good > 0 and self._held_at > end - span
+        # the others' rate). It is checked against what was accepted over several seconds,
+        # a floor read so as well. The ramp's echo is such a hold: a weighted window at
+        # 30/s, still counting the ramp's burst when the echo ended, refused a climb at
+        # 33/s, and a second holding the echo's gaps read 21-23/s (a whole 15-s call
+        # held 0.89 of the ceiling). So is a second that holds a throttle's shut:
+        # refused within a second of the first send let through after a long shut, the
+        # ramp's cut the only one, a window of seconds the ramp filled frees its slots
+        # only as the ramp's sends leave it (densest last). (Read from the shut, 60 per
+        # 2 s was paced at 11-17/s for seconds.)
+        sender_held = good > 0 and max(self._held_at, self._echo_until) > end - span
         just_reopened = self.cuts == 1 and self._shut_open > end - span
         if sender_held or just_reopened:
             good = max(good, self._accepted_over(end, _HELD_SPAN, span))
