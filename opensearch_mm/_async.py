@@ -27,9 +27,12 @@ class AsyncDriver(DriverBase):
         super().__init__(config)
         self.http = http
 
-    async def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
-        """Send one batch, retrying what is retryable; raise the final error otherwise."""
-        request = self.request(batch, dimensions)
+    async def send(
+        self, batch: Batch, dimensions: int | None, *, at_once: bool = False
+    ) -> BatchResponse:
+        """Send one batch, retrying what is retryable; raise the final error otherwise
+        (``at_once``: the only request of its call out: see ``DriverBase.request``)."""
+        request = self.request(batch, dimensions, at_once=at_once)
         while True:
             for wait in request.slot():
                 await asyncio.sleep(wait)
@@ -60,13 +63,15 @@ class AsyncDriver(DriverBase):
         """Yield each batch with its outcome, in order, reading ahead within ``limits``
         and ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
+        # (A call with one request out at a time books each slot at once.)
+        at_once = self.max_concurrency == 1 or limits.in_flight == 1
 
         async def outcome(batch: Batch) -> Outcome:
             async with semaphore:
                 if control.stopped:
                     return NOT_SENT
                 try:
-                    return await self.send(batch, control.dimensions)
+                    return await self.send(batch, control.dimensions, at_once=at_once)
                 except OpenSearchMMError as exc:
                     control.note(exc)
                     return exc

@@ -137,8 +137,9 @@ class DriverBase:
         self.origin = config.origin
         self._rng = random.Random()
 
-    def request(self, batch: Batch, dimensions: int | None) -> Request:
-        """A new state machine for sending ``batch``."""
+    def request(self, batch: Batch, dimensions: int | None, *, at_once: bool = False) -> Request:
+        """A new state machine for sending ``batch`` (``at_once``: its call has one request
+        out at a time, and books each slot at once: see ``RateLimiter.acquire_now``)."""
         return Request(
             batch.body(),
             expected=len(batch),
@@ -148,4 +149,5 @@ class DriverBase:
             rng=self._rng,
             secrets=self.secrets,
             origin=self.origin,
+            at_once=at_once,
         )

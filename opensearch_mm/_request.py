@@ -184,8 +184,10 @@ class Request:
         rng: random.Random,
         secrets: tuple[str, ...],
         origin: str,
+        at_once: bool = False,
     ) -> None:
         self.body = body
+        self._at_once = at_once  # one request of its call out at a time: book at once
         self.state: State = "BOOK"
         self.retries = 0  # retries used up
         self.waits = 0  # retries that waited out a shut throttle, using none up
@@ -211,13 +213,17 @@ class Request:
         the limiter confirms the slot, and the request may be sent."""
         if self.state != "BOOK":
             raise RuntimeError(f"request: cannot book in state {self.state}")
-        ticket = self._limiter.acquire()
+        limiter = self._limiter
+        ticket = limiter.acquire_now() if self._at_once else limiter.acquire()
         while True:
             if ticket.wait > 0:
                 yield ticket.wait
-            if self._limiter.confirm(ticket):
+            if limiter.confirm(ticket):
                 break
-            ticket = self._limiter.rebook(ticket)  # cut, or no free slot yet: book again
+            if self._at_once and ticket.epoch >= 0:
+                ticket = limiter.acquire_now()  # a cut since: book again, at once
+            else:
+                ticket = limiter.rebook(ticket)  # cut, or no free slot yet: book again
         self._ticket = ticket
         if not self._sent:
             self._sent = True

@@ -30,9 +30,10 @@ class SyncDriver(DriverBase):
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, batch: Batch, dimensions: int | None) -> BatchResponse:
-        """Send one batch, retrying what is retryable; raise the final error otherwise."""
-        request = self.request(batch, dimensions)
+    def send(self, batch: Batch, dimensions: int | None, *, at_once: bool = False) -> BatchResponse:
+        """Send one batch, retrying what is retryable; raise the final error otherwise
+        (``at_once``: the only request of its call out: see ``DriverBase.request``)."""
+        request = self.request(batch, dimensions, at_once=at_once)
         while True:
             for wait in request.slot():
                 time.sleep(wait)
@@ -51,11 +52,11 @@ class SyncDriver(DriverBase):
                 raise step.error
             time.sleep(step.delay)
 
-    def _outcome(self, batch: Batch, control: CallControl) -> Outcome:
+    def _outcome(self, batch: Batch, control: CallControl, at_once: bool = False) -> Outcome:
         if control.stopped:
             return NOT_SENT
         try:
-            return self.send(batch, control.dimensions)
+            return self.send(batch, control.dimensions, at_once=at_once)
         except OpenSearchMMError as exc:
             control.note(exc)
             return exc
@@ -96,7 +97,7 @@ class SyncDriver(DriverBase):
                     break
                 if self.max_concurrency == 1 or limits.queued == 1:
                     done: Future[Outcome] = Future()
-                    done.set_result(self._outcome(batch, control))
+                    done.set_result(self._outcome(batch, control, at_once=True))
                     pending.add(batch, done)
                 else:
                     pending.add(batch, self._pool().submit(self._outcome, batch, control))

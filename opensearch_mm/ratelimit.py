@@ -178,6 +178,12 @@ class RateLimiter(ABC):
         """Book the next send slot as a :class:`Ticket`."""
         return Ticket(self.reserve())
 
+    def acquire_now(self) -> Ticket:
+        """Book the next slot behind those already booked, for a call that has one request
+        out at a time (a query): it does not wait with a bulk call's requests for a turn
+        to book. Limiters without such turns book as :meth:`acquire` does."""
+        return self.acquire()
+
     def confirm(self, ticket: Ticket) -> bool:
         """After waiting ``ticket.wait``: may the request go now? ``False`` means the rate
         was cut since the booking and the caller should :meth:`rebook`."""
@@ -459,13 +465,18 @@ class AdaptiveRateLimiter(RateLimiter):
         with self._locked() as now:
             return self._acquire(now, 0)
 
+    def acquire_now(self) -> Ticket:
+        with self._locked() as now:
+            return self._acquire(now, 0, at_once=True)
+
     def rebook(self, ticket: Ticket) -> Ticket:
         with self._locked() as now:
             # (A ticket that is not a slot, epoch -1, carries its waiter id as its token.)
             return self._acquire(now, ticket.token if ticket.epoch < 0 else 0)
 
-    def _acquire(self, now: float, waiter: int) -> Ticket:
-        """Book a slot for a request (``waiter``: its id, if it already waits in line)."""
+    def _acquire(self, now: float, waiter: int, *, at_once: bool = False) -> Ticket:
+        """Book a slot for a request (``waiter``: its id, if it already waits in line;
+        ``at_once``: behind the booked slots, however far, without a turn to wait for)."""
         if self._window.active:
             poll = min(_MAX_POLL, max(_MIN_POLL, _POLL_SHARE * self._latency))
             free = self._window.limit - len(self._in_flight) - self._others
@@ -488,13 +499,15 @@ class AdaptiveRateLimiter(RateLimiter):
         horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / self._rate)
         if self._unsure:
             horizon = max(_HORIZON_SECONDS, min(horizon, _UNSURE_HORIZON))
-        if wait > horizon and self._shared is None:
+        if wait > horizon and self._shared is None and not at_once:
             # Far down the queue: come back about when this slot is due, and book then,
             # at the rate of that moment (a slot booked now would keep today's rate).
             # Processes sharing a state book in the order they ask instead, each
-            # holding a turn or a few (below): turns alike.
+            # holding a turn or a few (below): turns alike. (Not a call with one request
+            # out at a time: those told to come back come back together and race for the
+            # slots, and a query behind a bulk call's requests lost for seconds.)
             return Ticket(wait - horizon / 2.0, -1, slot, self._rate, 0)
-        if self._shared is not None:
+        if self._shared is not None and not at_once:
             due = self._own_turn(now)
             if due is not None:
                 # This process holds its share of the booked slots: come back when

@@ -6,6 +6,7 @@ import base64
 import io
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 from opensearch_mm import Content, MultiModalEmbeddingClient
 from opensearch_mm.emulator import Emulator
 from opensearch_mm.inputs import ContentLike
+from opensearch_mm.ratelimit import AdaptiveRateLimiter
 
 KEY = "OS-sync-test-key"
 MODELS = [
@@ -274,3 +276,35 @@ def test_a_call_from_another_thread_is_not_queued_behind_a_bulk_call(
         finally:
             worker.join()
     assert bulk_done.is_set()
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_a_query_during_a_bulk_call_books_its_slot_at_once(emu: Emulator, share: bool) -> None:
+    """Requests far down the limiter's queue are told to come back, and come back together:
+    a query that had to come back with a bulk call's requests raced them for the slots, and
+    went out after 10-30 of their sends now and then (1-3 s at 10/s). A call with one
+    request out at a time books behind the slots already booked, at once."""
+    emu.reset_stats()
+    key = f"test-{uuid.uuid4().hex}" if share else None
+    limiter = AdaptiveRateLimiter(initial_qps=20.0, max_qps=20.0, share=key)
+    with make(emu, rate_limiter=limiter, max_concurrency=16) as client:
+        bulk_done = threading.Event()
+
+        def bulk() -> None:
+            client.embed_texts([f"bulk {i}" for i in range(32 * 120)])  # 120 sends: 6 s
+            bulk_done.set()
+
+        worker = threading.Thread(target=bulk)
+        worker.start()
+        try:
+            while emu.stats.requests < 20:  # the bulk call is under way, at its pace
+                threading.Event().wait(0.01)
+            passed = []
+            for i in range(8):
+                before = emu.stats.requests
+                client.embed_texts([f"query {i}"])
+                passed.append(emu.stats.requests - before)
+                assert not bulk_done.is_set()
+        finally:
+            worker.join()
+    assert max(passed) <= 8, passed  # the slots booked ahead (a quarter second) and its own
