@@ -63,8 +63,7 @@ class AsyncDriver(DriverBase):
         """Yield each batch with its outcome, in order, reading ahead within ``limits``
         and ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        # (A call with one request out at a time books each slot at once.)
-        at_once = self.max_concurrency == 1 or limits.in_flight == 1
+        at_once = self.one_at_a_time(limits)
 
         async def outcome(batch: Batch) -> Outcome:
             async with semaphore:

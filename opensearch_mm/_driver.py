@@ -137,6 +137,11 @@ class DriverBase:
         self.origin = config.origin
         self._rng = random.Random()
 
+    def one_at_a_time(self, limits: ReadAhead) -> bool:
+        """Whether a call reading ahead within ``limits`` has one request out at a time (a
+        call of one batch, or ``max_concurrency=1``): it books each slot at once."""
+        return self.max_concurrency == 1 or limits.queued == 1
+
     def request(self, batch: Batch, dimensions: int | None, *, at_once: bool = False) -> Request:
         """A new state machine for sending ``batch`` (``at_once``: its call has one request
         out at a time, and books each slot at once: see ``RateLimiter.acquire_now``)."""

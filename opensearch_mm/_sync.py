@@ -95,7 +95,7 @@ class SyncDriver(DriverBase):
                 if batch is None:
                     exhausted = True
                     break
-                if self.max_concurrency == 1 or limits.queued == 1:
+                if self.one_at_a_time(limits):
                     done: Future[Outcome] = Future()
                     done.set_result(self._outcome(batch, control, at_once=True))
                     pending.add(batch, done)
