@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import random
 import threading
@@ -250,6 +251,28 @@ def test_the_other_whole_call_methods_report_too(client: MultiModalEmbeddingClie
     assert steps == [32, 8]
 
 
+@contextlib.contextmanager
+def bulk_call_under_way(
+    emu: Emulator, client: MultiModalEmbeddingClient, *, sends: int, started: int
+) -> Iterator[threading.Event]:
+    """A call of ``sends`` requests runs in another thread, ``started`` of the emulator's
+    requests made; yields the event set when it is done, and waits for it on exit."""
+    done = threading.Event()
+
+    def bulk() -> None:
+        client.embed_texts([f"bulk {i}" for i in range(32 * sends)])
+        done.set()
+
+    worker = threading.Thread(target=bulk)
+    worker.start()
+    try:
+        while emu.stats.requests < started:
+            threading.Event().wait(0.01)
+        yield done
+    finally:
+        worker.join()
+
+
 @pytest.mark.parametrize("n_texts", [1, 64])
 def test_a_call_from_another_thread_is_not_queued_behind_a_bulk_call(
     emu: Emulator, n_texts: int
@@ -258,23 +281,13 @@ def test_a_call_from_another_thread_is_not_queued_behind_a_bulk_call(
     small call made while a bulk call runs goes out within a few of its sends, not after
     all of them (a query waited for the whole bulk call: 10-20 s at 10/s)."""
     emu.reset_stats()
-    with make(emu, qps=40, max_concurrency=2) as client:
-        bulk_done = threading.Event()
-
-        def bulk() -> None:
-            client.embed_texts([f"bulk {i}" for i in range(32 * 120)])  # 120 sends: 3 s
-            bulk_done.set()
-
-        worker = threading.Thread(target=bulk)
-        worker.start()
-        try:
-            while emu.stats.requests < 4:  # the bulk call is under way
-                threading.Event().wait(0.01)
-            vectors = client.embed_texts([f"query {i}" for i in range(n_texts)])
-            assert len(vectors) == n_texts
-            assert emu.stats.requests < 60  # (of the bulk call's 120)
-        finally:
-            worker.join()
+    with (
+        make(emu, qps=40, max_concurrency=2) as client,
+        bulk_call_under_way(emu, client, sends=120, started=4) as bulk_done,  # 3 s
+    ):
+        vectors = client.embed_texts([f"query {i}" for i in range(n_texts)])
+        assert len(vectors) == n_texts
+        assert emu.stats.requests < 60  # (of the bulk call's 120)
     assert bulk_done.is_set()
 
 
@@ -287,24 +300,14 @@ def test_a_query_during_a_bulk_call_books_its_slot_at_once(emu: Emulator, share:
     emu.reset_stats()
     key = f"test-{uuid.uuid4().hex}" if share else None
     limiter = AdaptiveRateLimiter(initial_qps=20.0, max_qps=20.0, share=key)
-    with make(emu, rate_limiter=limiter, max_concurrency=16) as client:
-        bulk_done = threading.Event()
-
-        def bulk() -> None:
-            client.embed_texts([f"bulk {i}" for i in range(32 * 120)])  # 120 sends: 6 s
-            bulk_done.set()
-
-        worker = threading.Thread(target=bulk)
-        worker.start()
-        try:
-            while emu.stats.requests < 20:  # the bulk call is under way, at its pace
-                threading.Event().wait(0.01)
-            passed = []
-            for i in range(8):
-                before = emu.stats.requests
-                client.embed_texts([f"query {i}"])
-                passed.append(emu.stats.requests - before)
-                assert not bulk_done.is_set()
-        finally:
-            worker.join()
+    passed: list[int] = []
+    with (
+        make(emu, rate_limiter=limiter, max_concurrency=16) as client,
+        bulk_call_under_way(emu, client, sends=120, started=20) as bulk_done,  # 6 s
+    ):
+        for i in range(8):
+            before = emu.stats.requests
+            client.embed_texts([f"query {i}"])
+            passed.append(emu.stats.requests - before)
+            assert not bulk_done.is_set()
     assert max(passed) <= 8, passed  # the slots booked ahead (a quarter second) and its own
