@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from opensearch_mm import Content, MultiModalEmbeddingClient

@@ -69,7 +69,8 @@ def python_blocks(path: Path) -> list[Block]:
             while j < len(lines) and not lines[j].strip().startswith("```"):
                 j += 1
             if lang == "python":
-                skip, setup = None, []
+                skip: str | None = None
+                setup: list[str] = []
                 k = i - 1
                 while k >= 0 and (not lines[k].strip() or MARKER.match(lines[k])):
                     marker = MARKER.match(lines[k])

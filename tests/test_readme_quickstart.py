@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _quickstart() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+    block: str
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
     return block
 

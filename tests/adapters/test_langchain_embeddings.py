@@ -183,6 +183,7 @@ def test_api_key_never_shown() -> None:
     ]
     for text in shown:
         assert KEY not in text
+    assert emb.api_key is not None
     assert emb.api_key.get_secret_value() == KEY
     assert "api_key" not in emb.model_dump(mode="json")
 
@@ -190,6 +191,7 @@ def test_api_key_never_shown() -> None:
 def test_api_key_from_env_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENSEARCH_MM_API_KEY", KEY)
     emb = OpenSearchMultiModalEmbeddings(endpoint="https://h.invalid")
+    assert emb.api_key is not None
     assert emb.api_key.get_secret_value() == KEY
     assert KEY not in repr(emb) and KEY not in emb.model_dump_json()
 

@@ -61,7 +61,7 @@ def embed(
 def assert_error(r: httpx.Response, status: int, code: str, contains: str = "") -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert set(body) == {"request_id", "latency", "code", "message"}
     assert body["latency"] == 0
     assert body["code"] == code

@@ -83,7 +83,7 @@ async def test_sdk_async(emu: Emulator) -> None:
 
 
 def test_sdk_wrong_key(emu: Emulator) -> None:
-    from Tea.exceptions import TeaException
+    from Tea.exceptions import TeaException  # type: ignore[import-untyped]
 
     client = make_client(emu, "wrong-key")
     with pytest.raises(TeaException) as info:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 IMAGES = Path(__file__).resolve().parents[2] / "examples" / "images"
 COMBINED = "ops-gme-qwen2-vl-2b-instruct"  # one input may carry text and image
-FAST = {"num_cpus": 0.5}  # leave CPU for Ray Data's own tasks on 2 cores
+FAST: dict[str, Any] = {"num_cpus": 0.5}  # leave CPU for Ray Data's own tasks on 2 cores
 
 
 def _client(emu: EmulatorProcess, **kwargs: Any) -> MultiModalEmbeddingClient:
@@ -192,7 +192,9 @@ def test_on_error_null_gives_failed_rows_a_null_and_a_reason(emulator: EmulatorP
     with _client(emulator) as client:
         expected = client.embed_texts([f"row number {i}" for i in ok])
     for i, vector in zip(ok, expected, strict=True):
-        np.testing.assert_array_equal(np.asarray(rows[i]["embedding"]), np.float32(vector))
+        np.testing.assert_array_equal(
+            np.asarray(rows[i]["embedding"]), np.asarray(vector, dtype=np.float32)
+        )
 
 
 def test_an_error_no_row_can_escape_fails_the_job_even_with_on_error_null(

@@ -39,7 +39,7 @@ def _expected(emu: Emulator, texts: list[str]) -> list[list[float]]:
 
 
 def test_batches_in_every_format_keep_their_columns_and_order(emu: Emulator) -> None:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     texts = [f"text {i}" for i in range(40)]
     expected = np.asarray(_expected(emu, texts), dtype=np.float32)
@@ -100,7 +100,9 @@ def test_a_refused_request_is_split_to_find_the_bad_input(
     assert vectors[2] is None and "InvalidParameterError: HTTP 400" in reasons[2]
     expected = _expected(emu, ["a", "b", "d"])
     for i, j in ((0, 0), (1, 1), (3, 2)):
-        np.testing.assert_array_equal(np.float32(vectors[i]), np.float32(expected[j]))
+        np.testing.assert_array_equal(
+            np.asarray(vectors[i], dtype=np.float32), np.asarray(expected[j], dtype=np.float32)
+        )
         assert reasons[i] is None
 
 
@@ -112,7 +114,7 @@ def test_column_mistakes_are_clear(emu: Emulator) -> None:
     with pytest.raises(ConfigurationError, match="text_column"):
         Embedder(api_key=KEY, endpoint=emu.url)
     with pytest.raises(ConfigurationError, match="on_error"):
-        _embedder(emu, text_column="t", on_error="skip")  # type: ignore[arg-type]
+        _embedder(emu, text_column="t", on_error="skip")
 
 
 def test_embed_dataset_checks_its_settings_on_the_driver(

@@ -285,7 +285,7 @@ def _agrees(adapter: Any) -> None:
 def test_fields_and_core_client_agree_after_any_construction_copy_or_change(
     first: dict[str, Any], second: dict[str, Any]
 ) -> None:
-    base = {"api_key": API_KEY, "endpoint": "https://fuzz.invalid"}
+    base: dict[str, Any] = {"api_key": API_KEY, "endpoint": "https://fuzz.invalid"}
     lc = OpenSearchMultiModalEmbeddings(**base, **first)
     li = OpenSearchMultiModalEmbedding(**base, **first)
     for adapter in (lc, li):

@@ -200,10 +200,10 @@ class _Sink(BaseHTTPRequestHandler):
 @pytest.fixture
 def redirect() -> Iterator[tuple[str, list[dict[str, str]], list[dict[str, str]]]]:
     """(redirecting URL, headers seen there, headers seen at the other host)."""
-    other = type("Other", (_Sink,), {"seen": [], "target": None})
+    other: type[_Sink] = type("Other", (_Sink,), {"seen": [], "target": None})
     other_server = ThreadingHTTPServer(("127.0.0.1", 0), other)
     # Another host (localhost vs 127.0.0.1) and another port: a different origin.
-    first = type(
+    first: type[_Sink] = type(
         "First",
         (_Sink,),
         {"seen": [], "target": f"http://localhost:{other_server.server_address[1]}"},

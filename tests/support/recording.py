@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import vcr
-import yaml
+import yaml  # type: ignore[import-untyped]
 from vcr.request import Request
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from opensearch_mm.client import (
 from opensearch_mm.errors import ConfigurationError, InputError, OpenSearchMMError
 
 # Looked up when a test runs (not at import), so each test fails on its own without them.
-ClientConfig = getattr(opensearch_mm, "ClientConfig", None)
+ClientConfig: type[opensearch_mm.ClientConfig] | None = getattr(opensearch_mm, "ClientConfig", None)
 ClientClosedError = getattr(errors, "ClientClosedError", type(None))
 DEFAULT_WORKSPACE = getattr(opensearch_mm, "DEFAULT_WORKSPACE", None)
 
@@ -164,7 +165,7 @@ def test_only_https_endpoints_load_the_ca_bundle(monkeypatch: pytest.MonkeyPatch
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(_config, "_SSL_CONTEXT", None)
-    monkeypatch.setattr(_config.httpx, "create_ssl_context", create_ssl_context)
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
     make(api_key=KEY, endpoint="http://127.0.0.1:9").close()
     assert made == []
     plain = _config.ssl_context("http://127.0.0.1:9")
@@ -256,7 +257,7 @@ def test_empty_list_sends_nothing() -> None:
 
 @pytest.mark.parametrize("option", [{"image_max_side": 512}, {"downscale_oversized": True}])
 def test_pillow_options_fail_at_construction_without_pillow(
-    monkeypatch: pytest.MonkeyPatch, option: dict[str, object]
+    monkeypatch: pytest.MonkeyPatch, option: dict[str, Any]
 ) -> None:
     import opensearch_mm.images as images
 
@@ -314,6 +315,7 @@ def test_retry_policy_fields_checked() -> None:
 def test_config_is_a_frozen_value_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_API_KEY, KEY)
     monkeypatch.setenv(ENV_ENDPOINT, HOST)
+    assert ClientConfig is not None
     config = ClientConfig.resolve(max_retries=2, qps=5)
     assert config == ClientConfig.resolve(max_retries=2, qps=5)
     assert config.retry_policy.max_retries == 2 and config.qps == 5.0
@@ -327,6 +329,7 @@ def test_config_is_a_frozen_value_resolved_once(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_origin_names_scheme_host_and_port() -> None:
+    assert ClientConfig is not None
     config = ClientConfig.resolve(api_key=KEY, endpoint="http://[::1]:8080/prefix")
     assert config.origin == "http://[::1]:8080"
     assert ClientConfig.resolve(api_key=KEY, endpoint="http://h").origin == "http://h:80"
@@ -458,6 +461,6 @@ def test_policy_fields_must_describe_the_objects_given() -> None:
         opensearch_mm.mirror_policy_fields(
             {"rate_limiter": opensearch_mm.AdaptiveRateLimiter(), "qps": 5}
         )
-    limited = {"rate_limiter": opensearch_mm.FixedRateLimiter(4)}
-    opensearch_mm.mirror_policy_fields(limited)  # type: ignore[arg-type]
+    limited: dict[str, object] = {"rate_limiter": opensearch_mm.FixedRateLimiter(4)}
+    opensearch_mm.mirror_policy_fields(limited)
     assert limited["qps"] == 4.0

@@ -447,7 +447,7 @@ def test_retry_after_on_error() -> None:
         ("SomethingElse", InternalServerError),
     ],
 )
-def test_error_body_with_status_200_maps_by_its_code(code: str, expected: type) -> None:
+def test_error_body_with_status_200_maps_by_its_code(code: str, expected: type[APIError]) -> None:
     body = orjson.dumps({"request_id": "r", "latency": 0, "code": code, "message": "m"})
     with pytest.raises(expected) as info:
         parse_response(200, {}, body, expected=1, dimensions=768)

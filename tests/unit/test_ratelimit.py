@@ -187,6 +187,7 @@ def test_refused_again_at_a_ceiling_that_held_a_whole_return_cuts_less() -> None
     accepted(limiter, 120, 1 / 30)
     limiter.observe(THROTTLED, sent(limiter))
     assert limiter.ceiling == pytest.approx(30.0, rel=0.01)
+    assert limiter.ceiling is not None
     assert limiter.rate == pytest.approx(0.985 * limiter.ceiling)
     # Refused after seconds that let 27 through: the limit moved, a full cut from the read.
     accepted(limiter, 120, 1 / 30)
@@ -750,7 +751,7 @@ def test_a_pause_in_a_shared_state_does_not_idle_the_whole_queue() -> None:
 
 def _book_slots(key: str, count: int) -> list[float]:
     limiter = AdaptiveRateLimiter(50.0, share=key, max_qps=50.0)
-    slots = []
+    slots: list[float] = []
     while len(slots) < count:
         ticket = limiter.acquire()
         if ticket.epoch < 0:  # this process holds its turn: come back when it is due

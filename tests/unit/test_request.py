@@ -254,7 +254,9 @@ def test_refused_connection_gets_a_short_retry_budget(caplog: pytest.LogCaptureF
     assert [type(s) for s in steps] == [Retry, Retry, GiveUp]
     assert sum(s.delay for s in steps if isinstance(s, Retry)) <= 1.0
     assert "(retry 2 of 2)" in caplog.records[-1].getMessage()
-    error = steps[-1].error
+    last = steps[-1]
+    assert isinstance(last, GiveUp)
+    error = last.error
     assert isinstance(error, APIConnectionError) and error.kind == "refused"
     assert error.endpoint == ORIGIN and ORIGIN in str(error)
 
