@@ -60,6 +60,12 @@ class RampEcho:
         """No echo to respect (the ramp is over, or other processes send too)."""
         self._ramp, self._sends, self._count = [], [], 0
 
+    def rebooked(self, now: float) -> None:
+        """Every slot not yet due at ``now`` is booked again (a cut, a hold): those slots
+        leave the window, which their sends will never enter."""
+        if self._count:
+            self._sends = [t for t in self._sends if t <= now]
+
     def earliest(self, now: float) -> float:
         """The earliest slot the window frees for the next send (0: any)."""
         if not self._count:

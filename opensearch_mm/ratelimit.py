@@ -927,6 +927,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._next = max(self._hinted, self._held_at, now + self._pause, queue)
         self._held_at = self._next
         self._epoch += 1  # slots booked before the pause book again after it
+        self._echo.rebooked(now)
 
     def _read_ramp(self, n: int, sent: float, sent_at: float) -> tuple[float, float]:
         """The start-up ramp's first refusal (of a send at ``sent``, at rate ``sent_at``):
@@ -1049,6 +1050,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._floor = max(self._min, beta * self._ceiling)
         self._rate = self._floor
         self._epoch += 1
+        self._echo.rebooked(now)
         self._cut_epoch = self._epoch
         self._cut_sent = self._shut_sent = sent
         self.cuts += 1

@@ -1004,6 +1004,28 @@ def test_after_the_ramp_a_send_waits_for_the_one_it_replaces_to_age() -> None:
     assert not echo.active
 
 
+def test_slots_booked_before_a_cut_in_the_ramps_echo_leave_it() -> None:
+    """A cut during the echo books every slot again. The slots booked before it are never
+    sent, so they hold no place in the window: kept there, they held the next send back
+    behind all of them (here 0.2 s, seven send intervals)."""
+    limiter, ticket = ramp_until_cut(window_of(40, 1.0))  # refused 1.4 s in: an echo
+    clock = limiter._clock
+    assert isinstance(clock, FakeClock)
+    assert limiter._echo.active
+    limiter.observe(None, ticket)
+    for _ in range(3):
+        answered = sent(limiter)
+        clock.now += 0.02
+        limiter.observe(None, answered)
+    refused = sent(limiter)
+    ahead = [limiter.acquire() for _ in range(6)]
+    assert ahead[-1].wait > 0.15  # booked ahead, not yet due
+    clock.now += 0.005
+    limiter.observe(THROTTLED, refused)
+    assert limiter.cuts == 2 and limiter._echo.active
+    assert limiter.acquire().wait < 2.0 / limiter.rate
+
+
 def test_shut_for_is_how_long_nothing_got_through_since_a_request_went_out() -> None:
     limiter = AdaptiveRateLimiter(clock=FakeClock())
     clock = limiter._clock
