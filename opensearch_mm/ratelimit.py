@@ -108,9 +108,10 @@ _HINT_UNIT = 1.0  # a hint of unknown header in whole seconds is read as Retry-A
 _PAUSE_GROWTH = 2.0  # each refusal of a send since a cut, none accepted, doubles the pause ...
 _MAX_PAUSE = 1.0  # ... up to 1 s (a 1-s window is open again after it; a bucket in debt,
 # refilling by one second's worth per second, after a few)
-_RAMP_SECONDS = 1.5  # the ramp sends about 100 in its first 1.5 s: a 1-s window of up to
-# 100 refuses it by then (a later first 429 is a longer window's, or a limit the old read
-# of half the refused rate already meets within the ramp's overshoot)
+_RAMP_SECONDS = 2.5  # the ramp's count over a second reaches 500 about 2.4 s in: a 1-s
+# window of up to 500 (the sweep's largest cap) refuses it by then (a later first 429 is a
+# longer window's; at 1.5 s, 100/s and more were read as half the refused rate, 1.2-1.3x the
+# limit, and the next cuts in the ramp's echo brought it to 0.93x)
 _UNSURE_READ = 2.0  # a ramp's first second read as <= 2 let through: a 1-s window that
 # small, or a throttle spacing sends (a bucket of one, nginx's limit_req without burst) at up
 # to ten times that (the second send was refused 0.1 s in): the climb back and the probes

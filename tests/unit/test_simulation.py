@@ -249,6 +249,15 @@ def test_a_second_the_ramps_echo_held_is_no_measure_of_the_limit(seed: int) -> N
     assert r.ratio >= 0.92
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_ramp_refused_late_by_a_large_window_reads_what_it_let_through(seed: int) -> None:
+    """A sliding 100/s window refuses the ramp 1.6 s in. Read as half the refused rate,
+    the first ceiling was 1.2x the limit, and the cuts in the ramp's echo took it to 0.93x:
+    a whole 5-s call held 0.75-0.80 of the ceiling on these seeds."""
+    scenario = Scenario("sliding", qps=100, seconds=5, warmup=0, workers=16, send_lag=0.003)
+    assert simulate(replace(scenario, seed=seed)).ratio >= 0.81
+
+
 def test_a_long_window_is_read_over_its_whole_cycle() -> None:
     """60 per 4 s: a burst fills the window, then it stays shut for most of 4 s. The rate is
     read from the cycle of filling and waiting (sending in bursts held 0.90-0.92 of it with
