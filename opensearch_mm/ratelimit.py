@@ -927,8 +927,7 @@ class AdaptiveRateLimiter(RateLimiter):
         queue = min(self._next, now + horizon)
         self._next = max(self._hinted, self._held_at, now + self._pause, queue)
         self._held_at = self._next
-        self._epoch += 1  # slots booked before the pause book again after it
-        self._echo.rebooked(now)
+        self._book_again(now)  # slots booked before the pause go after it
 
     def _read_ramp(self, n: int, sent: float, sent_at: float) -> tuple[float, float]:
         """The start-up ramp's first refusal (of a send at ``sent``, at rate ``sent_at``):
@@ -1050,8 +1049,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._ceiling = min(self._max, max(self._min, ceiling))
         self._floor = max(self._min, beta * self._ceiling)
         self._rate = self._floor
-        self._epoch += 1
-        self._echo.rebooked(now)
+        self._book_again(now)
         self._cut_epoch = self._epoch
         self._cut_sent = self._shut_sent = sent
         self.cuts += 1
@@ -1061,6 +1059,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._next = max(self._hinted, now + 1.0 / self._rate, hold)
         if hold:
             self._held_at = hold
+
+    def _book_again(self, now: float) -> None:
+        """A new epoch: every slot booked before is booked again (``confirm`` refuses it),
+        and the ones not yet due leave the ramp's echo, which they will never enter."""
+        self._epoch += 1
+        self._echo.rebooked(now)
 
     def _hold_for_hint(self, now: float, retry_after: float | None, unit: float | None) -> None:
         """Hold every send until a retry hint's time (one unit less: see below)."""
