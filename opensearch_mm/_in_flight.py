@@ -14,6 +14,8 @@ _ONE_ODDS = 4  # a cap of one in flight: at least four in five sends above it re
 # answers). Such a cap is learned once a rate throttle, refusing at or below it as often as
 # above, would have refused 5 there and none came (odds of e**-5: under 1 %) ...
 _BLUR_REFUSALS = 5
+_ONE_BLUR_REFUSALS = 20  # ... 20 for a cap of one (see ``throttled``: over rate caps of 2-8/s,
+# answers of 0.2-0.5 s, 2-25 ms away, 5 and 10 took some for a cap of one, 20 none)
 _BLUR_RACE_ANSWERS = 50  # ... and excuses a 429 at a count that held once per 50 answers at
 # most, as often as it tries one more, one at a time (a client's counts blur into the cap's:
 # over caps of 2-16, answers of 0.1-0.4 s, 10-50 ms each way: at 35, up to 3.7 % refused)
@@ -193,20 +195,22 @@ class InFlightCap:
         ):
             return False
         sharp = over_ok <= odds * self._over_bad
-        if self.limit == 1 and _ONE_ODDS * over_ok > self._over_bad:
-            # One in flight at a time (an account that takes requests one by one) only
-            # where nearly every send above it was refused: a rate throttle whose answers
-            # take about its send interval also sends at one or two in flight, refusing
-            # at either now and then, and a run of its refusals at two (none at one) is
-            # no rarity. (Paced as a rate instead, such a cap held 0.52-0.60 of what one
-            # request at a time carries, the naive loop 0.93-1.0.)
-            return False
         # (No 429 at or below the limit since it was set: any would have lowered it. Not
         # where answers are heard late, in batches: there counts blur for that reason too,
         # refusals above a count can be rare under a rate cap, and a cap read too high
         # lets sends through that the service refuses.)
         expected = self._under_ok * self._over_bad / (self._over_ok + self._over_bad)
-        if not sharp and (not self.prompt or expected < _BLUR_REFUSALS):
+        blur_refusals = _BLUR_REFUSALS
+        if self.limit == 1 and _ONE_ODDS * over_ok > self._over_bad:
+            # One in flight at a time (an account that takes requests one by one) where
+            # nearly every send above it was refused, or on four times the evidence of
+            # rare refusals: a rate throttle whose answers take about its send interval
+            # also sends at one or two in flight, and refuses the bunched sends, the ones
+            # at two; a run of its refusals at two (none at one) is no rarity. (Paced as
+            # a rate instead, such a cap held 0.52-0.60 of what one request at a time
+            # carries, the naive loop 0.93-1.0; seen from 25 ms away, 0.57 against 0.81.)
+            sharp, blur_refusals = False, _ONE_BLUR_REFUSALS
+        if not sharp and (not self.prompt or expected < blur_refusals):
             return False
         self.active, self._step, self._since, self._held = True, 1, 0, self.limit
         self._blurred = not sharp

@@ -528,11 +528,12 @@ def answered_up_to(cap: InFlightCap, top: int) -> None:
         assert cap.throttled(top + 1)  # the probe failed: back to ``top``
 
 
-def test_a_cap_of_one_in_flight_is_learned_from_sharp_refusals_only() -> None:
+def test_a_cap_of_one_in_flight_is_learned_from_sharp_refusals() -> None:
     """An account that takes one request at a time refuses every send made while another
     is out: learned. A rate throttle whose answers take about its send interval also
-    sends at two in flight, mostly answered there: not taken for such a cap, however
-    many answers come; nor where answers are heard late, in batches (a coordinator's)."""
+    sends at two in flight, mostly answered there: not taken for such a cap on the
+    evidence that makes a larger one; nor where answers are heard late, in batches (a
+    coordinator's)."""
     cap = InFlightCap(prompt=True)
     cap.throttled(2)
     for _ in range(5):
@@ -551,6 +552,25 @@ def test_a_cap_of_one_in_flight_is_learned_from_sharp_refusals_only() -> None:
             rate.ok(2)
         assert not rate.throttled(2)
     assert not rate.active
+
+
+def test_a_cap_of_one_seen_from_afar_is_learned_on_more_evidence() -> None:
+    """25 ms from a service that takes one request at a time for 200 ms, a send made while
+    an answer is on its way counts two in flight but finds the service free: half the
+    sends at two are answered, none at one refused. Learned once a rate throttle refusing
+    as often at one would have refused 20 there (four times a larger cap's evidence):
+    after r rounds, 3r * (r + 1) / (2r + 1) expected, 18.7 at 12, 20.2 at 13."""
+    cap = InFlightCap(prompt=True)
+    cap.ok(1)
+    cap.throttled(2)
+    rounds = 0
+    while not cap.active:
+        rounds += 1
+        assert rounds <= 20, "never learned"
+        for n in (1, 1, 1, 2):
+            cap.ok(n)
+        assert not cap.throttled(2) or cap.active
+    assert cap.limit == 1 and rounds == 13
 
 
 def test_a_lone_refusal_at_a_count_that_held_keeps_the_cap() -> None:
