@@ -132,7 +132,10 @@ class Scenario:
             text += f" x{self.clients}{' shared' if self.shared else ''}"
         if self.change_at is not None:
             new = self.new_max_in_flight if self.throttle == "concurrency" else self.new_qps
-            text += f" ->{new:g}@{self.change_at:g}s"
+            if new is not None:
+                text += f" ->{new:g}@{self.change_at:g}s"
+            if self.throttle != "concurrency" and self.new_max_in_flight is not None:
+                text += f" ->{self.new_max_in_flight} in flight@{self.change_at:g}s"
         if self.handling or self.client_time:
             text += f" +{self.handling * 1000:g}/{self.client_time * 1000:g}ms"
         if self.network != _NET:

@@ -560,3 +560,12 @@ def test_a_throttle_spacing_requests_is_not_read_from_its_first_refusal(qps: int
         assert r.ratio >= 0.55, seed
         ratios.append(r.ratio)
     assert statistics.mean(ratios) >= (0.66 if qps == 3 else 0.56)
+
+
+def test_a_scenario_names_what_changes_mid_run() -> None:
+    # (A cap in flight that changes under a rate cap once failed to format: no new rate.)
+    both = Scenario("sliding", qps=30, max_in_flight=6, change_at=30, new_max_in_flight=3)
+    assert both.name == "sliding 30/s 40ms + 6 in flight ->3 in flight@30s"
+    assert Scenario("fixed", qps=10, change_at=30, new_qps=30).name == "fixed 10/s 40ms ->30@30s"
+    cap = Scenario("concurrency", max_in_flight=8, change_at=30, new_max_in_flight=16)
+    assert cap.name == "concurrency K=8 40ms ->16@30s"
