@@ -54,7 +54,14 @@ class InFlightCap:
     failed, or the cap moved down); one with nothing else in flight means it was never a
     concurrency cap. A lone 429 at a count that held, answered again at that count before
     the next one, is a send that raced a slot not yet freed: excused, at most once per 10
-    answers (50 for a cap learned from rare refusals).
+    answers (50 for a cap learned from rare refusals). A 429 at a count that held, not
+    excused, under a cap learned from sharp refusals (more sends above it refused than
+    answered), while the account accepted well under what the cap's slots carry (the
+    caller says: ``paced``), is a rate throttle refusing within the cap: the cap stays,
+    ``rated``, and every 429 within it from then on is a rate signal, but two at or above
+    a count, the second sent after the first cut the rate, none answered there between,
+    put the cap below that count; it tries one more in flight only once its slots have
+    been full (``alone``: whether the cap holds the sends back alone).
     """
 
     FIELDS = (
@@ -72,6 +79,7 @@ class InFlightCap:
         "_clean",
         "_doubt",
         "_blurred",
+        "rated",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -94,6 +102,13 @@ class InFlightCap:
         self._clean = 0  # answers saved up to excuse 429s at a count that held
         self._doubt = 0  # that count, until an answer to a send at or above it comes
         self._blurred = False  # learned from 429s above it that come only now and then
+        self.rated = False  # a rate throttle refuses too, within the cap
+
+    @property
+    def alone(self) -> bool:
+        """A cap is learned and nothing else refuses within it: the cap, not a rate,
+        holds the sends back."""
+        return self.active and not self.rated
 
     @property
     def testing(self) -> bool:
@@ -111,6 +126,7 @@ class InFlightCap:
 
     def _candidate(self, limit: int) -> None:
         self.limit, self.active, self._first, self._blurred = limit, False, False, False
+        self.rated = False
         self._over_ok, self._over_bad, self._under_ok, self._fresh_ok = 0, 1, 0, 0
 
     def ok(self, n: int, fresh: bool = True) -> None:
@@ -128,7 +144,11 @@ class InFlightCap:
                 self._under_ok += 1
                 self._fresh_ok += fresh
             return
-        self._since += 1
+        if not self.rated or n >= self.limit:
+            # (Under a rate throttle too, the pace can keep the count below the cap for
+            # good: one more is tried only once the slots have been full, or the cap
+            # climbs without evidence and stops holding anything back.)
+            self._since += 1
         self._clean = min(self._clean + 1, _RACE_SAVED * self._race_answers)
         # After a probe that held, the next needs only the answers that show the slots it
         # added carry requests (a failed probe costs the 429s, not one that held): a
@@ -147,11 +167,21 @@ class InFlightCap:
     def _race_answers(self) -> int:
         return _BLUR_RACE_ANSWERS if self._blurred else _RACE_ANSWERS
 
-    def throttled(self, n: int, unanswered: list[int] | None = None) -> bool:
+    def throttled(
+        self,
+        n: int,
+        unanswered: list[int] | None = None,
+        *,
+        paced: bool = False,
+        fresh: bool = True,
+    ) -> bool:
         """Record a 429 sent with ``n`` in flight; ``True`` if a concurrency cap explains it.
 
         ``unanswered``: the counts the requests still in flight were sent with (those sent
         long enough ago that a 429 would have come), when the caller knows them.
+        ``paced``: the account has been accepting well under what the cap's slots carry
+        (something else holds the sends back: a rate throttle, if it refuses within the cap).
+        ``fresh``: the request was sent since the last cut of the rate.
         """
         if self.active:
             if n > self.limit:
@@ -162,6 +192,16 @@ class InFlightCap:
                 # held, lower it further: they come back in any order.)
                 self.limit, self._step, self._since = min(self.limit, n - 1), 1, 0
                 return True
+            if self.rated and n > 1:
+                if fresh and self._doubt and n >= self._doubt:
+                    # Refused again at or above a count refused before, sent since that
+                    # 429 cut the rate, none answered there between: the cap moved down.
+                    self.limit = self._held = min(self.limit, self._doubt - 1)
+                    self._step, self._since, self._doubt = 1, 0, 0
+                    return True
+                if fresh:
+                    self._doubt = min(self._doubt, n) if self._doubt else n
+                return False  # a rate throttle's, within the cap (races are read so too)
             if self.prompt and n > 1 and not self._doubt and self._clean >= self._race_answers:
                 # Refused at a count that held: a send that raced a slot the service frees
                 # only once the answer is on its way (the client can have it first), if
@@ -170,6 +210,17 @@ class InFlightCap:
                 # late, in batches, the caller weighs such 429s over time itself.)
                 self._clean, self._doubt = self._clean - self._race_answers, n
                 return True
+            sharp = not self._blurred and self._over_ok < self._over_bad
+            if self.prompt and n > 1 and paced and sharp:
+                # Refused at a count that held, under a cap learned from sharp refusals, the
+                # account accepting well under what its slots carry: a rate throttle
+                # refuses within it too (a gateway with both limits). The cap stays and
+                # the rate is paced as well. (Read as a cap that moved down, a cap of 3
+                # under a 20/s window was learned again down to 1, and the pair was paced
+                # as a rate: 0.87 of it, 0.96 knowing the cap. Not a cap learned from
+                # refusals among answers above it: a rate throttle taken for one goes.)
+                self.rated = True
+                return False
             # Refused at a count that was answered before, again (or with nothing else in
             # flight): the cap moved down, or it was never a concurrency cap (with a
             # steady answer time, a rate cap also refuses at high counts). Learn again.

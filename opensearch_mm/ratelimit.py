@@ -130,6 +130,8 @@ _HELD_SPAN = 5.0  # a read spanning a hold is checked against 5 s (cycles of win
 _COLLAPSE_SHARE = 0.7  # refused on after a far-above cut, a second letting through under 0.7
 # of the last 5 s' rate is a collapse (charged refusals read half or less; a share moving
 # among clients, a few per cent a cut)
+_CAP_PACED = 0.8  # accepting under 0.8 of what a learned cap's slots carry: something else
+# holds the sends back (above it, answer-time jitter and pacing gaps explain the difference)
 _POLL_SHARE = 0.02  # at a full concurrency cap, look for a free slot every 2 % of an answer
 _MIN_POLL = 0.001  # ... but not more often than each millisecond ...
 _MAX_POLL = 0.05  # ... nor less often than 20 times a second
@@ -723,10 +725,10 @@ class AdaptiveRateLimiter(RateLimiter):
             step = _UNSURE_STEP if self._unsure else _PROBE_STEP
             rate = ceiling * (1.0 + step * (2.0 ** min(y, 30.0) - 1.0))
             good = self._goodput(now)
-            if good > 0 and not self._window.active:
+            if good > 0 and not self._cap_alone():
                 # Never send more than twice what the account has been accepting: a 429
                 # takes a moment to come, and an overshoot of more costs a burst of them.
-                # (Under a concurrency cap the cap holds the sends; pacing must not.)
+                # (Under a concurrency cap alone the cap holds the sends; pacing must not.)
                 rate = min(rate, max(ceiling, _MAX_LEAD * good))
         if self._window.testing and self._latency > 0:
             # A first 429 above every count answered, and each of its slots has answered a
@@ -735,19 +737,29 @@ class AdaptiveRateLimiter(RateLimiter):
             # learned in about a second, not when probing next brings the count there);
             # a rate cap answers it or refuses at lower counts too (the candidate goes).
             rate = max(rate, self._window.limit / self._latency)
-        if self._window.active and self._latency > 0:
-            # Under a concurrency cap the cap holds the sends back, not the rate: a ceiling
-            # a cut read while the cap was being learned was the cap's doing. The rate stays
-            # twice what the cap lets through (so were the cap to go, a 429 would read the
-            # limit from what was accepted, as for any overshoot).
+        if self._cap_alone():
+            # Under a concurrency cap alone (no rate throttle refusing within it) the cap
+            # holds the sends back, not the rate: a ceiling a cut read while the cap was
+            # being learned was the cap's doing. The rate stays twice what the cap lets
+            # through (so were the cap to go, a 429 would read the limit from what was
+            # accepted, as for any overshoot).
             rate = max(rate, _MAX_LEAD * self._window.limit / self._latency)
         self._rate = min(self._max, max(self._min, rate))
 
+    def _cap_alone(self) -> bool:
+        """Whether a learned cap on requests in flight, not a rate, holds the sends back:
+        no rate throttle refuses within it, or its slots carry less than the ceiling one
+        read (a cap that moved down below it)."""
+        window = self._window
+        if not window.active or self._latency <= 0:
+            return False
+        return window.alone or window.limit / self._latency < self._ceiling
+
     def _interval(self) -> float:
         """Seconds between booked slots: one over the rate, but under a learned concurrency
-        cap answers come back bunched, and slots freed together are filled within a poll's
-        time each (2 % of an answer), not a pacing interval apart."""
-        if self._window.active and self._latency > 0:
+        cap alone answers come back bunched, and slots freed together are filled within a
+        poll's time each (2 % of an answer), not a pacing interval apart."""
+        if self._cap_alone():
             return min(1.0 / self._rate, _POLL_SHARE * self._latency / self._window.limit)
         return 1.0 / self._rate
 
@@ -897,7 +909,13 @@ class AdaptiveRateLimiter(RateLimiter):
             sure = now - _LAG_REFUSALS * self._refusal_time
             unanswered = [m for at, m in self._in_flight.values() if at < sure]
         limit = self._window.limit
-        explained = bool(n) and self._window.throttled(n, unanswered)
+        # (Under a cap alone the rate is held above what the cap's slots carry: accepting
+        # well under that, something else holds the sends, a rate throttle within it.)
+        paced = False
+        if self._window.active and self._latency > 0:
+            paced = self._goodput(now) < _CAP_PACED * limit / self._latency
+        fresh = ticket is None or ticket.epoch == self._epoch
+        explained = bool(n) and self._window.throttled(n, unanswered, paced=paced, fresh=fresh)
         if self._window.limit != limit:
             self._limit_set = now  # (answers to requests sent before it are not fresh)
         if explained:

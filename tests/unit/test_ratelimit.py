@@ -600,6 +600,40 @@ def test_a_cap_in_flight_that_moved_down_is_learned_again() -> None:
     assert cap.throttled(3) and cap.active and cap.limit == 2
 
 
+def test_a_rate_throttle_refusing_within_a_sharp_cap_keeps_the_cap() -> None:
+    """A gateway with both limits: a cap of three, learned from sharp refusals at four,
+    then refused at three while the account accepts well under what three carry. The cap
+    stays and every 429 within it is a rate signal; two at or above a count, the second
+    sent after the first cut the rate, none answered there between, put the cap below it;
+    one with nothing else in flight, and there is no cap."""
+    cap = cap_of_three()
+    answered_up_to(cap, 3)
+    assert cap.throttled(3, paced=True)  # excused once, as a race
+    assert not cap.throttled(3, paced=True)  # again, none answered there: a rate signal
+    assert cap.active and cap.rated and not cap.alone and cap.limit == 3
+    cap.ok(3)
+    assert not cap.throttled(2) and cap.limit == 3  # within the cap: a rate signal
+    assert not cap.throttled(3, fresh=False) and cap.limit == 3  # the same burst
+    assert cap.throttled(3) and cap.active and cap.limit == 1  # sent since: below two
+    assert not cap.throttled(1) and not cap.active
+
+
+def test_a_cap_learned_among_answers_above_it_is_not_kept_for_a_rate_throttle() -> None:
+    """Sends above the cap answered as often as refused: a rate throttle may have been
+    taken for a cap. Refused at a count that held, it is learned again, paced or not."""
+    cap = InFlightCap(prompt=True)
+    cap.throttled(4)
+    cap.ok(4)
+    cap.ok(4)
+    for _ in range(5):
+        for n in (1, 2, 3):
+            cap.ok(n)
+    assert cap.throttled(4) and cap.active and cap.limit == 3
+    answered_up_to(cap, 3)
+    assert cap.throttled(3, paced=True)  # excused once, as a race
+    assert not cap.throttled(3, paced=True) and not cap.active and not cap.rated
+
+
 def test_refusals_at_a_count_that_held_more_than_once_per_ten_answers_drop_it() -> None:
     """Races are excused at most once per ten answers: more, and the count does not hold."""
     cap = cap_of_three()
