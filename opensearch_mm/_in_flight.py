@@ -6,7 +6,10 @@ __all__ = ["InFlightCap"]
 
 _WINDOW_EVIDENCE = 2  # 429s above an in-flight count (one may be a rate cap's) before a cap ...
 _LATE_EVIDENCE = 3  # ... (3 where answers are heard late, in batches: a coordinator's) ...
-_WINDOW_ODDS = 3  # ... at least one in four sends above it refused (in-transit answers blur it) ...
+_WINDOW_ODDS = 1  # ... at least one in two sends above it refused (a rate throttle seen from
+# afar refuses the bunched sends, the ones at the highest counts: a bucket at 20/s, 25 ms
+# away, about two in flight, refused one in four at three, was held as a cap of two, and
+# refused 8-11 % of sends for good; rare refusals are weighed below, as blurred) ...
 _WINDOW_ANSWERS = 5  # ... and 5 answers per slot at or below it (a rate cap refuses at any)
 _ONE_ODDS = 4  # a cap of one in flight: at least four in five sends above it refused
 # A client far from the service counts requests whose answers are still on their way: sends
@@ -35,7 +38,7 @@ class InFlightCap:
     """Learns a concurrency cap: 429s that come only above some number in flight.
 
     ``limit`` is one less than the fewest in flight seen with a 429. It becomes ``active``
-    once requests sent above it were refused far more often than answered, while many at
+    once requests sent above it were refused at least as often as answered, while many at
     or below it were answered (a rate throttle refuses requests whatever the number in
     flight, so answers above the limit keep it off), or, where refusals above it are rare
     (a client far from the service counts answers still on their way), once so many were
