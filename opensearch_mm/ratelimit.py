@@ -920,7 +920,7 @@ class AdaptiveRateLimiter(RateLimiter):
             self._limit_set = now  # (answers to requests sent before it are not fresh)
         if explained:
             return False  # explained by the number in flight: not a rate signal
-        if ticket is not None and ticket.epoch != self._epoch:
+        if not fresh:
             return False  # sent before the last cut: that burst was already counted
         if ticket is not None and ticket.rate > self._ceiling:
             horizon = max(_HORIZON_SECONDS, _HORIZON_SLOTS / ticket.rate)
