@@ -864,6 +864,24 @@ class AdaptiveRateLimiter(RateLimiter):
         )
         ramp_read, ramp_hold = self._read_ramp(n, sent, sent_at)
         ceiling = self._read_ceiling(now, sent_at, ramp_read, cut_short)
+        reopened = max(self._cut_sent, self._open_sent)
+        if (
+            not returned
+            and not ramp_read
+            and self.read_counts
+            and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS
+            and 0 < sent_at < previous
+            and sent - reopened >= _GOODPUT_SECONDS
+        ):
+            # Refused on the climb back, below the ceiling: the second it was read from
+            # let through more than the limit (a fixed window straddled, a token a bucket
+            # saved: at 10/s one count over is 10 %, twice the cut), and so may the last
+            # second now (read so, the ceiling came down 1 % a 429, a 429 every 2-3 s).
+            # What the account let through since the first send accepted after the cut,
+            # a second and more, says the limit (not counted from the 429: the hold after
+            # it is the sender's idling), no lower than the cut's floor, which held.
+            since = self._accepted_before(sent, sent - reopened)
+            ceiling = min(ceiling, max(self._floor, since))
         held = 0.0  # the ceiling that held a whole return, below a probe's raised one
         if self._held_ceiling and not returned and ceiling > self._held_ceiling:
             # Refused before the return to a ceiling a probe raised was done: that ceiling
@@ -876,6 +894,10 @@ class AdaptiveRateLimiter(RateLimiter):
             # A probe raised the ceiling by no more than a raised quota would: the one it
             # raised held a whole return, and is where a read high comes back to.
             held = previous
+            if previous * _GOODPUT_SECONDS * (1.0 - _BETA) < 1.0:
+                # (Under 20 sends a second a count one over is more than the cut: the
+                # read cannot tell the probe's step from the count's, so meet halfway.)
+                ceiling = (previous + ceiling) / 2.0
         if self.slow_start:
             # (The ramp's first cut. Held until its first send is a second old, a ramp
             # refused within that second has no echo: see RampEcho.)
