@@ -863,13 +863,14 @@ class AdaptiveRateLimiter(RateLimiter):
             self._unsure or self._ok_since_cut >= self._return_requests
         )
         ramp_read, ramp_hold = self._read_ramp(n, sent, sent_at)
-        ceiling = self._read_ceiling(now, sent_at, ramp_read, cut_short)
+        ceiling = self._read_ceiling(now, sent, sent_at, ramp_read, cut_short)
         reopened = max(self._cut_sent, self._open_sent)
         if (
             not returned
             and not ramp_read
             and self.read_counts
             and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS
+            and self._count_coarse(previous)
             and 0 < sent_at < previous
             and sent - reopened >= _GOODPUT_SECONDS
         ):
@@ -894,9 +895,8 @@ class AdaptiveRateLimiter(RateLimiter):
             # A probe raised the ceiling by no more than a raised quota would: the one it
             # raised held a whole return, and is where a read high comes back to.
             held = previous
-            if previous * _GOODPUT_SECONDS * (1.0 - _BETA) < 1.0:
-                # (Under 20 sends a second a count one over is more than the cut: the
-                # read cannot tell the probe's step from the count's, so meet halfway.)
+            if self._count_coarse(previous):
+                # (The read cannot tell the probe's step from a count one over: halfway.)
                 ceiling = (previous + ceiling) / 2.0
         if self.slow_start:
             # (The ramp's first cut. Held until its first send is a second old, a ramp
@@ -919,6 +919,14 @@ class AdaptiveRateLimiter(RateLimiter):
             and abs(ceiling - previous) <= _SETTLED_TOLERANCE * previous
         )
         self._cut(now, sent, ceiling, held, ramp_hold, _SETTLED_BETA if settled else _BETA)
+
+    @staticmethod
+    def _count_coarse(ceiling: float) -> bool:
+        """Whether a second's count at ``ceiling`` is coarser than the cut: under 20 sends
+        a second, one count over (a fixed window straddled, a token a bucket saved) is
+        more than 5 %. (At 30/s the cut covers it, and reads below the ceiling that
+        correct for it cost sliding windows what they saved.)"""
+        return ceiling * _GOODPUT_SECONDS * (1.0 - _BETA) < 1.0
 
     def _is_rate_signal(self, now: float, n: int, ticket: Ticket | None) -> bool:
         """Whether a refusal says anything of the rate: not when the number in flight
@@ -998,9 +1006,12 @@ class AdaptiveRateLimiter(RateLimiter):
         self._unsure = ramp_read * _GOODPUT_SECONDS <= _UNSURE_READ
         return ramp_read, self._started + _GOODPUT_SECONDS + 1.0 / rate
 
-    def _read_ceiling(self, now: float, sent_at: float, ramp_read: float, cut_short: bool) -> float:
-        """The ceiling a refusal of a send at rate ``sent_at`` says, from what the account
-        accepted lately (``ramp_read``: the ramp's read, if this is its first refusal)."""
+    def _read_ceiling(
+        self, now: float, sent: float, sent_at: float, ramp_read: float, cut_short: bool
+    ) -> float:
+        """The ceiling a refusal of a send at rate ``sent_at`` (at ``sent``) says, from what
+        the account accepted lately (``ramp_read``: the ramp's read, if this is its first
+        refusal)."""
         previous = self._ceiling
         good, refused = self._measure(now)
         span = max(_GOODPUT_SECONDS, _GOODPUT_REQUESTS / self._rate)
@@ -1017,6 +1028,13 @@ class AdaptiveRateLimiter(RateLimiter):
             ceiling = sent_at
             if self.read_counts and _GOODPUT_REQUESTS / self._rate <= _GOODPUT_SECONDS:
                 ceiling = min(sent_at, good)
+                if previous and good >= previous and sent - self._cut_sent < _GOODPUT_SECONDS:
+                    # Refused within a second of the last cut's 429, the last second having
+                    # let the ceiling through: the window still holds the sends from before
+                    # the cut (a sliding one refuses the floor until they leave it), no
+                    # lower limit. Read as the rate refused at, a sliding 20/s window was
+                    # held at 0.94 of it for seconds after start-up.
+                    ceiling = previous
             if self._long_shut > span:
                 # Under a window of seconds, a second's count is a burst's: what it let
                 # through over a whole window is its rate (not below the trusted share).
