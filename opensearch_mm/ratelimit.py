@@ -1051,13 +1051,16 @@ class AdaptiveRateLimiter(RateLimiter):
                 # span's, not the limit's. A 10-s window at 10/s was cut to 0.7-0.8 of it.)
                 good = max(good, previous)
             return (previous + min(good, sent_at)) / 2.0
-        if previous and previous < sent_at and refused <= 1 and not self._count_coarse(previous):
+        if previous and previous < sent_at and refused <= 1 and not self._count_coarse(good):
             # A probe let through well past the ceiling, refused only now: the ceiling was
             # read low (a bucket of a small burst refuses a ramp as soon as it passes the
             # rate, and the second before holds the ramp's rising average), and the last
             # second's count lags the probe's rise as well. The limit is between that count
             # and the rate refused (no more than the trusted share of it): halfway. (Read
-            # as the count, a bucket of 5 at 100/s took 10-15 s to be found, 0.91 of it.)
+            # as the count, a bucket of 5 at 100/s took 10-15 s to be found, 0.91 of it.
+            # Not from a count of under 20, which one token a bucket saved moves more than
+            # the cut: a 10/s bucket charging refusals, probed to 20/s on its saved burst,
+            # was read at 17.)
             return (good + max(good, _TRUST_RATE * sent_at)) / 2.0
         self._return_requests = _FAST_RETURN_REQUESTS
         # Far above the limit (the ramp overshot, or the quota was cut): while a sender

@@ -545,15 +545,18 @@ def test_a_sliding_window_still_holding_the_sends_before_a_cut_is_not_read_lower
     assert statistics.mean(ratios) >= 0.955, ratios
 
 
-def test_a_bucket_of_a_small_burst_read_low_at_start_up_is_found_within_seconds() -> None:
-    """A bucket of 5 at 100/s refuses the ramp as soon as it passes the rate, and the second
-    before holds the ramp's rising average: about 0.6 of the rate. A probe then goes well
-    past the ceiling before its 429, and the last second's count lags its rise too: read
-    as that count, the rate took 10-15 s to be found (16-s calls measured after the first
-    4 s: 0.907 on average over these seeds, 0.89-0.92)."""
-    base = Scenario("bucket", qps=100, burst=5, seconds=16, warmup=4, workers=8, send_lag=0.003)
-    runs = [simulate(replace(base, seed=seed)) for seed in range(4)]
-    assert statistics.mean(r.ratio for r in runs) >= 0.925, [r.ratio for r in runs]
+@pytest.mark.parametrize(("qps", "burst", "ratio"), [(100, 5, 0.925), (30, 2, 0.9)])
+def test_a_bucket_of_a_small_burst_read_low_at_start_up_is_found_within_seconds(
+    qps: int, burst: int, ratio: float
+) -> None:
+    """A bucket of a small burst refuses the ramp as soon as it passes the rate, and the
+    second before holds the ramp's rising average: about 0.6 of the rate. A probe then goes
+    well past the ceiling before its 429, and the last second's count lags its rise too:
+    read as that count, the rate took 10-15 s to be found (16-s calls measured after the
+    first 4 s, these seeds: 0.913 on average for 5 at 100/s, 0.863 for 2 at 30/s)."""
+    base = Scenario("bucket", qps=qps, burst=burst, seconds=16, warmup=4, workers=8)
+    runs = [simulate(replace(base, seed=seed, send_lag=0.003)) for seed in range(4)]
+    assert statistics.mean(r.ratio for r in runs) >= ratio, [r.ratio for r in runs]
     assert sum(r.throttled for r in runs) <= STEADY_SHARE * sum(r.sent for r in runs)
 
 
