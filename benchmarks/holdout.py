@@ -187,6 +187,28 @@ class FixedWall(Throttle):
         return 1.0 - time.time() % 1.0
 
 
+class ExpiringCounter(Throttle):
+    """Redis-style ``INCR`` then ``EXPIRE key 1`` on the first increment: every arrival
+    counts, accepted while the count is within ``cap``, until the key expires a second
+    after the request that created it (windows start where traffic does, on no clock)."""
+
+    def __init__(self, cap: float) -> None:
+        super().__init__(cap)
+        self.expires = -1.0
+        self.count = 0
+
+    def admit(self, now: float) -> tuple[int, float]:
+        if now >= self.expires:
+            self.expires, self.count = now + 1.0, 0
+        self.count += 1
+        if self.count <= self.cap:
+            return OK, 0.0
+        return REFUSED_429, 0.0
+
+    def wait(self, now: float) -> float:
+        return max(0.0, self.expires - now)
+
+
 class WeightedWall(Throttle):
     """Accepted while ``last x (1 - elapsed) + count < cap``: ``count`` accepted in this
     wall-clock second, ``last`` in the one before, ``elapsed`` this second's share gone."""
@@ -311,6 +333,7 @@ VARIANTS: dict[str, Callable[[float], Throttle]] = {
     "sliding_log": SlidingLog,
     "sliding_2s": lambda cap: SlidingLog(cap, span=2.0, scale=2.0),
     "weighted_wall": WeightedWall,
+    "expiring_counter": ExpiringCounter,
     "sliding_attempts": lambda cap: SlidingLog(cap, attempts=True),
     "leaky_queue": LeakyQueue,
     "concurrency": Concurrency,

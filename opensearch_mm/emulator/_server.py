@@ -729,11 +729,13 @@ class Emulator:
         Args:
             kind: ``"bucket"`` (``qps`` tokens/s holding ``burst``, default one second's
                 worth), ``"fixed"`` (at most ``qps * window`` requests per window of
-                ``window`` seconds on the clock), ``"sliding"`` (at most ``qps * window`` in
-                any ``window`` seconds), ``"sliced"`` (the same, counted in two clock-aligned
-                halves of the window), ``"weighted"`` (a sliding-window counter: the last
-                window's count, weighted by how much of it a sliding window still covers,
-                plus the current one's, below ``qps * window``), ``"queue"`` (requests held
+                ``window`` seconds on the clock), ``"anchored"`` (the same per window
+                starting at the first request after the last one ended), ``"sliding"``
+                (at most ``qps * window`` in any ``window`` seconds), ``"sliced"`` (the
+                same, counted in two clock-aligned halves of the window), ``"weighted"``
+                (a sliding-window counter: the last window's count, weighted by how much
+                of it a sliding window still covers, plus the current one's, below
+                ``qps * window``), ``"queue"`` (requests held
                 in line and let through at ``qps``, refused when they would wait over
                 ``window`` seconds),
                 ``"warmup"`` (a sliced window letting a third of ``qps`` through when the

@@ -53,7 +53,7 @@ class Scenario:
     """One run: a throttle model, its cap, the service latency and the clients."""
 
     throttle: str
-    """``bucket``, ``fixed``, ``sliding``, ``sliced`` or ``concurrency`` (see ``make_throttle``)."""
+    """One of :data:`THROTTLE_KINDS` (see ``make_throttle``)."""
     qps: float = 10.0
     """The rate cap (requests/s for the whole account); unused by ``concurrency``."""
     latency: float = 0.04
@@ -693,6 +693,10 @@ def held_out() -> list[Scenario]:
         # A sliding-window counter (Cloudflare's published approximation, and many Redis-backed
         # limiters'): the last clock-aligned window's count, weighted by what a sliding window
         # still covers of it, plus the current one's.
+        # A fixed window that starts at the first request after the last one ended (a
+        # counter expiring a window after its first increment: Redis INCR with EXPIRE).
+        Scenario("anchored", qps=10, seconds=60, label="anchored 10/s (a counter's expiry)"),
+        Scenario("anchored", qps=30, seconds=60, label="anchored 30/s (a counter's expiry)"),
         Scenario("weighted", qps=10, seconds=60, label="weighted 10/s (two counters)"),
         Scenario("weighted", qps=30, seconds=60, label="weighted 30/s (two counters)"),
         Scenario("weighted", qps=10, window=2.0, seconds=60, label="weighted 20 per 2 s"),

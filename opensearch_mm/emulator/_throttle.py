@@ -39,6 +39,7 @@ from dataclasses import dataclass
 __all__ = [
     "THROTTLE_KINDS",
     "AllOf",
+    "AnchoredWindow",
     "ConcurrencyCap",
     "FixedWindow",
     "Latency",
@@ -55,6 +56,7 @@ __all__ = [
 THROTTLE_KINDS: tuple[str, ...] = (
     "bucket",
     "fixed",
+    "anchored",
     "sliding",
     "sliced",
     "weighted",
@@ -182,6 +184,36 @@ class FixedWindow(Throttle):
 
     def _retry_after(self, now: float) -> float:
         return self.phase + (self._index(now) + 1) * self.window - now
+
+    @property
+    def ceiling(self) -> float:
+        return self.limit / self.window
+
+
+class AnchoredWindow(Throttle):
+    """At most ``limit`` requests in each window of ``window`` seconds that starts at the
+    first request after the last window ended: a counter that expires ``window`` after its
+    first increment (Redis ``INCR`` with ``EXPIRE``), not aligned to any clock."""
+
+    def __init__(self, limit: float, window: float = 1.0) -> None:
+        super().__init__()
+        if not limit > 0 or not window > 0:
+            raise ValueError("limit and window must be > 0")
+        self.limit = max(1, round(limit))
+        self.window = float(window)
+        self._start = -math.inf
+        self._count = 0
+
+    def _admit(self, now: float) -> bool:
+        if now >= self._start + self.window:
+            self._start, self._count = now, 0
+        if self._count < self.limit:
+            self._count += 1
+            return True
+        return False
+
+    def _retry_after(self, now: float) -> float:
+        return max(0.0, self._start + self.window - now)
 
     @property
     def ceiling(self) -> float:
@@ -539,6 +571,8 @@ def make_throttle(
                 parts.append(WeightedWindow(qps * window, window, phase=start))
             else:
                 parts.append(WarmUp(qps, window, phase=start))
+        elif kind == "anchored":
+            parts.append(AnchoredWindow(qps * window, window))
         elif kind == "queue":
             parts.append(QueuedRate(qps, window))
         else:

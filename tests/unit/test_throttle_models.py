@@ -6,6 +6,7 @@ import pytest
 
 from opensearch_mm.emulator._throttle import (
     AllOf,
+    AnchoredWindow,
     ConcurrencyCap,
     FixedWindow,
     QueuedRate,
@@ -48,6 +49,16 @@ def test_fixed_window_counts_per_clock_window() -> None:
     assert admitted(window, [0.6, 0.7, 0.8, 0.9]) == [True, True, True, False]
     assert window.retry_after(0.9) == pytest.approx(0.6)
     assert admitted(window, [1.5, 1.5, 1.5, 1.6]) == [True, True, True, False]
+
+
+def test_anchored_window_starts_at_the_first_request_after_the_last_one_ended() -> None:
+    window = AnchoredWindow(3, 1.0)  # no clock: the first request opens [0.3, 1.3)
+    assert admitted(window, [0.3, 0.4, 1.2, 1.25]) == [True, True, True, False]
+    assert window.retry_after(1.25) == pytest.approx(0.05)
+    # Ended at 1.3; the next window opens at 1.6, the first request since, not at 1.3.
+    assert admitted(window, [1.6, 1.7, 2.5, 2.55, 2.6]) == [True, True, True, False, True]
+    made = make_throttle("anchored", 10.0, window=2.0)
+    assert isinstance(made, AnchoredWindow) and made.limit == 20 and made.window == 2.0
 
 
 def test_sliding_window_counts_any_span() -> None:
