@@ -1052,7 +1052,7 @@ class AdaptiveRateLimiter(RateLimiter):
                 good = max(good, previous)
             return (previous + min(good, sent_at)) / 2.0
         coarse = self._count_coarse(good) and not self._unsure
-        if previous and previous < sent_at and refused <= 1 and not coarse:
+        if self.read_counts and previous and previous < sent_at and refused <= 1 and not coarse:
             # A probe let through well past the ceiling, refused only now: the ceiling was
             # read low (a bucket of a small burst refuses a ramp as soon as it passes the
             # rate, and the second before holds the ramp's rising average), and the last
@@ -1062,7 +1062,8 @@ class AdaptiveRateLimiter(RateLimiter):
             # Not from a count of under 20, which one token a bucket saved moves more than
             # the cut: a 10/s bucket charging refusals, probed to 20/s on its saved burst,
             # was read at 17. But after a read too small to tell a rate, whose climb goes
-            # by time: a throttle spacing requests at 3/s was held at 0.85 of it, not 0.93.)
+            # by time: a throttle spacing requests at 3/s was held at 0.85 of it, not 0.93.
+            # Nor from a coordinator's leases, which are no count of sends.)
             return (good + max(good, _TRUST_RATE * sent_at)) / 2.0
         self._return_requests = _FAST_RETURN_REQUESTS
         # Far above the limit (the ramp overshot, or the quota was cut): while a sender
