@@ -652,10 +652,11 @@ def sweep(*, quick: bool = False) -> list[Scenario]:
 
 def held_out() -> list[Scenario]:
     """Variants the limiter was not tuned on: other bucket sizes, longer windows, sliced
-    windows and sliding-window counters, a bucket that charges refusals, queues, an
-    overloaded front end answering 503, a rate and a concurrency cap at once, heavy latency
-    jitter, a tail of slow answers, sends reaching the throttle late, retry hints, a
-    concurrency cap that is raised, more clients."""
+    windows, windows that start at the first request and sliding-window counters, a
+    bucket that charges refusals, queues, an overloaded front end answering 503, a rate
+    and a concurrency cap at once, heavy latency jitter, a tail of slow answers, sends
+    reaching the throttle late, retry hints, a concurrency cap that is raised, more
+    clients."""
     return [
         Scenario("bucket", qps=10, burst=50, seconds=60, label="bucket 10/s burst 50"),
         Scenario("bucket", qps=30, burst=1, seconds=60, label="bucket 30/s burst 1"),
@@ -690,13 +691,13 @@ def held_out() -> list[Scenario]:
         Scenario("sliced", qps=10, seconds=60, label="sliced 10/s (two 500 ms slices)"),
         Scenario("sliced", qps=30, seconds=60, label="sliced 30/s (two 500 ms slices)"),
         Scenario("sliced", qps=10, window=2.0, seconds=60, label="sliced 20 per 2 s"),
-        # A sliding-window counter (Cloudflare's published approximation, and many Redis-backed
-        # limiters'): the last clock-aligned window's count, weighted by what a sliding window
-        # still covers of it, plus the current one's.
         # A fixed window that starts at the first request after the last one ended (a
         # counter expiring a window after its first increment: Redis INCR with EXPIRE).
         Scenario("anchored", qps=10, seconds=60, label="anchored 10/s (a counter's expiry)"),
         Scenario("anchored", qps=30, seconds=60, label="anchored 30/s (a counter's expiry)"),
+        # A sliding-window counter (Cloudflare's published approximation, and many Redis-backed
+        # limiters'): the last clock-aligned window's count, weighted by what a sliding window
+        # still covers of it, plus the current one's.
         Scenario("weighted", qps=10, seconds=60, label="weighted 10/s (two counters)"),
         Scenario("weighted", qps=30, seconds=60, label="weighted 30/s (two counters)"),
         Scenario("weighted", qps=10, window=2.0, seconds=60, label="weighted 20 per 2 s"),
