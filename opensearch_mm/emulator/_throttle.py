@@ -7,6 +7,8 @@ any monotonic origin), so one implementation serves both.
 
 * :class:`TokenBucket` -- ``rate`` tokens per second, at most ``capacity`` saved up;
 * :class:`FixedWindow` -- at most ``limit`` requests per window aligned on the clock;
+* :class:`AnchoredWindow` -- the same per window started by the first request after the last
+  one ended (a counter with an expiry: Redis ``INCR`` with ``EXPIRE``);
 * :class:`SlidingWindow` -- at most ``limit`` requests in any ``window`` seconds;
 * :class:`SlicedWindow` -- a sliding window counted in clock-aligned slices (the way
   counters such as Alibaba's Sentinel keep a second: two slices of 500 ms);
@@ -173,10 +175,14 @@ class FixedWindow(Throttle):
     def _index(self, now: float) -> float:
         return math.floor((now - self.phase) / self.window)
 
-    def _admit(self, now: float) -> bool:
+    def _roll(self, now: float) -> None:
+        """Start counting afresh if ``now`` is in a new window."""
         index = self._index(now)
         if index != self._current:
             self._current, self._count = index, 0
+
+    def _admit(self, now: float) -> bool:
+        self._roll(now)
         if self._count < self.limit:
             self._count += 1
             return True
@@ -190,34 +196,21 @@ class FixedWindow(Throttle):
         return self.limit / self.window
 
 
-class AnchoredWindow(Throttle):
+class AnchoredWindow(FixedWindow):
     """At most ``limit`` requests in each window of ``window`` seconds that starts at the
     first request after the last window ended: a counter that expires ``window`` after its
     first increment (Redis ``INCR`` with ``EXPIRE``), not aligned to any clock."""
 
     def __init__(self, limit: float, window: float = 1.0) -> None:
-        super().__init__()
-        if not limit > 0 or not window > 0:
-            raise ValueError("limit and window must be > 0")
-        self.limit = max(1, round(limit))
-        self.window = float(window)
-        self._start = -math.inf
-        self._count = 0
+        super().__init__(limit, window)
+        self._current = -math.inf  # when the current window started
 
-    def _admit(self, now: float) -> bool:
-        if now >= self._start + self.window:
-            self._start, self._count = now, 0
-        if self._count < self.limit:
-            self._count += 1
-            return True
-        return False
+    def _roll(self, now: float) -> None:
+        if now >= self._current + self.window:
+            self._current, self._count = now, 0
 
     def _retry_after(self, now: float) -> float:
-        return max(0.0, self._start + self.window - now)
-
-    @property
-    def ceiling(self) -> float:
-        return self.limit / self.window
+        return max(0.0, self._current + self.window - now)
 
 
 class SlidingWindow(Throttle):
