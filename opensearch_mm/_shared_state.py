@@ -58,6 +58,7 @@ _SHARED_FIELDS = (
     "_held_at",
     "_hinted",
     "_held_ceiling",
+    "_raised",
     "_unsure",
     "_return_requests",
     "_started",
@@ -114,7 +115,7 @@ class SharedState:
             writable).
     """
 
-    FORMAT = 3  # the layout's version: part of the file name, so two layouts never meet
+    FORMAT = 4  # the layout's version: part of the file name, so two layouts never meet
     # Untouched for 3 s and 5 send intervals at its rate: the run that wrote it has ended (a
     # working process writes it with each request), and the next may meet another quota (a
     # test account reconfigured, a quota raised): slow start finds it again in seconds.

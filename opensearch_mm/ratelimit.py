@@ -382,6 +382,7 @@ class AdaptiveRateLimiter(RateLimiter):
         self._settled = False  # ten requests in a row have been accepted once
         self._return_requests = _RETURN_REQUESTS
         self._held_ceiling = 0.0  # the ceiling before a probe raised it a little
+        self._raised = False  # the last cut was such a probe's
         self._unsure = False  # the ramp's read was too small to tell a rate (_UNSURE_READ)
         self._started = -1.0  # the first send's time (-1: none yet)
         self._shut = ShutWatch()  # how long this process has heard only refusals
@@ -884,6 +885,7 @@ class AdaptiveRateLimiter(RateLimiter):
             since = self._accepted_before(sent, sent - reopened)
             ceiling = min(ceiling, max(self._floor, since))
         held = 0.0  # the ceiling that held a whole return, below a probe's raised one
+        raised = False
         if self._held_ceiling and not returned and ceiling > self._held_ceiling:
             # Refused before the return to a ceiling a probe raised was done: that ceiling
             # was read high (a bucket's burst, a window straddled by the second read), and
@@ -894,9 +896,13 @@ class AdaptiveRateLimiter(RateLimiter):
         elif returned and previous < ceiling <= _PROBE_GAIN * previous and sent_at > previous:
             # A probe raised the ceiling by no more than a raised quota would: the one it
             # raised held a whole return, and is where a read high comes back to.
-            held = previous
-            if self._count_coarse(previous):
-                # (The read cannot tell the probe's step from a count one over: halfway.)
+            held, raised = previous, True
+            if self._count_coarse(previous) and not self._raised:
+                # (The read cannot tell the probe's step from a count one over: halfway.
+                # Not when the last probe raised it too, and the raised one held a whole
+                # return: the quota went up. Halved here as well as in the read, a sliding
+                # window raised from 10 to 12.5/s gained a quarter of the gap a probe, 35 s
+                # to 0.95 of it.)
                 ceiling = (previous + ceiling) / 2.0
         if self.slow_start:
             # (The ramp's first cut. Held until its first send is a second old, a ramp
@@ -918,6 +924,7 @@ class AdaptiveRateLimiter(RateLimiter):
             and previous * _GOODPUT_SECONDS >= _GOODPUT_REQUESTS
             and abs(ceiling - previous) <= _SETTLED_TOLERANCE * previous
         )
+        self._raised = raised
         self._cut(now, sent, ceiling, held, ramp_hold, _SETTLED_BETA if settled else _BETA)
 
     @staticmethod

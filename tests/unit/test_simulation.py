@@ -68,6 +68,17 @@ def test_a_raised_quota_is_found_within_ten_seconds_whenever_it_comes() -> None:
     assert not slow
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_quota_raised_by_a_fifth_is_held_once_found(seed: int) -> None:
+    """10 -> 12/s under a sliding window: each probe reads 12 and is met halfway (a fixed
+    window straddled reads as much over its limit). The second probe running to read above
+    a ceiling that held a whole return is taken as it reads: met halfway twice over, the
+    ceiling gained a quarter of the gap a probe, and the minute held 0.91-0.93 of it."""
+    r = simulate(Scenario("sliding", qps=10, seconds=60, change_at=20, new_qps=12, seed=seed))
+    assert r.ratio >= STEADY_RATIO
+    assert r.throttled_share <= STEADY_SHARE
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_a_buckets_burst_does_not_keep_a_probes_ceiling_up(seed: int) -> None:
     """A probe into a bucket that saved up a burst reads more than its rate; refused again
