@@ -901,8 +901,8 @@ class AdaptiveRateLimiter(RateLimiter):
                 # (The read cannot tell the probe's step from a count one over: halfway.
                 # Not when the last probe raised it too, and the raised one held a whole
                 # return: the quota went up. Halved here as well as in the read, a sliding
-                # window raised from 10 to 12.5/s gained a quarter of the gap a probe, 35 s
-                # to 0.95 of it.)
+                # window raised from 10 to 12.5/s gained a quarter of the gap a probe, and
+                # was 38 s from 0.95 of it.)
                 ceiling = (previous + ceiling) / 2.0
         if self.slow_start:
             # (The ramp's first cut. Held until its first send is a second old, a ramp

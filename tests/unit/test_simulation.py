@@ -72,8 +72,9 @@ def test_a_raised_quota_is_found_within_ten_seconds_whenever_it_comes() -> None:
 def test_a_quota_raised_by_a_fifth_is_held_once_found(seed: int) -> None:
     """10 -> 12/s under a sliding window: each probe reads 12 and is met halfway (a fixed
     window straddled reads as much over its limit). The second probe running to read above
-    a ceiling that held a whole return is taken as it reads: met halfway twice over, the
-    ceiling gained a quarter of the gap a probe, and the minute held 0.91-0.93 of it."""
+    a ceiling that held a whole return is met halfway once, not once more in the cut: met
+    halfway twice, the ceiling gained a quarter of the gap a probe, and the minute after the
+    raise held 0.91-0.93 of it."""
     r = simulate(Scenario("sliding", qps=10, seconds=60, change_at=20, new_qps=12, seed=seed))
     assert r.ratio >= STEADY_RATIO
     assert r.throttled_share <= STEADY_SHARE
