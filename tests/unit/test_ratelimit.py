@@ -644,6 +644,23 @@ def test_refusals_at_a_count_that_held_more_than_once_per_ten_answers_drop_it() 
     assert 5 <= excused <= 10  # the credit saved up, then one per ten answers
 
 
+def test_a_cap_of_one_refused_with_nothing_else_in_flight_is_a_race_once() -> None:
+    """Under a cap of one, a send made the moment an answer came can find the slot not yet
+    freed: refused with nothing else in flight, once, it is that race, and the cap stays. A
+    second before any answer at one: no cap. Above a cap of one, nothing else in flight
+    means no cap at all."""
+    cap = InFlightCap(prompt=True)
+    cap.throttled(2)
+    for _ in range(5):
+        cap.ok(1)
+    assert cap.throttled(2) and cap.active and cap.limit == 1
+    assert cap.throttled(1) and cap.active and cap.limit == 1  # a race
+    assert not cap.throttled(1) and not cap.active  # again, none answered between
+    three = cap_of_three()
+    answered_up_to(three, 3)
+    assert not three.throttled(1) and not three.active
+
+
 def test_a_cap_seen_from_afar_is_learned_from_rare_refusals() -> None:
     """A client 25 ms from a service that takes 200 ms counts answers still on their way:
     of its sends at five in flight, under a cap of four, one in six is refused, and none at
