@@ -32,6 +32,8 @@ _RACE_SAVED = 5  # ... saved up for 5 (a service busy for a while frees late)
 _FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
 _FIRST_ODDS = 1  # ... while at least half the sends above it (answered or not yet) were refused
 _TEST_ANSWERS = 3  # tested for two answer times (at its own rate a count above it comes in one)
+_ONE_RACE_ANSWERS = 50  # a cap of one excuses a race with nothing else in flight once it
+# has carried 50 answers (see ``throttled``)
 
 
 class InFlightCap:
@@ -84,6 +86,7 @@ class InFlightCap:
         "_doubt",
         "_blurred",
         "rated",
+        "_carried",
     )
 
     def __init__(self, *, prompt: bool = False) -> None:
@@ -107,6 +110,7 @@ class InFlightCap:
         self._doubt = 0  # that count, until an answer to a send at or above it comes
         self._blurred = False  # learned from 429s above it that come only now and then
         self.rated = False  # a rate throttle refuses too, within the cap
+        self._carried = 0  # answers since the cap was learned (up to _ONE_RACE_ANSWERS)
 
     @property
     def alone(self) -> bool:
@@ -148,6 +152,7 @@ class InFlightCap:
                 self._under_ok += 1
                 self._fresh_ok += fresh
             return
+        self._carried = min(self._carried + 1, _ONE_RACE_ANSWERS)
         if not self.rated or n >= self.limit:
             # (Under a rate throttle too, the pace can keep the count below the cap for
             # good: one more is tried only once the slots have been full, or the cap
@@ -206,7 +211,9 @@ class InFlightCap:
                 if fresh:
                     self._doubt = min(self._doubt, n) if self._doubt else n
                 return False  # a rate throttle's, within the cap (races are read so too)
-            raced = n > 1 or (self._held == 1 and not self.rated)
+            raced = n > 1 or (
+                self._held == 1 and not self.rated and self._carried >= _ONE_RACE_ANSWERS
+            )
             if self.prompt and raced and not self._doubt and self._clean >= self._race_answers:
                 # Refused at a count that held: a send that raced a slot the service frees
                 # only once the answer is on its way (the client can have it first), if
@@ -214,10 +221,11 @@ class InFlightCap:
                 # every send above it: the next 429 comes first. (Where answers are heard
                 # late, in batches, the caller weighs such 429s over time itself.) With
                 # nothing else in flight only under a cap of one, where the slot raced is
-                # the only one, and no rate throttle refusing within it: read as no cap at
-                # all, a cap of one at 40 ms was dropped every few seconds, a burst
-                # refused, and held 0.70-0.73 of the ceiling, where one request at a time
-                # holds 0.83.
+                # the only one, no rate throttle refusing within it, and once the cap has
+                # carried 50 answers (a rate throttle taken for a cap of one refuses at one
+                # within a few): read as no cap at all, a cap of one at 40 ms was dropped
+                # every few seconds, a burst refused, and held 0.70-0.73 of the ceiling,
+                # where one request at a time holds 0.83.
                 self._clean, self._doubt = self._clean - self._race_answers, n
                 return True
             sharp = not self._blurred and self._over_ok < self._over_bad
@@ -274,6 +282,7 @@ class InFlightCap:
         if not sharp and (not self.prompt or expected < blur_refusals):
             return False
         self.active, self._step, self._since, self._held = True, 1, 0, self.limit
+        self._carried = 0
         self._blurred = not sharp
         self._clean = _RACE_SAVED * self._race_answers  # (not yet refused at a count that held)
         return True

@@ -115,7 +115,7 @@ class SharedState:
             writable).
     """
 
-    FORMAT = 4  # the layout's version: part of the file name, so two layouts never meet
+    FORMAT = 5  # the layout's version: part of the file name, so two layouts never meet
     # Untouched for 3 s and 5 send intervals at its rate: the run that wrote it has ended (a
     # working process writes it with each request), and the next may meet another quota (a
     # test account reconfigured, a quota raised): slow start finds it again in seconds.

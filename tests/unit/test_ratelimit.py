@@ -647,14 +647,27 @@ def test_refusals_at_a_count_that_held_more_than_once_per_ten_answers_drop_it() 
 def test_a_cap_of_one_refused_with_nothing_else_in_flight_is_a_race_once() -> None:
     """Under a cap of one, a send made the moment an answer came can find the slot not yet
     freed: refused with nothing else in flight, once, it is that race, and the cap stays. A
-    second before any answer at one: no cap. Above a cap of one, nothing else in flight
-    means no cap at all."""
-    cap = InFlightCap(prompt=True)
-    cap.throttled(2)
-    for _ in range(5):
+    second before any answer at one: no cap. Not before the cap has carried 50 answers (a
+    rate throttle taken for a cap of one refuses at one within a few), and above a cap of
+    one, nothing else in flight means no cap at all."""
+
+    def cap_of_one() -> InFlightCap:
+        cap = InFlightCap(prompt=True)
+        cap.throttled(2)
+        for _ in range(5):
+            cap.ok(1)
+        assert cap.throttled(2) and cap.active and cap.limit == 1
+        return cap
+
+    new = cap_of_one()
+    for _ in range(10):
+        new.ok(1)
+    assert not new.throttled(1) and not new.active
+    cap = cap_of_one()
+    for _ in range(50):
         cap.ok(1)
-    assert cap.throttled(2) and cap.active and cap.limit == 1
-    assert cap.throttled(1) and cap.active and cap.limit == 1  # a race
+    assert cap.active and cap.limit == 2  # (trying two in flight)
+    assert cap.throttled(1) and cap.active  # a race
     assert not cap.throttled(1) and not cap.active  # again, none answered between
     three = cap_of_three()
     answered_up_to(three, 3)
