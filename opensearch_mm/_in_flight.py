@@ -32,8 +32,8 @@ _RACE_SAVED = 5  # ... saved up for 5 (a service busy for a while frees late)
 _FIRST_ANSWERS = 1  # ... one per slot, for requests sent since it was set (a new turn) ...
 _FIRST_ODDS = 1  # ... while at least half the sends above it (answered or not yet) were refused
 _TEST_ANSWERS = 3  # tested for two answer times (at its own rate a count above it comes in one)
-_ONE_RACE_ANSWERS = 50  # a cap of one excuses a race with nothing else in flight once it
-# has carried 50 answers (see ``throttled``)
+_ONE_RACE_ANSWERS = 50  # a cap of one excuses a race only once it has carried 50 answers:
+# a rate throttle taken for one refuses at one within a few, a race comes about once in 150
 
 
 class InFlightCap:
@@ -57,17 +57,17 @@ class InFlightCap:
     a step that held, the next comes once the slots it added have carried five answers
     each); a 429 at ``n`` in flight within the limit puts it at ``n - 1`` (the probe
     failed, or the cap moved down); one with nothing else in flight means it was never a
-    concurrency cap (unless the cap is one: a race, below). A lone 429 at a count that
-    held, answered again at that count before the next one, is a send that raced a slot
-    not yet freed: excused, at most once per 10 answers (50 for a cap learned from rare
-    refusals). A 429 at a count that held, not
-    excused, under a cap learned from sharp refusals (more sends above it refused than
-    answered), while the account accepted well under what the cap's slots carry (the
-    caller says: ``paced``), is a rate throttle refusing within the cap: the cap stays,
-    ``rated``, and every 429 within it from then on is a rate signal, but two at or above
-    a count, the second sent after the first cut the rate, none answered there between,
-    put the cap below that count; it tries one more in flight only once its slots have
-    been full (``alone``: whether the cap holds the sends back alone).
+    concurrency cap (unless the cap is one and has carried 50 answers: a race, below). A
+    lone 429 at a count that held, answered again at that count before the next one, is a
+    send that raced a slot not yet freed: excused, at most once per 10 answers (50 for a
+    cap learned from rare refusals). A 429 at a count that held, not excused, under a cap
+    learned from sharp refusals (more sends above it refused than answered), while the
+    account accepted well under what the cap's slots carry (the caller says: ``paced``),
+    is a rate throttle refusing within the cap: the cap stays, ``rated``, and every 429
+    within it from then on is a rate signal, but two at or above a count, the second sent
+    after the first cut the rate, none answered there between, put the cap below that
+    count; it tries one more in flight only once its slots have been full (``alone``:
+    whether the cap holds the sends back alone).
     """
 
     FIELDS = (
