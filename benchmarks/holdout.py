@@ -697,10 +697,15 @@ def window(events: list[list[float]], start: float, end: float) -> tuple[int, in
     return ok, refused
 
 
+def measured(variant: str) -> bool:
+    """Whether ``variant``'s rows are over one request at a time, measured, not its cap."""
+    return VARIANTS[variant](1.0).measured
+
+
 def ceiling(stand_in: StandIn, variant: str, cap: float, seconds: float, warm: float) -> float:
     """What ``variant`` lets through at ``cap``: the cap, or for a cap on requests in flight
     alone, one request at a time with no limiter, measured now (steady part of a run)."""
-    if not VARIANTS[variant](cap).measured:
+    if not measured(variant):
         return cap
     stand_in.configure(variant, [(0.0, cap)])
     run_naive(stand_in.endpoint, seconds)
@@ -718,7 +723,7 @@ def steady(
     time.sleep(0.6)  # answers still in flight land in the log
     events = stand_in.log()["events"]
     ok, refused = window(events, warm, seconds)
-    if VARIANTS[variant](cap).measured:
+    if measured(variant):
         if contender == "naive":
             top = ok / (seconds - warm)  # (the measure itself: 1.00)
         note = "; ".join(x for x in (note, f"one at a time {top:.1f}/s") if x)
