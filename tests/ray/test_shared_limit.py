@@ -406,10 +406,12 @@ def test_once_the_cap_in_flight_is_learned_the_actors_hold_the_ceiling(scenario:
 
 RATE_AND_CAP = [  # (a rate limit and, above what it needs, a cap in flight: not the
     # scenario this was tuned on, 40/s with 3 in flight at 40 ms)
-    # measured 4.5% throttled, 1.01 of the rate (before: 11.4%, the limiter's rate at
-    # 105/s while the cap explained the rate's 429s; one process: 0.9%)
+    # measured over six seeds 4.0% throttled on average (2.7-5.7%), 1.02 of the rate
+    # (before the rate's 429s reached the limiter: 11.4% in one seed, the limiter's rate at
+    # 105/s while the cap explained them; one process: 0.9%)
     Scenario("bucket", qps=60, clients=2, seconds=45, max_in_flight=5, latency=0.05, seed=21),
-    # measured 4.5%, 0.94 (before: 6.7%; one process: 1.5%, 0.82)
+    # measured 4.9% on average (3.6-6.5%), 0.93 (before: 6.7% in one seed; one process:
+    # 1.5%, 0.82)
     Scenario(
         "bucket", qps=40, clients=2, seconds=45, max_in_flight=3, latency=0.04, sigma=0.5, seed=24
     ),
@@ -422,13 +424,18 @@ def test_a_rate_limit_with_a_cap_in_flight_above_it_is_held_with_few_429s(
 ) -> None:
     # The cap in flight is met now and then (answers that take long) and may be learned;
     # the rate limit's 429s must still reach the limiter, or its rate climbs unchecked.
-    made: list[RateCoordinator] = []
-    result = simulate(scenario, coordinated(made))
-    assert result.ratio >= 0.9, format_table([result])
-    assert result.throttled_share <= 0.05, format_table([result])
-    assert result.gave_up == 0
-    rate = made[0].status()["rate"]
-    assert isinstance(rate, float) and rate <= 1.2 * scenario.qps, made[0].status()
+    # One seed's share of 429s moves by 2 points either way: six are averaged.
+    results = []
+    for seed in range(scenario.seed, scenario.seed + 6):
+        made: list[RateCoordinator] = []
+        result = simulate(replace(scenario, seed=seed), coordinated(made))
+        assert result.gave_up == 0
+        rate = made[0].status()["rate"]
+        assert isinstance(rate, float) and rate <= 1.2 * scenario.qps, made[0].status()
+        results.append(result)
+    table = format_table(results)
+    assert sum(r.ratio for r in results) / len(results) >= 0.9, table
+    assert sum(r.throttled_share for r in results) / len(results) <= 0.055, table
 
 
 @pytest.mark.parametrize("new", [4, 10], ids=["cap cut 8->4", "cap raised 4->8"])
@@ -638,3 +645,42 @@ def test_a_side_tells_how_long_its_requests_have_all_been_refused() -> None:
     side.observe(throttled, out)
     assert side.shut_for(out) == 0.0
     assert side.shut_for(None) == 0.0
+
+
+@pytest.mark.parametrize("other_busy", [False, True])
+def test_a_probe_of_the_cap_holds_only_if_the_account_had_that_many_in_flight(
+    other_busy: bool,
+) -> None:
+    clock = Clock()
+    coordinator = RateCoordinator(limiter=FixedRateLimiter(1000, clock=clock), clock=clock)
+    _learn_cap_of_three(coordinator, clock)
+    assert coordinator.max_in_flight == 3
+    # "b" joins wanting one in flight: of the three permits "a" gets two, "b" one
+    coordinator.observe("b", [], Load(0, 1))
+    assert coordinator.observe("a", [], Load(2, 3)).permits == 2
+    # For 30 s, "a" sends as many as its permits let it (three at most) and "b" sends one
+    # with its permit or holds it idle; the service answers every request.
+    for _ in range(300):
+        t = clock.now
+        permits = coordinator.observe("a", [], Load(0, 3)).permits or 0
+        sent = coordinator.lease("a", [], min(3, permits), Load(0, 3)).slots[: min(3, permits)]
+        answers = [
+            Observation(coordinator.incarnation, slot.slot, True, None, k + 1, t, t + 0.09)
+            for k, slot in enumerate(sent)
+        ]
+        others: list[Observation] = []
+        if other_busy:
+            slot = coordinator.lease("b", [], 1, Load(0, 1)).slots[0]
+            others = [Observation(coordinator.incarnation, slot.slot, True, None, 1, t, t + 0.09)]
+        clock.now += 0.1
+        coordinator.observe("a", answers, Load(0, 3))
+        coordinator.observe("b", others, Load(0, 1))
+    if other_busy:
+        # The account had 3 in flight, then 4, each answered: each cap held, and more
+        # was tried (the positive control: the reads still see the whole account)
+        assert (coordinator.max_in_flight or 0) > 4, coordinator.status()
+    else:
+        # "b"'s permit idle, the account never had more than two in flight: its cap of
+        # three was never reached, so nothing shows a fourth would pass (each process
+        # at its own permits is no evidence)
+        assert coordinator.max_in_flight == 3, coordinator.status()
