@@ -276,7 +276,7 @@ class RateCoordinator:
         self._misses: deque[float] = deque()  # 429s within the cap lately (see _check)
         self._overs: deque[float] = deque()  # ... and beyond it
         self._verify: list[tuple[float, ErrorInfo]] = []  # 429s at the cap, to be read
-        self._held: list[float] = []  # answers sent at a process's permits, to be read
+        self._at_permits: list[float] = []  # answers sent at a process's permits, to be read
         self._latency = 0.0
         self._refusal_times: deque[float] = deque(maxlen=_REFUSAL_SAMPLES)
         self._explainable = 0.0  # 429s the held cap may still explain (see _EXPLAIN_*)
@@ -380,7 +380,7 @@ class RateCoordinator:
                     # Sent with all this process's permits in use: whether the account
                     # had the whole cap in flight (the others' permits in use too) is
                     # read once every process has reported (see _learn).
-                    self._held.append(obs.sent_at)
+                    self._at_permits.append(obs.sent_at)
             elif refused:
                 # Learned. The process this 429 came to kept to its permits, and so did
                 # the others, so the permits add up to more than the cap allows: while
@@ -482,16 +482,16 @@ class RateCoordinator:
                 self._settled, self._limit_since = self._window.limit, until
                 self._lowered_at = until
 
-    def _read_held(self, until: float, now: float) -> None:
+    def _read_at_permits(self, until: float, now: float) -> None:
         """Read the answers sent up to ``until`` at their process's permits against the
         account's count then: sent with the whole cap in flight, the cap was reached and
         held (a probe of one more passed). A process at its permits is no evidence alone:
         another's permits may have been idle, and a cap raised on that is found too high
         only by the 429s once every process is busy."""
-        due = [t for t in self._held if t <= until]
+        due = [t for t in self._at_permits if t <= until]
         if not due:
             return
-        self._held = [t for t in self._held if t > until]
+        self._at_permits = [t for t in self._at_permits if t > until]
         for sent_at in sorted(due):
             if not self._window.active or sent_at < max(self._counted_from, self._limit_since):
                 continue  # (counts forgotten, or sent before the cap last changed)
@@ -520,7 +520,7 @@ class RateCoordinator:
         number in flight then (in the order they were sent)."""
         settle = min(_MAX_SETTLE, _SETTLE + 3.0 * self._latency)
         self._check(now - settle)
-        self._read_held(now - settle, now)
+        self._read_at_permits(now - settle, now)
         due = sorted(item for item in self._learning if item[0] <= now - settle)
         if due:
             self._learning = [item for item in self._learning if item[0] > now - settle]
@@ -542,7 +542,7 @@ class RateCoordinator:
         # Forget the requests answered before any send still to be read (each is in both
         # lists, so the counts at later times stay the same without it).
         pending = [item[0] for item in self._learning] + [item[0] for item in self._verify]
-        pending += self._held
+        pending += self._at_permits
         oldest = min(pending, default=now - _MAX_SETTLE)
         self._counted_from = max(self._counted_from, min(oldest, now - _MAX_SETTLE))
         gone = bisect.bisect_left(self._answers, self._counted_from)
