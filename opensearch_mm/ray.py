@@ -519,7 +519,7 @@ def _driver_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     another node does not see it), the key wrapped so no repr shows it, and the whole
     set checked once here so a mistake fails now rather than in every actor."""
     kwargs = dict(client_kwargs)
-    for name in ("http_client", "async_http_client", "rate_limiter"):
+    for name in ("http_client", "http_async_client", "async_http_client", "rate_limiter"):
         if kwargs.get(name) is not None:
             hint = (
                 "pass qps=... or rate_limit=AccountRateLimit(...)"

@@ -135,6 +135,23 @@ def test_embed_dataset_checks_its_settings_on_the_driver(
         embed_dataset(ds, api_key=KEY, endpoint=emu.url)
 
 
+@pytest.mark.filterwarnings("ignore:async_http_client= is deprecated")
+@pytest.mark.parametrize("name", ["http_client", "http_async_client", "async_http_client"])
+def test_embed_dataset_refuses_a_connection_pool_by_either_name(emu: Emulator, name: str) -> None:
+    # A pool holds sockets and locks: it cannot travel to the actors, under the current
+    # name or the deprecated one.
+    import httpx
+
+    pool = httpx.Client() if name == "http_client" else httpx.AsyncClient()
+    ds: Any = object()
+    try:
+        with pytest.raises(ConfigurationError, match=f"{name}= cannot be shipped"):
+            embed_dataset(ds, text_column="id", api_key=KEY, endpoint=emu.url, **{name: pool})
+    finally:
+        if isinstance(pool, httpx.Client):
+            pool.close()
+
+
 def test_the_key_travels_hidden(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     from opensearch_mm import ray as ray_module
 
