@@ -142,7 +142,7 @@ def test_embed_dataset_refuses_a_connection_pool_by_either_name(emu: Emulator, n
     # name or the deprecated one.
     import httpx
 
-    pool = httpx.Client() if name == "http_client" else httpx.AsyncClient()
+    pool: Any = httpx.Client() if name == "http_client" else httpx.AsyncClient()
     ds: Any = object()
     try:
         with pytest.raises(ConfigurationError, match=f"{name}= cannot be shipped"):
