@@ -99,10 +99,21 @@ _IMAGE_SIGNATURES: tuple[tuple[str, str], ...] = tuple(
             ("\x89PNG\r\n\x1a\n", "\udc89PNG\r\n\x1a\n", "\ufffdPNG\r\n\x1a\n", "PNG\r\n\x1a\n"),
         ),
         ("JPEG", ("\udcff\udcd8\udcff",)),
-        ("GIF", ("GIF87a", "GIF89a")),
     )
     for prefix in variants
 )
+
+
+def _unprintable(chars: str) -> bool:
+    """Whether ``chars`` hold one that no prose does: a control character other than
+    tab and line breaks, or a byte left undecoded (escaped) or replaced."""
+    return any(
+        (ch < " " and ch not in "\t\n\r")
+        or "\x7f" <= ch <= "\x9f"
+        or "\udc80" <= ch <= "\udcff"
+        or ch == "\ufffd"
+        for ch in chars
+    )
 
 
 def _binary_kind(text: str) -> str | None:
@@ -112,7 +123,13 @@ def _binary_kind(text: str) -> str | None:
             return f"starts like a {kind} image file"
     if text.startswith("\xff\xd8\xff") and text[3:4] >= "\xc0":  # a JPEG marker follows
         return "starts like a JPEG image file"
-    if text.startswith("RIFF") and text[8:12] == "WEBP":
+    # GIF and WebP signatures are words prose can start with ("GIF89a is ..."): the file's
+    # binary header fields must follow (a GIF's screen size and flags; a WebP's RIFF size,
+    # some of whose bytes a decoding that drops undecodable ones may have left out).
+    if text.startswith(("GIF87a", "GIF89a")) and _unprintable(text[6:13]):
+        return "starts like a GIF image file"
+    webp = text.find("WEBP", 4, 16) if text.startswith("RIFF") else -1
+    if webp >= 0 and _unprintable(text[4:webp]):
         return "starts like a WebP image file"
     if "\x00" in text:
         return "holds NUL characters, as binary files do"

@@ -55,10 +55,43 @@ def test_signatures_and_nul(text: str, why: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["PNG files are images", "GIF89 is a format", "RIFF WEBP", "ÿØÿ in Latin-1 prose", "日本語"],
+    [
+        "PNG files are images",
+        "GIF89 is a format",
+        "GIF89a is the GIF version that added animation.",
+        "GIF87a\n\tthe first version",
+        "RIFF WEBP",
+        "RIFFxxxxWEBP names a WebP container",
+        "ÿØÿ in Latin-1 prose",
+        "日本語",
+    ],
 )
 def test_ordinary_texts_pass(text: str) -> None:
     assert encode_text_only(text, 0, OPTIONS).data
+
+
+def _gif(width: int, height: int, flags: int) -> bytes:
+    """A GIF header: its screen size, flags, background colour and aspect bytes."""
+    return b"GIF89a" + bytes([width & 255, width >> 8, height & 255, height >> 8, flags, 0, 0])
+
+
+def _webp(size: int) -> bytes:
+    return b"RIFF" + size.to_bytes(4, "little") + b"WEBPVP8 "
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _gif(16, 16, 0xF7),
+        _gif(640, 480, 0xF7),
+        _webp(0x1A2),
+        _webp(0x2E2E2E),
+    ],
+)
+def test_gif_and_webp_headers_read_as_text_are_refused_whatever_the_decoding(raw: bytes) -> None:
+    for text in _as_text(raw).values():
+        with pytest.raises(InputError, match=r"starts like a (GIF|WebP) image file"):
+            encode_text_only(text, 0, OPTIONS)
 
 
 def test_nothing_is_sent_for_a_call_holding_one() -> None:
