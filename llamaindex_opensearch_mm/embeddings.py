@@ -8,7 +8,6 @@ and retries all happen in the core.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
 import os
 import pickle
@@ -48,6 +47,7 @@ from opensearch_mm import (
     require_many,
 )
 from opensearch_mm._adapter import CoreClientAdapter
+from opensearch_mm._config import setting_changes
 
 __all__ = ["MAX_BATCH_SIZE", "OpenSearchMultiModalEmbedding"]
 
@@ -340,13 +340,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             )
         if name == "api_key" and value is not None and not isinstance(value, SecretStr):
             value = SecretStr(value)
-        changes = {name: value}
-        if name == "max_retries" and self.retry_policy is not None:
-            changes["retry_policy"] = dataclasses.replace(self.retry_policy, max_retries=value)
-        elif name in ("qps", "share_rate_limit") and self._shared_limiter is not None:
-            changes["rate_limiter"] = None  # a new qps (or sharing) replaces a given limiter
-        elif name in ("retry_policy", "rate_limiter"):
-            mirror_policy_fields(changes)
+        current = {"retry_policy": self.retry_policy, "rate_limiter": self._shared_limiter}
+        changes = setting_changes(current, {name: value})
         old_values = {key: self._setting(key) for key in changes}
         try:
             for key, new in changes.items():

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from ._config import setting_changes
 from .client import MultiModalEmbeddingClient
 from .results import EmbeddingResult, Usage
 
@@ -111,7 +112,7 @@ class CoreClientAdapter:
         for name in update:
             if name in self._aliases:
                 values.pop(self._aliases[name], None)
-        values.update(update)
+        values.update(setting_changes(values, update))
         return type(self)(**values)
 
     def __copy__(self: _A) -> _A:

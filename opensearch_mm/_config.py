@@ -8,6 +8,7 @@ argument or its environment variable, defaulted and checked. Every check raises
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -52,6 +53,7 @@ __all__ = [
     "InsecureTransportWarning",
     "SupportsSecretValue",
     "mirror_policy_fields",
+    "setting_changes",
 ]
 
 logger = logging.getLogger("opensearch_mm")
@@ -480,3 +482,30 @@ def mirror_policy_fields(fields: dict[str, Any]) -> None:
             raise ConfigurationError("pass share_rate_limit=... or rate_limiter=..., not both")
         if given is None:
             fields["share_rate_limit"] = shares
+
+
+def setting_changes(values: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``update`` changes in an adapter's settings ``values``, the fields that mirror
+    a policy or a limiter following it (as :func:`mirror_policy_fields` would set them).
+
+    A new ``max_retries`` goes into the policy given before (its other settings stay); a
+    new ``qps`` or ``share_rate_limit`` replaces a limiter given before; a new
+    ``retry_policy`` or ``rate_limiter`` sets the fields that describe it. Without this, a
+    copy or an assignment would carry the old mirror beside the new setting and be refused
+    as passing both.
+
+    Raises:
+        ConfigurationError: ``update`` itself passes a policy or limiter and a field that
+            disagrees with it.
+    """
+    changes = dict(update)
+    policy = values.get("retry_policy")
+    retries = "max_retries" in changes and "retry_policy" not in changes
+    if retries and isinstance(policy, RetryPolicy):
+        changes["retry_policy"] = dataclasses.replace(policy, max_retries=changes["max_retries"])
+    limiter = values.get("rate_limiter")
+    given = {"qps", "share_rate_limit"} & changes.keys()
+    if given and "rate_limiter" not in changes and isinstance(limiter, RateLimiter):
+        changes["rate_limiter"] = None
+    mirror_policy_fields(changes)
+    return changes

@@ -189,6 +189,45 @@ def test_model_copy_update_rebuilds_the_core_client(kind: Kind, fresh: Emulator)
     assert models_requested(fresh) == [GME, "ops-m2-encoder"]
 
 
+@pytest.mark.parametrize(
+    ("built", "update", "expect"),
+    [
+        ({}, {"retry_policy": RetryPolicy(max_retries=2)}, {"max_retries": 2}),
+        ({"retry_policy": RetryPolicy(max_retries=2)}, {"max_retries": 0}, {"max_retries": 0}),
+        ({}, {"rate_limiter": FixedRateLimiter(5)}, {"qps": 5.0}),
+        ({"rate_limiter": FixedRateLimiter(5)}, {"qps": 7.0}, {"qps": 7.0}),
+        ({"rate_limiter": FixedRateLimiter(5)}, {"qps": None}, {"qps": None}),
+    ],
+    ids=["policy", "retries-of-a-policy", "limiter", "qps-for-a-limiter", "no-qps-for-a-limiter"],
+)
+def test_model_copy_takes_a_policy_or_limiter_and_the_fields_mirroring_it_follow(
+    kind: Kind,
+    fresh: Emulator,
+    built: dict[str, Any],
+    update: dict[str, Any],
+    expect: dict[str, Any],
+) -> None:
+    # The copy's other fields mirror the old policy or limiter: the update replaces them,
+    # as assigning does, rather than being refused as passed together with them.
+    settings: dict[str, Any] = {"api_key": KEY, "endpoint": fresh.url, **built}
+    settings.setdefault("rate_limiter", None)
+    if settings["rate_limiter"] is None:
+        settings["qps"] = None
+    adapter = kind.cls(**settings)
+    other = adapter.model_copy(update=update)
+    resolved = other.client.settings()
+    for name, value in expect.items():
+        assert getattr(other, name) == resolved[name] == value, name
+    if "max_retries" in update and "retry_policy" in built:
+        # (The policy's other settings stay; only its retries change.)
+        assert resolved["retry_policy"].max_retries == update["max_retries"]
+    if "qps" in update:
+        assert resolved["rate_limiter"] is not built["rate_limiter"]
+    kind.texts(other, ["still works"])
+    other.close()
+    adapter.close()
+
+
 # -- 2. copies and pickles are independent working adapters --------------------------------
 
 
