@@ -370,13 +370,13 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
             bar.close()
 
     def _embed(self, inputs: Sequence[MultiModalInput], progress: bool = True) -> list[list[float]]:
-        with self._bar(inputs, progress) as on_progress:
+        with self._bar(inputs, progress) as on_progress, self._counting_failures():
             return self._count(self._client.embed(inputs, on_progress=on_progress))
 
     async def _aembed(
         self, inputs: Sequence[MultiModalInput], progress: bool = True
     ) -> list[list[float]]:
-        with self._bar(inputs, progress) as on_progress:
+        with self._bar(inputs, progress) as on_progress, self._counting_failures():
             return self._count(await self._client.aembed(inputs, on_progress=on_progress))
 
     # -- texts ----------------------------------------------------------------------------

@@ -394,25 +394,29 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         self, texts: Sequence[str], on_progress: ProgressCallback | None = None
     ) -> list[list[float]]:
         contents = [Content(text=t) for t in texts]
-        return self._count(self._client.embed(contents, on_progress=on_progress))
+        with self._counting_failures():
+            return self._count(self._client.embed(contents, on_progress=on_progress))
 
     async def _aembed_texts(
         self, texts: Sequence[str], on_progress: ProgressCallback | None = None
     ) -> list[list[float]]:
         contents = [Content(text=t) for t in texts]
-        return self._count(await self._client.aembed(contents, on_progress=on_progress))
+        with self._counting_failures():
+            return self._count(await self._client.aembed(contents, on_progress=on_progress))
 
     def _embed_images(
         self, images: Sequence[ImageType], on_progress: ProgressCallback | None = None
     ) -> list[list[float]]:
         contents = [Content(image=_image_input(i)) for i in images]
-        return self._count(self._client.embed(contents, on_progress=on_progress))
+        with self._counting_failures():
+            return self._count(self._client.embed(contents, on_progress=on_progress))
 
     async def _aembed_images(
         self, images: Sequence[ImageType], on_progress: ProgressCallback | None = None
     ) -> list[list[float]]:
         contents = [Content(image=_image_input(i)) for i in images]
-        return self._count(await self._client.aembed(contents, on_progress=on_progress))
+        with self._counting_failures():
+            return self._count(await self._client.aembed(contents, on_progress=on_progress))
 
     # -- batch entry points: the whole batch in one core call ---------------------------
 

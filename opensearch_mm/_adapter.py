@@ -10,13 +10,15 @@ from (``_client_fields``) and the other names of its fields (``_aliases``).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._config import setting_changes
 from .client import MultiModalEmbeddingClient
+from .errors import OpenSearchMMError
 from .results import EmbeddingResult, Usage
 
 __all__ = ["CoreClientAdapter"]
@@ -55,7 +57,8 @@ class CoreClientAdapter:
 
     @property
     def last_usage(self) -> Usage | None:
-        """What the service counted for the last call (tokens, images); ``None`` before."""
+        """What the service counted for the last call (tokens, images; of a call that
+        failed part-way, for the requests it answered); ``None`` before."""
         return self._last_usage
 
     @property
@@ -65,10 +68,24 @@ class CoreClientAdapter:
 
     def _count(self, result: EmbeddingResult) -> list[list[float]]:
         """Add ``result``'s usage to the counts; its vectors."""
-        with self._usage_lock:
-            self._last_usage = result.usage
-            self._total_usage = self._total_usage + result.usage
+        self._add_usage(result.usage)
         return result.embeddings
+
+    def _add_usage(self, usage: Usage) -> None:
+        with self._usage_lock:
+            self._last_usage = usage
+            self._total_usage = self._total_usage + usage
+
+    @contextlib.contextmanager
+    def _counting_failures(self) -> Iterator[None]:
+        """Around a core call: if it fails part-way, count what the service counted for
+        the requests it answered (the error's ``partial``) before the error goes on."""
+        try:
+            yield
+        except OpenSearchMMError as exc:
+            if exc.partial is not None:
+                self._add_usage(exc.partial.usage)
+            raise
 
     # -- lifecycle ------------------------------------------------------------------------
 

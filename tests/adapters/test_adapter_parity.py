@@ -24,6 +24,7 @@ from opensearch_mm import (
     ConfigurationError,
     FixedRateLimiter,
     MultiModalEmbeddingClient,
+    OpenSearchMMError,
     RetryPolicy,
     Usage,
 )
@@ -346,6 +347,23 @@ def test_usage_of_the_last_call_and_in_total(kind: Kind, fresh: Emulator) -> Non
     asyncio.run(kind.atexts(adapter, ["more text"]))
     assert adapter.total_usage.image == 1
     assert adapter.total_usage.token_count == first.token_count + adapter.last_usage.token_count
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_call_failing_part_way_counts_what_the_service_counted(
+    kind: Kind, fresh: Emulator, mode: str
+) -> None:
+    adapter = build(kind, fresh, max_retries=0, max_concurrency=1)
+    texts = [f"text {i}" for i in range(40)]  # two requests: the first fails, not the second
+    fresh.inject("server_error", 1)
+    with pytest.raises(OpenSearchMMError) as info:
+        if mode == "sync":
+            kind.texts(adapter, texts)
+        else:
+            asyncio.run(kind.atexts(adapter, texts))
+    partial = info.value.partial
+    assert partial is not None and partial.usage.token_count > 0
+    assert adapter.last_usage == adapter.total_usage == partial.usage
 
 
 def test_context_managers_close_the_pools(
