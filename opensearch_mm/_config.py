@@ -112,13 +112,27 @@ def _https_proxy_for_http() -> bool:
 
 
 def secret_value(value: object) -> str | None:
-    """The key as a stripped str (``None`` when absent or blank); never echoes the value."""
+    """The key as a stripped str (``None`` when absent or blank); never echoes the value.
+
+    Raises:
+        ConfigurationError: Not a str, or it holds a character an HTTP header cannot
+            carry (the message gives its position and kind, not the character).
+    """
     if value is None:
         return None
     raw = value.get_secret_value() if isinstance(value, SupportsSecretValue) else value
     if not isinstance(raw, str):
         raise ConfigurationError("api_key must be a str (or a SecretStr)")
-    return raw.strip() or None
+    key = raw.strip()
+    for position, char in enumerate(key, 1):
+        if not " " <= char <= "~":
+            kind = "control" if char < " " or char == "\x7f" else "non-ASCII"
+            raise ConfigurationError(
+                f"the API key holds a {kind} character (character {position} of {len(key)}), "
+                "which an HTTP header cannot carry: check for a line break or a quote pasted "
+                "with it"
+            )
+    return key or None
 
 
 def is_loopback(host: str) -> bool:

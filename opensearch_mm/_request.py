@@ -147,8 +147,12 @@ def map_transport_error(exc: httpx.HTTPError, origin: str) -> APIConnectionError
                 endpoint=origin,
                 kind="tls_mismatch",
             )
+    detail = str(exc)
+    if "bearer" in detail.lower():
+        # (h11 names an illegal header value in full: the Authorization header is the key.)
+        detail = "a request header was refused"
     return APIConnectionError(
-        f"connection to {origin} failed ({type(exc).__name__}: {exc})", endpoint=origin
+        f"connection to {origin} failed ({type(exc).__name__}: {detail})", endpoint=origin
     )
 
 

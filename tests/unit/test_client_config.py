@@ -122,6 +122,35 @@ def test_non_str_key_refused_without_echo() -> None:
     assert "12345678" not in str(ei.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "kind", "position"),
+    [
+        (KEY[:6] + "\n" + KEY[6:], "control", 7),
+        (KEY[:6] + "\x00" + KEY[6:], "control", 7),
+        (KEY + "\u2019", "non-ASCII", len(KEY) + 1),
+        ("OS-clé-" + KEY, "non-ASCII", 6),
+    ],
+    ids=["newline", "nul", "smart-quote", "accent"],
+)
+def test_a_key_no_http_header_can_carry_is_refused_without_echo(
+    key: str, kind: str, position: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sent as it is, it failed at the connection, the whole header (the key) in the message.
+    for how in ("argument", "env") if "\x00" not in key else ("argument",):
+        if how == "env":  # (an environment variable cannot hold a NUL)
+            monkeypatch.setenv("OPENSEARCH_MM_API_KEY", key)
+        with pytest.raises(ConfigurationError) as ei:
+            make(api_key=None if how == "env" else key, endpoint=HOST)
+        message = str(ei.value)
+        assert f"a {kind} character (character {position} of {len(key)})" in message, how
+        assert KEY[6:] not in message and KEY[:6] not in message, how
+
+
+def test_a_key_read_with_its_line_break_is_stripped() -> None:
+    with make(api_key=f"  {KEY}\n", endpoint=HOST) as c:
+        assert c._headers["Authorization"] == f"Bearer {KEY}"
+
+
 def test_plain_http_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.WARNING, logger="opensearch_mm"),

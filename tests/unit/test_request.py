@@ -286,6 +286,14 @@ def test_timeout_names_the_endpoint() -> None:
     assert error.request_id is None
 
 
+def test_a_header_h11_refuses_is_not_echoed() -> None:
+    # h11 quotes an illegal header value whole, and the Authorization header is the key.
+    exc = httpx.LocalProtocolError("Illegal header value b'Bearer OS-abc\\ndef-secret'")
+    error = map_transport_error(exc, ORIGIN)
+    assert "secret" not in str(error) and "OS-abc" not in str(error)
+    assert ORIGIN in str(error) and "LocalProtocolError" in str(error)
+
+
 # -- the call's side: one "not sent" sentinel, terminal states -------------------------
 
 
