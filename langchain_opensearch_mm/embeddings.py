@@ -241,6 +241,7 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         populate_by_name=True,
         arbitrary_types_allowed=True,
         protected_namespaces=(),
+        hide_input_in_errors=True,  # (the input refused can be every setting, key included)
     )
 
     def __init__(self, *, client: MultiModalEmbeddingClient | None = None, **data: Any) -> None:

@@ -197,7 +197,11 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         description="An httpx.AsyncClient to send async requests with (not closed by the adapter).",
     )
 
-    model_config = ConfigDict(validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(
+        validate_assignment=True,
+        protected_namespaces=(),
+        hide_input_in_errors=True,  # (the input refused can be every setting, key included)
+    )
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
     _injected: bool = PrivateAttr(default=False)

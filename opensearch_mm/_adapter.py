@@ -11,6 +11,7 @@ from (``_client_fields``) and the other names of its fields (``_aliases``).
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import threading
 from collections.abc import Iterator, Mapping
@@ -110,6 +111,28 @@ class CoreClientAdapter:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- validation from data goes through the constructor -------------------------------
+
+    @classmethod
+    def model_validate(cls: type[_A], obj: Any, **options: Any) -> _A:
+        """Build from a mapping of settings as the constructor does (the core's errors
+        raised as they are: pydantic's would quote the whole mapping, key included);
+        anything else, or with pydantic's options, as pydantic validates it."""
+        if isinstance(obj, Mapping) and not options:
+            return cls(**obj)
+        return super().model_validate(obj, **options)  # type: ignore[misc,no-any-return]
+
+    @classmethod
+    def model_validate_json(
+        cls: type[_A], json_data: str | bytes | bytearray, **options: Any
+    ) -> _A:
+        """Like :meth:`model_validate`, from JSON."""
+        if not options:
+            data = json.loads(json_data)
+            if isinstance(data, dict):
+                return cls(**data)
+        return super().model_validate_json(json_data, **options)  # type: ignore[misc,no-any-return]
 
     # -- copies that are independent and match their fields -----------------------------
 

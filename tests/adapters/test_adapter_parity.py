@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import json
 import multiprocessing
 import pickle
 from collections.abc import Callable, Iterator
@@ -250,6 +251,31 @@ def test_copies_work_on_their_own_with_the_full_configuration(
     assert len(vector) == 1536
     assert fresh.requests_log[-1].path.endswith(f"/workspaces/ws9/multi-modal-embedding/{GME}")
     twin.close()
+
+
+@pytest.mark.parametrize("bad", [{"endpoint": "ftp://h"}, {"timeout": 0}, {"max_retries": "x"}])
+def test_no_validation_error_shows_the_key_whatever_the_entry_point(
+    kind: Kind, fresh: Emulator, bad: dict[str, Any]
+) -> None:
+    # pydantic quotes the input it refused: through model_validate, that input is the
+    # whole settings dict, key included.
+    from pydantic import ValidationError
+
+    data = {"api_key": KEY, "endpoint": fresh.url, **bad}
+    attempts: list[Callable[[], Any]] = [
+        lambda: kind.cls.model_validate(data),
+        lambda: kind.cls.model_validate_json(json.dumps(data)),
+        lambda: kind.cls(**data),
+    ]
+    for attempt in attempts:
+        with pytest.raises((ValidationError, ConfigurationError)) as info:
+            attempt()
+        error = info.value
+        texts = [str(error), repr(error)]
+        if isinstance(error, ValidationError):
+            texts += [error.json(), repr(error.errors())]
+        for text in texts:
+            assert KEY[10:] not in text, text
 
 
 def test_a_pickle_carries_the_key_but_no_dump_does(kind: Kind, fresh: Emulator) -> None:
