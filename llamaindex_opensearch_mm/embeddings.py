@@ -48,6 +48,7 @@ from opensearch_mm import (
 )
 from opensearch_mm._adapter import CoreClientAdapter
 from opensearch_mm._config import setting_changes
+from opensearch_mm.inputs import encode_text_only
 
 __all__ = ["MAX_BATCH_SIZE", "OpenSearchMultiModalEmbedding"]
 
@@ -534,6 +535,14 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         # LlamaIndex's embeddings cache and rate limiter work per chunk: keep its loop then.
         return self.embeddings_cache is not None or self.rate_limiter is not None
 
+    def _check_texts(self, texts: list[str]) -> None:
+        """Check every text as the core would before LlamaIndex's loop sends a chunk: a
+        bad one is named by its place in ``texts`` (not in a chunk, nor among the texts
+        not cached), and nothing is sent."""
+        options = self._client.encode_options
+        for index, text in enumerate(texts):
+            encode_text_only(text, index, options)
+
     @dispatcher.span
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
@@ -545,6 +554,7 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         """
         require_many(texts, "get_text_embedding_batch", "strings")
         if self._uses_framework_batching():
+            self._check_texts(texts)
             return super().get_text_embedding_batch(texts, show_progress, **kwargs)
         return self._whole_batch(
             list(texts),
@@ -561,6 +571,7 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         """Async :meth:`get_text_embedding_batch`."""
         require_many(texts, "aget_text_embedding_batch", "strings")
         if self._uses_framework_batching():
+            self._check_texts(texts)
             return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
         return await self._awhole_batch(
             list(texts),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pybase64
 import pytest
@@ -234,6 +236,39 @@ def test_invalid_text_is_refused_by_the_core_before_sending(
 ) -> None:
     with pytest.raises(InputError, match="input 1"):
         embed.get_text_embedding_batch(["fine", "   "])
+    assert emu.stats.requests == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("framework", ["embeddings_cache", "rate_limiter"])
+def test_an_invalid_text_is_named_by_its_place_in_the_list_with_llamaindex_per_chunk_loop(
+    emu: Emulator, framework: str, mode: str
+) -> None:
+    # LlamaIndex's cache and rate limiter keep its own loop over chunks (or over the texts
+    # not cached): the bad text is still named by its place in the whole list, and no
+    # chunk before it is sent.
+    from llama_index.core.rate_limiter import TokenBucketRateLimiter
+    from llama_index.core.storage.kvstore import SimpleKVStore
+
+    helper: Any = (
+        SimpleKVStore()
+        if framework == "embeddings_cache"
+        else TokenBucketRateLimiter(requests_per_minute=6000)
+    )
+    emu.reset_stats()
+    texts = [f"text {i}" for i in range(25)] + [""]
+    with OpenSearchMultiModalEmbedding(
+        api_key=SECRET, endpoint=emu.url, qps=None, embed_batch_size=10, **{framework: helper}
+    ) as model:
+        if framework == "embeddings_cache":
+            model.get_text_embedding_batch(texts[:3])  # (cached: the loop skips them)
+            emu.reset_stats()
+        with pytest.raises(InputError) as info:
+            if mode == "sync":
+                model.get_text_embedding_batch(texts)
+            else:
+                asyncio.run(model.aget_text_embedding_batch(texts))
+    assert (info.value.index, info.value.field) == (25, "text")
     assert emu.stats.requests == 0
 
 
