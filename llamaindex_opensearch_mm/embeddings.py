@@ -331,11 +331,10 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         """Assigning a connection setting rebuilds the core client (or is refused)."""
         if name == "model":
             name = "model_name"
-        llama_limiter = name == "rate_limiter" and not isinstance(value, RateLimiter)
         if (
             name not in _CLIENT_FIELDS
             or "_client" not in (self.__pydantic_private__ or {})
-            or (llama_limiter and self._shared_limiter is None)
+            or (name == "rate_limiter" and self._llamaindex_limiter(value))
         ):
             super().__setattr__(name, value)
             return
@@ -358,6 +357,14 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             raise
         old_client, self._client = self._client, new_client
         old_client.close()
+
+    def _llamaindex_limiter(self, value: object) -> bool:
+        """Whether ``value`` assigned to ``rate_limiter`` is for LlamaIndex's field (its
+        per-chunk limiter), not the core client's: any limiter not ours, and ``None``
+        unless only a core limiter is set (then ``None`` takes that one away)."""
+        if isinstance(value, RateLimiter):
+            return False
+        return value is not None or self.rate_limiter is not None or self._shared_limiter is None
 
     def _setting(self, key: str) -> Any:
         return self._shared_limiter if key == "rate_limiter" else getattr(self, key)

@@ -272,6 +272,26 @@ def test_an_invalid_text_is_named_by_its_place_in_the_list_with_llamaindex_per_c
     assert emu.stats.requests == 0
 
 
+def test_a_llamaindex_rate_limiter_assigned_beside_a_core_one_keeps_its_meaning(
+    emu: Emulator,
+) -> None:
+    from llama_index.core.rate_limiter import TokenBucketRateLimiter
+
+    from opensearch_mm import FixedRateLimiter
+
+    core_limiter = FixedRateLimiter(500)
+    llama_limiter = TokenBucketRateLimiter(requests_per_minute=6000)
+    with OpenSearchMultiModalEmbedding(
+        api_key=SECRET, endpoint=emu.url, rate_limiter=core_limiter
+    ) as model:
+        model.rate_limiter = llama_limiter
+        assert model.rate_limiter is llama_limiter  # LlamaIndex's, per chunk
+        assert model.client.rate_limiter is core_limiter  # the core's, per request
+        assert len(model.get_text_embedding_batch(["one", "two"])) == 2
+        model.rate_limiter = None  # (None: no LlamaIndex limiter; the core's stays)
+        assert model.rate_limiter is None and model.client.rate_limiter is core_limiter
+
+
 # -- images ---------------------------------------------------------------------------------
 
 
