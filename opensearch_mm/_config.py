@@ -326,8 +326,11 @@ class ClientConfig:
             retry_policy = RetryPolicy(max_retries=_check_max_retries(max_retries))
         elif not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError("retry_policy must be a RetryPolicy")
-        if rate_limiter is not None and not callable(getattr(rate_limiter, "acquire", None)):
-            raise ConfigurationError("rate_limiter must be a RateLimiter")
+        if rate_limiter is not None and not isinstance(rate_limiter, RateLimiter):
+            raise ConfigurationError(
+                "rate_limiter must be an opensearch_mm.RateLimiter (a subclass of it), got "
+                f"{type(rate_limiter).__name__}: for a plain rate, pass qps=..."
+            )
         checked_qps = _check_qps(qps)
         share = _check_share(share_rate_limit)
         if (

@@ -151,6 +151,17 @@ def test_a_key_read_with_its_line_break_is_stripped() -> None:
         assert c._headers["Authorization"] == f"Bearer {KEY}"
 
 
+def test_a_rate_limiter_of_another_library_is_refused_by_name() -> None:
+    # LlamaIndex's and others' limiters have an acquire() too; the drivers need the whole
+    # opensearch_mm.RateLimiter interface (confirm, observe, ...), and would fail mid-call.
+    class TokenBucket:
+        def acquire(self) -> None:
+            return None
+
+    with pytest.raises(ConfigurationError, match=r"RateLimiter.*got TokenBucket"):
+        make(api_key=KEY, endpoint=HOST, rate_limiter=TokenBucket())
+
+
 def test_plain_http_remote_warns(caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.WARNING, logger="opensearch_mm"),
