@@ -6,6 +6,7 @@ costs a request and the error names its index.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
@@ -246,10 +247,12 @@ def encode_content(value: object, index: int, options: EncodeOptions) -> WireIte
 def require_many(values: object, method: str, what: str) -> None:
     """Refuse a single value where a collection of inputs is expected.
 
-    A lone ``str`` would otherwise be embedded character by character, a lone path or
-    ``Content`` iterated or misread: :class:`InputError` naming ``method`` instead.
+    A lone ``str`` would otherwise be embedded character by character, a lone path,
+    ``Content`` or open file iterated (a file by its lines) or misread: :class:`InputError`
+    naming ``method`` instead.
     """
-    if isinstance(values, (str, bytes, bytearray, memoryview, Content, Mapping, os.PathLike)):
+    single = (str, bytes, bytearray, memoryview, Content, Mapping, os.PathLike, io.IOBase)
+    if isinstance(values, single):
         raise InputError(
             f"{method}() takes a list of {what}, not a single {type(values).__name__}; "
             "wrap it in a list"

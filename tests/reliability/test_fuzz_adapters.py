@@ -193,7 +193,15 @@ def test_llamaindex_bytesio_position_does_not_matter(
 
 # -- a single value where a list is expected ------------------------------------------------
 
-NOT_A_LIST: list[Any] = ["a string", b"bytes", Content(text="x"), {"text": "x"}, None, 42]
+NOT_A_LIST: list[Any] = [
+    "a string",
+    b"bytes",
+    Content(text="x"),
+    {"text": "x"},
+    None,
+    42,
+    io.BytesIO(b"an open file\nof two lines"),  # (iterable: its lines were taken for inputs)
+]
 
 
 @pytest.mark.parametrize("not_a_list", NOT_A_LIST, ids=repr)
