@@ -87,9 +87,10 @@ def _image_input(image: ImageType | ImageInput) -> ImageInput:
 
     A ``BytesIO`` is passed as its whole buffer (``getvalue()``), so embedding does not
     depend on, or move, the stream position of a buffer LlamaIndex may reuse. Everything
-    else (path, URL, data URI, other core inputs) is passed through for the core to check.
+    else (path, URL, data URI, other core inputs), and a closed buffer, is passed through
+    for the core to check (and to name by its place in the list if it cannot be read).
     """
-    if isinstance(image, BytesIO):
+    if isinstance(image, BytesIO) and not image.closed:
         return image.getvalue()
     return image
 

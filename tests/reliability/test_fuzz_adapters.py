@@ -189,6 +189,10 @@ def test_llamaindex_bytesio_position_does_not_matter(
     assert a == b and read.tell() == len(png)
     with pytest.raises(InputError, match=r"^input 1 \(image\)"):
         llamaindex.get_image_embedding_batch([fresh, io.BytesIO(png[:30])])
+    closed = io.BytesIO(png)
+    closed.close()
+    with pytest.raises(InputError, match=r"^input 2 \(image\)"):
+        llamaindex.get_image_embedding_batch([fresh, fresh, closed])
 
 
 # -- a single value where a list is expected ------------------------------------------------
