@@ -37,7 +37,6 @@ from opensearch_mm import (
     ConfigurationError,
     Content,
     MultiModalEmbeddingClient,
-    OpenSearchMMError,
     ProgressCallback,
     RateLimiter,
     RetryPolicy,
@@ -89,15 +88,6 @@ def _injecting(client: MultiModalEmbeddingClient | None) -> Iterator[None]:
         yield
     finally:
         _INJECTED.reset(token)
-
-
-def _core_error(exc: ValidationError) -> OpenSearchMMError | None:
-    """The core exception a model validator raised, if that is what failed."""
-    for error in exc.errors():
-        original = (error.get("ctx") or {}).get("error")
-        if isinstance(original, OpenSearchMMError):
-            return original
-    return None
 
 
 class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
@@ -276,10 +266,7 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
             with _injecting(client):
                 super().__init__(**data)
         except ValidationError as exc:
-            core = _core_error(exc)
-            if core is None:
-                raise
-            raise core from None
+            raise self._settings_error(exc.errors()) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -287,6 +274,9 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        for name in ("api_key", "endpoint", "workspace"):
+            if name in data and data[name] is None and _INJECTED.get() is None:
+                del data[name]  # (None is "not given": the environment or the default)
         mirror_policy_fields(data)
         if "model_name" in data:
             name = data.pop("model_name")

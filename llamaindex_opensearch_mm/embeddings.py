@@ -18,7 +18,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 from llama_index.core.base.embeddings.base import Embedding
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+)
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
@@ -261,6 +267,9 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
                 )
             kwargs.update(_settings_as_fields(client))
         else:
+            for name in ("endpoint", "workspace"):
+                if name in kwargs and kwargs[name] is None:
+                    del kwargs[name]  # (None is "not given": the environment or the default)
             key = kwargs.get("api_key")
             if key is None:
                 key = os.environ.get(ENV_API_KEY) or None
@@ -278,7 +287,10 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             shared = None
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as exc:
+            raise self._settings_error(exc.errors()) from None
         self._shared_limiter = shared
         self._injected = client is not None
         self._client = client if client is not None else self._build_client()

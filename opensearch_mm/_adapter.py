@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._config import setting_changes
 from .client import MultiModalEmbeddingClient
-from .errors import OpenSearchMMError
+from .errors import ConfigurationError, OpenSearchMMError
 from .results import EmbeddingResult, Usage
 
 __all__ = ["CoreClientAdapter"]
@@ -113,6 +113,22 @@ class CoreClientAdapter:
         await self.aclose()
 
     # -- validation from data goes through the constructor -------------------------------
+
+    @staticmethod
+    def _settings_error(errors: list[Any]) -> OpenSearchMMError:
+        """The error for fields pydantic refused (its ``ValidationError.errors()``): the
+        core's own, if a validator raised one, else a :class:`ConfigurationError` naming
+        each field and why, without the values (the refused input can hold the key)."""
+        for error in errors:
+            original = (error.get("ctx") or {}).get("error")
+            if isinstance(original, OpenSearchMMError):
+                return original
+        reasons = [
+            f"{'.'.join(str(part) for part in error.get('loc', ())) or 'settings'}: "
+            f"{error.get('msg', 'invalid')}"
+            for error in errors
+        ]
+        return ConfigurationError("; ".join(reasons))
 
     @classmethod
     def model_validate(cls: type[_A], obj: Any, **options: Any) -> _A:

@@ -278,6 +278,38 @@ def test_no_validation_error_shows_the_key_whatever_the_entry_point(
             assert KEY[10:] not in text, text
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_retries", None),
+        ("timeout", "abc"),
+        ("max_concurrency", None),
+        ("downscale_oversized", None),
+        ("image_max_side", "big"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_a_configuration_error_naming_it(
+    kind: Kind, fresh: Emulator, field: str, value: Any
+) -> None:
+    # (What the core client raises for the same mistakes: one except clause for both.)
+    with pytest.raises(ConfigurationError, match=f"^{field}: ") as info:
+        build(kind, fresh, **{field: value})
+    assert KEY not in str(info.value)
+
+
+def test_workspace_none_means_the_environment_or_the_default(
+    kind: Kind, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for the core client: None is "not given", not a workspace.
+    for env, expected in ((None, "default"), ("ws-from-env", "ws-from-env")):
+        if env is None:
+            monkeypatch.delenv("OPENSEARCH_MM_WORKSPACE", raising=False)
+        else:
+            monkeypatch.setenv("OPENSEARCH_MM_WORKSPACE", env)
+        with build(kind, fresh, workspace=None) as adapter:
+            assert adapter.workspace == adapter.client.workspace == expected
+
+
 def test_a_pickle_carries_the_key_but_no_dump_does(kind: Kind, fresh: Emulator) -> None:
     adapter = build(kind, fresh)
     assert KEY.encode() in pickle.dumps(adapter)
