@@ -44,7 +44,9 @@ def input_reason(exc: InputError) -> str:
     """An input's problem, with the command's option where the core names a parameter."""
     reason = exc.reason
     if "downscale_oversized=True" in reason:
-        reason = reason.split("; pass ", 1)[0] + "; pass --image-max-side 2048 to shrink images"
+        # Not --image-max-side: an image at or under the side given is sent as it is, so no
+        # fixed side is sure to help; --downscale-oversized re-encodes until the image fits.
+        reason = reason.split("; pass ", 1)[0] + "; pass --downscale-oversized to shrink it"
     return reason
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import base64
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -29,6 +30,7 @@ __all__ = [
     "StdoutWriter",
     "check_writable",
     "is_parquet",
+    "is_stream",
     "journal_path",
     "parquet_progress",
     "read_progress",
@@ -58,6 +60,26 @@ class Sink(Protocol):
 def is_parquet(path: Path) -> bool:
     """Whether ``-o PATH`` asks for Parquet (by its suffix)."""
     return path.suffix.lower() in (".parquet", ".pq")
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a directory: a pipe, a
+    terminal, ``/dev/null``... It is written as it is, never truncated, sought or read back.
+    """
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def _probe_stream(path: Path) -> None:
+    """Open a pipe or a device for writing and close it again, writing nothing."""
+    # Non-blocking, so a named pipe nobody reads yet cannot hang the check: the job then
+    # waits for its reader as any writer would.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a named pipe with no reader yet
+            return
+        raise
+    os.close(fd)
 
 
 def journal_path(path: Path) -> Path:
@@ -99,7 +121,9 @@ def check_writable(path: Path, option: str) -> None:
     if not parent.is_dir():
         raise SinkError(f"{option} {path}: {parent} is not a directory")
     try:
-        if path.exists():
+        if is_stream(path):
+            _probe_stream(path)
+        elif path.exists():
             with path.open("r+b"):  # opens for writing without changing a byte
                 pass
         else:
@@ -142,16 +166,25 @@ def read_progress(output: Path) -> tuple[int, int, int]:
 
 
 class JsonLinesWriter:
-    """Appends JSON lines after ``start`` bytes and remembers the size of the complete ones."""
+    """Appends JSON lines after ``start`` bytes and remembers the size of the complete ones.
 
-    def __init__(self, path: Path, start: int) -> None:
+    ``keep`` also keeps the records' vectors in ``rows``, for a ``.npy`` that cannot be
+    read back from ``path`` (a pipe or a device).
+    """
+
+    def __init__(self, path: Path, start: int, *, keep: bool = False) -> None:
         self.path = path
-        # A device or a pipe (/dev/null, /dev/stdout) is written as it is, never cut.
-        self.regular = path.is_file() or not path.exists()
-        self.fh: IO[bytes] = path.open("r+b" if path.exists() else "wb")
+        self.rows: list[list[float]] | None = [] if keep else None
+        # A device or a pipe (/dev/null, /dev/stdout) is written as it is, never cut or
+        # sought: it cannot be (a pipe), and whatever it has taken is out of reach.
+        self.regular = not is_stream(path)
+        self.fh: IO[bytes]
         if self.regular:
+            self.fh = path.open("r+b" if path.exists() else "wb")
             self.fh.truncate(start)
             self.fh.seek(start)
+        else:
+            self.fh = path.open("ab")
         self.good = start
         self.count = 0
 
@@ -161,6 +194,8 @@ class JsonLinesWriter:
         self.fh.flush()
         self.good += len(data)
         self.count += 1
+        if self.rows is not None:
+            self.rows.append(record["embedding"])
 
     def close(self) -> None:
         """Flush, cut anything after the last complete line (an interrupted write).
@@ -356,12 +391,13 @@ def write_npy(output: Path, npy: Path) -> int:
             if rows == 0:
                 dim = len(orjson.loads(raw)["embedding"])
             rows += 1
-    matrix = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(rows, dim))
-    with output.open("rb") as fh:
-        for i, raw in enumerate(fh):
-            matrix[i] = orjson.loads(raw)["embedding"]
-    matrix.flush()
-    del matrix
+    # Written front to back, a row at a time (no memory map): memory stays flat and a pipe
+    # or a device (/dev/stdout, /dev/null) takes it as well as a file.
+    header = {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)}
+    with npy.open("wb") as out, output.open("rb") as fh:
+        np.lib.format.write_array_header_1_0(out, header)
+        for raw in fh:
+            out.write(np.asarray(orjson.loads(raw)["embedding"], dtype="<f4").tobytes())
     return rows
 
 

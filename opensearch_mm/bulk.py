@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import closing, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -51,6 +52,7 @@ from ._sinks import (
     StdoutWriter,
     check_writable,
     is_parquet,
+    is_stream,
     journal_path,
     parquet_progress,
     read_progress,
@@ -233,6 +235,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--image-max-side", type=_at_least(16), help="downscale larger local images (pixels)"
     )
+    p.add_argument(
+        "--downscale-oversized",
+        action="store_true",
+        help="re-encode an image too big for one request until it fits (needs Pillow)",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(run=run)
     return p
@@ -310,10 +317,8 @@ class _Manifest:
         self.error: BulkError | None = None
 
     def entries(self) -> Iterator[Entry]:
-        stdin = _is_stdin(self.path)
-        base = Path.cwd() if stdin else self.path.parent
-        opened = nullcontext(sys.stdin.buffer) if stdin else self.path.open("rb")
-        with opened as fh:
+        base = Path.cwd() if _is_stdin(self.path) else self.path.parent
+        with _open_manifest(self.path) as fh:
             for number, raw in enumerate(fh, start=1):
                 if number <= self.skip or not raw.strip():
                     continue
@@ -324,6 +329,11 @@ class _Manifest:
                         self.error = exc
                         return
                     self.errors.write({"line": number, "error": str(exc)})
+
+
+def _open_manifest(path: Path) -> AbstractContextManager[IO[bytes]]:
+    """The manifest's bytes: the file, or stdin for ``-`` (left open)."""
+    return nullcontext(sys.stdin.buffer) if _is_stdin(path) else path.open("rb")
 
 
 def _trim_errors(path: Path, last_line: int) -> None:
@@ -374,13 +384,23 @@ def _make_client(args: argparse.Namespace) -> MultiModalEmbeddingClient:
             max_concurrency=args.max_concurrency,
             qps=_qps(args.qps),  # type: ignore[arg-type]
             image_max_side=args.image_max_side,
+            downscale_oversized=args.downscale_oversized,
         )
     except ConfigurationError as exc:
         text = str(exc)
         if "endpoint" in text:
             text = f"--endpoint / ${ENV_ENDPOINT}: {text}"
-        elif "Pillow" in text or "image_max_side" in text:
-            text = "--image-max-side needs Pillow: pip install 'opensearch-mm[images]'"
+        elif "Pillow" in text:
+            wanted = [
+                option
+                for option, given in (
+                    ("--image-max-side", args.image_max_side is not None),
+                    ("--downscale-oversized", args.downscale_oversized),
+                )
+                if given
+            ] or ["shrinking images"]
+            needs = "need" if len(wanted) > 1 else "needs"
+            text = f"{' and '.join(wanted)} {needs} Pillow: pip install 'opensearch-mm[images]'"
         raise BulkError(text) from None
 
 
@@ -452,9 +472,76 @@ def _check_extras(args: argparse.Namespace) -> None:
 
 def _check_npy(args: argparse.Namespace) -> None:
     if args.npy is not None:
-        if not _is_stdout(args.output) and Path(args.npy) == Path(args.output):
-            raise BulkError("--npy and -o name the same file")
         check_writable(args.npy, "--npy")
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file a job reads or writes, as the messages name it."""
+
+    label: str  # "-o out.jsonl", "the manifest (stdin)"...
+    option: str  # the option that names it ("" for the manifest: it is what it is)
+    path: Path | None = None
+    fd: int | None = None  # a standard stream (0 or 1) when there is no path
+
+
+_Identity = tuple[int, int] | Path
+
+
+def _identity(file: _File) -> _Identity | None:
+    """What makes two names one file: device and inode of an existing regular file (so hard
+    links and symlinks count), else the resolved path of a file still to be created. A pipe
+    or a device has none: nothing stored there can be destroyed (``/dev/null`` twice is
+    fine)."""
+    try:
+        if file.path is None:
+            info = os.fstat(file.fd) if file.fd is not None else None
+        elif file.path.exists():
+            info = os.stat(file.path)  # follows symlinks
+        else:
+            try:
+                return file.path.resolve()
+            except RuntimeError:  # a symlink loop: compare the names as given
+                return Path(os.path.abspath(file.path))
+    except OSError:  # a closed standard stream, a path that vanished: nothing to clash with
+        return None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _check_distinct(files: list[_File]) -> None:
+    """Refuse a job whose files are one file under two names: writing one would destroy the
+    other (an output truncating the manifest, the errors file replacing it...)."""
+    seen: list[tuple[_Identity, _File]] = []
+    for file in files:
+        identity = _identity(file)
+        if identity is None:
+            continue
+        for other_identity, other in seen:
+            if identity == other_identity:
+                raise BulkError(
+                    f"{file.label} and {other.label} are the same file: give {file.option} "
+                    "a path of its own"
+                )
+        seen.append((identity, file))
+
+
+def _output_files(output: Path | None) -> list[_File]:
+    """The files ``-o`` stands for: stdout, a JSON-lines file, or Parquet with its journal
+    and the temporary file it is written to."""
+    if output is None:
+        return [_File("-o - (stdout)", "-o", fd=1)]
+    files = [_File(f"-o {output}", "-o", output)]
+    if is_parquet(output):
+        journal, tmp = journal_path(output), output.with_name(output.name + ".tmp")
+        files.append(_File(f"the journal {journal} of -o", "-o", journal))
+        files.append(_File(f"the temporary file {tmp} of -o", "-o", tmp))
+    return files
+
+
+def _npy_files(args: argparse.Namespace) -> list[_File]:
+    return [] if args.npy is None else [_File(f"--npy {args.npy}", "--npy", args.npy)]
 
 
 def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
@@ -468,6 +555,7 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
         labels.append(f"--{kind} #{seen[kind]}")
     _check_extras(args)
     output = None if _is_stdout(args.output) else Path(args.output)
+    _check_distinct(_output_files(output) + _npy_files(args))
     if output is not None:
         _check_existing(args, output, resumable=False)
         check_writable(output, "-o")
@@ -600,14 +688,29 @@ def _plan(args: argparse.Namespace) -> _Plan:
     output = None if to_stdout else Path(args.output)
     errors = args.errors or Path(f"{output}.errors.jsonl")
     plan = _Plan(output, errors)
+    files = [
+        _File("the manifest (stdin)", "", fd=0)
+        if _is_stdin(manifest)
+        else _File(f"the manifest {manifest}", "", manifest),
+        *_output_files(output),
+    ]
+    if args.skip_invalid:
+        errors_label = (
+            f"--errors {errors}" if args.errors is not None else f"the errors file {errors}"
+        )
+        files.append(_File(errors_label, "--errors", errors))
+    _check_distinct(files + _npy_files(args))
     if output is not None:
         _check_existing(args, output, resumable=True)
+        if args.resume and is_stream(output):
+            raise BulkError(
+                f"--resume needs -o to be a file: {output} is a pipe or a device, which keeps "
+                "no record of what it was given; run without --resume, or give -o a file"
+            )
         check_writable(output, "-o")
         if is_parquet(output):
             check_writable(journal_path(output), "-o (its journal)")
     if args.skip_invalid:
-        if args.errors is not None and output is not None and args.errors == output:
-            raise BulkError("--errors and -o name the same file")
         check_writable(errors, "--errors" if args.errors is not None else "the errors file")
     _check_npy(args)
     if output is not None and args.resume:
@@ -625,7 +728,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
 
 def _lines_after(manifest: Path, skip: int) -> bool:
     """Whether ``manifest`` has a non-blank line after line ``skip``."""
-    with manifest.open("rb") as fh:
+    # From stdin too: a resumed job reads the manifest as the first run did (the same
+    # lines piped again), and a finished Parquet file is only complete if they end where
+    # it does; refusing stdin would make a piped job the one kind that cannot resume.
+    with _open_manifest(manifest) as fh:
         return any(raw.strip() for number, raw in enumerate(fh, 1) if number > skip)
 
 
@@ -644,10 +750,13 @@ def _run_manifest(args: argparse.Namespace) -> int:
         say(f"done: {plan.kept} vectors in {where} (already complete)")
         return _finish_npy(args, output)
     client = _make_client(args)
-    if args.resume and args.skip_invalid:
-        _trim_errors(plan.errors, plan.skip)
-    elif args.skip_invalid and plan.errors.exists():
-        plan.errors.unlink()
+    # Only a file is trimmed or replaced: a pipe or a device (--errors /dev/null) is written
+    # as it is, and unlinking one would remove the device node itself.
+    if args.skip_invalid and plan.errors.is_file():
+        if args.resume:
+            _trim_errors(plan.errors, plan.skip)
+        else:
+            plan.errors.unlink()
     if plan.kept:
         say(f"resuming after manifest line {plan.skip} ({plan.kept} vectors already written)")
     sink: Sink
@@ -656,10 +765,11 @@ def _run_manifest(args: argparse.Namespace) -> int:
     elif is_parquet(output):
         sink = ParquetWriter(output, plan.start)
     else:
-        sink = JsonLinesWriter(output, plan.start)
+        # A pipe or a device cannot be read back for the .npy: keep the vectors, as stdout does.
+        sink = JsonLinesWriter(output, plan.start, keep=args.npy is not None and is_stream(output))
     errors: JsonLinesWriter | None = None
     if args.skip_invalid:
-        size = plan.errors.stat().st_size if plan.errors.exists() else 0
+        size = plan.errors.stat().st_size if plan.errors.is_file() else 0
         errors = JsonLinesWriter(plan.errors, size)
     progress: Progress | None = None
     if args.progress:
@@ -720,8 +830,9 @@ def _run_manifest(args: argparse.Namespace) -> int:
         sink.finish()
     skipped = f", {errors.count} invalid lines in {plan.errors}" if errors and errors.count else ""
     say(f"done: {plan.kept + sink.count} vectors in {where}{skipped}")
-    if isinstance(sink, StdoutWriter) and args.npy is not None:
-        rows = save_npy(sink.rows or [], args.npy)
+    kept_rows = sink.rows if isinstance(sink, (StdoutWriter, JsonLinesWriter)) else None
+    if kept_rows is not None and args.npy is not None:
+        rows = save_npy(kept_rows, args.npy)
         say(f"wrote {rows} vectors to {args.npy}")
         _summarize(job.report, client)
         return EXIT_OK

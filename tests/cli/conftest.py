@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,23 +44,34 @@ def run_cli(
     *args: str,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    stdin: bytes | None = None,
+    stdin: bytes | Path | None = None,
+    stdout: Path | None = None,
     timeout: float = 120,
 ) -> Ran:
-    """``opensearch-mm ARGS`` with no OPENSEARCH_MM_* variables but those in ``env``."""
+    """``opensearch-mm ARGS`` with no OPENSEARCH_MM_* variables but those in ``env``.
+
+    ``stdin`` is piped in (bytes) or redirected from a file (``< PATH``); ``stdout``, if
+    given, is appended to that file (``>> PATH``) instead of captured.
+    """
     full = {k: v for k, v in os.environ.items() if not k.startswith("OPENSEARCH_MM_")}
     full.update(env or {})
-    proc = subprocess.run(
-        [str(command()), *args],
-        env=full,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert KEY.encode() not in proc.stdout + proc.stderr
-    return Ran(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    with ExitStack() as files:
+        source = files.enter_context(stdin.open("rb")) if isinstance(stdin, Path) else None
+        sink = files.enter_context(stdout.open("ab")) if stdout is not None else None
+        proc = subprocess.run(
+            [str(command()), *args],
+            env=full,
+            cwd=cwd,
+            input=stdin if isinstance(stdin, bytes) else None,
+            stdin=source,
+            stdout=sink if sink is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+        )
+    out = proc.stdout or b""
+    assert KEY.encode() not in out + proc.stderr
+    return Ran(proc.returncode, out.decode(), proc.stderr.decode())
 
 
 def service_env(server: Emulator) -> dict[str, str]:

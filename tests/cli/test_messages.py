@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from opensearch_mm._cli_errors import explain
@@ -77,6 +78,49 @@ def test_oversized_image_hint_names_the_option(server: Emulator, tmp_path: Path)
     ran = run_cli("embed", "--image", str(big), env=service_env(server))
     assert ran.code == 2
     _plain(ran.err)
+
+
+@pytest.mark.parametrize("mode", ["direct", "manifest"])
+def test_the_advice_for_an_oversized_image_works(
+    server: Emulator, tmp_path: Path, mode: str
+) -> None:
+    # Noise does not compress: 1500 x 1500 pixels make a PNG of some 6.8 MB, over the
+    # request's 8 MB once base64-encoded, with sides under any usual --image-max-side.
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    pixels = np.random.default_rng(7).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    image.fromarray(pixels).save(tmp_path / "big.png", compress_level=1)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"id": "big", "image": "big.png"}])
+    out = tmp_path / "o.jsonl"
+    job = ["--image", "big.png"] if mode == "direct" else [str(manifest), "-o", str(out)]
+    env = service_env(server)
+    ran = run_cli("embed", *job, env=env, cwd=tmp_path)
+    assert ran.code == 2 and "bytes but one request body holds at most" in ran.err
+    _plain(ran.err)
+    advice = re.search(r"; pass (--[a-z-]+(?: \d+)?) to shrink", ran.err_lines[0])
+    assert advice is not None, ran.err
+    ran = run_cli("embed", *job, *advice.group(1).split(), env=env, cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    got = records(out) if mode == "manifest" else [orjson.loads(ran.out)]
+    assert len(got) == 1 and len(got[0]["embedding"]) == 768
+
+
+def test_downscale_oversized_without_pillow_names_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opensearch_mm import images
+    from opensearch_mm.cli import main
+
+    monkeypatch.setattr(images, "pillow_available", lambda: False)
+    monkeypatch.setenv("OPENSEARCH_MM_API_KEY", KEY)
+    code = main(
+        ["embed", "--text", "a", "--downscale-oversized", "--endpoint", "http://127.0.0.1:9"]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "opensearch-mm embed: error: --downscale-oversized needs Pillow: "
+        "pip install 'opensearch-mm[images]'"
+    ]
 
 
 def test_a_wrong_key_says_what_to_fix_and_not_resume(server: Emulator, tmp_path: Path) -> None:
