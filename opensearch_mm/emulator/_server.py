@@ -276,8 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 n = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
+                n = -1
+            if not 0 <= n <= _DRAIN_LIMIT:
+                # (Read as it is, a negative size reads to the end of the connection and
+                # one past an index fails the read: the sender gets no answer.)
                 self.close_connection = True
-                raise RequestError("malformed chunked request body") from None
+                raise RequestError("malformed chunked request body")
             if n == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
@@ -497,13 +501,14 @@ class _Handler(BaseHTTPRequestHandler):
         doc = {
             "request_id": rid,
             "latency": latency,
-            # As the official SDK's response model: token_count (here the text tokens),
-            # image, and the tokens split by kind (image tokens: a fixed guess per image).
+            # As the official SDK's response model: token_count, image, and the tokens
+            # split by kind. token_count counts images too (the API page's sample: an
+            # image alone, 28 tokens); image tokens are a fixed count per image.
             "usage": {
                 "image": n_images,
                 "image_token": n_images * IMAGE_TOKENS,
                 "text_token": tokens,
-                "token_count": tokens,
+                "token_count": tokens + n_images * IMAGE_TOKENS,
             },
             "result": {"embeddings": embeddings},
         }

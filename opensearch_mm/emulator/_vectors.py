@@ -18,8 +18,9 @@ _TOKEN_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 Vector = npt.NDArray[np.float32]
 
 
-# The service's count of tokens per image is not documented; the emulator says 256.
-IMAGE_TOKENS = 256
+# Tokens counted per image: the API page's one sample (an image alone, ops-m2-encoder)
+# counts 28. Other models and image sizes may count otherwise; it is not documented.
+IMAGE_TOKENS = 28
 
 
 def estimate_tokens(text: str) -> int:

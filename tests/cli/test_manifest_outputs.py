@@ -163,7 +163,7 @@ def test_summary_line(server: Emulator, tmp_path: Path) -> None:
     summary = ran.err_lines[-1]
     assert summary.startswith("opensearch-mm embed: summary: 4 inputs, 1 request, ")
     assert "1 image, 0 retries (0 throttled), " in summary and summary.endswith(" s")
-    assert "3 tokens (3 text, 256 image)" in summary
+    assert "31 tokens (3 text, 28 image)" in summary
 
 
 def _record(error: Exception, number: int) -> logging.LogRecord:

@@ -86,7 +86,8 @@ def test_success_shape(client: httpx.Client) -> None:
     rid = body["request_id"]
     assert rid == rid.upper() and len(rid) == 36 and rid.count("-") == 4
     assert isinstance(body["latency"], int) and body["latency"] >= 0
-    assert body["usage"] == {"image": 2, "image_token": 512, "text_token": 2, "token_count": 2}
+    # (token_count counts the images too: the API page's sample, an image alone, counts 28.)
+    assert body["usage"] == {"image": 2, "image_token": 56, "text_token": 2, "token_count": 58}
     embs = body["result"]["embeddings"]
     assert [e["index"] for e in embs] == [0, 1, 2]
     for e in embs:
@@ -326,6 +327,32 @@ def test_chunked_request_body(client: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     direct = embed(client, [{"text": "chunked"}])
     assert r.json()["result"] == direct.json()["result"]
+
+
+@pytest.mark.parametrize("size", [b"-1", b"FFFFFFFFFFFFFFFFFF"], ids=["negative", "huge"])
+def test_a_chunk_size_out_of_range_is_a_400_at_once(emu: Emulator, size: bytes) -> None:
+    # (A negative size read to the end of the connection, so the request hung; one past an
+    # index crashed the handler with no answer at all.)
+    import socket
+
+    host, port = emu.url.removeprefix("http://").split(":")
+    request = (
+        (
+            f"POST {path()} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        + size
+        + b"\r\nabc\r\n0\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"InvalidParameter" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed without a 400 InvalidParameter: {answer!r}"
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"malformed chunked request body" in answer
 
 
 # ------------------------------------------------------------------------------- throttling

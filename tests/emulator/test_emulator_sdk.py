@@ -54,7 +54,8 @@ def test_sdk_text_and_image(emu: Emulator, service_id: str, dim: int) -> None:
     assert resp.status_code == 200
     body = resp.body
     assert body.request_id and body.latency >= 0
-    assert body.usage.image == 1 and body.usage.token_count == 5
+    # (5 text tokens and the image's 28: the API page's sample counts an image alone as 28.)
+    assert body.usage.image == 1 and body.usage.token_count == 5 + 28
     embs = body.result.embeddings
     assert [e.index for e in embs] == [0, 1]
     assert all(len(e.embedding) == dim for e in embs)
