@@ -230,36 +230,67 @@ def _as_table(batch: Any) -> pa.Table:
     return table
 
 
-def _column(table: pa.Table, name: str, role: str) -> npt.NDArray[Any]:
+def _column(table: pa.Table, name: str, role: str) -> list[Any]:
+    """The column's cells, ``None`` where Arrow holds a null (a column with no value in
+    the batch is typed null, and read as numbers its cells would be NaN)."""
     if name not in table.column_names:
         raise ConfigurationError(
             f"{role}={name!r}: no such column; the dataset has {table.column_names}"
         )
+    import pyarrow.compute as pc
     from ray.data.block import BlockAccessor
 
     values: npt.NDArray[Any] = BlockAccessor.for_block(table.select([name])).to_numpy()[name]
-    return values
+    nulls = pc.is_null(table.column(name)).to_numpy(zero_copy_only=False)
+    return [None if null or _is_nan(value) else value for value, null in zip(values, nulls)]
 
 
-def _is_null(value: object) -> bool:
-    if value is None:
-        return True
-    return isinstance(value, float) and value != value  # NaN (pandas nulls)
+def _is_nan(value: object) -> bool:
+    """A NaN cell: pandas' null in a column of objects."""
+    import numpy as np
+
+    return isinstance(value, (float, np.floating)) and value != value
+
+
+def _text_value(value: object) -> object:
+    """A cell of the text column as the client takes it: a numpy str as a str, anything
+    else as it is (the client refuses what is not a str, rather than embedding its repr)."""
+    import numpy as np
+
+    return str(value) if isinstance(value, np.str_) else value
 
 
 def _image_value(value: object) -> object:
-    """A cell of the image column as the client takes it (numpy arrays become images)."""
+    """A cell of the image column as the client takes it (numpy arrays become images).
+
+    Raises:
+        InputError: An array Pillow makes no image of (its shape and dtype named).
+    """
     import numpy as np
 
     if isinstance(value, np.ndarray):
         from PIL import Image
 
-        return Image.fromarray(value)
+        try:
+            return Image.fromarray(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"not an image: an array of shape {value.shape} and dtype {value.dtype} ({exc})",
+                field="image",
+            ) from None
     if isinstance(value, np.str_):
         return str(value)
     if isinstance(value, np.bytes_):
         return bytes(value)
     return value
+
+
+def _shown_image(value: object) -> object:
+    """A cell of the image column for a message: as the client takes it, or as an array."""
+    try:
+        return _image_value(value)
+    except InputError:
+        return f"<array {getattr(value, 'shape', '?')} {getattr(value, 'dtype', '?')}>"
 
 
 def _row_error(exc: BaseException) -> str:
@@ -370,8 +401,8 @@ class Embedder:
         items: list[WireItem] = []
         failures: dict[int, BaseException] = {}
         for i in range(n):
-            text = None if texts is None or _is_null(texts[i]) else texts[i]
-            image = None if images is None or _is_null(images[i]) else images[i]
+            text = None if texts is None else texts[i]
+            image = None if images is None else images[i]
             try:
                 item = self._encode(text, image, len(items))
             except InputError as exc:
@@ -391,8 +422,8 @@ class Embedder:
         in a batch (which means nothing to the caller)."""
         column = {"text": self.text_column, "image": self.image_column}.get(exc.field or "")
         row = Content(
-            text=None if text is None else str(text),
-            image=None if image is None else _image_value(image),  # type: ignore[arg-type]
+            text=None if text is None else _text_value(text),  # type: ignore[arg-type]
+            image=None if image is None else _shown_image(image),  # type: ignore[arg-type]
         )
         where = f"column {column!r}" if column else "a row"
         return InputError(
@@ -406,7 +437,7 @@ class Embedder:
             columns = [c for c in (self.text_column, self.image_column) if c]
             raise InputError(f"the row has no text and no image (null in {columns})")
         content = Content(
-            text=None if text is None else str(text),
+            text=None if text is None else _text_value(text),  # type: ignore[arg-type]
             image=None if image is None else _image_value(image),  # type: ignore[arg-type]
         )
         return encode_content(content, index, self.client.encode_options)

@@ -68,6 +68,59 @@ def test_a_bad_row_names_the_column_and_the_value(emu: Emulator) -> None:
     assert info.value.field == "image"
 
 
+def test_a_column_all_null_in_a_batch_is_null_not_nan(emu: Emulator) -> None:
+    # Arrow types a column with no value in the batch as null; read as numbers, its cells
+    # were NaN: an image column of nulls beside texts failed every row (m2-encoder takes
+    # no image beside a text), and a text column of nulls beside images was embedded as
+    # the text "nan".
+    texts = ["a red bicycle", "a cat"]
+    embedder = _embedder(emu, text_column="t", image_column="img", on_error="null")
+    out = embedder(pa.table({"t": texts, "img": pa.nulls(2)}))
+    assert out.column("embedding_error").to_pylist() == [None, None]
+    got = np.asarray(out.column("embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_array_equal(got, np.asarray(_expected(emu, texts), dtype=np.float32))
+    gme = "ops-gme-qwen2-vl-2b-instruct"
+    embedder = _embedder(emu, text_column="t", image_column="img", model=gme)
+    png = _png()
+    out = embedder(pa.table({"t": pa.nulls(1, pa.string()), "img": [png]}))
+    with MultiModalEmbeddingClient(api_key=KEY, endpoint=emu.url, qps=None, model=gme) as c:
+        assert out.column("embedding").to_pylist() == [
+            pytest.approx(c.embed_images([png])[0], rel=1e-6)
+        ]
+
+
+@pytest.mark.parametrize("cell", [b"hello", 5, ["a", "b"]], ids=["bytes", "int", "list"])
+def test_a_text_cell_that_is_not_a_str_is_a_bad_row_not_its_repr(emu: Emulator, cell: Any) -> None:
+    embedder = _embedder(emu, text_column="t", on_error="null")
+    out = embedder(pa.table({"t": pa.array([cell], type=pa.infer_type([cell]))}))
+    assert out.column("embedding").to_pylist() == [None]
+    assert "text must be a str" in out.column("embedding_error").to_pylist()[0]
+
+
+def test_an_array_that_is_no_image_is_a_bad_row(emu: Emulator) -> None:
+    # (A job of arrays Pillow has no mode for, 3 planes of floats, aborted whatever on_error.)
+    embedder = _embedder(emu, image_column="img", on_error="null")
+    bad = np.zeros((2, 8, 8, 3), dtype=np.float32)
+    out = embedder({"id": np.arange(2), "img": bad})
+    assert out.column("embedding").to_pylist() == [None, None]
+    for reason in out.column("embedding_error").to_pylist():
+        assert "not an image" in reason and "float32" in reason
+    good = embedder({"id": np.arange(2), "img": bad.astype(np.uint8)})
+    assert None not in good.column("embedding").to_pylist()
+    with pytest.raises(InputError, match="column 'img'.*not an image"):
+        _embedder(emu, image_column="img")({"img": bad})
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_a_refused_request_is_split_to_find_the_bad_input(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
