@@ -242,7 +242,8 @@ def _column(table: pa.Table, name: str, role: str) -> list[Any]:
 
     values: npt.NDArray[Any] = BlockAccessor.for_block(table.select([name])).to_numpy()[name]
     nulls = pc.is_null(table.column(name)).to_numpy(zero_copy_only=False)
-    return [None if null or _is_nan(value) else value for value, null in zip(values, nulls)]
+    cells = zip(values, nulls, strict=True)
+    return [None if null or _is_nan(value) else value for value, null in cells]
 
 
 def _is_nan(value: object) -> bool:

@@ -107,7 +107,7 @@ def test_an_array_that_is_no_image_is_a_bad_row(emu: Emulator) -> None:
         assert "not an image" in reason and "float32" in reason
     good = embedder({"id": np.arange(2), "img": bad.astype(np.uint8)})
     assert None not in good.column("embedding").to_pylist()
-    with pytest.raises(InputError, match="column 'img'.*not an image"):
+    with pytest.raises(InputError, match=r"column 'img'.*not an image"):
         _embedder(emu, image_column="img")({"img": bad})
 
 
