@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._config import _check_qps, _positive_number
 from ._ray_limit import (
     CoordinatorLink,
     Load,
@@ -150,12 +151,12 @@ class AccountRateLimit:
     def __init__(
         self, qps: float | str = "adaptive", *, name: str | None = None, horizon: float = 0.25
     ) -> None:
-        if qps is None:
+        checked = _check_qps(qps)
+        if checked is None:
             raise ConfigurationError("AccountRateLimit needs a limit: 'adaptive' or a number")
-        if isinstance(qps, str) and qps != "adaptive":
-            raise ConfigurationError(f"qps must be 'adaptive' or a number, got {qps!r}")
-        if not isinstance(qps, str) and not qps > 0:
-            raise ConfigurationError("qps must be > 0")
+        qps = checked
+        if _positive_number(horizon) is None:
+            raise ConfigurationError(f"horizon must be a number of seconds > 0, got {horizon!r}")
         options: dict[str, Any] = {}
         if name is not None:
             options = {
@@ -374,6 +375,7 @@ class Embedder:
         self.on_error: OnError = on_error
         kwargs = dict(client_kwargs)
         qps = kwargs.get("qps", "adaptive")
+        _check_rate_limit(rate_limit, qps)
         if kwargs.get("rate_limiter") is None and qps is not None:
             ray = _require_ray()
             if rate_limit is None and ray.is_initialized():
@@ -546,6 +548,22 @@ def _account(kwargs: Mapping[str, Any]) -> tuple[str, str, str]:
     return str(key), str(endpoint), str(workspace)
 
 
+def _check_rate_limit(rate_limit: object, qps: object) -> None:
+    """Refuse a ``rate_limit`` that is no :class:`AccountRateLimit`, or one that
+    ``qps=None`` (no pacing) would leave unused."""
+    if rate_limit is None:
+        return
+    if not isinstance(rate_limit, AccountRateLimit):
+        raise ConfigurationError(
+            f"rate_limit must be an AccountRateLimit, got {type(rate_limit).__name__}: "
+            "for a fixed rate pass qps=..., to share one pass AccountRateLimit(...)"
+        )
+    if qps is None:
+        raise ConfigurationError(
+            "rate_limit= paces the account and qps=None turns pacing off: pass one of them"
+        )
+
+
 def _driver_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Client arguments for the actors: the driver's environment resolved (an actor on
     another node does not see it), the key wrapped so no repr shows it, and the whole
@@ -565,6 +583,7 @@ def _driver_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if endpoint:
         kwargs["endpoint"] = endpoint
     kwargs["workspace"] = workspace
+    _check_qps(kwargs.get("qps", "adaptive"))  # (the check below leaves the rate out)
     MultiModalEmbeddingClient(**{**kwargs, "qps": None}).close()
     return kwargs
 
@@ -622,6 +641,7 @@ def embed_dataset(
     _check_options(text_column, image_column, output_column, on_error)
     kwargs = _driver_kwargs(client_kwargs)
     qps = kwargs.get("qps", "adaptive")
+    _check_rate_limit(rate_limit, qps)
     if rate_limit is None and qps is not None:
         key, endpoint, workspace = _account(kwargs)
         rate_limit = AccountRateLimit.for_account(

@@ -18,7 +18,7 @@ pytest.importorskip("ray", reason=RAY_MISSING)
 pytest.importorskip("ray.data", reason=RAY_MISSING)
 pa = pytest.importorskip("pyarrow")
 
-from opensearch_mm.ray import Embedder, embed_dataset  # noqa: E402
+from opensearch_mm.ray import AccountRateLimit, Embedder, embed_dataset  # noqa: E402
 
 KEY = "embedder-key"
 
@@ -186,6 +186,44 @@ def test_embed_dataset_checks_its_settings_on_the_driver(
         )
     with pytest.raises(ConfigurationError, match="give text_column"):
         embed_dataset(ds, api_key=KEY, endpoint=emu.url)
+    # (Each of these passed the call and failed in every actor, or was ignored.)
+    not_limits: list[Any] = [5, FixedRateLimiter(5)]
+    for bad in not_limits:
+        with pytest.raises(ConfigurationError, match="rate_limit must be an AccountRateLimit"):
+            embed_dataset(ds, text_column="id", api_key=KEY, endpoint=emu.url, rate_limit=bad)
+    for qps in (float("inf"), True, "fast"):
+        with pytest.raises(ConfigurationError, match="qps must be"):
+            embed_dataset(ds, text_column="id", api_key=KEY, endpoint=emu.url, qps=qps)
+    limit = object.__new__(AccountRateLimit)  # (no coordinator: nothing may reach it)
+    with pytest.raises(ConfigurationError, match="qps=None"):
+        embed_dataset(
+            ds, text_column="id", api_key=KEY, endpoint=emu.url, rate_limit=limit, qps=None
+        )
+    with pytest.raises(ConfigurationError, match="qps=None"):
+        Embedder(text_column="id", api_key=KEY, endpoint=emu.url, rate_limit=limit, qps=None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"qps": float("inf")}, "qps must be"),
+        ({"qps": True}, "qps must be"),
+        ({"horizon": 0}, "horizon must be"),
+        ({"horizon": float("nan")}, "horizon must be"),
+    ],
+)
+def test_account_rate_limit_checks_its_settings_before_starting_a_coordinator(
+    options: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (horizon=0 was accepted; the coordinator then died starting, and the job hung.)
+    from opensearch_mm import ray as ray_module
+
+    def no_coordinator() -> Any:
+        raise AssertionError("a coordinator was started")
+
+    monkeypatch.setattr(ray_module, "_coordinator_actor", no_coordinator)
+    with pytest.raises(ConfigurationError, match=message):
+        AccountRateLimit(**options)
 
 
 @pytest.mark.filterwarnings("ignore:async_http_client= is deprecated")
