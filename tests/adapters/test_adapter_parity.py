@@ -401,10 +401,13 @@ def test_usage_of_the_last_call_and_in_total(kind: Kind, fresh: Emulator) -> Non
     first = adapter.last_usage
     assert first is not None and first.token_count > 0 and first.image == 0
     kind.images(adapter, [big_png(8)])
-    assert adapter.last_usage is not None and adapter.last_usage.image == 1
+    image = adapter.last_usage
+    assert image is not None and image.image == 1
     asyncio.run(kind.atexts(adapter, ["more text"]))
     assert adapter.total_usage.image == 1
-    assert adapter.total_usage.token_count == first.token_count + adapter.last_usage.token_count
+    assert adapter.last_usage is not None
+    calls = (first, image, adapter.last_usage)
+    assert adapter.total_usage.token_count == sum(u.token_count for u in calls)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
