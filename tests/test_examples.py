@@ -23,7 +23,7 @@ SCRIPTS: dict[str, list[str]] = {
         "model ops-m2-encoder: 768 dimensions",
         "embed_texts: 2 vectors of 768 floats",
         "embed_images: 2 vectors",
-        "embed: 3 vectors, usage: 3 tokens + 1 image(s), 1 request(s), 1 reused",
+        "embed: 3 vectors, usage: 31 tokens + 1 image(s), 1 request(s), 1 reused",
         "cat.png as bytes vs as a path: 1.0000",
     ],
     "langchain_chroma_example.py": [
