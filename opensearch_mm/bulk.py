@@ -590,6 +590,10 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     try:
         sink = _write_direct(records, output)
     except OSError as exc:
+        if output is None:  # stdout itself: nowhere else to put them
+            say(f"failed: cannot write stdout ({exc.strerror or exc})")
+            _summarize(report, client)
+            return EXIT_API
         # The vectors are paid for: rather than lose them, put them on stdout.
         say(f"failed: cannot write {output} ({exc.strerror or exc}); the vectors follow on stdout")
         sink = _write_direct(records, None)

@@ -165,3 +165,15 @@ def test_json_lines_go_through_a_pipe_unchanged(tmp_path: Path) -> None:
     writer.close()
     reader.join(timeout=10)
     assert got.getvalue() == b'{"line":1,"embedding":[0.5]}\n{"line":2,"embedding":[0.25]}\n'
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("to", [[], ["-o", "-"]], ids=["default", "dash"])
+def test_stdout_that_cannot_be_written_is_one_line_not_a_traceback(
+    server: Emulator, to: list[str]
+) -> None:
+    # (It fell back to stdout, the output that had just failed, and a traceback followed.)
+    ran = run_cli("embed", "--text", "hi", *to, env=service_env(server), stdout=Path("/dev/full"))
+    assert ran.code == 1, ran.err
+    assert "Traceback" not in ran.err and "None" not in ran.err
+    assert "failed: cannot write stdout" in ran.err
