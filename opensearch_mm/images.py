@@ -25,7 +25,7 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias, Union, cast
 
 import pybase64
 
@@ -74,7 +74,7 @@ _MAX_SHOWN = 80
 
 _DATA_URI_RE = re.compile(r"data:image/([A-Za-z0-9.+-]{1,40});base64,", re.IGNORECASE)
 _SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+:")
-_BAD_URL_CHARS_RE = re.compile(r"[\x00-\x20\x7f]")
+_BAD_URL_CHARS_RE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")  # (\s: any Unicode space, a pasted NBSP)
 _BASE64_TEXT_RE = re.compile(r"[A-Za-z0-9+/=\r\n]+")
 _BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -88,6 +88,7 @@ _PIL_FORMATS = {
     "tiff": "TIFF",
 }
 _SHRINK_STEPS = 12
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 _b64encode_str: Any = getattr(pybase64, "b64encode_as_string", None)
 
@@ -95,13 +96,20 @@ _b64encode_str: Any = getattr(pybase64, "b64encode_as_string", None)
 # --------------------------------------------------------------------------- helpers
 
 
-def _short(text: str) -> str:
+def _cut(text: str) -> str:
     """``text`` cut to about 80 characters for messages, keeping both ends (a path's
     file name and a URL's last segment are what tell inputs apart)."""
     if len(text) <= _MAX_SHOWN:
         return text
     tail = (_MAX_SHOWN - 3) // 2
     return text[: _MAX_SHOWN - 3 - tail] + "..." + text[-tail:]
+
+
+def _short(text: str) -> str:
+    """:func:`_cut`, quoted when it has edge spaces or unprintable characters (a path
+    read with its line break would look like one that exists)."""
+    text = _cut(text)
+    return text if text.isprintable() and text == text.strip() else repr(text)
 
 
 def _fail(message: str, index: int) -> InputError:
@@ -324,11 +332,34 @@ def _save(img: PIL.Image.Image, fmt: str, *, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+def _eight_bit(img: PIL.Image.Image) -> PIL.Image.Image:
+    """A 16- or 32-bit grayscale image scaled into 8 bits (``L``): converted or saved as
+    8-bit as it is, its values are clipped at 255 (a photo comes out white), and Pillow
+    cannot reduce 16-bit ones. Float images (``F``) have no scale to read: refused."""
+    if img.mode in _SIXTEEN_BIT:
+        img = img.convert("I")
+    if img.mode == "I":
+        low, high = cast("tuple[int, int]", img.getextrema())
+        if low < 0 or high > 65535:
+            raise ValueError(
+                f"mode 'I' values {low}..{high} are outside 16 bits (0..65535); "
+                "scale the image to 'L' or 'RGB' first"
+            )
+        return img.point(lambda value: value / 257).convert("L")
+    if img.mode == "F":
+        raise ValueError(
+            "mode 'F' (floating point) has no range to read as light and dark; "
+            "convert the image to 'L' or 'RGB' first"
+        )
+    return img
+
+
 def _for_resize(img: PIL.Image.Image) -> PIL.Image.Image:
-    """Palette / bilevel images resize badly (nearest only): expand them first."""
+    """Palette / bilevel images resize badly (nearest only): expand them first; deeper
+    than 8 bits: scaled into 8 (see :func:`_eight_bit`)."""
     if img.mode in ("P", "1"):
         return img.convert("RGBA" if _has_alpha(img) else "RGB")
-    return img
+    return _eight_bit(img)
 
 
 def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -366,6 +397,8 @@ def _encode_pil(img: PIL.Image.Image, max_side: int | None, index: int) -> str:
             )
         if img.width == 0 or img.height == 0:
             raise _fail("PIL image is empty (0 pixels)", index)
+        if img.mode in ("I", "F"):
+            img = _eight_bit(img)  # (16-bit 'I;16' is saved as a 16-bit PNG, losslessly)
         return _to_data_uri(_save(img, "png"), "png")
     except InputError:
         raise
@@ -405,7 +438,13 @@ def _read_file_object(fobj: Any, index: int) -> tuple[bytes, str]:
     if isinstance(fobj, io.TextIOBase):
         raise _fail(f"{what} is open in text mode; open it with 'rb'", index)
     try:
+        start = fobj.tell() if fobj.seekable() else None
+    except Exception:
+        start = None
+    try:
         data = fobj.read()
+        if start is not None:
+            fobj.seek(start)  # (read again the same, by a repeat of it or by a retry)
     except Exception as exc:
         raise _fail(f"cannot read {what} ({type(exc).__name__}: {exc})", index) from None
     if isinstance(data, str):
@@ -420,7 +459,7 @@ def _read_file_object(fobj: Any, index: int) -> tuple[bytes, str]:
 def _check_url(url: str, index: int) -> str:
     shown = _short(url)
     if _BAD_URL_CHARS_RE.search(url):
-        raise _fail(f"URL contains whitespace or control characters: {shown!r}", index)
+        raise _fail(f"URL contains whitespace or control characters: {_cut(url)!r}", index)
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
@@ -479,7 +518,7 @@ def _encode_str(value: str, max_side: int | None, index: int) -> str:
     if lower.startswith("data:"):
         return _check_data_uri(value, max_side, index)
     scheme = _SCHEME_RE.match(value)
-    if scheme is not None:
+    if scheme is not None and not os.path.exists(value):  # ("img:1.png" may be a file)
         name = scheme.group(0).lower()
         hint = "; pass the local path itself" if name == "file:" else ""
         raise _fail(
@@ -585,6 +624,8 @@ def shrink_data_uri(uri: str, *, max_bytes: int, index: int) -> str:
         data = pybase64.b64decode(uri[match.end() :], validate=True)
     except ValueError:
         raise _fail("cannot shrink: data URI payload is not valid base64", index) from None
+    if max_bytes < len("data:image/jpeg;base64,") + 4:
+        raise _fail(f"cannot shrink image to fit {max_bytes} bytes", index)
     try:
         img = image_mod.open(io.BytesIO(data))
         img.load()

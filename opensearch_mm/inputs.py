@@ -173,14 +173,18 @@ def _finish(obj: dict[str, str], index: int, options: EncodeOptions) -> WireItem
     data = orjson.dumps(obj)
     if len(data) > options.max_item_bytes:
         image = obj.get("image")
-        if options.downscale_oversized and image is not None and image.startswith("data:"):
+        # (The text alone over the limit is the text's fault, whatever the image.)
+        rest = len(data) - len(image) if image is not None else len(data)
+        text_over = image is None or rest > options.max_item_bytes
+        if image is not None and not text_over and options.downscale_oversized:
             from .images import shrink_data_uri
 
-            budget = options.max_item_bytes - (len(data) - len(image))
-            obj = {**obj, "image": shrink_data_uri(image, max_bytes=budget, index=index)}
-            data = orjson.dumps(obj)
+            if image.startswith("data:"):
+                budget = options.max_item_bytes - rest
+                obj = {**obj, "image": shrink_data_uri(image, max_bytes=budget, index=index)}
+                data = orjson.dumps(obj)
         if len(data) > options.max_item_bytes:
-            field = "image" if "image" in obj else "text"
+            field = "text" if text_over else "image"
             hint = (
                 "; pass downscale_oversized=True or image_max_side=... to shrink images"
                 if field == "image"

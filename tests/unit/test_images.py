@@ -310,7 +310,7 @@ def test_pil_image_is_png() -> None:
     assert back.convert("RGB").getpixel((0, 0)) == (1, 2, 3)
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "L", "LA", "P", "1", "CMYK", "YCbCr", "I", "F", "I;16"])
+@pytest.mark.parametrize("mode", ["RGBA", "L", "LA", "P", "1", "CMYK", "YCbCr", "I", "I;16"])
 def test_pil_modes(mode: str) -> None:
     img = Image.new(mode, (8, 8))
     fmt, data = decode_uri(encode_image(img, index=0))
@@ -692,3 +692,77 @@ def test_is_image_input_true(value: object) -> None:
 )
 def test_is_image_input_false(value: object) -> None:
     assert not is_image_input(value)
+
+
+# -- images deeper than 8 bits, and inputs a user gives as they come ---------------------
+
+
+def gradient16(size: int = 200) -> Any:
+    """A 16-bit grayscale ramp from black to white (mean half of 65535)."""
+    img = Image.new("I", (size, size))
+    img.putdata([round(65535 * k / (size * size - 1)) for k in range(size * size)])
+    return img
+
+
+def mean8(uri: str) -> float:
+    img = Image.open(io.BytesIO(decode_uri(uri)[1]))
+    assert img.mode in ("L", "RGB"), img.mode
+    band = img.convert("L")
+    return sum(band.getdata()) / (band.width * band.height)
+
+
+def test_a_32_bit_pil_image_is_scaled_into_8_bits_not_clipped_white() -> None:
+    assert 120 < mean8(encode_image(gradient16(), index=0)) < 135
+
+
+@pytest.mark.parametrize("mode", ["F", "I"])
+def test_a_pil_image_with_no_readable_range_is_refused_by_name(mode: str) -> None:
+    img = Image.new(mode, (8, 8), 0.5 if mode == "F" else 70_000)
+    with pytest.raises(InputError, match=f"mode '{mode}'") as ei:
+        encode_image(img, index=3)
+    assert ei.value.index == 3
+
+
+def test_a_16_bit_png_downscaled_or_shrunk_keeps_its_light() -> None:
+    out = io.BytesIO()
+    gradient16().convert("I;16").save(out, "PNG")
+    data = out.getvalue()
+    small = encode_image(data, index=0, max_side=32)  # (Pillow cannot reduce I;16 itself)
+    assert uri_size(small) == (32, 32) and 120 < mean8(small) < 135
+    uri = "data:image/png;base64," + pybase64.b64encode(data).decode()
+    shrunk = shrink_data_uri(uri, max_bytes=len(uri) // 2, index=0)
+    assert 120 < mean8(shrunk) < 135
+
+
+def test_a_url_with_a_unicode_space_is_refused_before_sending() -> None:
+    for url in ("https://example.com/photo\u00a0copy.jpg", "https://example.com/a\u2028b.png"):
+        with pytest.raises(InputError, match="whitespace or control") as ei:
+            encode_image(url, index=5)
+        assert ei.value.index == 5
+
+
+def test_a_relative_path_with_a_colon_is_a_file_not_a_scheme(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, samples: dict[str, bytes]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo-12:30.png").write_bytes(samples["png"])
+    assert decode_uri(encode_image("photo-12:30.png", index=0)) == ("png", samples["png"])
+    with pytest.raises(InputError, match="unsupported URI scheme"):
+        encode_image("other:1.png", index=0)  # (no such file: still a scheme)
+
+
+def test_a_file_object_is_read_from_where_it_stands_and_put_back(
+    samples: dict[str, bytes],
+) -> None:
+    fobj = io.BytesIO(b"head" + samples["png"])
+    fobj.seek(4)
+    first = encode_image(fobj, index=0)
+    assert fobj.tell() == 4  # a repeat of it in the call, or a retry, reads the same
+    assert encode_image(fobj, index=1) == first
+
+
+def test_a_path_with_invisible_edges_is_shown_quoted(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "x.png") + "\n"
+    with pytest.raises(InputError) as ei:
+        encode_image(path, index=0)
+    assert f"no such file: {path!r}" in str(ei.value)

@@ -193,3 +193,19 @@ def test_item_over_body_budget_refused() -> None:
 def test_content_repr_is_short() -> None:
     r = repr(Content(text="y" * 100, image=b"\x00" * 5000))
     assert "<5000 bytes>" in r and len(r) < 120
+
+
+@pytest.mark.parametrize("downscale", [False, True])
+def test_a_text_over_the_budget_beside_an_image_is_the_texts_fault(downscale: bool) -> None:
+    """Not the image's (whose advice cannot help), and no shrinking to a budget the text
+    has already spent."""
+    small = EncodeOptions(
+        model=model_info("ops-gme-qwen2-vl-2b-instruct"),
+        max_item_bytes=100,
+        downscale_oversized=downscale,
+    )
+    for image in (URL, PNG_URI):
+        with pytest.raises(InputError, match="bytes") as ei:
+            encode_content({"text": "x" * 200, "image": image}, 4, small)
+        assert ei.value.index == 4 and ei.value.field == "text"
+        assert "downscale" not in str(ei.value)
