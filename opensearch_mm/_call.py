@@ -18,7 +18,7 @@ from collections import Counter
 
 from ._request import describe
 from .batching import Batch
-from .errors import APIResponseError, OpenSearchMMError, RateLimitError
+from .errors import APIResponseError, InvalidParameterError, OpenSearchMMError, RateLimitError
 from .inputs import WireItem
 from .protocol import BatchResponse
 from .results import EmbeddingResult, PartialResult, Usage
@@ -73,6 +73,9 @@ class Deduplicated:
                 self.copies[item.index] = original
 
 
+_SHOWN_SPANS = 8  # runs of inputs named in a message; a request holds at most 32 inputs
+
+
 def attach_partial(error: BaseException, partial: PartialResult, summary: str) -> None:
     """Set ``error.partial`` and append ``summary`` to its message (once)."""
     if not isinstance(error, OpenSearchMMError):
@@ -82,6 +85,26 @@ def attach_partial(error: BaseException, partial: PartialResult, summary: str) -
     if first_time and error.args and isinstance(error.args[0], str):
         error.args = (f"{error.args[0]} [{summary}]", *error.args[1:])
         error.partial_summary = summary
+
+
+def refused_request(error: BaseException, batch: Batch | None) -> str:
+    """For a request the service refused as invalid, which inputs it held: the service
+    names an input by its place in the request, which after batching (and inputs sent
+    once for their repeats) is not its place in the call. Empty for other errors."""
+    if batch is None or not isinstance(error, InvalidParameterError):
+        return ""
+    spans: list[list[int]] = []
+    for index in (item.index for item in batch.items):
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    shown = [str(a) if a == b else f"{a}-{b}" for a, b in spans[:_SHOWN_SPANS]]
+    more = ", ..." if len(spans) > _SHOWN_SPANS else ""
+    return (
+        f"; the refused request held inputs {', '.join(shown)}{more} (in that order: "
+        "a position the service names counts within the request)"
+    )
 
 
 def check_width(expected: int | None, outcome: BatchResponse) -> APIResponseError | None:
@@ -153,7 +176,7 @@ class CallState(CallControl):
         self.usage = Usage()
         self.request_ids: list[str] = []
         self.errors: dict[int, BaseException | None] = {}
-        self.first_error: tuple[int, BaseException] | None = None
+        self.first_error: tuple[int, BaseException, Batch] | None = None
 
     def record(self, batch: Batch, outcome: Outcome) -> int:
         """Store one batch's answer or error (nothing for a batch ``NOT_SENT``); return
@@ -180,7 +203,7 @@ class CallState(CallControl):
             self.errors[item.index] = exc
         first = batch.items[0].index
         if self.first_error is None or first < self.first_error[0]:
-            self.first_error = (first, exc)
+            self.first_error = (first, exc, batch)
         self.note(exc)
 
     def finish(self) -> EmbeddingResult:
@@ -214,16 +237,17 @@ class CallState(CallControl):
             usage=self.usage,
             request_ids=self.request_ids,
         )
+        batch: Batch | None = None
         if self.first_error is None:  # pragma: no cover - a batch was never recorded
             error: BaseException = APIResponseError(f"{len(failed)} inputs got no vector")
         else:
-            error = self.first_error[1]
+            _, error, batch = self.first_error
         attach_partial(
             error,
             partial,
             f"{self.total - len(failed):,} of {self.total:,} inputs embedded, "
             f"{len(failed):,} failed (first: input {failed[0]}); vectors and failed "
-            "indices are in err.partial",
+            f"indices are in err.partial{refused_request(error, batch)}",
         )
         raise error
 
@@ -245,6 +269,7 @@ class StreamState(CallControl):
         self.usage = Usage()
         self.request_ids: list[str] = []
         self.error: BaseException | None = None
+        self._error_batch: Batch | None = None
         self._tail: dict[int, list[float]] = {}
         self._tail_errors: dict[int, BaseException | None] = {}
         self._end = 0
@@ -275,6 +300,7 @@ class StreamState(CallControl):
         error = None if outcome is NOT_SENT else outcome
         if self.error is None:
             self.error = error or APIResponseError(f"input {batch.items[0].index} was never sent")
+            self._error_batch = batch
             self.stop()
         for item in batch.items:
             self._tail_errors[item.index] = error
@@ -308,6 +334,6 @@ class StreamState(CallControl):
             partial,
             f"stream stopped at input {start}: inputs before it were yielded; "
             f"{len(self._tail):,} later vectors and {len(failed):,} failed inputs are in "
-            "err.partial",
+            f"err.partial{refused_request(error, self._error_batch)}",
         )
         raise error

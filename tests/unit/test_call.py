@@ -176,3 +176,28 @@ def test_record_says_how_many_inputs_an_outcome_embedded_repeats_included() -> N
     assert state.record(bs[1], NOT_SENT) == 0
     whole = CallState(9, model="m", dimensions=3, copies={6: 1, 7: 1, 8: 4})
     assert sum(whole.record(b, ok(b)) for b in bs) == 9
+
+
+def test_a_request_refused_as_invalid_names_the_inputs_it_held() -> None:
+    """The service names an input by its place in the request: the message says which
+    inputs of the call that request held, in order (sent once for their repeats)."""
+    from opensearch_mm._call import StreamState
+    from opensearch_mm.errors import InvalidParameterError
+
+    items = [WireItem(i, orjson.dumps({"text": f"t{i}"}), False) for i in (0, 1, 2, 5, 6, 9)]
+    held = Batch(tuple(items))
+    for state in (CallState(10, model="m", dimensions=3), StreamState(dimensions=3)):
+        err = InvalidParameterError("input[3].image: bad", status_code=400, code="X")
+        if isinstance(state, CallState):
+            state.record(held, err)
+        else:
+            state.accept(held, err)
+        with pytest.raises(InvalidParameterError) as ei:
+            state.finish()
+        assert "the refused request held inputs 0-2, 5-6, 9 (in that order" in str(ei.value)
+    other = CallState(4, model="m", dimensions=3)
+    for b in batches(4, 2):
+        other.record(b, server_error())
+    with pytest.raises(InternalServerError) as si:
+        other.finish()
+    assert "refused request" not in str(si.value)
