@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import httpx
 
-from ._call import NOT_SENT, CallControl, Outcome
+from ._call import NOT_SENT, CallControl, NotSent, Outcome
 from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
@@ -28,14 +28,27 @@ class AsyncDriver(DriverBase):
         self.http = http
 
     async def send(
-        self, batch: Batch, dimensions: int | None, *, at_once: bool = False
-    ) -> BatchResponse:
+        self,
+        batch: Batch,
+        dimensions: int | None,
+        *,
+        at_once: bool = False,
+        control: CallControl | None = None,
+    ) -> BatchResponse | NotSent:
         """Send one batch, retrying what is retryable; raise the final error otherwise
-        (``at_once``: the only request of its call out: see ``DriverBase.request``)."""
+        (``at_once``: the only request of its call out: see ``DriverBase.request``).
+        Once ``control`` stops, a request waiting for its slot is not sent (``NOT_SENT``)
+        and one waiting to retry raises its last error."""
         request = self.request(batch, dimensions, at_once=at_once)
+        error: OpenSearchMMError | None = None  # the last retryable failure
         while True:
-            for wait in request.slot():
-                await asyncio.sleep(wait)
+            slots = request.slot()
+            for wait in slots:
+                if await _stopped_within(wait, control):
+                    slots.close()  # (its slot goes back to the limiter)
+                    if error is not None:
+                        raise error
+                    return NOT_SENT
             try:
                 response = await self.http.post(
                     self.url, content=request.body, headers=self.headers
@@ -51,7 +64,9 @@ class AsyncDriver(DriverBase):
                 return step.response
             if isinstance(step, GiveUp):
                 raise step.error
-            await asyncio.sleep(step.delay)
+            error = step.error
+            if await _stopped_within(step.delay, control):
+                raise error
 
     async def run(
         self,
@@ -70,7 +85,9 @@ class AsyncDriver(DriverBase):
                 if control.stopped:
                     return NOT_SENT
                 try:
-                    return await self.send(batch, control.dimensions, at_once=at_once)
+                    return await self.send(
+                        batch, control.dimensions, at_once=at_once, control=control
+                    )
                 except OpenSearchMMError as exc:
                     control.note(exc)
                     return exc
@@ -97,6 +114,27 @@ class AsyncDriver(DriverBase):
         finally:
             for task in pending.handles():
                 task.cancel()
+
+
+_STOP_POLL = 0.05  # a request waiting for its slot or a retry looks 20 times a second
+# whether its call stopped (a fatal error in another request, the consumer gone): sooner
+# costs wake-ups, later sends a request the call no longer wants. (The sync driver wakes
+# on the stop itself.)
+
+
+async def _stopped_within(seconds: float, control: CallControl | None) -> bool:
+    """Sleep ``seconds`` (less once ``control`` stops); whether it stopped."""
+    if control is None:
+        await asyncio.sleep(seconds)
+        return False
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not control.stopped:
+        left = end - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(left, _STOP_POLL))
+    return True
 
 
 async def as_async_iter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

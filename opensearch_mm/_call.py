@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections import Counter
 
 from ._request import describe
@@ -122,15 +123,25 @@ class CallControl:
     """Whether a call still starts requests: the one place that decides "this error is
     fatal, so stop the call" (bad key, unknown model or workspace, quota gone).
 
-    Drivers read :attr:`stopped` before each send and report a request's final error
-    through :meth:`note` as soon as it happens, before its result comes up in order.
+    Drivers read :attr:`stopped` before each send, while a request waits for its slot
+    and before a retry, and report a request's final error through :meth:`note` as soon
+    as it happens, before its result comes up in order.
     """
 
     dimensions: int | None  # vector length, once known: checked on every answer
 
     def __init__(self) -> None:
-        self.stopped = False
+        self._stop = threading.Event()  # (threads waiting for a slot wake when it is set)
         self.finished = False
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the call starts no new request (nor retries one)."""
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Block for ``seconds`` or until the call stops; whether it stopped."""
+        return self._stop.wait(seconds)
 
     def note(self, error: BaseException) -> None:
         """A request of this call failed for good; stop the call if it is fatal."""
@@ -143,11 +154,11 @@ class CallControl:
                 "no new request of this call is started",
                 describe(error),
             )
-        self.stopped = True
+        self._stop.set()
 
     def stop(self) -> None:
         """Send nothing more (the consumer went away, or the call failed)."""
-        self.stopped = True
+        self._stop.set()
 
     def _guard(self) -> None:
         if self.finished:

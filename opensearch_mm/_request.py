@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -212,22 +212,29 @@ class Request:
             raise RuntimeError(f"request: {event!r} is not allowed in state {self.state}")
         self.state = target
 
-    def slot(self) -> Iterator[float]:
+    def slot(self) -> Generator[float, None, None]:
         """Book a send slot. Yields each wait (seconds) for the driver to sleep; ends once
-        the limiter confirms the slot, and the request may be sent."""
+        the limiter confirms the slot, and the request may be sent. Closed before that
+        (the driver stopped waiting), it gives the slot back to the limiter."""
         if self.state != "BOOK":
             raise RuntimeError(f"request: cannot book in state {self.state}")
         limiter = self._limiter
         ticket = limiter.acquire_now() if self._at_once else limiter.acquire()
-        while True:
-            if ticket.wait > 0:
-                yield ticket.wait
-            if limiter.confirm(ticket):
-                break
-            if self._at_once and ticket.epoch >= 0:
-                ticket = limiter.acquire_now()  # a cut since: book again, at once
-            else:
-                ticket = limiter.rebook(ticket)  # cut, or no free slot yet: book again
+        confirmed = False
+        try:
+            while True:
+                if ticket.wait > 0:
+                    yield ticket.wait
+                if limiter.confirm(ticket):
+                    confirmed = True
+                    break
+                if self._at_once and ticket.epoch >= 0:
+                    ticket = limiter.acquire_now()  # a cut since: book again, at once
+                else:
+                    ticket = limiter.rebook(ticket)  # cut, or no free slot yet: book again
+        finally:
+            if not confirmed:  # (the driver stopped waiting: closed, or interrupted)
+                limiter.release(ticket)
         self._ticket = ticket
         if not self._sent:
             self._sent = True

@@ -10,7 +10,7 @@ from concurrent.futures import wait as wait_any
 
 import httpx
 
-from ._call import NOT_SENT, CallControl, Outcome
+from ._call import NOT_SENT, CallControl, NotSent, Outcome
 from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
@@ -30,13 +30,30 @@ class SyncDriver(DriverBase):
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, batch: Batch, dimensions: int | None, *, at_once: bool = False) -> BatchResponse:
+    def send(
+        self,
+        batch: Batch,
+        dimensions: int | None,
+        *,
+        at_once: bool = False,
+        control: CallControl | None = None,
+    ) -> BatchResponse | NotSent:
         """Send one batch, retrying what is retryable; raise the final error otherwise
-        (``at_once``: the only request of its call out: see ``DriverBase.request``)."""
+        (``at_once``: the only request of its call out: see ``DriverBase.request``).
+        Once ``control`` stops, a request waiting for its slot is not sent (``NOT_SENT``)
+        and one waiting to retry raises its last error."""
         request = self.request(batch, dimensions, at_once=at_once)
+        error: OpenSearchMMError | None = None  # the last retryable failure
         while True:
-            for wait in request.slot():
-                time.sleep(wait)
+            slots = request.slot()
+            for wait in slots:
+                if control is None:
+                    time.sleep(wait)
+                elif control.wait(wait):
+                    slots.close()  # (its slot goes back to the limiter)
+                    if error is not None:
+                        raise error
+                    return NOT_SENT
             try:
                 response = self.http.post(self.url, content=request.body, headers=self.headers)
             except httpx.HTTPError as exc:
@@ -50,13 +67,17 @@ class SyncDriver(DriverBase):
                 return step.response
             if isinstance(step, GiveUp):
                 raise step.error
-            time.sleep(step.delay)
+            error = step.error
+            if control is None:
+                time.sleep(step.delay)
+            elif control.wait(step.delay):
+                raise error
 
     def _outcome(self, batch: Batch, control: CallControl, at_once: bool = False) -> Outcome:
         if control.stopped:
             return NOT_SENT
         try:
-            return self.send(batch, control.dimensions, at_once=at_once)
+            return self.send(batch, control.dimensions, at_once=at_once, control=control)
         except OpenSearchMMError as exc:
             control.note(exc)
             return exc
@@ -89,25 +110,35 @@ class SyncDriver(DriverBase):
         pending: Pending[Future[Outcome]] = Pending(limits)
         source = iter(batches)
         exhausted = False
-        while True:
-            while not exhausted and pending.room():
-                batch = next(source, None)
-                if batch is None:
-                    exhausted = True
-                    break
-                if self.one_at_a_time(limits):
-                    done: Future[Outcome] = Future()
-                    done.set_result(self._outcome(batch, control, at_once=True))
-                    pending.add(batch, done)
-                else:
-                    pending.add(batch, self._pool().submit(self._outcome, batch, control))
-            if not pending:
-                return
-            if pending.wait_for_any(not exhausted):
-                wait_any(pending.unanswered(), return_when=FIRST_COMPLETED)
-                continue
-            batch, future = pending.pop()
-            yield batch, future.result()
+        try:
+            while True:
+                while not exhausted and pending.room():
+                    batch = next(source, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    if self.one_at_a_time(limits):
+                        done: Future[Outcome] = Future()
+                        done.set_result(self._outcome(batch, control, at_once=True))
+                        pending.add(batch, done)
+                    else:
+                        pending.add(batch, self._pool().submit(self._outcome, batch, control))
+                if not pending:
+                    return
+                if pending.wait_for_any(not exhausted):
+                    wait_any(pending.unanswered(), return_when=FIRST_COMPLETED)
+                    continue
+                batch, future = pending.pop()
+                yield batch, future.result()
+        finally:
+            if pending:
+                # Ended early (an exception here or in the caller, Ctrl-C, a stream closed):
+                # the batches not started are dropped, and the ones waiting for a slot or
+                # a retry give up, so nothing more is sent (and billed) for the call and
+                # the pool is free for the next one.
+                control.stop()
+                for future in pending.handles():
+                    future.cancel()
 
     def close(self) -> None:
         """Shut the thread pool down (after the requests in flight); it is never rebuilt."""

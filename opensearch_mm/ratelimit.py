@@ -11,6 +11,7 @@ the answer it feeds back success or throttling with :meth:`RateLimiter.observe`.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import logging
 import math
@@ -198,6 +199,10 @@ class RateLimiter(ABC):
         keeps this one's place."""
         return self.acquire()
 
+    def release(self, ticket: Ticket) -> None:
+        """The request booked with ``ticket`` will not be sent (its call stopped while it
+        waited): a limiter that booked its slot ahead may give the slot to another."""
+
     def on_success(self, ticket: Ticket | None = None) -> None:
         """A request was answered without throttling."""
 
@@ -247,24 +252,38 @@ class FixedRateLimiter(RateLimiter):
         self._lock = threading.Lock()
         self._next = 0.0
         self._epoch = 0
+        self._free: list[float] = []  # booked slots given back, still ahead (a heap)
 
     @property
     def rate(self) -> float:
         return self._rate
 
-    def _book(self, now: float) -> float:
-        """Book the slot after the last one (lock held); return the wait."""
+    def _book(self, now: float) -> tuple[float, float]:
+        """Book the earliest slot given back that is still ahead, else the slot after the
+        last one (lock held); return (its time, the wait)."""
+        while self._free:
+            slot = heapq.heappop(self._free)
+            if slot >= now:
+                return slot, slot - now
         slot = self._next if self._next > now else now
         self._next = slot + 1.0 / self._rate
-        return slot - now
+        return slot, slot - now
 
     def reserve(self) -> float:
         with self._lock:
-            return self._book(self._clock())
+            return self._book(self._clock())[1]
 
     def acquire(self) -> Ticket:
         with self._lock:
-            return Ticket(self._book(self._clock()), self._epoch)
+            slot, wait = self._book(self._clock())
+            return Ticket(wait, self._epoch, sent=slot)
+
+    def release(self, ticket: Ticket) -> None:
+        # (A slot still ahead goes to the next booking, so a call that stopped with many
+        # slots booked does not hold the next call back by all of them.)
+        with self._lock:
+            if ticket.sent > self._clock():
+                heapq.heappush(self._free, ticket.sent)
 
 
 class _Bins:
