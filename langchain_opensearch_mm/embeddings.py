@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -186,7 +187,9 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     endpoint: str | None = Field(default_factory=from_env(ENV_ENDPOINT, default=None))
     """Service endpoint (``host``, ``https://host`` or ``http://host:port``); read from
     ``OPENSEARCH_MM_ENDPOINT`` when not given."""
-    workspace: str = Field(default_factory=from_env(ENV_WORKSPACE, default=DEFAULT_WORKSPACE))
+    workspace: str = Field(
+        default_factory=lambda: os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
+    )
     """Workspace name; ``OPENSEARCH_MM_WORKSPACE`` or ``"default"``."""
     max_retries: int = 6
     """Retries per request for throttling, 5xx and connection errors."""
@@ -277,6 +280,8 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         for name in ("api_key", "endpoint", "workspace"):
             if name in data and data[name] is None and _INJECTED.get() is None:
                 del data[name]  # (None is "not given": the environment or the default)
+        if data.get("workspace") == "" and _INJECTED.get() is None:
+            del data["workspace"]  # (as for the core: the environment or the default)
         mirror_policy_fields(data)
         if "model_name" in data:
             name = data.pop("model_name")
@@ -329,6 +334,18 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
         return self
 
     # -- copies that are independent and match their fields ---------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Fields are frozen (the core client was built from them): pydantic's error,
+        without the value (``hide_input_in_errors`` does not reach its frozen check, and
+        the value assigned can be a new key)."""
+        if name in type(self).model_fields:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [{"type": "frozen_instance", "loc": (name,), "input": value}],
+                hide_input=True,
+            )
+        super().__setattr__(name, value)
 
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle the settings (API key included) but not the connection pools.

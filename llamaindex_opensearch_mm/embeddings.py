@@ -270,6 +270,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             for name in ("endpoint", "workspace"):
                 if name in kwargs and kwargs[name] is None:
                     del kwargs[name]  # (None is "not given": the environment or the default)
+            if kwargs.get("workspace") == "":
+                del kwargs["workspace"]  # (as for the core: the environment or the default)
             key = kwargs.get("api_key")
             if key is None:
                 key = os.environ.get(ENV_API_KEY) or None
@@ -356,6 +358,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
                 f"cannot change {name!r} of an adapter built around client=; build a new one"
             )
         if name == "api_key" and value is not None and not isinstance(value, SecretStr):
+            if not isinstance(value, str):
+                raise ConfigurationError("api_key must be a str (or a SecretStr)")
             value = SecretStr(value)
         current = {"retry_policy": self.retry_policy, "rate_limiter": self._shared_limiter}
         changes = setting_changes(current, {name: value})
@@ -364,9 +368,11 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
             for key, new in changes.items():
                 self._set_setting(key, new)
             new_client = self._build_client()
-        except BaseException:
+        except BaseException as exc:
             for key, old in old_values.items():
                 self._set_setting(key, old)
+            if isinstance(exc, ValidationError):
+                raise self._settings_error(exc.errors()) from None
             raise
         old_client, self._client = self._client, new_client
         old_client.close()

@@ -624,3 +624,39 @@ def test_assigning_share_rate_limit_rebuilds_the_llamaindex_client(
     adapter.share_rate_limit = False
     assert not adapter.client.rate_limiter.shared
     adapter.get_text_embedding("alone now")
+
+
+def test_assigning_a_setting_never_shows_the_value(kind: Kind, fresh: Emulator) -> None:
+    # LangChain's adapter is frozen: pydantic's refusal quoted the value (a new key).
+    # LlamaIndex's rebuilds its client, and refuses a bad value with ConfigurationError.
+    from pydantic import ValidationError
+
+    new_key = "sk-rotated-SECRET-9876543210"
+    adapter = build(kind, fresh)
+    attempts: list[tuple[str, Any]] = [("api_key", new_key), ("timeout", "abc"), ("workspace", 5)]
+    attempts.append(("api_key", 12345))
+    for name, value in attempts:
+        if kind is LLAMAINDEX and name == "api_key" and value == new_key:
+            continue  # (a good key: taken)
+        with pytest.raises((ValidationError, ConfigurationError)) as info:
+            setattr(adapter, name, value)
+        if kind is LLAMAINDEX:
+            assert isinstance(info.value, ConfigurationError), (name, info.value)
+        assert name in str(info.value)
+        assert new_key[10:] not in str(info.value) + repr(info.value)
+    assert len(kind.texts(adapter, ["still works"])[0]) == 768
+    adapter.close()
+
+
+def test_an_empty_workspace_is_the_default_as_for_the_core(
+    kind: Kind, fresh: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for given in ({"workspace": ""}, {}):
+        monkeypatch.setenv("OPENSEARCH_MM_WORKSPACE", "")
+        adapter = build(kind, fresh, **given)
+        assert adapter.workspace == adapter.client.settings()["workspace"] == "default"
+        adapter.close()
+    monkeypatch.setenv("OPENSEARCH_MM_WORKSPACE", "ws7")
+    adapter = build(kind, fresh, workspace="")
+    assert adapter.workspace == adapter.client.settings()["workspace"] == "ws7"
+    adapter.close()
