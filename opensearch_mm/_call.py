@@ -89,10 +89,18 @@ def attach_partial(error: BaseException, partial: PartialResult, summary: str) -
 
 
 def refused_request(error: BaseException, batch: Batch | None) -> str:
-    """For a request the service refused as invalid, which inputs it held: the service
-    names an input by its place in the request, which after batching (and inputs sent
-    once for their repeats) is not its place in the call. Empty for other errors."""
-    if batch is None or not isinstance(error, InvalidParameterError):
+    """Which inputs of the call a request held, where its error names a place in the
+    request: the service names an input so when it refuses one as invalid, and a wrong
+    answer is found at one. After batching (and inputs sent once for their repeats) that
+    is not its place in the call. Empty for other errors."""
+    if batch is None:
+        return ""
+    position = getattr(error, "position", None)
+    if isinstance(error, APIResponseError) and position is not None:
+        if 0 <= position < len(batch.items):
+            return f"; request position {position} is input {batch.items[position].index}"
+        return ""
+    if not isinstance(error, InvalidParameterError):
         return ""
     spans: list[list[int]] = []
     for index in (item.index for item in batch.items):

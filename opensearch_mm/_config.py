@@ -28,7 +28,7 @@ from .batching import BODY_OVERHEAD, MAX_BODY_BYTES
 from .errors import ConfigurationError
 from .images import require_pillow
 from .inputs import EncodeOptions
-from .models import DEFAULT_MODEL, ModelInfo, model_info
+from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
 from .protocol import build_url, normalize_endpoint, request_headers
 from .ratelimit import (
     AdaptiveRateLimiter,
@@ -379,6 +379,15 @@ class ClientConfig:
         port = url.port or (443 if url.scheme == "https" else 80)
         host = f"[{url.host}]" if ":" in url.host else url.host
         return f"{url.scheme}://{host}:{port}"
+
+    @property
+    def target(self) -> str:
+        """The model and workspace asked for, as an unknown one's error names them (the
+        service's own message names neither)."""
+        text = f"asked for service_id {self.model!r} in workspace {self.workspace!r}"
+        if self.model not in MODELS:
+            text += f"; the models known here: {', '.join(MODELS)}"
+        return text
 
     def headers(self) -> dict[str, str]:
         """The headers of every request (they hold the key: never log them)."""

@@ -32,6 +32,7 @@ class DriverConfig:
     secrets: tuple[str, ...]
     max_concurrency: int
     origin: str  # scheme://host:port, for error messages
+    target: str = ""  # the model and workspace asked for, for an unknown one's error
 
 
 # A stream lets answered batches wait behind a slower head of line up to 4 times what it
@@ -135,6 +136,7 @@ class DriverBase:
         self.secrets = config.secrets
         self.max_concurrency = config.max_concurrency
         self.origin = config.origin
+        self.target = config.target
         self._rng = random.Random()
 
     def one_at_a_time(self, limits: ReadAhead) -> bool:
@@ -154,5 +156,6 @@ class DriverBase:
             rng=self._rng,
             secrets=self.secrets,
             origin=self.origin,
+            target=self.target,
             at_once=at_once,
         )

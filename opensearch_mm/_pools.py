@@ -59,6 +59,7 @@ class Pools:
             secrets=config.secrets,
             max_concurrency=config.max_concurrency,
             origin=config.origin,
+            target=config.target,
         )
 
     def ensure_open(self) -> None:

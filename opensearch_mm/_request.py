@@ -188,6 +188,7 @@ class Request:
         rng: random.Random,
         secrets: tuple[str, ...],
         origin: str,
+        target: str = "",
         at_once: bool = False,
     ) -> None:
         self.body = body
@@ -202,6 +203,7 @@ class Request:
         self._rng = rng
         self._secrets = secrets
         self._origin = origin
+        self._target = target
         self._ticket: Ticket | None = None
         self._heard_at_start: int | None = None  # the limiter's accepted count at first send
         self._sent = False
@@ -256,6 +258,7 @@ class Request:
                 expected=self._expected,
                 dimensions=self._dimensions,
                 secrets=self._secrets,
+                target=self._target or None,
             )
         except OpenSearchMMError as exc:
             return self._failed(exc)

@@ -18,7 +18,7 @@ retries, and which stop the whole call (no further request of it is started)::
     │   │                                                          .account_shut: stops the call
     │   │   └── QuotaExceededError        429 AllocationQuota      stops the call (retried only
     │   │                                                          when hinted: see the class)
-    │   ├── InternalServerError           5xx                      retried
+    │   ├── InternalServerError           5xx                      retried (not 501, 505)
     │   └── (APIStatusError itself)       408/409 retried; other codes not retried
     ├── APIConnectionError                no answer; .endpoint     retried (refused: briefly;
     │   │                                                          https to plain http: never)
@@ -218,10 +218,16 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIResponseError(OpenSearchMMError):
-    """A 2xx answer whose body is malformed, incomplete or inconsistent."""
+    """A 2xx answer whose body is malformed, incomplete or inconsistent.
 
-    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+    ``position`` is the place in its request of the answer found wrong, where one was
+    (a call's error message also names that input's place in the call)."""
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, position: int | None = None
+    ) -> None:
         self.request_id = request_id
+        self.position = position
         if request_id:
             message = f"{message} (request_id={request_id})"
         super().__init__(message)

@@ -190,6 +190,7 @@ def error_from_response(
     body: bytes,
     *,
     secrets: tuple[str, ...] = (),
+    target: str | None = None,
 ) -> APIError:
     """Map an error answer to the matching :class:`APIError` subclass.
 
@@ -209,10 +210,13 @@ def error_from_response(
         rid = _field(data, "request_id", "requestId", "RequestId")
         request_id = str(rid) if rid else None
     if not message:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        message = snippet or "(empty body)"
+        # (Scrubbed whole, then cut: a key across the cut would leave its start.)
+        text = _scrub(body.decode("utf-8", "replace"), secrets)
+        message = text[:200].strip() or "(empty body)"
     message = _scrub(message, secrets)
     request_id = request_id or headers.get("x-acs-request-id") or headers.get("x-request-id")
+    if request_id:
+        request_id = _scrub(request_id, secrets)
     hint = parse_retry_hint(headers)
     cls: type[APIError]
     if _is_throttling(code):
@@ -229,7 +233,7 @@ def error_from_response(
         cls = InternalServerError
     else:
         cls = APIError
-    return cls(
+    error = cls(
         message,
         status_code=status_code,
         code=code,
@@ -237,6 +241,10 @@ def error_from_response(
         retry_after=None if hint is None else hint.seconds,
         retry_after_unit=None if hint is None else hint.unit,
     )
+    if cls is ServiceNotFoundError and target:
+        # (The service's message names neither model nor workspace: said after it.)
+        error.args = (f"{error.args[0]} ({target})", *error.args[1:])
+    return error
 
 
 def _status_for_code(code: str) -> int:
@@ -258,14 +266,16 @@ def parse_response(
     expected: int,
     dimensions: int | None,
     secrets: tuple[str, ...] = (),
+    target: str | None = None,
 ) -> BatchResponse:
     """Check an answer to a request of ``expected`` inputs; raise on any error or defect.
 
     Every index ``0..expected-1`` must be answered exactly once with a finite vector of
     ``dimensions`` numbers (or, for an unknown model, all vectors of one length).
+    ``target`` says which model and workspace were asked for, in an unknown one's error.
     """
     if not 200 <= status_code < 300:
-        raise error_from_response(status_code, headers, body, secrets=secrets)
+        raise error_from_response(status_code, headers, body, secrets=secrets, target=target)
     data = _load_json(body)
     # orjson builds only exact dict/list/int/bool/str/float/None objects, so exact type
     # checks below are the isinstance checks they replace (``type(x) is int`` also rules
@@ -279,9 +289,10 @@ def parse_response(
     # the body carries no id.
     request_id = str(request_id) if request_id else headers.get("x-acs-request-id")
     code = data.get("code") or data.get("Code")
-    if code and "result" not in data:
+    if code and data.get("result") is None:
         # An error body with a 2xx status: treat it as the error its code describes.
-        raise error_from_response(_status_for_code(str(code)), headers, body, secrets=secrets)
+        status = _status_for_code(str(code))
+        raise error_from_response(status, headers, body, secrets=secrets, target=target)
     result = data.get("result")
     items = result.get("embeddings") if type(result) is dict else None
     if type(items) is not list:
@@ -289,6 +300,9 @@ def parse_response(
     vectors: list[list[float] | None] = [None] * expected
     width = dimensions
     isfinite = math.isfinite
+    # (sum() takes true and false as numbers: where the body has either, every element's
+    # type is checked; a real answer has neither, and the check costs no more.)
+    booleans = b"true" in body or b"false" in body
     for item in items:
         index = item.get("index") if type(item) is dict else None
         if type(index) is not int or not 0 <= index < expected:
@@ -298,29 +312,45 @@ def parse_response(
                 request_id=request_id,
             )
         if vectors[index] is not None:
-            raise APIResponseError(f"response answers index {index} twice", request_id=request_id)
+            raise APIResponseError(
+                f"response answers request position {index} twice",
+                request_id=request_id,
+                position=index,
+            )
         vector = item.get("embedding")
         if type(vector) is not list or not vector:
             raise APIResponseError(
-                f"embedding {index} is not a non-empty list", request_id=request_id
+                f"the embedding of request position {index} is not a non-empty list",
+                request_id=request_id,
+                position=index,
             )
         if width is None:
             width = len(vector)
         if len(vector) != width:
             want = "model dimension" if dimensions is not None else "other vectors"
             raise APIResponseError(
-                f"embedding {index} has {len(vector)} numbers, {want} is {width}",
+                f"the embedding of request position {index} has {len(vector)} numbers, "
+                f"{want} is {width}",
                 request_id=request_id,
+                position=index,
             )
         try:
             # sum() runs in C: a cheap check that every element is a number.
             total = sum(vector)
+            if booleans and any(type(x) is bool for x in vector):
+                raise TypeError
         except TypeError:
             raise APIResponseError(
-                f"embedding {index} holds a non-number", request_id=request_id
+                f"the embedding of request position {index} holds a non-number",
+                request_id=request_id,
+                position=index,
             ) from None
         if not isfinite(total):
-            raise APIResponseError(f"embedding {index} is not finite", request_id=request_id)
+            raise APIResponseError(
+                f"the embedding of request position {index} is not finite",
+                request_id=request_id,
+                position=index,
+            )
         vectors[index] = vector
     if None in vectors:
         missing = [i for i, v in enumerate(vectors) if v is None]

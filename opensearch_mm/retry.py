@@ -29,7 +29,9 @@ __all__ = [
     "is_retryable",
 ]
 
-_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx but these two:
+_FINAL_5XX = frozenset({501, 505})  # not implemented, HTTP version: the same every time
+# (A gateway's own 5xx, 520-530 at CDNs, are passing failures like 502-504.)
 # A refused connection means nothing listens at the endpoint (wrong port, server down):
 # a couple of quick retries ride out a restart, but the user hears about it in ~1 s,
 # not after the full backoff (~30 s with the defaults).
@@ -47,9 +49,10 @@ def _refused(exc: BaseException) -> bool:
 def is_retryable(exc: BaseException) -> bool:
     """Whether sending the same request again may succeed.
 
-    Retried: 429 ``Throttling``/``Throttling.RateQuota``, 408/409/5xx, connection errors,
-    timeouts and malformed 2xx bodies, and ``Throttling.AllocationQuota`` with a retry
-    hint (a quota per period, back when the hint says: see ``QuotaExceededError``).
+    Retried: 429 ``Throttling``/``Throttling.RateQuota``, 408/409, 5xx but 501/505,
+    connection errors, timeouts and malformed 2xx bodies, and
+    ``Throttling.AllocationQuota`` with a retry hint (a quota per period, back when the
+    hint says: see ``QuotaExceededError``).
     Never: 400, 401/403, 404, ``Throttling.AllocationQuota`` without a hint or on the
     free quota (retrying cannot help) and an https endpoint that answers in plain http
     (every retry would fail the same way).
@@ -65,7 +68,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, RateLimitError):
         return True
     if isinstance(exc, APIStatusError):
-        return exc.status_code in _RETRYABLE_STATUS
+        status = exc.status_code
+        return status in _RETRYABLE_STATUS or (500 <= status < 600 and status not in _FINAL_5XX)
     if isinstance(exc, APIConnectionError):
         return exc.kind != "tls_mismatch"
     return isinstance(exc, APIResponseError)

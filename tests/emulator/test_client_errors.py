@@ -174,6 +174,10 @@ async def test_unknown_service_id(
         await call(client, mode, ["x"])
     assert ei.value.status_code == 400 and ei.value.code == "ServiceIdNotExist"
     assert ei.value.message == "service_id is not exist."
+    # (The service's message names no model: the error says which was asked for, and
+    # which are known, a typo's likely fix.)
+    assert "asked for service_id 'ops-nope' in workspace 'default'" in str(ei.value)
+    assert "ops-m2-encoder-large" in str(ei.value)
     assert emu.stats.requests == 1
 
 

@@ -201,3 +201,12 @@ def test_a_request_refused_as_invalid_names_the_inputs_it_held() -> None:
     with pytest.raises(InternalServerError) as si:
         other.finish()
     assert "refused request" not in str(si.value)
+
+
+def test_a_wrong_answer_names_its_input_in_the_call() -> None:
+    items = [WireItem(i, orjson.dumps({"text": f"t{i}"}), False) for i in (32, 33, 40)]
+    state = CallState(41, model="m", dimensions=3)
+    state.record(Batch(tuple(items)), APIResponseError("holds a non-number", position=2))
+    with pytest.raises(APIResponseError) as ei:
+        state.finish()
+    assert "request position 2 is input 40" in str(ei.value)

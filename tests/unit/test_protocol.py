@@ -197,6 +197,8 @@ def vec(index: Any, values: Any = None) -> dict[str, Any]:
         ([vec(0), vec(1, [0.1, "0.2"])], "non-number"),
         ([vec(0), vec(1, [0.1, None])], "non-number"),
         ([vec(0), vec(1, [0.1, [0.2]])], "non-number"),
+        ([vec(0), vec(1, [True, 0.2])], "non-number"),  # (sum() adds bools)
+        ([vec(0), vec(1, [0.1, False])], "non-number"),
     ],
 )
 def test_parse_response_defects(items: list[Any], match: str) -> None:
@@ -204,6 +206,21 @@ def test_parse_response_defects(items: list[Any], match: str) -> None:
         parse_response(200, NO_HEADERS, embeddings_body(items), expected=2, dimensions=2)
     assert match in str(ei.value)
     assert ei.value.request_id == "R"
+
+
+def test_a_wrong_answer_says_its_place_in_the_request() -> None:
+    # (The call's error adds which input of the call that place holds.)
+    with pytest.raises(APIResponseError) as ei:
+        parse_response(
+            200, NO_HEADERS, embeddings_body([vec(0), vec(1, [0.1, "x"])]), expected=2, dimensions=2
+        )
+    assert "request position 1" in str(ei.value) and ei.value.position == 1
+
+
+def test_vectors_of_ones_and_zeros_are_not_booleans() -> None:
+    body = embeddings_body([vec(0, [1.0, 0.0]), vec(1, [0, 1])])
+    r = parse_response(200, NO_HEADERS, body, expected=2, dimensions=2)
+    assert r.embeddings == [[1.0, 0.0], [0, 1]]
 
 
 def test_parse_response_non_finite() -> None:
@@ -246,6 +263,15 @@ def test_parse_response_non_json_or_not_object(body: bytes) -> None:
 def test_parse_response_no_embeddings(body: bytes) -> None:
     with pytest.raises(APIResponseError, match=r"result\.embeddings"):
         parse_response(200, NO_HEADERS, body, expected=1, dimensions=2)
+
+
+@pytest.mark.parametrize("result", [None, "absent"])
+def test_an_error_body_with_200_and_a_null_result_is_its_error(result: Any) -> None:
+    doc: dict[str, Any] = {"request_id": "E2", "code": "InvalidParameter", "message": "bad url"}
+    if result != "absent":
+        doc["result"] = result
+    with pytest.raises(InvalidParameterError, match="bad url"):
+        parse_response(200, NO_HEADERS, orjson.dumps(doc), expected=1, dimensions=2)
 
 
 def test_error_body_with_200_is_an_error() -> None:
@@ -365,6 +391,21 @@ def test_secrets_scrubbed_from_message() -> None:
 def test_secrets_scrubbed_from_non_json_body() -> None:
     err = error_from_response(502, NO_HEADERS, f"proxy echoed {KEY}".encode(), secrets=(KEY,))
     assert KEY not in str(err)
+
+
+def test_a_key_across_the_cut_of_a_long_page_leaves_no_part() -> None:
+    page = ("x" * 195 + f"{KEY} more").encode()  # (the first 200 bytes are shown)
+    err = error_from_response(502, NO_HEADERS, page, secrets=(KEY,))
+    assert KEY[:5] not in str(err)
+
+
+def test_a_request_id_echoing_the_key_is_scrubbed() -> None:
+    body = orjson.dumps({"request_id": KEY, "code": "Unauthorized", "message": "x"})
+    for headers in (NO_HEADERS, {"x-acs-request-id": KEY}):
+        err = error_from_response(
+            401, headers, body if headers is NO_HEADERS else b"", secrets=(KEY,)
+        )
+        assert KEY not in str(err) and KEY not in repr(err) and KEY not in (err.request_id or "")
 
 
 def test_secrets_scrubbed_through_parse_response() -> None:

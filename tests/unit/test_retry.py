@@ -39,6 +39,9 @@ RETRYABLE: list[BaseException] = [
     api(InternalServerError, 504),
     api(APIError, 408),
     api(APIError, 409),
+    api(InternalServerError, 507),  # (a gateway's own 5xx too: 520-530 at CDNs)
+    api(InternalServerError, 520),
+    api(InternalServerError, 524),
     APIConnectionError("reset"),
     APITimeoutError("slow"),
     APIResponseError("truncated"),
@@ -52,6 +55,7 @@ NOT_RETRYABLE: list[BaseException] = [
     api(QuotaExceededError, 429, "Throttling.AllocationQuota"),
     api(APIError, 418),
     api(InternalServerError, 501),
+    api(InternalServerError, 505),
     InputError("bad", index=0),
     ConfigurationError("bad"),
     ValueError("x"),
