@@ -9,7 +9,14 @@ from typing import TypeVar
 import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome
-from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
+from ._driver import (
+    DriverBase,
+    DriverConfig,
+    Pending,
+    ReadAhead,
+    answer_deadline,
+    check_deadline,
+)
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import OpenSearchMMError
@@ -50,16 +57,14 @@ class AsyncDriver(DriverBase):
                         raise error
                     return NOT_SENT
             try:
-                response = await self.http.post(
-                    self.url, content=request.body, headers=self.headers
-                )
+                status, headers, content = await self._post(request.body)
             except httpx.HTTPError as exc:
                 step = request.transport_failed(exc)
             except BaseException as exc:  # cancelled or interrupted while the request was out
                 request.abandoned(exc)
                 raise
             else:
-                step = request.answered(response.status_code, response.headers, response.content)
+                step = request.answered(status, headers, content)
             if isinstance(step, Done):
                 return step.response
             if isinstance(step, GiveUp):
@@ -67,6 +72,18 @@ class AsyncDriver(DriverBase):
             error = step.error
             if await _stopped_within(step.delay, control):
                 raise error
+
+    async def _post(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
+        """POST ``body``; the answer's status, headers and body, read within the timeout
+        (httpx times each read: a body sent a little at a time could take for ever)."""
+        stream = self.http.stream("POST", self.url, content=body, headers=self.headers)
+        async with stream as response:
+            deadline = answer_deadline(self.http.timeout)
+            parts = []
+            async for part in response.aiter_bytes():
+                parts.append(part)
+                check_deadline(deadline)
+            return response.status_code, response.headers, b"".join(parts)
 
     async def run(
         self,

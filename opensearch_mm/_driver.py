@@ -9,9 +9,12 @@ still starts requests is asked of, and told to, the call's
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
 
 from ._request import Request
 from .batching import Batch
@@ -123,6 +126,19 @@ class Pending(Generic[H]):
         source is not exhausted)."""
         full = len(self._queue) >= self.limits.queued
         return more and not full and not self._queue[0][1].done()
+
+
+def answer_deadline(timeout: httpx.Timeout) -> float | None:
+    """When an answer whose headers came now must be read in full: its read timeout
+    from now (``None``: no timeout)."""
+    seconds = timeout.read
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise ``httpx.ReadTimeout`` (a timeout, as any read's) once past ``deadline``."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise httpx.ReadTimeout("the answer's body took longer than the timeout")
 
 
 class DriverBase:

@@ -11,7 +11,14 @@ from concurrent.futures import wait as wait_any
 import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome
-from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
+from ._driver import (
+    DriverBase,
+    DriverConfig,
+    Pending,
+    ReadAhead,
+    answer_deadline,
+    check_deadline,
+)
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import ClientClosedError, OpenSearchMMError
@@ -55,14 +62,14 @@ class SyncDriver(DriverBase):
                         raise error
                     return NOT_SENT
             try:
-                response = self.http.post(self.url, content=request.body, headers=self.headers)
+                status, headers, content = self._post(request.body)
             except httpx.HTTPError as exc:
                 step = request.transport_failed(exc)
             except BaseException as exc:  # cancelled or interrupted while the request was out
                 request.abandoned(exc)
                 raise
             else:
-                step = request.answered(response.status_code, response.headers, response.content)
+                step = request.answered(status, headers, content)
             if isinstance(step, Done):
                 return step.response
             if isinstance(step, GiveUp):
@@ -72,6 +79,17 @@ class SyncDriver(DriverBase):
                 time.sleep(step.delay)
             elif control.wait(step.delay):
                 raise error
+
+    def _post(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
+        """POST ``body``; the answer's status, headers and body, read within the timeout
+        (httpx times each read: a body sent a little at a time could take for ever)."""
+        with self.http.stream("POST", self.url, content=body, headers=self.headers) as response:
+            deadline = answer_deadline(self.http.timeout)
+            parts = []
+            for part in response.iter_bytes():
+                parts.append(part)
+                check_deadline(deadline)
+            return response.status_code, response.headers, b"".join(parts)
 
     def _outcome(self, batch: Batch, control: CallControl, at_once: bool = False) -> Outcome:
         if control.stopped:

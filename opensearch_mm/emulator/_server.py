@@ -6,7 +6,7 @@ Order of checks for each request (the real service's order is not documented):
 2. the request body is read (or drained, when over the 8 MiB limit);
 3. ``Authorization: Bearer <key>`` (401 ``Unauthorized``);
 4. a scripted fault (:meth:`Emulator.inject`) or a random one (:meth:`Emulator.set_random_faults`);
-   "slow" and "incomplete" take effect at the answer, the others answer at once;
+   "slow", "trickle" and "incomplete" take effect at the answer, the others answer at once;
 5. the throttle (429 ``Throttling.RateQuota``; a refused request takes nothing): by default a
    token bucket of ``qps`` tokens per second holding one second's worth; ``throttle=`` picks
    another model (fixed or sliding window, concurrency cap: see ``_throttle``), and
@@ -67,6 +67,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "incomplete",
     "slow",
+    "trickle",
     "bad_gateway",
 )
 
@@ -306,6 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
         request_id: str | None = None,
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
+        trickle: float = 0.0,
     ) -> None:
         self._record(status)  # before the answer leaves, so stats are current for the client
         self.send_response(status)
@@ -318,8 +320,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if trickle <= 0:
             self.wfile.write(body)
+            return
+        # The headers at once, then the body in ten pieces over ``trickle`` seconds (a slow
+        # proxy, a congested link): each read is quick, the whole answer is not.
+        self.wfile.flush()
+        step = max(1, -(-len(body) // 10))
+        for start in range(0, len(body), step):
+            time.sleep(trickle / 10)
+            self.wfile.write(body[start : start + step])
+            self.wfile.flush()
 
     def _send_error(
         self,
@@ -443,7 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._record(None)
 
     def _apply_early_fault(self, fault: _Fault) -> bool:
-        """Answer a fault that answers at once; ``False`` for "slow" and "incomplete"."""
+        """Answer a fault that answers at once; ``False`` for those that act on the answer."""
         headers: dict[str, str] = {}
         if fault.retry_after is not None:
             ra = fault.retry_after
@@ -469,7 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(200, body, request_id=rid)
             return True
-        return False  # "slow" and "incomplete" act on the answer
+        return False  # "slow", "trickle" and "incomplete" act on the answer
 
     def _answer(
         self,
@@ -514,7 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         emu._count_embedded(len(embeddings))
-        self._send(200, body, request_id=rid)
+        trickle = fault.delay if fault is not None and fault.kind == "trickle" else 0.0
+        self._send(200, body, request_id=rid, trickle=trickle)
 
 
 class Emulator:
@@ -789,7 +803,8 @@ class Emulator:
 
         The fault is taken after the path and auth checks and before throttling and body
         validation. Kinds: see :data:`FAULT_KINDS`. ``retry_after`` (seconds) adds a
-        ``Retry-After`` header to 429/5xx answers; ``delay`` is the extra wait of "slow".
+        ``Retry-After`` header to 429/5xx answers; ``delay`` is the extra wait of "slow", and
+        the time "trickle" takes to send the answer's body (its headers come at once).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")

@@ -253,3 +253,19 @@ async def test_input_errors_before_network(
         await call(client, mode, ["a"] * 40 + [Content(text="t", image="https://x.org/a.png")])
     assert getattr(ei.value, "index", None) == 40
     assert emu.stats.requests == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_answer_sent_a_little_at_a_time_is_held_to_the_timeout(
+    emu: Emulator, clients: list[MultiModalEmbeddingClient], mode: str
+) -> None:
+    # httpx times each read: a body whose pieces each come within the timeout held a
+    # call for as long as it took (the answer here takes 3 s; the timeout is 0.5 s).
+    emu.inject("trickle", 1, delay=3.0)
+    client = make(emu, timeout=0.5)
+    clients.append(client)
+    with pytest.raises(APITimeoutError):
+        await call(client, mode, ["x"])
+    emu.inject("trickle", 1, delay=0.2)  # (a body read in full within it is taken)
+    result = await call(client, mode, ["x"])
+    assert len(result.embeddings) == 1

@@ -582,6 +582,7 @@ def test_inject_unknown_kind(emu: Emulator) -> None:
         "malformed",
         "incomplete",
         "slow",
+        "trickle",
         "bad_gateway",
     }
 
