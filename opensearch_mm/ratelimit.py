@@ -221,13 +221,16 @@ class RateLimiter(ABC):
         return 0.0
 
     def accepted_count(self) -> int | None:
-        """Requests this limiter has heard let through so far (``None``: it cannot tell).
-        A request that sees no change over all its retries met an account let no one
-        through meanwhile, and its call stops."""
-        return None
+        """Requests this limiter has heard let through so far (``None``: it cannot tell,
+        as before its first answer, or when a subclass's ``observe`` does not call this
+        one's). A request that sees no change over all its retries met an account let no
+        one through meanwhile, and its call stops."""
+        return getattr(self, "_heard_accepted", None)
 
     def observe(self, error: BaseException | None, ticket: Ticket | None = None) -> None:
         """Feed back one answer: ``None`` for success, else the error it raised."""
+        # (Counted without a lock: two successes at once may count as one, still a change.)
+        self._heard_accepted = getattr(self, "_heard_accepted", 0) + (error is None)
         if error is None:
             self.on_success(ticket)
         elif is_throttling(error):

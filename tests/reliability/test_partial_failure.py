@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +22,12 @@ from opensearch_mm import (
     RateLimitError,
 )
 from opensearch_mm.emulator import Emulator
-from opensearch_mm.ratelimit import AdaptiveRateLimiter
+from opensearch_mm.ratelimit import (
+    AdaptiveRateLimiter,
+    FixedRateLimiter,
+    RateLimiter,
+    UnlimitedRateLimiter,
+)
 from opensearch_mm.retry import RetryPolicy
 
 from .conftest import make_client
@@ -280,7 +285,7 @@ async def test_async_wrong_key_stops_soon(emu: Emulator) -> None:
 
 
 def _shut_from_the_second_request(
-    emu: Emulator, limiter: AdaptiveRateLimiter, *, max_concurrency: int
+    emu: Emulator, limiter: RateLimiter, *, max_concurrency: int
 ) -> RateLimitError:
     """Embed TEXTS through a throttle that refuses everything from the second request on
     (three tries each, no shut waited out); the error the call stopped with."""
@@ -302,14 +307,20 @@ def _shut_from_the_second_request(
     return ei.value
 
 
+@pytest.mark.parametrize(
+    "limiter",
+    [AdaptiveRateLimiter, lambda: FixedRateLimiter(50.0), UnlimitedRateLimiter],
+    ids=["adaptive", "pinned", "unlimited"],
+)
 def test_an_account_that_stops_letting_anything_through_stops_the_call(
-    emu: Emulator, clean: list[list[float]]
+    emu: Emulator, clean: list[list[float]], limiter: Callable[[], RateLimiter]
 ) -> None:
     # The second request meets a throttle that refuses everything from then on: it is
     # retried, no one gets through meanwhile, and the call starts nothing more (before,
-    # each of the five batches after it spent its retries too: 19 requests in all). (Not
-    # waited out first: by default that takes max_shut_wait, 120 s.)
-    error = _shut_from_the_second_request(emu, AdaptiveRateLimiter(), max_concurrency=1)
+    # each of the five batches after it spent its retries too: 19 requests in all; and
+    # so they still did with a pinned rate or none). (Not waited out first: by default
+    # that takes max_shut_wait, 120 s.)
+    error = _shut_from_the_second_request(emu, limiter(), max_concurrency=1)
     assert emu.stats.requests == 4  # the first batch, then three tries of the second
     partial = error.partial
     assert partial is not None
