@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import Self
 
 from opensearch_mm import (
@@ -201,7 +202,7 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     """Requests in flight per call."""
     qps: float | Literal["adaptive"] | None = "adaptive"
     """Client-side rate limit: ``"adaptive"``, a fixed number per second, or ``None``."""
-    rate_limiter: RateLimiter | None = Field(default=None, exclude=True)
+    rate_limiter: SkipJsonSchema[RateLimiter | None] = Field(default=None, exclude=True)
     """A :class:`~opensearch_mm.RateLimiter` to share (copies share it too); ``qps`` then
     describes it."""
     share_rate_limit: bool | str | None = None
@@ -212,9 +213,9 @@ class OpenSearchMultiModalEmbeddings(CoreClientAdapter, BaseModel, Embeddings):
     """Downscale local images whose longer side exceeds this many pixels (needs Pillow)."""
     downscale_oversized: bool = False
     """Re-encode an image too large for one request instead of failing (needs Pillow)."""
-    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    http_client: SkipJsonSchema[httpx.Client | None] = Field(default=None, exclude=True)
     """An ``httpx.Client`` to send sync requests with (not closed by the adapter)."""
-    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    http_async_client: SkipJsonSchema[httpx.AsyncClient | None] = Field(default=None, exclude=True)
     """An ``httpx.AsyncClient`` to send async requests with (not closed by the adapter)."""
     show_progress_bar: bool = False
     """Show a tqdm bar for each call of several inputs, moving as each request is answered

@@ -34,6 +34,7 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 from llama_index.core.schema import ImageType
+from pydantic.json_schema import SkipJsonSchema
 
 from opensearch_mm import (
     DEFAULT_MODEL,
@@ -106,6 +107,9 @@ def _settings_as_fields(client: MultiModalEmbeddingClient) -> dict[str, Any]:
     settings = client.settings()
     settings["model_name"] = settings.pop("model")
     return settings
+
+
+_RETIRED_KEPT = 4  # replaced core clients kept open for their calls in flight
 
 
 class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
@@ -192,13 +196,13 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
         default=False,
         description="Re-encode an image too large for one request instead of failing.",
     )
-    http_client: httpx.Client | None = Field(
+    http_client: SkipJsonSchema[httpx.Client | None] = Field(
         default=None,
         exclude=True,
         repr=False,
         description="An httpx.Client to send sync requests with (not closed by the adapter).",
     )
-    http_async_client: httpx.AsyncClient | None = Field(
+    http_async_client: SkipJsonSchema[httpx.AsyncClient | None] = Field(
         default=None,
         exclude=True,
         repr=False,
@@ -213,6 +217,8 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
 
     _client: MultiModalEmbeddingClient = PrivateAttr()
     _injected: bool = PrivateAttr(default=False)
+    # Core clients an assignment replaced: a call of another thread may still run on one.
+    _retired: list[MultiModalEmbeddingClient] = PrivateAttr(default_factory=list)
     # An opensearch_mm.RateLimiter passed as rate_limiter=: the core client's. (The
     # rate_limiter field stays LlamaIndex's own, which its base class calls per chunk.)
     _shared_limiter: RateLimiter | None = PrivateAttr(default=None)
@@ -375,7 +381,25 @@ class OpenSearchMultiModalEmbedding(CoreClientAdapter, MultiModalEmbedding):
                 raise self._settings_error(exc.errors()) from None
             raise
         old_client, self._client = self._client, new_client
-        old_client.close()
+        # Closed with the adapter, not now: a call of another thread may be running on it
+        # (an index build while a setting changes). Past a few, the oldest goes: a call
+        # that outlived that many assignments is not to be expected.
+        self._retired.append(old_client)
+        while len(self._retired) > _RETIRED_KEPT:
+            self._retired.pop(0).close()
+
+    def close(self) -> None:
+        """Close the connection pools the core client created, and those of the clients
+        assignments replaced."""
+        while self._retired:
+            self._retired.pop().close()
+        super().close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        while self._retired:
+            await self._retired.pop().aclose()
+        await super().aclose()
 
     def _llamaindex_limiter(self, value: object) -> bool:
         """Whether ``value`` assigned to ``rate_limiter`` is for LlamaIndex's field (its

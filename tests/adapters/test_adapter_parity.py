@@ -181,6 +181,33 @@ def test_assigning_the_endpoint_moves_the_requests(fresh: Emulator) -> None:
     assert fresh.stats.requests == 0
 
 
+def test_an_assignment_leaves_a_call_running_in_another_thread_to_finish() -> None:
+    # An index built in one thread while another changes a setting: the call goes on
+    # over the client it started on (closing that client at once failed it part-way),
+    # which closes with the adapter.
+    import threading
+
+    with Emulator(api_key=KEY, qps=None, latency_ms=50) as slow:
+        adapter = build(LLAMAINDEX, slow, max_concurrency=1)
+        first = adapter.client
+        texts = [f"text {i}" for i in range(320)]  # ten requests one after the other
+        result: list[Any] = []
+        worker = threading.Thread(target=lambda: result.append(kind_texts(adapter, texts)))
+        worker.start()
+        while slow.stats.requests < 2:
+            threading.Event().wait(0.01)
+        adapter.timeout = 30.0
+        worker.join(30)
+        assert len(result) == 1 and len(result[0]) == 320
+        assert adapter.client is not first and not first.is_closed
+        adapter.close()
+        assert first.is_closed and adapter.client.is_closed
+
+
+def kind_texts(adapter: Any, texts: list[str]) -> list[list[float]]:
+    return LLAMAINDEX.texts(adapter, texts)
+
+
 def test_model_copy_update_rebuilds_the_core_client(kind: Kind, fresh: Emulator) -> None:
     adapter = build(kind, fresh)
     other = adapter.model_copy(update={kind.model_field: GME})
@@ -660,3 +687,11 @@ def test_an_empty_workspace_is_the_default_as_for_the_core(
     adapter = build(kind, fresh, workspace="")
     assert adapter.workspace == adapter.client.settings()["workspace"] == "ws7"
     adapter.close()
+
+
+def test_the_settings_have_a_json_schema(kind: Kind) -> None:
+    # (Tools that describe a component's settings ask for it; pools and limiters are
+    # objects, not settings, and are left out of it.)
+    schema = kind.cls.model_json_schema()
+    assert kind.model_field in schema["properties"]
+    assert "http_client" not in schema["properties"]
