@@ -19,7 +19,7 @@ from ._driver import (
 )
 from ._request import Done, GiveUp
 from .batching import Batch
-from .errors import OpenSearchMMError
+from .errors import ClientClosedError, OpenSearchMMError
 from .protocol import BatchResponse
 
 __all__ = ["AsyncDriver", "as_async_iter"]
@@ -46,6 +46,8 @@ class AsyncDriver(DriverBase):
         (``at_once``: the only request of its call out: see ``DriverBase.request``).
         Once ``control`` stops, a request waiting for its slot is not sent (``NOT_SENT``)
         and one waiting to retry raises its last error."""
+        if self.http.is_closed:  # (the client was closed while its call ran)
+            raise _closed()
         request = self.request(batch, dimensions, at_once=at_once)
         error: OpenSearchMMError | None = None  # the last retryable failure
         while True:
@@ -59,9 +61,14 @@ class AsyncDriver(DriverBase):
             try:
                 status, headers, content = await self._post(request.body)
             except httpx.HTTPError as exc:
+                if self.http.is_closed:  # its connection was closed with the pool
+                    request.abandoned(exc)
+                    raise _closed() from exc
                 step = request.transport_failed(exc)
             except BaseException as exc:  # cancelled or interrupted while the request was out
                 request.abandoned(exc)
+                if isinstance(exc, RuntimeError) and self.http.is_closed:
+                    raise _closed() from exc  # (httpx: "the client has been closed")
                 raise
             else:
                 step = request.answered(status, headers, content)
@@ -131,6 +138,10 @@ class AsyncDriver(DriverBase):
         finally:
             for task in pending.handles():
                 task.cancel()
+
+
+def _closed() -> ClientClosedError:
+    return ClientClosedError("this client was closed while the call ran")
 
 
 _STOP_POLL = 0.05  # a request waiting for its slot or a retry looks 20 times a second

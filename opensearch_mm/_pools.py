@@ -2,14 +2,19 @@
 
 A client sends sync calls over one ``httpx.Client`` and async calls over one
 ``httpx.AsyncClient`` per event loop (an ``AsyncClient`` belongs to the loop it first
-ran on, so a second ``asyncio.run`` gets its own). Pools the client created are closed
-with it; injected ones are used as they are and left open. Once closed, nothing is
-rebuilt: every call raises :class:`ClientClosedError`.
+ran on), kept while that loop lives and closed before it ends. Pools the client created
+are closed with it; injected ones are used as they are and left open. Once closed,
+nothing is rebuilt: every call raises :class:`ClientClosedError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import httpx
 
@@ -22,9 +27,63 @@ from .ratelimit import RateLimiter
 
 __all__ = ["Pools"]
 
+_CLOSE_TIMEOUT = 5.0  # how long close() waits for a loop running in another thread to
+# close its pool: that loop may be blocked (on this very thread, even), and the pool is
+# closed at its shutdown anyway.
+
+
+class _LoopDriver(AsyncDriver):
+    """The driver of a pool made here: closing it first lets the requests out finish
+    (httpcore leaves a connection still opening when its pool closes unclosed for ever),
+    and sends nothing more."""
+
+    def __init__(self, http: httpx.AsyncClient, config: DriverConfig) -> None:
+        super().__init__(http, config)
+        self.closing = False
+        self._out = 0
+        self._idle: asyncio.Event | None = None
+
+    async def _post(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
+        if self.closing:
+            raise ClientClosedError("this client was closed while the call ran")
+        self._out += 1
+        try:
+            return await super()._post(body)
+        finally:
+            self._out -= 1
+            if not self._out and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Send nothing more; return once the requests out have ended."""
+        self.closing = True
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        while self._out:
+            await self._idle.wait()
+
+
+@dataclass
+class _LoopPool:
+    """The async pool and driver of one event loop."""
+
+    http: httpx.AsyncClient
+    driver: _LoopDriver
+    closer: AsyncGenerator[None, None]  # its ``finally`` closes ``http`` (Pools._closer)
+
+
+async def _shut(pool: _LoopPool) -> None:
+    """Close ``pool`` (in its own loop), after its requests out; idempotent."""
+    await pool.driver.drain()
+    # (Runs its finally and ends it, so it is not finalized later; RuntimeError: its
+    # loop's shutdown is closing it right now.)
+    with contextlib.suppress(RuntimeError):
+        await pool.closer.aclose()
+    await pool.http.aclose()  # (a no-op when closed already)
+
 
 class Pools:
-    """The sync pool and driver, and the async ones for the running event loop."""
+    """The sync pool and driver, and an async pool and driver per event loop."""
 
     def __init__(
         self,
@@ -42,12 +101,16 @@ class Pools:
         self.own_http = http_client is None
         self.http = http_client or config.http_client()
         self.sync = SyncDriver(self.http, self._driver_config(own_http=self.own_http))
-        self.own_async_http = http_async_client is None
-        self.async_http = http_async_client
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._async: AsyncDriver | None = None
+        self._injected_async: AsyncDriver | None = None
         if http_async_client is not None:
-            self._async = AsyncDriver(http_async_client, self._driver_config(own_http=False))
+            config_ = self._driver_config(own_http=False)
+            self._injected_async = AsyncDriver(http_async_client, config_)
+        # Threads may call (and close) at once. (A plain dict, not weak keys: a pool's
+        # closer refers to its loop (the loop's asyncgen finalizer) so the loop would not
+        # be freed anyway; an entry leaves when its loop shuts down, see _closer.)
+        self._lock = threading.Lock()
+        self._loop_pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # (the loop keeps weak refs only)
 
     def _driver_config(self, *, own_http: bool) -> DriverConfig:
         config = self.config
@@ -72,35 +135,99 @@ class Pools:
         self.ensure_open()
         return self.sync
 
-    def async_driver(self) -> AsyncDriver:
-        """The async driver for the running loop (raises once closed)."""
+    async def async_driver(self) -> AsyncDriver:
+        """The async driver of the running loop, made on its first call there (raises
+        once closed)."""
         self.ensure_open()
-        if not self.own_async_http:
-            assert self._async is not None
-            return self._async
+        if self._injected_async is not None:
+            return self._injected_async
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
-            self.async_http = self.config.http_async_client()
-            self._async = AsyncDriver(self.async_http, self._driver_config(own_http=True))
-            self._async_loop = loop
-        return self._async
+        with self._lock:
+            self.ensure_open()  # (close() may have run in another thread meanwhile)
+            pool = self._loop_pools.get(loop)
+            if pool is not None:
+                return pool.driver
+            # A loop closed without shutting its async generators down left its pool
+            # unclosed; nothing can close it now, so just forget it.
+            for old in [old for old in self._loop_pools if old.is_closed()]:
+                del self._loop_pools[old]
+            http = self.config.http_async_client()
+            driver = _LoopDriver(http, self._driver_config(own_http=True))
+            pool = _LoopPool(http, driver, self._closer(loop, http))
+            self._loop_pools[loop] = pool
+        # Started here, the closer is one of this loop's async generators: asyncio.run()
+        # (loop.shutdown_asyncgens) closes it, running its finally, before the loop ends.
+        await anext(pool.closer, None)
+        return driver
+
+    async def _closer(
+        self, loop: asyncio.AbstractEventLoop, http: httpx.AsyncClient
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+            with self._lock:
+                pool = self._loop_pools.get(loop)
+                if pool is not None and pool.http is http:
+                    del self._loop_pools[loop]
 
     def close(self) -> None:
-        """Close the sync pool (if made here) and the thread pool; idempotent."""
-        self.closed = True
+        """Close the pools made here, each async one in its loop, and the thread pool;
+        idempotent."""
+        with self._lock:
+            self.closed = True
+            pools, self._loop_pools = self._loop_pools, {}
+        for loop, pool in pools.items():
+            if not self._close_in_loop(loop, pool):
+                # Not closable from here: left to its loop's shutdown (see _closer).
+                with self._lock:
+                    self._loop_pools.setdefault(loop, pool)
         self.sync.close()
         if self.own_http:
             self.http.close()
 
+    def _close_in_loop(self, loop: asyncio.AbstractEventLoop, pool: _LoopPool) -> bool:
+        """Close ``pool`` in ``loop`` (its own: it cannot run in another); whether it is
+        closed or will be shortly."""
+        if loop.is_closed():
+            return True  # closed at the loop's shutdown (or, if it skipped that, lost)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running:  # a sync close() called from async code: done next turn
+            task = loop.create_task(_shut(pool))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            return True
+        if not loop.is_running() and running is not None:
+            return False  # (one loop runs in a thread at a time)
+        shut = _shut(pool)
+        try:
+            if loop.is_running():  # in another thread
+                future = asyncio.run_coroutine_threadsafe(shut, loop)
+            else:  # idle between runs
+                loop.run_until_complete(shut)
+                return True
+        except RuntimeError:  # it started, stopped or closed meanwhile: not run
+            shut.close()
+            return False
+        try:
+            future.result(timeout=_CLOSE_TIMEOUT)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return False  # still to run there, or that loop is ending: its shutdown closes it
+        return True
+
     async def aclose(self) -> None:
-        """Close the async pool made here, then the sync side; idempotent."""
-        self.closed = True
-        if self.own_async_http and self.async_http is not None:
-            # A pool made on an earlier event loop (an earlier asyncio.run) cannot be
-            # closed from this one: its loop is gone, so its sockets are just dropped.
-            if self._async_loop is asyncio.get_running_loop():
-                await self.async_http.aclose()
-            self.async_http = None
-            self._async = None
-            self._async_loop = None
-        self.close()
+        """Close this loop's pool, then the rest as :meth:`close` does; idempotent."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self.closed = True
+            pool = self._loop_pools.pop(loop, None)
+        if pool is not None:
+            await _shut(pool)
+        # The rest may block: other loops' pools, and the thread pool waiting for the sync
+        # requests of other threads. In a worker thread, so this loop runs meanwhile (not
+        # shutdown(wait=False): the sync pool closed under those requests would fail them).
+        await asyncio.to_thread(self.close)

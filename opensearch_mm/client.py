@@ -219,14 +219,15 @@ class MultiModalEmbeddingClient:
         return self._pools.closed
 
     def close(self) -> None:
-        """Close the connection pools this client created (not injected ones).
-
-        Idempotent. Afterwards every call raises :class:`ClientClosedError`.
+        """Close the connection pools this client created (not injected ones), each
+        event loop's async pool in its loop (or at that loop's end, when it cannot run
+        now). Idempotent. Afterwards every call raises :class:`ClientClosedError`.
         """
         self._pools.close()
 
     async def aclose(self) -> None:
-        """Close the async pool this client created, then the sync one (idempotent)."""
+        """Close the connection pools this client created, as :meth:`close` does, without
+        blocking the event loop (idempotent)."""
         await self._pools.aclose()
 
     def __enter__(self) -> MultiModalEmbeddingClient:
@@ -306,7 +307,7 @@ class MultiModalEmbeddingClient:
         self, items: list[WireItem], on_progress: ProgressCallback | None = None
     ) -> EmbeddingResult:
         state, batches = self._plan(items)
-        driver, limits = self._pools.async_driver(), self._whole_call(batches)
+        driver, limits = await self._pools.async_driver(), self._whole_call(batches)
         async for batch, outcome in driver.run(batches, state, limits=limits):
             done = state.record(batch, outcome)
             if done and on_progress is not None:
@@ -503,7 +504,7 @@ class MultiModalEmbeddingClient:
         an async iterable. Stopping early: ``await stream.aclose()`` (an ``async for``
         left by ``break`` closes the stream only when it is garbage-collected)."""
         stream = self._stream(inputs, "aembed_iter", progress, as_numpy, stats)
-        driver, batches = self._pools.async_driver(), apack(stream.aitems(inputs))
+        driver, batches = await self._pools.async_driver(), apack(stream.aitems(inputs))
         try:
             async for batch, outcome in driver.run(
                 batches, stream.state, limits=self._stream_limits
