@@ -8,7 +8,16 @@ from typing import TypeVar
 
 import httpx
 
-from ._call import NOT_SENT, CallControl, NotSent, Outcome
+from ._call import (
+    NOT_SENT,
+    CallControl,
+    NotSent,
+    Outcome,
+    Split,
+    all_refused,
+    split_again,
+    split_first,
+)
 from ._driver import (
     DriverBase,
     DriverConfig,
@@ -104,17 +113,30 @@ class AsyncDriver(DriverBase):
         semaphore = asyncio.Semaphore(self.max_concurrency)
         at_once = self.one_at_a_time(limits)
 
+        async def attempt(batch: Batch) -> Outcome:
+            if control.stopped:
+                return NOT_SENT
+            try:
+                return await self.send(batch, control.dimensions, at_once=at_once, control=control)
+            except OpenSearchMMError as exc:
+                control.note(exc)
+                return exc
+
+        async def split(batch: Batch, above: bool = False) -> Split:
+            # (The halves of a batch refused as invalid: see split_again.)
+            halves = batch.halves()
+            outcomes = [await attempt(half) for half in halves]
+            again = split_again(halves, outcomes, all_refused_above=above)
+            here = all_refused(outcomes)
+            for k, half in enumerate(halves):
+                if again[k]:
+                    outcomes[k] = await split(half, here)
+            return Split(tuple(zip(halves, outcomes, strict=True)))
+
         async def outcome(batch: Batch) -> Outcome:
             async with semaphore:
-                if control.stopped:
-                    return NOT_SENT
-                try:
-                    return await self.send(
-                        batch, control.dimensions, at_once=at_once, control=control
-                    )
-                except OpenSearchMMError as exc:
-                    control.note(exc)
-                    return exc
+                result = await attempt(batch)
+                return await split(batch) if split_first(batch, result) else result
 
         pending: Pending[asyncio.Future[Outcome]] = Pending(limits)
         source = as_async_iter(batches)

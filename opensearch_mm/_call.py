@@ -16,6 +16,8 @@ import enum
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from ._request import describe
 from .batching import Batch
@@ -34,8 +36,13 @@ __all__ = [
     "Deduplicated",
     "NotSent",
     "Outcome",
+    "Split",
     "StreamState",
+    "all_refused",
+    "answers",
     "attach_partial",
+    "split_again",
+    "split_first",
 ]
 
 
@@ -49,8 +56,59 @@ class NotSent(enum.Enum):
 
 
 NOT_SENT = NotSent.NOT_SENT
-Outcome = BatchResponse | BaseException | NotSent
-"""What became of one batch: its checked answer, the error it ended in, or ``NOT_SENT``."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """The outcome of a batch the service refused as invalid, sent again in parts to
+    tell its good inputs from the bad: each part with its own outcome, in input order."""
+
+    parts: tuple[tuple[Batch, Outcome], ...]
+
+    def responses(self) -> Iterator[BatchResponse]:
+        """The answers of the parts that were answered."""
+        for _, outcome in self.parts:
+            yield from answers(outcome)
+
+
+Outcome = BatchResponse | BaseException | NotSent | Split
+"""What became of one batch: its checked answer, the error it ended in, ``NOT_SENT``, or
+its parts' outcomes (:class:`Split`)."""
+
+
+def split_first(batch: Batch, outcome: Outcome) -> bool:
+    """Whether to send ``batch`` again in halves: the service refused it as invalid, and
+    one bad input (a URL it could not download, an image it could not read) must not
+    cost the other inputs of its request their vectors."""
+    return isinstance(outcome, InvalidParameterError) and len(batch) > 1
+
+
+def all_refused(outcomes: Sequence[Outcome]) -> bool:
+    """Whether every half of a split batch was refused as invalid too."""
+    return all(isinstance(outcome, InvalidParameterError) for outcome in outcomes)
+
+
+def split_again(
+    halves: Sequence[Batch], outcomes: Sequence[Outcome], *, all_refused_above: bool
+) -> list[bool]:
+    """Which halves of a split batch to split in turn: those refused as invalid too, but
+    none when every half was, here and at the split above. (Two bad inputs, one in each
+    half, are found a step later; a request refused whatever it holds, or inputs nearly
+    all bad, stop after seven requests, not 63 for 32 inputs.)"""
+    if all_refused_above and all_refused(outcomes):
+        return [False] * len(halves)
+    return [
+        isinstance(outcome, InvalidParameterError) and len(half) > 1
+        for half, outcome in zip(halves, outcomes, strict=True)
+    ]
+
+
+def answers(outcome: Outcome) -> Iterator[BatchResponse]:
+    """The service's answers in ``outcome`` (one, none, or a split batch's parts')."""
+    if isinstance(outcome, BatchResponse):
+        yield outcome
+    elif isinstance(outcome, Split):
+        yield from outcome.responses()
 
 
 class Deduplicated:
@@ -203,6 +261,8 @@ class CallState(CallControl):
         self._guard()
         if outcome is NOT_SENT:
             return 0
+        if isinstance(outcome, Split):
+            return sum(self.record(part, result) for part, result in outcome.parts)
         if isinstance(outcome, BaseException):
             self._fail(batch, outcome)
             return 0
@@ -303,8 +363,16 @@ class StreamState(CallControl):
         return None
 
     def accept(self, batch: Batch, outcome: Outcome) -> list[list[float]] | None:
-        """The vectors to yield for ``batch``, or ``None`` once the stream has failed."""
+        """The vectors to yield for ``batch``, or ``None`` once the stream has failed (a
+        split batch's parts before its first failed one are yielded)."""
         self._guard()
+        if isinstance(outcome, Split):
+            vectors: list[list[float]] = []
+            for part, result in outcome.parts:
+                got = self.accept(part, result)
+                if got is not None:
+                    vectors += got
+            return vectors or None
         self._end = max(self._end, batch.items[-1].index + 1)
         if isinstance(outcome, BatchResponse):
             problem = self._check(outcome)

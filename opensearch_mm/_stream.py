@@ -12,11 +12,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any
 
 from ._async import as_async_iter
-from ._call import Outcome, StreamState
+from ._call import Outcome, StreamState, answers
 from .batching import Batch
 from .errors import ConfigurationError, InputError
 from .inputs import EncodeOptions, WireItem, encode_content
-from .protocol import BatchResponse
 from .results import StreamStats
 
 __all__ = ["StreamRun", "numpy_converter", "progress_bar"]
@@ -83,8 +82,9 @@ class StreamRun:
     def deliver(self, batch: Batch, outcome: Outcome) -> list[Any]:
         """The vectors to yield for ``batch`` (none once the stream has failed)."""
         vectors = self.state.accept(batch, outcome)
-        if self.stats is not None and isinstance(outcome, BatchResponse):
-            self.stats.add(outcome.usage)
+        if self.stats is not None:
+            for answer in answers(outcome):
+                self.stats.add(answer.usage)
         if vectors is None:
             return []
         if self.convert is not None:

@@ -10,7 +10,16 @@ from concurrent.futures import wait as wait_any
 
 import httpx
 
-from ._call import NOT_SENT, CallControl, NotSent, Outcome
+from ._call import (
+    NOT_SENT,
+    CallControl,
+    NotSent,
+    Outcome,
+    Split,
+    all_refused,
+    split_again,
+    split_first,
+)
 from ._driver import (
     DriverBase,
     DriverConfig,
@@ -92,6 +101,12 @@ class SyncDriver(DriverBase):
             return response.status_code, response.headers, b"".join(parts)
 
     def _outcome(self, batch: Batch, control: CallControl, at_once: bool = False) -> Outcome:
+        outcome = self._attempt(batch, control, at_once)
+        if split_first(batch, outcome):
+            return self._split(batch, control, at_once)
+        return outcome
+
+    def _attempt(self, batch: Batch, control: CallControl, at_once: bool) -> Outcome:
         if control.stopped:
             return NOT_SENT
         try:
@@ -99,6 +114,20 @@ class SyncDriver(DriverBase):
         except OpenSearchMMError as exc:
             control.note(exc)
             return exc
+
+    def _split(
+        self, batch: Batch, control: CallControl, at_once: bool, above: bool = False
+    ) -> Split:
+        """Send the halves of a batch refused as invalid (``above``: every half of the
+        split above was refused too; see ``split_again``)."""
+        halves = batch.halves()
+        outcomes = [self._attempt(half, control, at_once) for half in halves]
+        again = split_again(halves, outcomes, all_refused_above=above)
+        here = all_refused(outcomes)
+        for k, half in enumerate(halves):
+            if again[k]:
+                outcomes[k] = self._split(half, control, at_once, here)
+        return Split(tuple(zip(halves, outcomes, strict=True)))
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:

@@ -49,6 +49,11 @@ class Batch:
         (an image batch's encoded images are megabytes no longer needed)."""
         return Batch(tuple(WireItem(item.index, b"", item.has_image) for item in self.items))
 
+    def halves(self) -> tuple[Batch, Batch]:
+        """The first and second half of this batch's inputs (it holds two or more)."""
+        middle = len(self.items) // 2
+        return Batch(self.items[:middle]), Batch(self.items[middle:])
+
     def body(self) -> bytes:
         """The request body: ``{"input":[...]}`` joined from the pre-encoded items."""
         return _PREFIX + b",".join(item.data for item in self.items) + _SUFFIX

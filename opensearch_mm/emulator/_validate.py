@@ -55,6 +55,11 @@ def _check_image(value: str, where: str) -> None:
             parts = None
         if parts is None or not parts.netloc or any(c.isspace() for c in value):
             raise RequestError(f"{where}: not a valid http(s) URL")
+        host = (parts.hostname or "").rstrip(".")
+        if host == "invalid" or host.endswith(".invalid"):
+            # The service downloads URL images; the emulator fetches nothing, but a host
+            # under ".invalid" never resolves anywhere (RFC 6761): a link that fails.
+            raise RequestError(f"{where}: cannot download the image at {host}")
         return
     m = _DATA_URI_RE.fullmatch(value)
     if m is None:

@@ -210,3 +210,42 @@ def test_a_wrong_answer_names_its_input_in_the_call() -> None:
     with pytest.raises(APIResponseError) as ei:
         state.finish()
     assert "request position 2 is input 40" in str(ei.value)
+
+
+def test_a_split_batch_records_each_part() -> None:
+    """A batch refused as invalid and sent again in halves: the good half's vectors land,
+    the bad one fails alone, named by the inputs it held."""
+    from opensearch_mm._call import Split, StreamState
+    from opensearch_mm.errors import InvalidParameterError
+
+    [whole] = batches(4, 4)
+    good, bad = whole.halves()
+    err = InvalidParameterError("input[1].image: cannot download", status_code=400)
+    split = Split(((good, ok(good)), (bad, err)))
+    state = CallState(4, model="m", dimensions=3)
+    assert state.record(whole, split) == 2
+    with pytest.raises(InvalidParameterError) as ei:
+        state.finish()
+    assert ei.value.partial is not None and ei.value.partial.failed_indices == [2, 3]
+    assert "the refused request held inputs 2-3" in str(ei.value)
+    stream = StreamState(dimensions=3)
+    assert stream.accept(whole, split) == ok(good).embeddings  # (the part before the bad)
+    with pytest.raises(InvalidParameterError) as si:
+        stream.finish()
+    assert si.value.partial is not None and si.value.partial.offset == 2
+
+
+def test_which_halves_are_split_again() -> None:
+    from opensearch_mm._call import split_again
+    from opensearch_mm.errors import InvalidParameterError
+
+    [whole] = batches(4, 4)
+    halves = whole.halves()
+    bad = InvalidParameterError("x", status_code=400)
+    good = ok(halves[0])
+    assert split_again(halves, [good, bad], all_refused_above=True) == [False, True]
+    assert split_again(halves, [bad, bad], all_refused_above=False) == [True, True]
+    assert split_again(halves, [bad, bad], all_refused_above=True) == [False, False]
+    assert split_again(halves, [server_error(), bad], all_refused_above=True) == [False, True]
+    single = Batch(halves[0].items[:1])
+    assert split_again([single, halves[1]], [bad, bad], all_refused_above=False) == [False, True]
