@@ -8,16 +8,7 @@ from typing import TypeVar
 
 import httpx
 
-from ._call import (
-    NOT_SENT,
-    CallControl,
-    NotSent,
-    Outcome,
-    Split,
-    all_refused,
-    split_again,
-    split_first,
-)
+from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
 from ._driver import (
     DriverBase,
     DriverConfig,
@@ -122,16 +113,15 @@ class AsyncDriver(DriverBase):
                 control.note(exc)
                 return exc
 
-        async def split(batch: Batch, above: bool = False) -> Split:
-            # (The halves of a batch refused as invalid: see split_again.)
-            halves = batch.halves()
-            outcomes = [await attempt(half) for half in halves]
-            again = split_again(halves, outcomes, all_refused_above=above)
-            here = all_refused(outcomes)
-            for k, half in enumerate(halves):
-                if again[k]:
-                    outcomes[k] = await split(half, here)
-            return Split(tuple(zip(halves, outcomes, strict=True)))
+        async def split(batch: Batch) -> Split:
+            # (A batch refused as invalid, sent again in parts: see halving.)
+            plan = halving(batch)
+            try:
+                part = next(plan)
+                while True:
+                    part = plan.send(await attempt(part))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
         async def outcome(batch: Batch) -> Outcome:
             async with semaphore:

@@ -16,7 +16,7 @@ import enum
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from ._request import describe
@@ -41,6 +41,7 @@ __all__ = [
     "all_refused",
     "answers",
     "attach_partial",
+    "halving",
     "split_again",
     "split_first",
 ]
@@ -101,6 +102,21 @@ def split_again(
         isinstance(outcome, InvalidParameterError) and len(half) > 1
         for half, outcome in zip(halves, outcomes, strict=True)
     ]
+
+
+def halving(batch: Batch, above: bool = False) -> Generator[Batch, Outcome, Split]:
+    """Send ``batch``, refused as invalid, again in halves: yields each part to send and
+    takes its outcome; returns the parts' outcomes. (Sans I/O: both drivers run it.)"""
+    halves = batch.halves()
+    outcomes: list[Outcome] = []
+    for half in halves:
+        outcomes.append((yield half))
+    again = split_again(halves, outcomes, all_refused_above=above)
+    here = all_refused(outcomes)
+    for k, half in enumerate(halves):
+        if again[k]:
+            outcomes[k] = yield from halving(half, here)
+    return Split(tuple(zip(halves, outcomes, strict=True)))
 
 
 def answers(outcome: Outcome) -> Iterator[BatchResponse]:

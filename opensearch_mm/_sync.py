@@ -10,16 +10,7 @@ from concurrent.futures import wait as wait_any
 
 import httpx
 
-from ._call import (
-    NOT_SENT,
-    CallControl,
-    NotSent,
-    Outcome,
-    Split,
-    all_refused,
-    split_again,
-    split_first,
-)
+from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
 from ._driver import (
     DriverBase,
     DriverConfig,
@@ -115,19 +106,15 @@ class SyncDriver(DriverBase):
             control.note(exc)
             return exc
 
-    def _split(
-        self, batch: Batch, control: CallControl, at_once: bool, above: bool = False
-    ) -> Split:
-        """Send the halves of a batch refused as invalid (``above``: every half of the
-        split above was refused too; see ``split_again``)."""
-        halves = batch.halves()
-        outcomes = [self._attempt(half, control, at_once) for half in halves]
-        again = split_again(halves, outcomes, all_refused_above=above)
-        here = all_refused(outcomes)
-        for k, half in enumerate(halves):
-            if again[k]:
-                outcomes[k] = self._split(half, control, at_once, here)
-        return Split(tuple(zip(halves, outcomes, strict=True)))
+    def _split(self, batch: Batch, control: CallControl, at_once: bool) -> Split:
+        """Send a batch refused as invalid again in parts (see ``halving``)."""
+        plan = halving(batch)
+        try:
+            part = next(plan)
+            while True:
+                part = plan.send(self._attempt(part, control, at_once))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
