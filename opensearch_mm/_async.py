@@ -42,22 +42,17 @@ class AsyncDriver(DriverBase):
         at_once: bool = False,
         control: CallControl | None = None,
     ) -> BatchResponse | NotSent:
-        """Send one batch, retrying what is retryable; raise the final error otherwise
-        (``at_once``: the only request of its call out: see ``DriverBase.request``).
-        Once ``control`` stops, a request waiting for its slot is not sent (``NOT_SENT``)
-        and one waiting to retry raises its last error."""
+        """As ``SyncDriver.send``, awaited (and a pool closed under it ends the request in
+        ``ClientClosedError``)."""
         if self.http.is_closed:  # (the client was closed while its call ran)
             raise _closed()
         request = self.request(batch, dimensions, at_once=at_once)
-        error: OpenSearchMMError | None = None  # the last retryable failure
         while True:
             slots = request.slot()
             for wait in slots:
                 if await _stopped_within(wait, control):
                     slots.close()  # (its slot goes back to the limiter)
-                    if error is not None:
-                        raise error
-                    return NOT_SENT
+                    return request.given_up()
             try:
                 status, headers, content = await self._post(request.body)
             except httpx.HTTPError as exc:
@@ -76,9 +71,8 @@ class AsyncDriver(DriverBase):
                 return step.response
             if isinstance(step, GiveUp):
                 raise step.error
-            error = step.error
             if await _stopped_within(step.delay, control):
-                raise error
+                return request.given_up()
 
     async def _post(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
         """POST ``body``; the answer's status, headers and body, read within the timeout

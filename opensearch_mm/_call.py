@@ -12,14 +12,13 @@ at the first batch that fails for good. Both end once: after :meth:`CallState.fi
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections import Counter
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._request import describe
+from ._request import NOT_SENT, NotSent, describe
 from .batching import Batch
 from .errors import APIResponseError, InvalidParameterError, OpenSearchMMError, RateLimitError
 from .inputs import WireItem
@@ -45,18 +44,6 @@ __all__ = [
     "split_again",
     "split_first",
 ]
-
-
-class NotSent(enum.Enum):
-    """The outcome of a batch that was never sent because its call stopped first."""
-
-    NOT_SENT = "NOT_SENT"
-
-    def __repr__(self) -> str:
-        return "NOT_SENT"
-
-
-NOT_SENT = NotSent.NOT_SENT
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ while the request was out), and none for a request that was never sent.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import ssl
@@ -169,6 +170,18 @@ def describe(error: OpenSearchMMError) -> str:
     return text
 
 
+class NotSent(enum.Enum):
+    """The outcome of a batch that was never sent because its call stopped first."""
+
+    NOT_SENT = "NOT_SENT"
+
+    def __repr__(self) -> str:
+        return "NOT_SENT"
+
+
+NOT_SENT = NotSent.NOT_SENT
+
+
 class Request:
     """One request's state machine: booking, checking, feedback and the retry decision.
 
@@ -207,6 +220,7 @@ class Request:
         self._ticket: Ticket | None = None
         self._heard_at_start: int | None = None  # the limiter's accepted count at first send
         self._sent = False
+        self._retrying: OpenSearchMMError | None = None  # the failure being retried
 
     def _move(self, event: Event) -> None:
         target = _TRANSITIONS.get((self.state, event))
@@ -242,6 +256,13 @@ class Request:
             self._sent = True
             self._heard_at_start = self._limiter.accepted_count()
         self._move("confirmed")
+
+    def given_up(self) -> NotSent:
+        """The call stopped while this request waited for its slot or a retry: ``NOT_SENT``
+        if it never went out, else its last failure is raised (it ends in it)."""
+        if self._retrying is not None:
+            raise self._retrying
+        return NOT_SENT
 
     def answered(self, status_code: int, headers: Mapping[str, str], content: bytes) -> Step:
         """The service answered: check the answer and decide.
@@ -319,6 +340,7 @@ class Request:
                 shut,
                 extra={"retry_delay": delay, "retry_error": error, "shut_for": shut},
             )
+            self._retrying = error
             return Retry(delay, error)
         budget = self._retry.budget(error)
         self.retries += 1
@@ -336,4 +358,5 @@ class Request:
                 "retry_error": error,
             },
         )
+        self._retrying = error
         return Retry(delay, error)

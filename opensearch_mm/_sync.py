@@ -27,6 +27,15 @@ from .protocol import BatchResponse
 __all__ = ["SyncDriver"]
 
 
+def _stopped_within(seconds: float, control: CallControl | None) -> bool:
+    """Sleep ``seconds`` (less once ``control`` stops: it wakes this thread); whether it
+    stopped."""
+    if control is None:
+        time.sleep(seconds)
+        return False
+    return control.wait(seconds)
+
+
 class SyncDriver(DriverBase):
     """Sends batches over one shared ``httpx.Client`` (thread-safe, pooled)."""
 
@@ -50,17 +59,12 @@ class SyncDriver(DriverBase):
         Once ``control`` stops, a request waiting for its slot is not sent (``NOT_SENT``)
         and one waiting to retry raises its last error."""
         request = self.request(batch, dimensions, at_once=at_once)
-        error: OpenSearchMMError | None = None  # the last retryable failure
         while True:
             slots = request.slot()
             for wait in slots:
-                if control is None:
-                    time.sleep(wait)
-                elif control.wait(wait):
+                if _stopped_within(wait, control):
                     slots.close()  # (its slot goes back to the limiter)
-                    if error is not None:
-                        raise error
-                    return NOT_SENT
+                    return request.given_up()
             try:
                 status, headers, content = self._post(request.body)
             except httpx.HTTPError as exc:
@@ -74,11 +78,8 @@ class SyncDriver(DriverBase):
                 return step.response
             if isinstance(step, GiveUp):
                 raise step.error
-            error = step.error
-            if control is None:
-                time.sleep(step.delay)
-            elif control.wait(step.delay):
-                raise error
+            if _stopped_within(step.delay, control):
+                return request.given_up()
 
     def _post(self, body: bytes) -> tuple[int, httpx.Headers, bytes]:
         """POST ``body``; the answer's status, headers and body, read within the timeout
