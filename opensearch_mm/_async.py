@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import TypeVar
 
 import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
 from ._driver import (
+    GIVE_BACK_SECONDS,
     DriverBase,
     DriverConfig,
     Pending,
@@ -92,7 +93,7 @@ class AsyncDriver(DriverBase):
         control: CallControl,
         *,
         limits: ReadAhead,
-    ) -> AsyncIterator[tuple[Batch, Outcome]]:
+    ) -> AsyncGenerator[tuple[Batch, Outcome], None]:
         """Yield each batch with its outcome, in order, reading ahead within ``limits``
         and ``max_concurrency`` in flight; once ``control.stopped`` nothing more is sent."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -142,8 +143,13 @@ class AsyncDriver(DriverBase):
                 batch, task = pending.pop()
                 yield batch, await task
         finally:
-            for task in pending.handles():
+            tasks = pending.handles()
+            for task in tasks:
                 task.cancel()
+            if tasks:
+                # (Cancelled, those waiting give their booked slots back as they end: a
+                # moment lets them, before the caller's next call books behind the slots.)
+                await asyncio.wait(tasks, timeout=GIVE_BACK_SECONDS)
 
 
 def _closed() -> ClientClosedError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from ._request import NOT_SENT, NotSent, describe
@@ -37,11 +37,9 @@ __all__ = [
     "Outcome",
     "Split",
     "StreamState",
-    "all_refused",
     "answers",
     "attach_partial",
     "halving",
-    "split_again",
     "split_first",
 ]
 
@@ -71,39 +69,51 @@ def split_first(batch: Batch, outcome: Outcome) -> bool:
     return isinstance(outcome, InvalidParameterError) and len(batch) > 1
 
 
-def all_refused(outcomes: Sequence[Outcome]) -> bool:
-    """Whether every half of a split batch was refused as invalid too."""
-    return all(isinstance(outcome, InvalidParameterError) for outcome in outcomes)
+_FRUITLESS_LEVELS = 3  # halving stops after three levels in a row with every part refused:
+# a request refused whatever it holds, or inputs nearly all bad, cost 1 + 2 + 4 + 8 = 15
+# requests, not 63 for 32 inputs; as long as a bad input leaves any eighth clean, each bad
+# one is found alone.
 
 
-def split_again(
-    halves: Sequence[Batch], outcomes: Sequence[Outcome], *, all_refused_above: bool
-) -> list[bool]:
-    """Which halves of a split batch to split in turn: those refused as invalid too, but
-    none when every half was, here and at the split above. (Two bad inputs, one in each
-    half, are found a step later; a request refused whatever it holds, or inputs nearly
-    all bad, stop after seven requests, not 63 for 32 inputs.)"""
-    if all_refused_above and all_refused(outcomes):
-        return [False] * len(halves)
-    return [
-        isinstance(outcome, InvalidParameterError) and len(half) > 1
-        for half, outcome in zip(halves, outcomes, strict=True)
-    ]
+def _refused(outcome: Outcome) -> bool:
+    return isinstance(outcome, InvalidParameterError)
 
 
-def halving(batch: Batch, above: bool = False) -> Generator[Batch, Outcome, Split]:
-    """Send ``batch``, refused as invalid, again in halves: yields each part to send and
-    takes its outcome; returns the parts' outcomes. (Sans I/O: both drivers run it.)"""
-    halves = batch.halves()
-    outcomes: list[Outcome] = []
-    for half in halves:
-        outcomes.append((yield half))
-    again = split_again(halves, outcomes, all_refused_above=above)
-    here = all_refused(outcomes)
-    for k, half in enumerate(halves):
-        if again[k]:
-            outcomes[k] = yield from halving(half, here)
-    return Split(tuple(zip(halves, outcomes, strict=True)))
+class _Part:
+    """One part of a batch being halved: its outcome, or its own parts'."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.outcome: Outcome = NOT_SENT
+        self.parts: list[_Part] = []
+
+    def result(self) -> Outcome:
+        if not self.parts:
+            return self.outcome
+        return Split(tuple((part.batch, part.result()) for part in self.parts))
+
+
+def halving(batch: Batch) -> Generator[Batch, Outcome, Split]:
+    """Send ``batch``, refused as invalid, again in halves, level by level, each part
+    refused halved again until its bad inputs are alone (see ``_FRUITLESS_LEVELS``).
+    Yields each part to send and takes its outcome; returns the parts' outcomes. (Sans
+    I/O: both drivers run it.)"""
+    whole = _Part(batch)
+    splitting, fruitless = [whole], 0
+    while splitting:
+        level: list[_Part] = []
+        for part in splitting:
+            part.parts = [_Part(half) for half in part.batch.halves()]
+            level += part.parts
+        for part in level:
+            part.outcome = yield part.batch
+        fruitless = fruitless + 1 if all(_refused(p.outcome) for p in level) else 0
+        if fruitless >= _FRUITLESS_LEVELS:
+            break
+        splitting = [p for p in level if _refused(p.outcome) and len(p.batch) > 1]
+    result = whole.result()
+    assert isinstance(result, Split)
+    return result
 
 
 def answers(outcome: Outcome) -> Iterator[BatchResponse]:
@@ -202,6 +212,9 @@ class CallControl:
     def __init__(self) -> None:
         self._stop = threading.Event()  # (threads waiting for a slot wake when it is set)
         self.finished = False
+        # The fatal error that stopped the call: what the call raises (the requests it
+        # cut short end in their own last failures, a 429 being retried, say).
+        self.cause: BaseException | None = None
 
     @property
     def stopped(self) -> bool:
@@ -223,6 +236,8 @@ class CallControl:
                 "no new request of this call is started",
                 describe(error),
             )
+        if self.cause is None:
+            self.cause = error
         self._stop.set()
 
     def stop(self) -> None:
@@ -289,7 +304,8 @@ class CallState(CallControl):
         self.note(exc)
 
     def finish(self) -> EmbeddingResult:
-        """The result, or the first error (by input position) with ``partial`` attached.
+        """The result, or the error that stopped the call (else the first failed input's)
+        with ``partial`` attached.
 
         Raises:
             BaseException: The first failed batch's error (by input position), with
@@ -324,6 +340,8 @@ class CallState(CallControl):
             error: BaseException = APIResponseError(f"{len(failed)} inputs got no vector")
         else:
             _, error, batch = self.first_error
+        if self.cause is not None:
+            error, batch = self.cause, None
         attach_partial(
             error,
             partial,
@@ -405,7 +423,7 @@ class StreamState(CallControl):
         """
         self._guard()
         self.finished = True
-        error = self.error
+        error = self.cause or self.error  # (the stop's cause, not a request it cut short)
         if error is None:
             return
         start = self.yielded

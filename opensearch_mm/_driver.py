@@ -128,6 +128,10 @@ class Pending(Generic[H]):
         return more and not full and not self._queue[0][1].done()
 
 
+GIVE_BACK_SECONDS = 0.05  # how long a call that ended early waits for its requests that
+# were waiting for a slot to give it back (they wake at once; those out are not waited for)
+
+
 def answer_deadline(timeout: httpx.Timeout) -> float | None:
     """When an answer whose headers came now must be read in full: its read timeout
     from now (``None``: no timeout)."""

@@ -70,6 +70,7 @@ class _LoopPool:
     http: httpx.AsyncClient
     driver: _LoopDriver
     closer: AsyncGenerator[None, None]  # its ``finally`` closes ``http`` (Pools._closer)
+    thread: int  # the thread the loop ran in (the only one that may run it)
 
 
 async def _shut(pool: _LoopPool) -> None:
@@ -153,7 +154,7 @@ class Pools:
                 del self._loop_pools[old]
             http = self.config.http_async_client()
             driver = _LoopDriver(http, self._driver_config(own_http=True))
-            pool = _LoopPool(http, driver, self._closer(loop, http))
+            pool = _LoopPool(http, driver, self._closer(loop, http), threading.get_ident())
             self._loop_pools[loop] = pool
         # Started here, the closer is one of this loop's async generators: asyncio.run()
         # (loop.shutdown_asyncgens) closes it, running its finally, before the loop ends.
@@ -201,8 +202,10 @@ class Pools:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
             return True
-        if not loop.is_running() and running is not None:
-            return False  # (one loop runs in a thread at a time)
+        if not loop.is_running() and (running is not None or pool.thread != threading.get_ident()):
+            # (One loop runs in a thread at a time, and an idle loop is run only by the
+            # thread it ran in: run here, its own run_until_complete would fail there.)
+            return False
         shut = _shut(pool)
         try:
             if loop.is_running():  # in another thread

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_any
 
@@ -12,6 +12,7 @@ import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
 from ._driver import (
+    GIVE_BACK_SECONDS,
     DriverBase,
     DriverConfig,
     Pending,
@@ -129,7 +130,7 @@ class SyncDriver(DriverBase):
 
     def run(
         self, batches: Iterable[Batch], control: CallControl, *, limits: ReadAhead
-    ) -> Iterator[tuple[Batch, Outcome]]:
+    ) -> Generator[tuple[Batch, Outcome], None, None]:
         """Yield each batch with its outcome, in order, reading ahead within ``limits``.
 
         Requests run concurrently in the client's pool (``max_concurrency`` threads), one
@@ -174,6 +175,9 @@ class SyncDriver(DriverBase):
                 control.stop()
                 for future in pending.handles():
                     future.cancel()
+                # (Those waiting wake at once and give their booked slots back: a moment
+                # lets them, before the caller's next call books behind the slots.)
+                wait_any(pending.unanswered(), timeout=GIVE_BACK_SECONDS)
 
     def close(self) -> None:
         """Shut the thread pool down (after the requests in flight); it is never rebuilt."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable
@@ -296,10 +297,13 @@ class MultiModalEmbeddingClient:
     ) -> EmbeddingResult:
         state, batches = self._plan(items)
         driver, limits = self._pools.sync_driver(), self._whole_call(batches)
-        for batch, outcome in driver.run(batches, state, limits=limits):
-            done = state.record(batch, outcome)
-            if done and on_progress is not None:
-                on_progress(done)
+        # (Closed on the way out, an exception's too: its requests waiting end now, not
+        # when the traceback holding it goes.)
+        with contextlib.closing(driver.run(batches, state, limits=limits)) as run:
+            for batch, outcome in run:
+                done = state.record(batch, outcome)
+                if done and on_progress is not None:
+                    on_progress(done)
         self._learn(state)
         return state.finish()
 
@@ -308,10 +312,11 @@ class MultiModalEmbeddingClient:
     ) -> EmbeddingResult:
         state, batches = self._plan(items)
         driver, limits = await self._pools.async_driver(), self._whole_call(batches)
-        async for batch, outcome in driver.run(batches, state, limits=limits):
-            done = state.record(batch, outcome)
-            if done and on_progress is not None:
-                on_progress(done)
+        async with contextlib.aclosing(driver.run(batches, state, limits=limits)) as run:
+            async for batch, outcome in run:
+                done = state.record(batch, outcome)
+                if done and on_progress is not None:
+                    on_progress(done)
         self._learn(state)
         return state.finish()
 
@@ -464,11 +469,13 @@ class MultiModalEmbeddingClient:
         """
         stream = self._stream(inputs, "embed_iter", progress, as_numpy, stats)
         driver, batches = self._pools.sync_driver(), pack(stream.items(inputs))
+        run = driver.run(batches, stream.state, limits=self._stream_limits)
         try:
-            for batch, outcome in driver.run(batches, stream.state, limits=self._stream_limits):
+            for batch, outcome in run:
                 yield from stream.deliver(batch, outcome)
         finally:
             stream.close()  # also when the consumer stops early: queued batches stay unsent
+            run.close()
         self._learn(stream.state)
         stream.end()
 
@@ -505,13 +512,13 @@ class MultiModalEmbeddingClient:
         left by ``break`` closes the stream only when it is garbage-collected)."""
         stream = self._stream(inputs, "aembed_iter", progress, as_numpy, stats)
         driver, batches = await self._pools.async_driver(), apack(stream.aitems(inputs))
+        run = driver.run(batches, stream.state, limits=self._stream_limits)
         try:
-            async for batch, outcome in driver.run(
-                batches, stream.state, limits=self._stream_limits
-            ):
+            async for batch, outcome in run:
                 for vector in stream.deliver(batch, outcome):
                     yield vector
         finally:
             stream.close()
+            await run.aclose()  # (its requests waiting for slots end now, not when collected)
         self._learn(stream.state)
         stream.end()

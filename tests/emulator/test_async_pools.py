@@ -96,6 +96,35 @@ def test_close_closes_the_pool_of_an_idle_loop(emu: Emulator) -> None:
         loop.close()
 
 
+def test_close_from_another_thread_never_runs_an_idle_loop(emu: Emulator) -> None:
+    # An idle loop is run only by its own thread: run by close() in another, the owner's
+    # next run_until_complete failed ("This event loop is already running") whenever
+    # the two met. Its pool is closed when the loop runs again, or at its shutdown.
+    port = port_of(emu)
+    client = make(emu)
+    loop = asyncio.new_event_loop()
+    runners: list[int] = []
+    run = loop.run_until_complete
+
+    def recorded(future: object) -> object:
+        runners.append(threading.get_ident())
+        return run(future)  # type: ignore[arg-type]
+
+    loop.run_until_complete = recorded  # type: ignore[method-assign]
+    try:
+        loop.run_until_complete(client.aembed_texts(texts(64)))
+        closer = threading.Thread(target=client.close)
+        closer.start()
+        closer.join(10)
+        assert set(runners) == {threading.get_ident()}
+        with pytest.raises(ClientClosedError):
+            loop.run_until_complete(client.aembed_texts(texts(1)))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        assert open_sockets_to(port) == 0
+    finally:
+        loop.close()
+
+
 async def test_a_sync_close_from_async_code_closes_this_loops_pool(emu: Emulator) -> None:
     port = port_of(emu)
     client = make(emu)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from opensearch_mm import Content, InvalidParameterError, MultiModalEmbeddingClient
@@ -71,9 +72,44 @@ def test_vectors_are_those_of_their_inputs(emu: Emulator) -> None:
 
 
 def test_a_request_refused_whatever_it_holds_is_not_halved_on(emu: Emulator) -> None:
-    # Every input bad: halved twice (1 + 2 + 4 requests), then no more, not down to
-    # each input alone (63 requests).
+    # Every input bad: three levels of halves with every part refused (1 + 2 + 4 + 8
+    # requests), then no more, not down to each input alone (63 requests).
     with client(emu) as c, pytest.raises(InvalidParameterError) as ei:
         c.embed(images(32, set(range(32))))
-    assert emu.stats.requests == 7
+    assert emu.stats.requests == 15
     assert ei.value.partial is not None and len(ei.value.partial.failed_indices) == 32
+
+
+class QuotaGoneAt(httpx.HTTPTransport):
+    """The quota runs out just before the n-th request (1-based) goes out."""
+
+    def __init__(self, emu: Emulator, n: int) -> None:
+        super().__init__()
+        self.emu, self.n, self.sent = emu, n, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        if self.sent == self.n:
+            self.emu.inject("quota", 100)
+        return super().handle_request(request)
+
+
+@pytest.mark.parametrize("mode", ["stream", "sync"])
+def test_a_halving_cut_by_a_fatal_answer_raises_that_answer(emu: Emulator, mode: str) -> None:
+    # The request is refused for its bad link; its first half (with the link) too, and
+    # the second finds the quota gone: the first half's halves are never sent, and the
+    # stream stopped there said so ("input 0 was never sent") instead of why.
+    from opensearch_mm import QuotaExceededError
+
+    http = httpx.Client(transport=QuotaGoneAt(emu, 3))
+    with (
+        MultiModalEmbeddingClient(
+            api_key=KEY, endpoint=emu.url, qps=None, max_retries=0, http_client=http
+        ) as c,
+        pytest.raises(QuotaExceededError),
+    ):
+        if mode == "stream":
+            list(c.embed_iter(images(32, {5})))
+        else:
+            c.embed(images(32, {5}))
+    http.close()

@@ -9,9 +9,11 @@ after the call ends shows whether they gave up.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from opensearch_mm import AuthenticationError, MultiModalEmbeddingClient
@@ -82,6 +84,20 @@ def test_a_stream_closed_early_sends_nothing_more(emu: Emulator) -> None:
         assert limiter.acquire().wait <= 0.5 + 1e-6
 
 
+async def test_an_async_stream_closed_early_gives_its_slots_back(emu: Emulator) -> None:
+    limiter = FixedRateLimiter(2.0)
+    async with pinned(emu, limiter) as client:
+        stream = client.aembed_iter(TEXTS)
+        await stream.__anext__()
+        await stream.aclose()
+        # (Given back as the stream closes, not when it is collected: by then the
+        # caller's next call had booked behind them.)
+        assert limiter.acquire().wait <= 0.5 + 1e-6
+        sent = emu.stats.requests
+        await asyncio.sleep(1.2)
+        assert emu.stats.requests == sent
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_fatal_answer_stops_the_requests_waiting_for_a_slot(emu: Emulator, mode: str) -> None:
     # A wrong key: the first 401 stops the call, and the seven requests waiting for their
@@ -109,3 +125,74 @@ def test_a_slot_given_back_goes_to_the_next_booking() -> None:
     now[0] = 102.0
     limiter.release(third)  # (a slot already past is not given to anyone)
     assert limiter.acquire().wait == 0.0
+
+
+class _ByBatch:
+    """Arms the fault for the batch about to go out: a 429 with a hint of a second for
+    the first batch's first send, the quota gone for the second batch's."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu, self.lock, self.armed = emu, threading.Lock(), set()
+
+    def arm(self, body: bytes) -> None:
+        first = b'"text 0"' in body
+        if first not in self.armed:
+            self.armed.add(first)
+            if first:
+                self.emu.inject("throttle", 1, retry_after=1.0)
+            else:
+                self.emu.inject("quota", 1)
+
+
+class ByBatch(httpx.HTTPTransport):
+    def __init__(self, faults: _ByBatch) -> None:
+        super().__init__()
+        self.faults = faults
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.faults.lock:  # (armed and sent one at a time: the fault is this one's)
+            self.faults.arm(request.read())
+            return super().handle_request(request)
+
+
+class AsyncByBatch(httpx.AsyncHTTPTransport):
+    def __init__(self, faults: _ByBatch) -> None:
+        super().__init__()
+        self.faults = faults
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.faults.arm(await request.aread())  # (one loop: nothing runs in between)
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "stream"])
+def test_the_error_raised_is_the_one_that_stopped_the_call(emu: Emulator, mode: str) -> None:
+    # The first batch is refused with a hint of a second; meanwhile the second finds the
+    # quota gone. The first, cut short while it waited to retry, ends in its 429, but
+    # the call raises what stopped it (a 429 to retry later would mislead).
+    from opensearch_mm import QuotaExceededError
+
+    faults = _ByBatch(emu)
+    http = httpx.Client(transport=ByBatch(faults))
+    ahttp = httpx.AsyncClient(transport=AsyncByBatch(faults))
+    texts = [f"text {i}" for i in range(64)]  # two requests, both out at once
+    client = MultiModalEmbeddingClient(
+        api_key=KEY, endpoint=emu.url, qps=None, http_client=http, http_async_client=ahttp
+    )
+
+    async def embed_async() -> None:
+        try:
+            await client.aembed_texts(texts)
+        finally:
+            await ahttp.aclose()
+
+    with client, pytest.raises(QuotaExceededError) as ei:
+        if mode == "sync":
+            client.embed_texts(texts)
+        elif mode == "async":
+            asyncio.run(embed_async())
+        else:
+            list(client.embed_iter(texts))
+    http.close()
+    assert ei.value.partial is not None
+    assert emu.stats.requests == 2

@@ -235,17 +235,41 @@ def test_a_split_batch_records_each_part() -> None:
     assert si.value.partial is not None and si.value.partial.offset == 2
 
 
-def test_which_halves_are_split_again() -> None:
-    from opensearch_mm._call import split_again
+def run_halving(bad: set[int], n: int = 32) -> tuple[list[int], int]:
+    """Halve a refused batch of ``n`` against a service refusing any request holding an
+    input of ``bad``: (the inputs that end refused, sub-requests sent)."""
+    from opensearch_mm._call import halving
     from opensearch_mm.errors import InvalidParameterError
 
-    [whole] = batches(4, 4)
-    halves = whole.halves()
-    bad = InvalidParameterError("x", status_code=400)
-    good = ok(halves[0])
-    assert split_again(halves, [good, bad], all_refused_above=True) == [False, True]
-    assert split_again(halves, [bad, bad], all_refused_above=False) == [True, True]
-    assert split_again(halves, [bad, bad], all_refused_above=True) == [False, False]
-    assert split_again(halves, [server_error(), bad], all_refused_above=True) == [False, True]
-    single = Batch(halves[0].items[:1])
-    assert split_again([single, halves[1]], [bad, bad], all_refused_above=False) == [False, True]
+    [whole] = batches(n, n)
+    plan, sent = halving(whole), 0
+    try:
+        part = next(plan)
+        while True:
+            sent += 1
+            refused = bad & set(part.indices)
+            outcome = InvalidParameterError("x", status_code=400) if refused else ok(part)
+            part = plan.send(outcome)
+    except StopIteration as done:
+        split = done.value
+    state = CallState(n, model="m", dimensions=3)
+    state.record(whole, split)
+    with pytest.raises(InvalidParameterError) as ei:
+        state.finish()
+    assert ei.value.partial is not None
+    return ei.value.partial.failed_indices, sent
+
+
+@pytest.mark.parametrize(
+    ("bad", "sent"),
+    [({5}, 10), ({3, 17}, 18), ({2, 12, 20}, 24), ({0, 8, 16, 24}, 30), ({0, 31}, 18)],
+)
+def test_halving_leaves_each_bad_input_alone(bad: set[int], sent: int) -> None:
+    assert run_halving(bad) == (sorted(bad), sent)
+
+
+def test_halving_a_request_refused_whatever_it_holds_stops_after_three_levels() -> None:
+    failed, sent = run_halving(set(range(32)))
+    assert failed == list(range(32)) and sent == 2 + 4 + 8
+    failed, sent = run_halving({k * 4 for k in range(8)})  # a bad input in every eighth
+    assert sent == 14 and len(failed) == 32  # (the limit: eighths all refused)
