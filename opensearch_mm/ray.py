@@ -19,8 +19,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from ._config import _check_qps, _positive_number
 from ._ray_limit import (
@@ -295,6 +298,23 @@ def _shown_image(value: object) -> object:
         return f"<array {getattr(value, 'shape', '?')} {getattr(value, 'dtype', '?')}>"
 
 
+def _shown_item(data: bytes) -> str:
+    """An encoded input for a message: its text and image, an inline image by its size."""
+    item = orjson.loads(data)
+    parts = []
+    if "text" in item:
+        text = item["text"]
+        parts.append(f"text {text[:60] + '...' if len(text) > 60 else text!r}")
+    if "image" in item:
+        image = item["image"]
+        if image.startswith("data:"):
+            kind = image[len("data:image/") : image.index(";")]
+            parts.append(f"image <{kind}, {len(image):,} bytes as a data URI>")
+        else:
+            parts.append(f"image {image[:100]!r}")
+    return " and ".join(parts)
+
+
 def _row_error(exc: BaseException) -> str:
     """A short, readable reason for the error column (no batch-level summary)."""
     if isinstance(exc, InputError):
@@ -435,6 +455,21 @@ class Embedder:
             field=exc.field,
         )
 
+    @staticmethod
+    def _refused_rows(exc: InvalidParameterError, items: list[WireItem]) -> OpenSearchMMError:
+        """``exc`` (``on_error='raise'``) restated by the rows the service refused, not
+        their positions in a batch (which mean nothing to the caller)."""
+        failed = exc.partial.failed_indices if exc.partial is not None else []
+        shown = [_shown_item(items[j].data) for j in failed[:3]]
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        return InvalidParameterError(
+            f"the service refused the row {'; the row '.join(shown)}{more}: {exc.message}; "
+            "on_error='null' gives such rows a null vector and the reason instead",
+            status_code=exc.status_code,
+            code=exc.code,
+            request_id=exc.request_id,
+        )
+
     def _encode(self, text: object, image: object, index: int) -> WireItem:
         if text is None and image is None:
             columns = [c for c in (self.text_column, self.image_column) if c]
@@ -466,16 +501,21 @@ class Embedder:
         if not items:
             return out
         try:
-            vectors, errors = self._run(items)
+            try:
+                vectors, errors = self._run(items)
+            except InvalidParameterError as exc:
+                raise self._refused_rows(exc, items) from None
+            # The client halves a request the service refuses until its bad inputs are
+            # alone, but stops where every part is refused three levels running: inputs
+            # refused together with others (one error for several) are sent alone.
             refused = [j for j, v in enumerate(vectors) if v is None]
-            if len(refused) > 1:
-                # The service refused a request of several inputs: find the inputs at
-                # fault by sending the refused ones alone, rather than failing them all.
-                for j in refused:
-                    if isinstance(errors.get(j), InvalidParameterError):
-                        alone, why = self._run([WireItem(0, items[j].data, items[j].has_image)])
-                        vectors[j] = alone[0]
-                        errors[j] = why.get(0)
+            shared = Counter(id(errors.get(j)) for j in refused)
+            for j in refused:
+                why = errors.get(j)
+                if isinstance(why, InvalidParameterError) and shared[id(why)] > 1:
+                    alone, again = self._run([WireItem(0, items[j].data, items[j].has_image)])
+                    vectors[j] = alone[0]
+                    errors[j] = again.get(0)
         finally:
             # The answers reach the coordinator with the next lease, or within half a
             # second if this actor goes idle: not one remote call per batch.

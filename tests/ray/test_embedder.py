@@ -251,3 +251,22 @@ def test_the_key_travels_hidden(emu: Emulator, monkeypatch: pytest.MonkeyPatch) 
     assert "env-secret-key-123" not in repr(kwargs) and "env-secret-key-123" not in str(kwargs)
     assert kwargs["api_key"].get_secret_value() == "env-secret-key-123"
     assert kwargs["endpoint"] == emu.url
+
+
+def test_a_dead_link_costs_only_its_row_and_is_named_when_raised() -> None:
+    # The client halves the refused request down to the dead link alone: its row alone
+    # is null (each refused input was then sent alone once more); raised, the error
+    # names the row's link, not a position in a batch.
+    urls = [f"https://example.com/{i}.jpg" for i in range(40)]
+    urls[13] = "https://photos.invalid/13.jpg"
+    with Emulator(api_key=KEY, qps=None, latency_ms=0) as emu:
+        out = _embedder(emu, image_column="url", on_error="null")(pa.table({"url": urls}))
+        vectors = out.column("embedding").to_pylist()
+        assert [i for i, v in enumerate(vectors) if v is None] == [13]
+        assert "cannot download" in out.column("embedding_error").to_pylist()[13]
+        assert emu.stats.requests == 2 + 10  # requests of 32 and 8, then the halving
+        with pytest.raises(InvalidParameterError) as info:
+            _embedder(emu, image_column="url")(pa.table({"url": urls}))
+    message = str(info.value)
+    assert "photos.invalid/13.jpg" in message and "on_error='null'" in message
+    assert "input 13" not in message  # (a position in the batch means nothing here)
