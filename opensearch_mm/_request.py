@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -139,6 +140,14 @@ def map_transport_error(exc: httpx.HTTPError, origin: str) -> APIConnectionError
                 "(check the endpoint's host and port, and that the service is up)",
                 endpoint=origin,
                 kind="refused",
+            )
+        if any(isinstance(e, socket.gaierror) for e in _causes(exc)):
+            host = origin.split("://", 1)[-1].rsplit(":", 1)[0]
+            return APIConnectionError(
+                f"the endpoint's host {host} cannot be found (check the endpoint's spelling, "
+                "and the network's name service)",
+                endpoint=origin,
+                kind="unresolved",
             )
         if _plain_http(exc):
             plain = "http://" + origin.removeprefix("https://")

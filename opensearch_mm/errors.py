@@ -195,8 +195,8 @@ class APIConnectionError(OpenSearchMMError):
 
     ``endpoint`` is the ``scheme://host:port`` that was tried. ``kind`` says why when it
     is known: ``"refused"`` (nothing listens there: retried only briefly),
-    ``"tls_mismatch"`` (an https endpoint answered in plain http: never retried),
-    ``"timeout"``, or ``"other"``.
+    ``"unresolved"`` (no such host: retried only briefly), ``"tls_mismatch"`` (an https
+    endpoint answered in plain http: never retried), ``"timeout"``, or ``"other"``.
     """
 
     endpoint: str | None = None

@@ -32,7 +32,8 @@ __all__ = [
 _RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx but these two:
 _FINAL_5XX = frozenset({501, 505})  # not implemented, HTTP version: the same every time
 # (A gateway's own 5xx, 520-530 at CDNs, are passing failures like 502-504.)
-# A refused connection means nothing listens at the endpoint (wrong port, server down):
+# A refused connection means nothing listens at the endpoint (wrong port, server down), an
+# unknown host a misspelt endpoint:
 # a couple of quick retries ride out a restart, but the user hears about it in ~1 s,
 # not after the full backoff (~30 s with the defaults).
 REFUSED_MAX_RETRIES = 2
@@ -43,7 +44,8 @@ SHUT_MIN = 1.0
 
 
 def _refused(exc: BaseException) -> bool:
-    return isinstance(exc, APIConnectionError) and exc.kind == "refused"
+    # (An unknown host is as permanent, save a name service's hiccup.)
+    return isinstance(exc, APIConnectionError) and exc.kind in ("refused", "unresolved")
 
 
 def is_retryable(exc: BaseException) -> bool:

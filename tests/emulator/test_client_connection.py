@@ -108,6 +108,24 @@ async def test_refused_connection_is_reported_quickly_naming_the_endpoint(mode: 
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_an_unknown_host_is_reported_quickly_naming_it(mode: str) -> None:
+    # (".invalid" never resolves: RFC 6761. A misspelt host went through six retries
+    # and their backoff, about 25 s, before it was told.)
+    limiter = CountingLimiter()
+    client = MultiModalEmbeddingClient(
+        api_key=KEY, endpoint="https://embedding.invalid", rate_limiter=limiter
+    )
+    try:
+        with pytest.raises(APIConnectionError) as ei:
+            await embed(client, mode)
+    finally:
+        await client.aclose()
+    assert ei.value.kind == "unresolved"
+    assert "embedding.invalid cannot be found" in str(ei.value)
+    assert limiter.observed == 3  # the first try and two quick retries, not seven
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_https_to_a_plain_http_server_is_not_retried_and_hints_http(
     plain_http: PlainHTTPServer, mode: str
 ) -> None:
