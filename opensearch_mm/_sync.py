@@ -72,6 +72,9 @@ class SyncDriver(DriverBase):
                 step = request.transport_failed(exc)
             except BaseException as exc:  # cancelled or interrupted while the request was out
                 request.abandoned(exc)
+                if isinstance(exc, RuntimeError) and self.http.is_closed:
+                    # (httpx: "the client has been closed": close() from another thread)
+                    raise ClientClosedError("this client was closed while the call ran") from exc
                 raise
             else:
                 step = request.answered(status, headers, content)

@@ -196,3 +196,21 @@ def test_the_error_raised_is_the_one_that_stopped_the_call(emu: Emulator, mode: 
     http.close()
     assert ei.value.partial is not None
     assert emu.stats.requests == 2
+
+
+def test_a_sync_call_whose_client_closes_under_it_ends_in_client_closed_error(
+    emu: Emulator,
+) -> None:
+    # One request, sent from the caller's thread, waiting to retry when another thread
+    # closes the client: its retry met httpx's "the client has been closed" RuntimeError.
+    from opensearch_mm import ClientClosedError, RetryPolicy
+
+    emu.inject("server_error", 1, retry_after=1.0)  # (the retry a second later, honoured)
+    client = MultiModalEmbeddingClient(
+        api_key=KEY, endpoint=emu.url, qps=None, retry_policy=RetryPolicy(max_retries=2)
+    )
+    closer = threading.Timer(0.2, client.close)
+    closer.start()
+    with pytest.raises(ClientClosedError):
+        client.embed_texts(["one"])
+    closer.join()
