@@ -27,7 +27,14 @@ from .errors import (
     ServiceNotFoundError,
 )
 
-__all__ = ["Explained", "core_message", "explain", "input_reason", "missing_credentials"]
+__all__ = [
+    "Explained",
+    "core_message",
+    "explain",
+    "input_reason",
+    "missing_credentials",
+    "refused_reason",
+]
 
 _TLS_MISMATCH = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure")
 
@@ -48,6 +55,11 @@ def input_reason(exc: InputError) -> str:
         # fixed side is sure to help; --downscale-oversized re-encodes until the image fits.
         reason = reason.split("; pass ", 1)[0] + "; pass --downscale-oversized to shrink it"
     return reason
+
+
+def refused_reason(exc: APIError) -> str:
+    """Why the service refused one input as invalid (a dead link, an unreadable image)."""
+    return f"the service refused it as invalid ({_service_text(exc)})"
 
 
 def missing_credentials(endpoint: str | None, api_key: str | None) -> str | None:

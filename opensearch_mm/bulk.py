@@ -21,6 +21,8 @@ then lost to an unwritable path.
 from __future__ import annotations
 
 import argparse
+import errno
+import itertools
 import os
 import re
 import stat
@@ -34,7 +36,7 @@ from typing import IO, Any
 
 import orjson
 
-from ._cli_errors import explain, input_reason, missing_credentials
+from ._cli_errors import explain, input_reason, missing_credentials, refused_reason
 from ._cli_report import (
     JobReport,
     Progress,
@@ -63,8 +65,9 @@ from ._sinks import (
 )
 from .client import ENV_API_KEY, ENV_ENDPOINT, ENV_WORKSPACE, MultiModalEmbeddingClient
 from .errors import ConfigurationError, InputError, InvalidParameterError, OpenSearchMMError
+from .inputs import encode_content
 from .models import DEFAULT_MODEL
-from .results import StreamStats
+from .results import PartialResult, StreamStats
 
 __all__ = ["BulkError", "add_parser", "read_progress", "run"]
 
@@ -75,6 +78,7 @@ EXIT_OK = 0
 EXIT_API = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141  # the reader of stdout has gone: see _quiet_broken_pipe
 
 
 class BulkError(Exception):
@@ -562,25 +566,37 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     _check_npy(args)
     client = _make_client(args)
     report = JobReport(inputs=len(inputs))
-    vectors: list[list[float] | None]
+    contents = [{kind: value} for kind, value in inputs]
+    vectors: list[list[float] | None] = [None] * len(inputs)
     failure: OpenSearchMMError | OSError | None = None
+    interrupted = False
+    stats = StreamStats()
     with retry_notices(report), closing(client):
         try:
-            result = client.embed([{kind: value} for kind, value in inputs])
-            vectors = list(result.embeddings)
-            report.usage, report.requests = result.usage, len(result.request_ids)
+            # Every input is checked before anything is sent; then they are streamed, so
+            # that the vectors that arrived before a Ctrl-C are there to be written.
+            for index, content in enumerate(contents):
+                encode_content(content, index, client.encode_options)
+            stream = client.embed_iter(contents, stats=stats)
+            try:
+                for index, vector in enumerate(stream):
+                    vectors[index] = vector
+            finally:  # stop the requests in flight
+                stream.close()
         except InputError as exc:
             label = labels[exc.index] if exc.index is not None else "input"
             raise BulkError(f"{label}: {input_reason(exc)}") from None
         except KeyboardInterrupt:
-            say("interrupted: nothing written")
-            return EXIT_INTERRUPTED
+            interrupted = True
         except OpenSearchMMError as exc:
             failure = exc
             partial = exc.partial
-            vectors = list(partial.embeddings) if partial is not None else [None] * len(inputs)
             if partial is not None:
-                report.usage, report.requests = partial.usage, len(partial.request_ids)
+                for j, got in enumerate(partial.embeddings):
+                    if 0 <= partial.offset + j < len(vectors):
+                        vectors[partial.offset + j] = got
+        finally:
+            report.usage, report.requests = stats.usage, stats.requests
     records = [
         {"input": number, kind: value, "embedding": vector}
         for number, ((kind, value), vector) in enumerate(zip(inputs, vectors, strict=True), 1)
@@ -590,6 +606,8 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     try:
         sink = _write_direct(records, output)
     except OSError as exc:
+        if output is None and _reader_gone(exc):
+            return _quiet_broken_pipe()
         if output is None:  # stdout itself: nowhere else to put them
             say(f"failed: cannot write stdout ({exc.strerror or exc})")
             _summarize(report, client)
@@ -602,6 +620,14 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     if isinstance(failure, OSError):
         _summarize(report, client)
         return EXIT_API
+    if interrupted:
+        if sink.count:
+            say(f"interrupted: {sink.count} of {len(inputs)} inputs embedded, written to {where}")
+        else:
+            say("interrupted: nothing written")
+        report.inputs = sink.count
+        _summarize(report, client)
+        return EXIT_INTERRUPTED
     if failure is not None:
         problem, fix, _ = _failure(failure, client, args)
         say(f"failed: {problem}")
@@ -629,6 +655,30 @@ def _run_direct(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> int:
     return EXIT_OK
 
 
+def _reader_gone(exc: OSError) -> bool:
+    """Whether writing stdout failed because its reader closed the pipe (``| head``)."""
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+
+
+def _quiet_broken_pipe() -> int:
+    """Stop as a Unix tool does when the reader of its stdout has gone: nothing on stderr,
+    exit status 141 (what a shell reports for a process killed by SIGPIPE, 128 + 13).
+
+    Python ignores SIGPIPE, so the write raises EPIPE instead of ending the process. The
+    status is 141 rather than 0 because the job did not finish: ``yes | head`` reports
+    the same, and a script under ``set -o pipefail`` can tell (and accept 141 as it does
+    for other tools). stdout is pointed at /dev/null so that the interpreter's last flush
+    of what is still buffered does not complain on stderr either.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # pragma: no cover - no file descriptor behind stdout
+        pass
+    return EXIT_PIPE
+
+
 def _write_direct(records: list[dict[str, Any]], output: Path | None) -> Sink:
     """Write the records of a direct-mode call to ``output`` (``None``: stdout)."""
     sink: Sink = StdoutWriter(keep=False)
@@ -652,7 +702,11 @@ def _check_existing(args: argparse.Namespace, output: Path, *, resumable: bool) 
     """Refuse to touch an existing output unless --resume or --overwrite says how."""
     journal = journal_path(output) if is_parquet(output) else None
     exists = output.exists() and (output.is_dir() or output.stat().st_size > 0)
-    if journal is not None and journal.exists():
+    name = str(output)
+    # An empty journal holds nothing to resume (a job that failed before its first vector).
+    if journal is not None and journal.is_file() and journal.stat().st_size > 0:
+        if not exists:  # only the journal: name it as what it is
+            name = f"{journal} (the journal of {output})"
         exists = True
     if output.is_dir():
         raise BulkError(f"-o {output} is a directory; give a file name")
@@ -662,7 +716,7 @@ def _check_existing(args: argparse.Namespace, output: Path, *, resumable: bool) 
             if resumable
             else ("--overwrite to replace it")
         )
-        raise BulkError(f"{output} exists: pass {hint}")
+        raise BulkError(f"{name} exists: pass {hint}")
 
 
 @dataclass
@@ -772,8 +826,11 @@ def _run_manifest(args: argparse.Namespace) -> int:
         # A pipe or a device cannot be read back for the .npy: keep the vectors, as stdout does.
         sink = JsonLinesWriter(output, plan.start, keep=args.npy is not None and is_stream(output))
     errors: JsonLinesWriter | None = None
+    recorded = 0  # invalid lines already in the errors file (those a resumed job keeps)
     if args.skip_invalid:
         size = plan.errors.stat().st_size if plan.errors.is_file() else 0
+        if size:
+            recorded = count_lines(plan.errors)
         errors = JsonLinesWriter(plan.errors, size)
     progress: Progress | None = None
     if args.progress:
@@ -782,7 +839,16 @@ def _run_manifest(args: argparse.Namespace) -> int:
     job = _Job(client, sink, errors, progress)
     source = _Manifest(manifest, plan.skip, errors, _fields(args))
     status = EXIT_OK
+    # Until the job ends, a Parquet job's vectors are in its journal: name it as what it is.
+    held = where
+    if output is not None and is_parquet(output):
+        held = f"{journal_path(output)} (the journal of {output})"
     resume = "run the same command with --resume" if output is not None else ""
+    again = "run the same command again" if output is not None else ""
+
+    def kept() -> int:
+        return plan.kept + sink.count
+
     with retry_notices(job.report), closing(client):
         try:
             job.run(source.entries())
@@ -791,13 +857,20 @@ def _run_manifest(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             status = EXIT_INTERRUPTED
             job.close()
-            then = f"; {resume} to continue" if resume else ""
-            say(f"interrupted: {plan.kept + sink.count} vectors in {where}{then}")
+            if not kept():
+                say(f"interrupted: nothing written to {where}")
+            else:
+                then = f"; {resume} to continue" if resume else ""
+                say(f"interrupted: {kept()} vectors in {held}{then}")
         except BulkError as exc:
             job.close()
-            then = f"; fix it, then {resume} to continue" if resume else ""
             say(f"error: {exc}")
-            say(f"{plan.kept + sink.count} vectors in {where}{then}")
+            if not kept():
+                then = f"; fix it, then {again}" if again else ""
+                say(f"nothing written to {where}{then}")
+            else:
+                then = f"; fix it, then {resume} to continue" if resume else ""
+                say(f"{kept()} vectors in {held}{then}")
             _summarize(job.report, client)
             return EXIT_INVALID
         except OpenSearchMMError as exc:
@@ -806,25 +879,34 @@ def _run_manifest(args: argparse.Namespace) -> int:
             problem, fix, transient = _failure(exc, client, args)
             if isinstance(exc, InvalidParameterError) and job.pending:
                 problem += f"; the request started at manifest line {job.pending[0].line}"
+                if not args.skip_invalid:
+                    fix += ", or add --skip-invalid to record such inputs and go on"
             say(f"failed: {problem}")
             if fix:
                 say(f"to fix: {fix}")
-            kept = plan.kept + sink.count
             if not resume:
-                say(f"{kept} vectors written to {where}")
+                say(f"{kept()} vectors written to {where}")
+            elif not kept():  # --resume would keep nothing: the command as it is will do
+                say(f"nothing written to {where}" + (f"; {again}" if transient else ""))
             elif transient:
-                say(f"{kept} vectors in {where}; {resume} to continue")
-            elif kept:
-                say(f"{kept} vectors in {where}; once fixed, {resume} to keep them")
+                say(f"{kept()} vectors in {held}; {resume} to continue")
             else:
-                say(f"nothing written to {where}")
+                say(f"{kept()} vectors in {held}; once fixed, {resume} to keep them")
         except OSError as exc:
+            if output is None and _reader_gone(exc):
+                quiet = _quiet_broken_pipe()
+                job.close()
+                return quiet
             status = EXIT_API
             job.close()
             name = getattr(exc, "filename", None) or where
             say(f"failed: cannot write {name} ({exc.strerror or exc})")
-            then = f"; once it can be written, {resume} to continue" if resume else ""
-            say(f"{plan.kept + sink.count} vectors kept in {where}{then}")
+            if not kept():
+                then = f"; once it can be written, {again}" if again else ""
+                say(f"nothing written to {where}{then}")
+            else:
+                then = f"; once it can be written, {resume} to continue" if resume else ""
+                say(f"{kept()} vectors kept in {held}{then}")
         finally:
             job.close()
     if status != EXIT_OK:
@@ -832,8 +914,9 @@ def _run_manifest(args: argparse.Namespace) -> int:
         return status
     if isinstance(sink, ParquetWriter):
         sink.finish()
-    skipped = f", {errors.count} invalid lines in {plan.errors}" if errors and errors.count else ""
-    say(f"done: {plan.kept + sink.count} vectors in {where}{skipped}")
+    invalid = recorded + errors.count if errors is not None else 0
+    skipped = f", {invalid} invalid lines in {plan.errors}" if invalid else ""
+    say(f"done: {kept()} vectors in {where}{skipped}")
     kept_rows = sink.rows if isinstance(sink, (StdoutWriter, JsonLinesWriter)) else None
     if kept_rows is not None and args.npy is not None:
         rows = save_npy(kept_rows, args.npy)
@@ -912,17 +995,79 @@ class _Job:
                         raise BulkError(message) from None
                     self.errors.write({"line": bad.line, "error": message})
                     self.pending.clear()
+                except InvalidParameterError as exc:
+                    if self.errors is None or exc.partial is None:
+                        self._keep_arrived(exc)
+                        raise
+                    source = self._skip_refused(exc, exc.partial, source)
                 except OpenSearchMMError as exc:
-                    partial = exc.partial
-                    if partial is not None:  # keep what arrived in order after the last write
-                        for got in partial.embeddings:
-                            if got is None:
-                                break
-                            self._write(got)
+                    self._keep_arrived(exc)
                     raise
         finally:
             self.report.requests = self.stats.requests
             self.report.usage = self.stats.usage
+
+    def _keep_arrived(self, exc: OpenSearchMMError) -> None:
+        """Write the vectors that arrived in order after the last write."""
+        if exc.partial is None:
+            return
+        for got in exc.partial.embeddings:
+            if got is None:
+                break
+            self._write(got)
+
+    def _skip_refused(
+        self, exc: InvalidParameterError, partial: PartialResult, source: Iterator[Entry]
+    ) -> Iterator[Entry]:
+        """Under ``--skip-invalid``: write what arrived, record each input the service
+        refused as invalid on its own in the errors file, and return the entries to go on
+        with (those read but not answered, sent again, then the rest of the manifest).
+
+        An input is skipped only when the service refused it alone (the client halves a
+        refused request until its bad inputs are alone; a repeat of the same input shares
+        its refusal): a request refused whatever it holds, or an input that failed for
+        another reason, stops the job as without ``--skip-invalid``.
+        """
+        assert self.errors is not None
+        read = list(self.pending)  # pending[j] is input partial.offset + j of this call
+        held: dict[int, list[int]] = {}  # id(error) -> the inputs it refused
+        for index, error in partial.errors.items():
+            if isinstance(error, InvalidParameterError):
+                held.setdefault(id(error), []).append(index)
+
+        def alone(index: int) -> bool:
+            error = partial.errors.get(index)
+            if not isinstance(error, InvalidParameterError):
+                return False
+            contents = {
+                orjson.dumps(read[i - partial.offset].content, option=orjson.OPT_SORT_KEYS)
+                for i in held[id(error)]
+                if 0 <= i - partial.offset < len(read)
+            }
+            return len(contents) == 1
+
+        skipped = 0
+        for j, vector in enumerate(partial.embeddings[: len(read)]):
+            if vector is not None:
+                self._write(vector)
+                continue
+            if not alone(partial.offset + j):
+                break
+            bad = self.pending.popleft()
+            error = partial.errors[partial.offset + j]
+            assert isinstance(error, InvalidParameterError)
+            field = f" ({next(iter(bad.content))})" if len(bad.content) == 1 else ""
+            self.errors.write(
+                {"line": bad.line, "error": f"line {bad.line}{field}: {refused_reason(error)}"}
+            )
+            skipped += 1
+            if self.progress is not None:
+                self.progress.at(bad.line)
+        if not skipped:  # the first input without a vector was not refused on its own
+            raise exc
+        again = list(self.pending)  # read, not answered: sent again, in order
+        self.pending.clear()
+        return itertools.chain(again, source)
 
     def close(self) -> None:
         """Close the outputs (what is complete stays), once."""
