@@ -849,6 +849,14 @@ def _run_manifest(args: argparse.Namespace) -> int:
     def kept() -> int:
         return plan.kept + sink.count
 
+    def say_left(after: str, kept_in: str = "in") -> None:
+        """What the job leaves, and how to go on ``after`` the problem is mended."""
+        if not kept():
+            say(f"nothing written to {where}" + (f"; {after}, then {again}" if again else ""))
+        else:
+            then = f"; {after}, then {resume} to continue" if resume else ""
+            say(f"{kept()} vectors {kept_in} {held}{then}")
+
     with retry_notices(job.report), closing(client):
         try:
             job.run(source.entries())
@@ -865,12 +873,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
         except BulkError as exc:
             job.close()
             say(f"error: {exc}")
-            if not kept():
-                then = f"; fix it, then {again}" if again else ""
-                say(f"nothing written to {where}{then}")
-            else:
-                then = f"; fix it, then {resume} to continue" if resume else ""
-                say(f"{kept()} vectors in {held}{then}")
+            say_left("fix it")
             _summarize(job.report, client)
             return EXIT_INVALID
         except OpenSearchMMError as exc:
@@ -901,12 +904,7 @@ def _run_manifest(args: argparse.Namespace) -> int:
             job.close()
             name = getattr(exc, "filename", None) or where
             say(f"failed: cannot write {name} ({exc.strerror or exc})")
-            if not kept():
-                then = f"; once it can be written, {again}" if again else ""
-                say(f"nothing written to {where}{then}")
-            else:
-                then = f"; once it can be written, {resume} to continue" if resume else ""
-                say(f"{kept()} vectors kept in {held}{then}")
+            say_left("once it can be written", kept_in="kept in")
         finally:
             job.close()
     if status != EXIT_OK:
