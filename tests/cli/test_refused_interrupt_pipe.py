@@ -195,9 +195,12 @@ def test_invalid_line_count_after_resume_is_the_files_total(
     assert f"2 invalid lines in {out}.errors.jsonl" in ran.err
 
 
-def test_no_resume_advice_when_nothing_was_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["o.jsonl", "o.parquet"])
+def test_no_resume_advice_when_nothing_was_written(tmp_path: Path, name: str) -> None:
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
     manifest = write_manifest(tmp_path / "m.jsonl", [{"text": "a"}, {"text": "b"}])
-    out = tmp_path / "o.jsonl"
+    out = tmp_path / name
     env = {
         "OPENSEARCH_MM_ENDPOINT": f"http://127.0.0.1:{free_port()}",
         "OPENSEARCH_MM_API_KEY": KEY,
@@ -207,20 +210,6 @@ def test_no_resume_advice_when_nothing_was_written(tmp_path: Path) -> None:
     assert "--resume" not in ran.err, ran.err
     assert f"nothing written to {out}" in ran.err
     # and the plain command can indeed be run again
-    ran = run_cli("embed", str(manifest), "-o", str(out), "--max-retries", "0", env=env)
-    assert "exists" not in ran.err
-
-
-def test_parquet_nothing_written_needs_no_resume(tmp_path: Path) -> None:
-    pytest.importorskip("pyarrow")
-    manifest = write_manifest(tmp_path / "m.jsonl", [{"text": "a"}, {"text": "b"}])
-    out = tmp_path / "o.parquet"
-    env = {
-        "OPENSEARCH_MM_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "OPENSEARCH_MM_API_KEY": KEY,
-    }
-    ran = run_cli("embed", str(manifest), "-o", str(out), "--max-retries", "0", env=env)
-    assert ran.code == 1 and "--resume" not in ran.err, ran.err
     ran = run_cli("embed", str(manifest), "-o", str(out), "--max-retries", "0", env=env)
     assert ran.code == 1 and "exists" not in ran.err, ran.err
 
