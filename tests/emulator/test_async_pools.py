@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -64,7 +65,7 @@ def port_of(emulator: Emulator) -> int:
     return port
 
 
-def make(emulator: Emulator, **kwargs: object) -> MultiModalEmbeddingClient:
+def make(emulator: Emulator, **kwargs: Any) -> MultiModalEmbeddingClient:
     return MultiModalEmbeddingClient(
         api_key=KEY, endpoint=emulator.url, qps=None, share_rate_limit=False, **kwargs
     )
@@ -110,7 +111,7 @@ def test_close_from_another_thread_never_runs_an_idle_loop(emu: Emulator) -> Non
         runners.append(threading.get_ident())
         return run(future)  # type: ignore[arg-type]
 
-    loop.run_until_complete = recorded  # type: ignore[method-assign]
+    loop.run_until_complete = recorded  # type: ignore[method-assign,assignment]
     try:
         loop.run_until_complete(client.aembed_texts(texts(64)))
         closer = threading.Thread(target=client.close)

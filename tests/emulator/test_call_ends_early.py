@@ -132,7 +132,8 @@ class _ByBatch:
     the first batch's first send, the quota gone for the second batch's."""
 
     def __init__(self, emu: Emulator) -> None:
-        self.emu, self.lock, self.armed = emu, threading.Lock(), set()
+        self.emu, self.lock = emu, threading.Lock()
+        self.armed: set[bool] = set()
 
     def arm(self, body: bytes) -> None:
         first = b'"text 0"' in body
