@@ -9,15 +9,7 @@ from typing import TypeVar
 import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
-from ._driver import (
-    GIVE_BACK_SECONDS,
-    DriverBase,
-    DriverConfig,
-    Pending,
-    ReadAhead,
-    answer_deadline,
-    check_deadline,
-)
+from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import ClientClosedError, OpenSearchMMError
@@ -80,11 +72,11 @@ class AsyncDriver(DriverBase):
         (httpx times each read: a body sent a little at a time could take for ever)."""
         stream = self.http.stream("POST", self.url, content=body, headers=self.headers)
         async with stream as response:
-            deadline = answer_deadline(self.http.timeout)
+            deadline = self.answer_deadline(self.http.timeout)
             parts = []
             async for part in response.aiter_bytes():
                 parts.append(part)
-                check_deadline(deadline)
+                self.check_deadline(deadline)
             return response.status_code, response.headers, b"".join(parts)
 
     async def run(
@@ -149,7 +141,7 @@ class AsyncDriver(DriverBase):
             if tasks:
                 # (Cancelled, those waiting give their booked slots back as they end: a
                 # moment lets them, before the caller's next call books behind the slots.)
-                await asyncio.wait(tasks, timeout=GIVE_BACK_SECONDS)
+                await asyncio.wait(tasks, timeout=self.give_back_seconds)
 
 
 def _closed() -> ClientClosedError:

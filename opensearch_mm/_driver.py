@@ -128,25 +128,11 @@ class Pending(Generic[H]):
         return more and not full and not self._queue[0][1].done()
 
 
-GIVE_BACK_SECONDS = 0.05  # how long a call that ended early waits for its requests that
-# were waiting for a slot to give it back (they wake at once; those out are not waited for)
-
-
-def answer_deadline(timeout: httpx.Timeout) -> float | None:
-    """When an answer whose headers came now must be read in full: its read timeout
-    from now (``None``: no timeout)."""
-    seconds = timeout.read
-    return None if seconds is None else time.monotonic() + seconds
-
-
-def check_deadline(deadline: float | None) -> None:
-    """Raise ``httpx.ReadTimeout`` (a timeout, as any read's) once past ``deadline``."""
-    if deadline is not None and time.monotonic() > deadline:
-        raise httpx.ReadTimeout("the answer's body took longer than the timeout")
-
-
 class DriverBase:
     """Configuration shared by both drivers, and the per-request state machine."""
+
+    give_back_seconds = 0.05  # how long a call that ended early waits for its requests
+    # waiting for a slot to give it back (they wake at once; those out are not waited for)
 
     def __init__(self, config: DriverConfig) -> None:
         self.url = config.url
@@ -158,6 +144,20 @@ class DriverBase:
         self.origin = config.origin
         self.target = config.target
         self._rng = random.Random()
+
+    @staticmethod
+    def answer_deadline(timeout: httpx.Timeout) -> float | None:
+        """When an answer whose headers came now must be read in full: its read timeout
+        from now (``None``: no timeout). (httpx times each read: a body sent a little at
+        a time could take for ever.)"""
+        seconds = timeout.read
+        return None if seconds is None else time.monotonic() + seconds
+
+    @staticmethod
+    def check_deadline(deadline: float | None) -> None:
+        """Raise ``httpx.ReadTimeout`` (a timeout, as any read's) once past ``deadline``."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer's body took longer than the timeout")
 
     def one_at_a_time(self, limits: ReadAhead) -> bool:
         """Whether a call reading ahead within ``limits`` has one request out at a time (a

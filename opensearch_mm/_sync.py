@@ -11,15 +11,7 @@ from concurrent.futures import wait as wait_any
 import httpx
 
 from ._call import NOT_SENT, CallControl, NotSent, Outcome, Split, halving, split_first
-from ._driver import (
-    GIVE_BACK_SECONDS,
-    DriverBase,
-    DriverConfig,
-    Pending,
-    ReadAhead,
-    answer_deadline,
-    check_deadline,
-)
+from ._driver import DriverBase, DriverConfig, Pending, ReadAhead
 from ._request import Done, GiveUp
 from .batching import Batch
 from .errors import ClientClosedError, OpenSearchMMError
@@ -89,11 +81,11 @@ class SyncDriver(DriverBase):
         """POST ``body``; the answer's status, headers and body, read within the timeout
         (httpx times each read: a body sent a little at a time could take for ever)."""
         with self.http.stream("POST", self.url, content=body, headers=self.headers) as response:
-            deadline = answer_deadline(self.http.timeout)
+            deadline = self.answer_deadline(self.http.timeout)
             parts = []
             for part in response.iter_bytes():
                 parts.append(part)
-                check_deadline(deadline)
+                self.check_deadline(deadline)
             return response.status_code, response.headers, b"".join(parts)
 
     def _outcome(self, batch: Batch, control: CallControl, at_once: bool = False) -> Outcome:
@@ -180,7 +172,7 @@ class SyncDriver(DriverBase):
                     future.cancel()
                 # (Those waiting wake at once and give their booked slots back: a moment
                 # lets them, before the caller's next call books behind the slots.)
-                wait_any(pending.unanswered(), timeout=GIVE_BACK_SECONDS)
+                wait_any(pending.unanswered(), timeout=self.give_back_seconds)
 
     def close(self) -> None:
         """Shut the thread pool down (after the requests in flight); it is never rebuilt."""

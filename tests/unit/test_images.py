@@ -708,7 +708,7 @@ def mean8(uri: str) -> float:
     img = Image.open(io.BytesIO(decode_uri(uri)[1]))
     assert img.mode in ("L", "RGB"), img.mode
     band = img.convert("L")
-    return sum(band.getdata()) / (band.width * band.height)
+    return sum(band.tobytes()) / (band.width * band.height)
 
 
 def test_a_32_bit_pil_image_is_scaled_into_8_bits_not_clipped_white() -> None:
