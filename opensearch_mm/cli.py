@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,7 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except KeyboardInterrupt:
+        # A Ctrl-C the command did not take as its own: most often a second one while
+        # the first waits for the requests out to end (what was written is closed by
+        # then). Out at once, with no traceback: exiting the usual way would wait for the
+        # requests again (the interpreter joins the threads sending them).
+        print("interrupted: stopped without waiting for the requests out", file=sys.stderr)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(130)
     return result
 
 

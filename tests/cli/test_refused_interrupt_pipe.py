@@ -236,3 +236,29 @@ def test_closed_stdout_ends_quietly(server: Emulator, tmp_path: Path, mode: str)
     )
     assert done.stderr == b"", done.stderr.decode()
     assert done.stdout.decode().strip() == "141"
+
+
+def test_a_second_ctrl_c_ends_the_job_at_once_without_a_traceback(tmp_path: Path) -> None:
+    # The first Ctrl-C writes what arrived and waits for the requests out (here 8 s
+    # answers); a second one during that wait printed a traceback, and the process still
+    # waited for them.
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"text": f"t{i}"} for i in range(200)])
+    with Emulator(api_key=KEY, qps=None, latency_ms=8000) as slow:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSEARCH_MM_")}
+        env.update(service_env(slow))
+        args = ["embed", str(manifest), "-o", str(tmp_path / "o.jsonl"), "--max-concurrency", "2"]
+        proc = subprocess.Popen(
+            [str(command()), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 30
+        while slow.stats.requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - start
+    assert proc.returncode == 130
+    assert b"Traceback" not in err, err.decode()
+    assert took < 4.0  # (the answers were 8 s away: not waited for)
